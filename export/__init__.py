@@ -1,0 +1,1 @@
+"""Exporters: ONNX, TFLite, C arrays and packed blobs from a trained ``model.direct`` (see issue 5)."""

@@ -1,0 +1,311 @@
+"""DirectGLM: the DIRECT model on a given basis, in the paper's terms (docs/trainer.md §5–§8).
+
+y = Φ w + ε, ε ~ N(0, σ²), every w_i on a discrete grid, σ² on a discrete noise grid.  The data enter
+only through :class:`SufficientStatistics`; the numerics live in :mod:`direct_edge.trainer.elbo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from direct_edge.trainer import elbo as E
+from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.grid import WeightGrid, normalise_log_probs
+from direct_edge.trainer.grid import noise_grid as default_noise_grid
+from direct_edge.trainer.optimize import OptimResult, maximise_adam, maximise_lbfgs
+from direct_edge.trainer.posterior import Posterior, PosteriorSamples
+from direct_edge.trainer.statistics import SufficientStatistics
+
+FAMILIES = ("mean-field", "mixture")
+ENTROPIES = ("bound", "reinforce")
+INITS = ("staged", "prior")
+
+
+class DirectGLM:
+    """Bayesian GLM with discrete weights, fitted by exact variational inference.
+
+    Build from a basis ``Phi`` (n, b) and ``y`` (n,), or from ``stats``.  ``grid``: a
+    :class:`WeightGrid`, values (m,) shared by all weights, or (b, m) per weight (default: 4-bit
+    levels × 0.25·sd(y)).  ``log_prior``: (m,) or (b, m), rows normalised here (default uniform).
+    ``noise_grid``: (K,) variances (default var(y)·geomspace(1e-5, 1, 26)); ``log_noise_prior``:
+    (K,) (default uniform).  ``family``: "mean-field" or "mixture" with ``n_components`` r;
+    ``entropy`` (mixture only): "bound" (deterministic, L-BFGS-B) or "reinforce" (score-function
+    estimate with ``n_entropy_samples`` samples, Adam).  ``seed`` drives the mixture's symmetry
+    breaking and REINFORCE samples.
+
+    A freshly built mean-field model holds the prior as its variational distribution.
+    """
+
+    def __init__(
+        self,
+        Phi: np.ndarray | None = None,
+        y: np.ndarray | None = None,
+        *,
+        stats: SufficientStatistics | None = None,
+        grid: WeightGrid | np.ndarray | None = None,
+        log_prior: np.ndarray | None = None,
+        noise_grid: np.ndarray | None = None,
+        log_noise_prior: np.ndarray | None = None,
+        family: str = "mean-field",
+        n_components: int = 5,
+        entropy: str = "bound",
+        n_entropy_samples: int = 10,
+        seed: int = 0,
+    ) -> None:
+        if stats is None:
+            if Phi is None or y is None:
+                raise DataError("DirectGLM needs either (Phi, y) or stats")
+            stats = SufficientStatistics.from_basis(Phi, y)
+        elif Phi is not None or y is not None:
+            raise DataError("give either (Phi, y) or stats, not both")
+        if stats.n < 1:
+            raise DataError("statistics hold no rows")
+        if family not in FAMILIES:
+            raise DataError(f"family must be one of {FAMILIES}, got {family!r}")
+        if entropy not in ENTROPIES:
+            raise DataError(f"entropy must be one of {ENTROPIES}, got {entropy!r}")
+        if family == "mixture" and (int(n_components) < 1):
+            raise DataError("n_components must be >= 1")
+        self.stats = stats
+        self.family = family
+        self.n_components = int(n_components) if family == "mixture" else 1
+        self.entropy = entropy
+        self.n_entropy_samples = int(n_entropy_samples)
+        self.seed = int(seed)
+        b = stats.n_features
+        y_sd = float(np.sqrt(stats.y_var)) or 1.0
+
+        if grid is None:
+            grid = WeightGrid.from_bits(4, 0.25 * y_sd)
+        self.weight_grid = grid if isinstance(grid, WeightGrid) else None
+        values = grid.values if isinstance(grid, WeightGrid) else np.asarray(grid, dtype=np.float64)
+        if values.ndim == 1:
+            values = np.broadcast_to(values, (b, values.shape[0]))
+        if values.ndim != 2 or values.shape[0] != b or values.shape[1] < 2:
+            raise DataError(f"grid must have shape (m,) or ({b}, m) with m >= 2, got {values.shape}")
+        m = values.shape[1]
+        if log_prior is None:
+            log_prior = np.zeros(m)
+        log_prior = np.broadcast_to(normalise_log_probs(log_prior, "log_prior"), (b, m))
+        if log_prior.shape != (b, m):
+            raise DataError(f"log_prior must have shape (m,) or ({b}, {m})")
+        if noise_grid is None:
+            noise_grid = (stats.y_var if stats.y_var > 0 else 1.0) * default_noise_grid()
+        noise = np.asarray(noise_grid, dtype=np.float64).reshape(-1)
+        if noise.size < 1 or not np.all(np.isfinite(noise)) or np.any(noise <= 0):
+            raise DataError("noise_grid must hold positive finite variances")
+        if log_noise_prior is None:
+            log_noise_prior = np.zeros(noise.size)
+        log_noise_prior = normalise_log_probs(log_noise_prior, "log_noise_prior")
+        if log_noise_prior.shape != noise.shape:
+            raise DataError("log_noise_prior must have the shape of noise_grid")
+        self.problem = E.Problem.build(
+            stats, np.ascontiguousarray(values), np.ascontiguousarray(log_prior), noise, log_noise_prior
+        )
+        self.params = self.initial_params()
+        self.trace_: list[float] = []
+        self.n_iter_ = 0
+        self.converged_ = False
+
+    # ---- parameter layout -------------------------------------------------------------------
+
+    @property
+    def n_features(self) -> int:
+        return self.problem.shape[0]
+
+    def _sizes(self) -> list[tuple[str, tuple[int, ...]]]:
+        b, m = self.problem.shape
+        K = self.problem.noise.size
+        if self.family == "mean-field":
+            return [("theta", (b, m)), ("eta", (K,))]
+        r = self.n_components
+        sizes = [("theta", (r, b, m)), ("alpha", (r,))]
+        if self.entropy == "bound":
+            sizes.append(("log_A", (b, m)))
+        return sizes + [("eta", (K,))]
+
+    def unpack(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """Split a flat parameter vector into named arrays (views)."""
+        out, pos = {}, 0
+        for name, shape in self._sizes():
+            size = int(np.prod(shape))
+            out[name] = params[pos : pos + size].reshape(shape)
+            pos += size
+        if pos != params.size:
+            raise DataError(f"parameter vector has {params.size} entries, expected {pos}")
+        return out
+
+    def pack(self, **parts: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [np.asarray(parts[name], dtype=np.float64).ravel() for name, _ in self._sizes()]
+        )
+
+    def initial_params(self) -> np.ndarray:
+        """q at the prior (mean-field); prior plus seeded logit noise per component (mixture)."""
+        p = self.problem
+        if self.family == "mean-field":
+            return self.pack(theta=p.log_prior, eta=p.log_noise_prior)
+        rng = np.random.default_rng(self.seed)
+        r = self.n_components
+        theta = p.log_prior[None] + 0.1 * rng.standard_normal((r, *p.shape))
+        return self.pack(theta=theta, alpha=np.zeros(r), log_A=p.log_prior, eta=p.log_noise_prior)
+
+    # ---- objective ----------------------------------------------------------------------------
+
+    def elbo_and_grad(
+        self, params: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[float, np.ndarray]:
+        """ELBO (nats) and its gradient wrt the flat ``params``.
+
+        Mean-field: exact.  Mixture with entropy "bound": the exact value and gradient of the
+        deterministic lower bound.  Mixture with "reinforce": exact likelihood and prior terms plus a
+        score-function estimate of the entropy and its gradient (stochastic; uses ``rng``).
+        """
+        q = self.unpack(np.asarray(params, dtype=np.float64))
+        if self.family == "mean-field":
+            value, d_theta, d_eta = E.mean_field_elbo(self.problem, q["theta"], q["eta"])
+            return value, self.pack(theta=d_theta, eta=d_eta)
+        if self.entropy == "bound":
+            value, d_theta, d_alpha, d_log_A, d_eta = E.mixture_elbo_bound(
+                self.problem, q["theta"], q["alpha"], q["log_A"], q["eta"]
+            )
+            return value, self.pack(theta=d_theta, alpha=d_alpha, log_A=d_log_A, eta=d_eta)
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        value, d_theta, d_alpha, d_eta = E.mixture_elbo_reinforce(
+            self.problem, q["theta"], q["alpha"], q["eta"], rng, self.n_entropy_samples
+        )
+        return value, self.pack(theta=d_theta, alpha=d_alpha, eta=d_eta)
+
+    def elbo(self, params: np.ndarray | None = None) -> float:
+        """ELBO at ``params`` (default: the current ones).  Mean-field: exact.  Mixture: the
+        deterministic bound, or with "reinforce" a seeded Monte Carlo estimate of the entropy
+        (1,000 samples) added to the exact likelihood and prior terms."""
+        params = self.params if params is None else params
+        if self.family == "mixture" and self.entropy == "reinforce":
+            saved, self.n_entropy_samples = self.n_entropy_samples, 1000
+            try:
+                return self.elbo_and_grad(params, np.random.default_rng(self.seed))[0]
+            finally:
+                self.n_entropy_samples = saved
+        return self.elbo_and_grad(params)[0]
+
+    # ---- fitting ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        max_iter: int = 3000,
+        init: str = "staged",
+        tol: float = 1e-10,
+        stage_iter: int = 300,
+        learning_rate: float = 0.05,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> DirectGLM:
+        """Maximise the ELBO.  Returns self; sets ``elbo_``, ``n_iter_``, ``converged_``, ``trace_``.
+
+        ``init``: "staged" (default) first fits q(w) with q(σ²) held on the noise level nearest
+        0.1·var(y), then sets q(σ²) to its optimum given q(w), then optimises everything jointly;
+        this avoids the stall of "prior" (joint optimisation from the prior, docs/trainer.md §8).
+        Mixtures start from a fitted mean-field posterior with perturbed components.
+        ``max_iter`` bounds L-BFGS-B iterations (Adam steps for "reinforce").
+        """
+        if init not in INITS:
+            raise DataError(f"init must be one of {INITS}, got {init!r}")
+        self.trace_ = []
+
+        def record(it: int, value: float) -> None:
+            self.trace_.append(value)
+            if callback is not None:
+                callback(len(self.trace_), value)
+
+        if self.family == "mean-field":
+            x0 = self.params
+            if init == "staged":
+                x0 = self._staged_start(x0, stage_iter, tol, record)
+            res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
+        else:
+            x0 = self._mixture_start(max_iter, init, tol, stage_iter, record)
+            if self.entropy == "bound":
+                res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
+            else:
+                rng = np.random.default_rng(self.seed)
+                res = maximise_adam(
+                    lambda x: self.elbo_and_grad(x, rng), x0, max_iter, learning_rate, callback=record
+                )
+        self._finish(res)
+        return self
+
+    def _finish(self, res: OptimResult) -> None:
+        self.params = res.x
+        self.n_iter_ = len(self.trace_)
+        self.converged_ = res.converged
+        self.message_ = res.message
+        self.elbo_ = self.elbo()
+
+    def _staged_start(self, x0: np.ndarray, stage_iter: int, tol: float, record: Callable) -> np.ndarray:
+        p = self.problem
+        q = self.unpack(x0.copy())
+        target = 0.1 * (self.stats.y_var if self.stats.y_var > 0 else p.y_sq / p.n)
+        rho = np.zeros(p.noise.size)
+        rho[np.argmin(np.abs(np.log(p.noise) - np.log(max(target, 1e-300))))] = 1.0
+        theta_shape = q["theta"].shape
+
+        def stage_objective(theta_flat: np.ndarray) -> tuple[float, np.ndarray]:
+            value, d_theta, _ = E.mean_field_elbo(p, theta_flat.reshape(theta_shape), q["eta"], fixed_rho=rho)
+            return value, d_theta.ravel()
+
+        res = maximise_lbfgs(stage_objective, q["theta"].ravel().copy(), stage_iter, tol, record)
+        theta = res.x.reshape(theta_shape)
+        s, t = E.weight_moments(p, np.exp(E.log_softmax(theta)))
+        sq_res, _ = E.expected_sq_residual(p, s, t)
+        return self.pack(theta=theta, eta=E.optimal_noise_logits(p, float(sq_res)))
+
+    def _mixture_start(
+        self, max_iter: int, init: str, tol: float, stage_iter: int, record: Callable
+    ) -> np.ndarray:
+        mf = DirectGLM(
+            stats=self.stats,
+            grid=self.problem.grid,
+            log_prior=self.problem.log_prior,
+            noise_grid=self.problem.noise,
+            log_noise_prior=self.problem.log_noise_prior,
+        )
+        mf.fit(max_iter=max_iter, init=init, tol=tol, stage_iter=stage_iter, callback=record)
+        q_mf = mf.unpack(mf.params)
+        rng = np.random.default_rng(self.seed)
+        r = self.n_components
+        theta = q_mf["theta"][None] + 0.5 * rng.standard_normal((r, *self.problem.shape))
+        log_A = E.log_softmax(q_mf["theta"])
+        return self.pack(theta=theta, alpha=np.zeros(r), log_A=log_A, eta=q_mf["eta"])
+
+    # ---- posterior ----------------------------------------------------------------------------
+
+    def posterior(self) -> Posterior:
+        """The current variational distribution as a stand-alone :class:`Posterior`."""
+        q = self.unpack(self.params)
+        Q = np.exp(E.log_softmax(q["theta"]))
+        alpha = np.ones(1) if self.family == "mean-field" else np.exp(E.log_softmax(q["alpha"]))
+        return Posterior(
+            grid=self.problem.grid,
+            q_weights=Q[None] if Q.ndim == 2 else Q,
+            mixture_weights=alpha,
+            noise=self.problem.noise,
+            q_noise=np.exp(E.log_softmax(q["eta"])),
+            weight_grid=self.weight_grid,
+        )
+
+    def predict_moments(
+        self, Phi_test: np.ndarray, include_noise: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact predictive mean (n,) and variance (n,) for ``Phi_test``: (n, b); see
+        :meth:`Posterior.predict_moments`."""
+        return self.posterior().predict_moments(Phi_test, include_noise)
+
+    def sample(self, n_samples: int, seed: int = 0) -> PosteriorSamples:
+        """``n_samples`` draws of (w, σ²) from q, reproducible for a given ``seed``."""
+        return self.posterior().sample(n_samples, seed)
+
+    def mode(self) -> np.ndarray:
+        """(b,) grid indices of the posterior mode (see :meth:`Posterior.mode`)."""
+        return self.posterior().mode()

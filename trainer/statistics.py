@@ -1,0 +1,169 @@
+"""Sufficient statistics: the only way data enter a DIRECT fit (docs/trainer.md §4).
+
+One streaming pass over (X, y) chunks accumulates, in float64,
+
+    n, G = ΦᵀΦ (b, b), h = Φᵀy (b,), c = yᵀy, Φᵀ1 (b,), Σy
+
+Peak memory is O(b² + chunk·b).  Statistics of disjoint row sets add up (``a + b``), so they can be
+computed anywhere and merged.  Φᵀ1 and Σy let the target be centred and scaled afterwards
+(:meth:`SufficientStatistics.standardised`) without a second pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import blas
+
+from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.features import FeatureMap
+
+DEFAULT_CHUNK_ROWS = 4096
+
+
+@dataclass
+class SufficientStatistics:
+    """Statistics of a Gaussian GLM over a set of rows.
+
+    ``gram``: (b, b) ΦᵀΦ; ``phi_y``: (b,) Φᵀy; ``y_sq``: yᵀy; ``phi_sum``: (b,) Φᵀ1;
+    ``y_sum``: Σy; ``n``: number of rows.  All float64.
+    """
+
+    n: int
+    gram: np.ndarray
+    phi_y: np.ndarray
+    y_sq: float
+    phi_sum: np.ndarray
+    y_sum: float
+
+    @classmethod
+    def zeros(cls, n_features: int) -> SufficientStatistics:
+        b = int(n_features)
+        # Fortran order lets dsyrk update the Gram matrix in place (no copy per chunk).
+        return cls(0, np.zeros((b, b), order="F"), np.zeros(b), 0.0, np.zeros(b), 0.0)
+
+    @classmethod
+    def from_basis(cls, Phi: np.ndarray, y: np.ndarray) -> SufficientStatistics:
+        """Statistics of an in-memory basis ``Phi``: (n, b) and target ``y``: (n,)."""
+        Phi = np.asarray(Phi, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if Phi.ndim != 2 or Phi.shape[0] != y.shape[0]:
+            raise DataError(f"Phi must be (n, b) with n = len(y); got {Phi.shape} and {y.shape}")
+        stats = cls.zeros(Phi.shape[1])
+        stats.add_chunk(Phi, y)
+        return stats.finalised()
+
+    @property
+    def n_features(self) -> int:
+        return int(self.phi_y.shape[0])
+
+    @property
+    def y_mean(self) -> float:
+        return self.y_sum / self.n
+
+    @property
+    def y_var(self) -> float:
+        """Population variance of y over the rows (0 for a constant target)."""
+        return max(self.y_sq / self.n - self.y_mean**2, 0.0)
+
+    def add_chunk(self, Phi: np.ndarray, y: np.ndarray) -> None:
+        """Accumulate one chunk in place.  Only the upper triangle of ``gram`` is updated
+        (symmetric rank-k update); call :meth:`finalised` before use."""
+        if Phi.shape[0] == 0:
+            return
+        Phi = np.ascontiguousarray(Phi, dtype=np.float64)
+        # dsyrk does half the flops of Phi.T @ Phi and updates the upper triangle in place.  A
+        # C-ordered (n, b) Phi is a Fortran-ordered (b, n) Phiᵀ, so passing Phi.T avoids a copy.
+        self.gram = blas.dsyrk(1.0, Phi.T, beta=1.0, c=self.gram, trans=0, lower=0, overwrite_c=1)
+        self.phi_y += Phi.T @ y
+        self.y_sq += float(y @ y)
+        self.phi_sum += Phi.sum(axis=0)
+        self.y_sum += float(y.sum())
+        self.n += int(Phi.shape[0])
+
+    def finalised(self) -> SufficientStatistics:
+        """Mirror the accumulated upper triangle into a full symmetric Gram matrix."""
+        upper = np.triu(self.gram)
+        self.gram = upper + np.triu(upper, 1).T
+        return self
+
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        if not isinstance(other, SufficientStatistics):
+            return NotImplemented
+        if other.n_features != self.n_features:
+            raise DataError("cannot merge statistics of different feature maps")
+        return SufficientStatistics(
+            self.n + other.n,
+            self.gram + other.gram,
+            self.phi_y + other.phi_y,
+            self.y_sq + other.y_sq,
+            self.phi_sum + other.phi_sum,
+            self.y_sum + other.y_sum,
+        )
+
+    def standardised(self, y_offset: float, y_scale: float) -> SufficientStatistics:
+        """Statistics of the target (y − y_offset) / y_scale, from the raw ones (exact algebra)."""
+        mu, s = float(y_offset), float(y_scale)
+        phi_y = (self.phi_y - mu * self.phi_sum) / s
+        y_sq = (self.y_sq - 2.0 * mu * self.y_sum + self.n * mu * mu) / (s * s)
+        y_sum = (self.y_sum - self.n * mu) / s
+        return SufficientStatistics(self.n, self.gram, phi_y, y_sq, self.phi_sum, y_sum)
+
+    def residual_sum_of_squares(self, w: np.ndarray) -> float:
+        """‖y − Φw‖² for weights ``w``: (b,), without touching the data."""
+        w = np.asarray(w, dtype=np.float64)
+        return float(self.y_sq - 2.0 * w @ self.phi_y + w @ (self.gram @ w))
+
+
+def iter_chunks(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], chunk_rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Re-cut an iterable of (X, y) batches into chunks of at most ``chunk_rows`` rows."""
+    for X, y in batches:
+        X = np.asarray(X)
+        y = np.asarray(y).reshape(-1)
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise DataError(f"each batch must be (X: (k, d), y: (k,)); got {X.shape} and {y.shape}")
+        for start in range(0, X.shape[0], chunk_rows):
+            yield X[start : start + chunk_rows], y[start : start + chunk_rows]
+
+
+def compute_statistics(
+    feature_map: FeatureMap,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: bool = False,
+    total_rows: int | None = None,
+) -> SufficientStatistics:
+    """One streaming pass: features of each chunk, then rank-k updates of the statistics.
+
+    ``batches``: iterable of (X: (k, d), y: (k,)) in raw input units (arrays, memory maps, chunks
+    of a CSV or Parquet file, ...).  ``progress`` shows a tqdm bar over rows.
+    Returns finalised float64 statistics of the raw target.
+    """
+    stats = SufficientStatistics.zeros(feature_map.n_features)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_rows, unit="rows", desc="statistics", leave=False)
+    try:
+        for X, y in iter_chunks(batches, chunk_rows):
+            y = np.asarray(y, dtype=np.float64)
+            stats.add_chunk(feature_map.transform(X), y)
+            if bar is not None:
+                bar.update(len(y))
+    finally:
+        if bar is not None:
+            bar.close()
+    return stats.finalised()
+
+
+def array_batches(
+    X: np.ndarray, y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(X, y) chunks of in-memory or memory-mapped arrays, read one chunk at a time."""
+    for start in range(0, len(y), chunk_rows):
+        yield X[start : start + chunk_rows], y[start : start + chunk_rows]
