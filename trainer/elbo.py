@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 from direct_edge.trainer.posterior import sample_indices
 from direct_edge.trainer.statistics import SufficientStatistics
@@ -67,6 +66,14 @@ class Problem:
     def noise_log_lik(self) -> np.ndarray:
         """(K,) −(n/2)·log(2π σ²_k): the part of E log p(y|w, σ²) that does not involve w."""
         return -0.5 * self.n * (_LOG_2PI + np.log(self.noise))
+
+
+def logsumexp(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """log Σ exp(x) along ``axis``, stable.  (scipy's version costs more than the whole ELBO at
+    small b, which matters inside an optimiser loop.)"""
+    top = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

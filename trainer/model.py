@@ -20,7 +20,7 @@ from direct_edge.trainer.statistics import SufficientStatistics
 
 FAMILIES = ("mean-field", "mixture")
 ENTROPIES = ("bound", "reinforce")
-INITS = ("staged", "prior")
+INITS = ("staged", "prior", "warm")
 
 
 class DirectGLM:
@@ -204,10 +204,11 @@ class DirectGLM:
     ) -> DirectGLM:
         """Maximise the ELBO.  Returns self; sets ``elbo_``, ``n_iter_``, ``converged_``, ``trace_``.
 
-        ``init``: "staged" (default) first fits q(w) with q(σ²) held on the noise level nearest
-        0.1·var(y), then sets q(σ²) to its optimum given q(w), then optimises everything jointly;
-        this avoids the stall of "prior" (joint optimisation from the prior, docs/trainer.md §8).
-        Mixtures start from a fitted mean-field posterior with perturbed components.
+        ``init``: "staged" (default) restarts from the prior, first fits q(w) with q(σ²) held on the
+        noise level nearest 0.1·var(y), then sets q(σ²) to its optimum given q(w), then optimises
+        everything jointly; this avoids the stall of "prior" (joint optimisation from the prior,
+        docs/trainer.md §8).  "warm" continues from the current parameters.  Mixtures start from a
+        fitted mean-field posterior with perturbed components (unless "warm").
         ``max_iter`` bounds L-BFGS-B iterations (Adam steps for "reinforce").
         """
         if init not in INITS:
@@ -219,13 +220,14 @@ class DirectGLM:
             if callback is not None:
                 callback(len(self.trace_), value)
 
+        x0 = self.params if init == "warm" else self.initial_params()
         if self.family == "mean-field":
-            x0 = self.params
             if init == "staged":
                 x0 = self._staged_start(x0, stage_iter, tol, record)
             res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
         else:
-            x0 = self._mixture_start(max_iter, init, tol, stage_iter, record)
+            if init != "warm":
+                x0 = self._mixture_start(max_iter, init, tol, stage_iter, record)
             if self.entropy == "bound":
                 res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
             else:

@@ -60,7 +60,7 @@ def maximise_lbfgs(
             "maxfun": 2 * int(max_iter) + 20,
             "ftol": tol,
             "gtol": 1e-8,
-            "maxcor": 20,
+            "maxcor": 10,
         },
     )
     return OptimResult(res.x, -float(res.fun), int(res.nit), bool(res.success), str(res.message), trace)

@@ -117,6 +117,26 @@ class SufficientStatistics:
         return float(self.y_sq - 2.0 * w @ self.phi_y + w @ (self.gram @ w))
 
 
+def check_memory_for(n_features: int, copies: int = 4) -> None:
+    """Raise DataError when ``copies`` float64 (b, b) matrices do not fit in the available memory.
+
+    A fit holds the Gram matrix a few times (accumulator, symmetric copy, problem); checking before
+    allocating turns an out-of-memory crash into a clear message.
+    """
+    import os
+
+    need = copies * 8 * int(n_features) ** 2
+    try:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > avail:
+        raise DataError(
+            f"{n_features} features need about {need / 2**30:.1f} GiB for the Gram matrix but only "
+            f"{avail / 2**30:.1f} GiB is available; use fewer features"
+        )
+
+
 def iter_chunks(
     batches: Iterable[tuple[np.ndarray, np.ndarray]], chunk_rows: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

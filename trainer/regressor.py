@@ -1,0 +1,314 @@
+"""DirectRegressor: a scikit-learn estimator around DirectGLM with its own feature map.
+
+It learns the input standardisation, standardises the target, computes the sufficient statistics in
+one streaming pass per feature map, chooses the hyperparameters it was not given by the ELBO on the
+training data (docs/trainer.md §9), and fits the posterior.  Everything is in units of the
+standardised target internally; predictions come back in the target's units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from itertools import product
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap, InputMoments
+from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
+from direct_edge.trainer.model import ENTROPIES, FAMILIES, DirectGLM
+from direct_edge.trainer.posterior import Posterior, PosteriorSamples
+from direct_edge.trainer.statistics import (
+    SufficientStatistics,
+    array_batches,
+    check_memory_for,
+    compute_statistics,
+)
+
+# Candidate sets searched by the ELBO when a hyperparameter is not given (standardised units;
+# lengthscales are multiples of sqrt(d)).  The ranges follow direct-method.md §9.
+LENGTHSCALE_FACTORS = (0.2, 0.35, 0.6, 1.0)
+GRID_SCALES = (0.05, 0.1, 0.2, 0.4)
+PRIOR_SCALES = (0.25, 0.5, 1.0)
+# Short fits rank the candidates (staged start plus joint iterations); the chosen one is refitted.
+SELECTION_MAX_ITER = 150
+SELECTION_STAGE_ITER = 100
+
+ProgressCallback = Callable[[str, int, float], None]
+
+
+class _Arrays:
+    """Adapter: in-memory arrays as a re-iterable source of (X, y) chunks."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X, self.y = X, y
+        self.n_inputs = X.shape[1]
+        self.n_rows = X.shape[0]
+
+    def batches(self, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return array_batches(self.X, self.y, chunk_rows)
+
+
+class DirectRegressor(RegressorMixin, BaseEstimator):
+    """Bayesian regression with 4-bit (by default) discrete weights, fitted by exact VI.
+
+    Parameters
+    ----------
+    features : "rff" (random Fourier features of an RBF kernel) or "linear" (inputs plus bias).
+    n_features : b, the number of rff features (even); ignored for linear features (b = d + 1).
+    lengthscale : rff lengthscale in standardised input units, scalar or (d,) for ARD; None chooses
+        from sqrt(d) × {0.2, 0.35, 0.6, 1.0} by the ELBO.
+    bits, symmetric : weight grid levels: symmetric −(2^(k−1)−1)..2^(k−1)−1, or two's-complement.
+    grid_scale : Δ in units of sd(y); None chooses from {0.05, 0.1, 0.2, 0.4} by the ELBO.
+    prior : "gaussian" (discretised N(0, prior_scale²)), "uniform" or "sparse" (gaussian plus
+        ``zero_mass`` extra probability on level 0).
+    prior_scale : in units of sd(y); None chooses from {0.25, 0.5, 1.0} by the ELBO.
+    family, n_components, entropy : variational family (see DirectGLM).
+    max_iter : L-BFGS-B iterations of the final fit (Adam steps for entropy="reinforce").
+    chunk_rows : rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
+    random_state : int seed for the rff frequencies and the mixture's symmetry breaking.
+
+    Attributes
+    ----------
+    feature_map_, posterior_, y_offset_, y_scale_, elbo_, n_iter_, trace_, grid_scale_,
+    prior_scale_, lengthscale_, noise_variance_ (E[σ²] in target units²), sparsity_ (expected
+    share of zero weights under q), selection_ (candidates and their ELBO), n_train_, fit_time_,
+    train_rmse_ (of the predictive mean, from the statistics), n_features_in_.
+    """
+
+    def __init__(
+        self,
+        features: str = "rff",
+        n_features: int = 256,
+        lengthscale: float | np.ndarray | None = None,
+        bits: int = 4,
+        symmetric: bool = True,
+        grid_scale: float | None = None,
+        prior: str = "gaussian",
+        prior_scale: float | None = None,
+        zero_mass: float = 0.5,
+        family: str = "mean-field",
+        n_components: int = 5,
+        entropy: str = "bound",
+        max_iter: int = 2000,
+        chunk_rows: int = 4096,
+        random_state: int = 0,
+    ) -> None:
+        self.features = features
+        self.n_features = n_features
+        self.lengthscale = lengthscale
+        self.bits = bits
+        self.symmetric = symmetric
+        self.grid_scale = grid_scale
+        self.prior = prior
+        self.prior_scale = prior_scale
+        self.zero_mass = zero_mass
+        self.family = family
+        self.n_components = n_components
+        self.entropy = entropy
+        self.max_iter = max_iter
+        self.chunk_rows = chunk_rows
+        self.random_state = random_state
+
+    # ---- fitting ------------------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> DirectRegressor:
+        """Fit on arrays ``X``: (n, d), ``y``: (n,).  Returns self."""
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
+        return self._fit(_Arrays(X, y), progress=False, callback=None)
+
+    def fit_source(
+        self, source, progress: bool = False, callback: ProgressCallback | None = None
+    ) -> DirectRegressor:
+        """Fit from a re-iterable source of (X, y) chunks (a ``TableSource`` from
+        :mod:`direct_edge.trainer.data`, or anything with ``batches(chunk_rows)`` and ``n_inputs``).
+
+        Two or more streaming passes: input moments, then one statistics pass per rff lengthscale
+        candidate.  ``callback(stage, iteration, elbo)`` reports the optimisation.
+        """
+        self.n_features_in_ = int(source.n_inputs)
+        return self._fit(source, progress=progress, callback=callback)
+
+    def _validate_params(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise DataError(f"features must be one of {FEATURE_KINDS}, got {self.features!r}")
+        if self.prior not in PRIOR_KINDS:
+            raise DataError(f"prior must be one of {PRIOR_KINDS}, got {self.prior!r}")
+        if self.family not in FAMILIES:
+            raise DataError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.entropy not in ENTROPIES:
+            raise DataError(f"entropy must be one of {ENTROPIES}, got {self.entropy!r}")
+        if int(self.max_iter) < 1 or int(self.chunk_rows) < 1:
+            raise DataError("max_iter and chunk_rows must be positive")
+        WeightGrid.from_bits(self.bits, 1.0, self.symmetric)  # validates bits
+
+    def _fit(self, source, progress: bool, callback: ProgressCallback | None) -> DirectRegressor:
+        self._validate_params()
+        start = time.perf_counter()
+        chunk = int(self.chunk_rows)
+        moments = InputMoments()
+        y_moments = InputMoments()
+        for Xc, yc in source.batches(chunk):
+            moments.update(Xc)
+            y_moments.update(np.asarray(yc, dtype=np.float64).reshape(-1, 1))
+        if moments.n < 2:
+            raise DataError(f"need at least 2 training rows, got n_samples = {moments.n}")
+        offset, scale = moments.offset_and_scale()
+        y_offset, y_scale = (float(v[0]) for v in y_moments.offset_and_scale())
+        d = offset.shape[0]
+        b = d + 1 if self.features == "linear" else int(self.n_features)
+        check_memory_for(b)
+
+        def stats_for(fmap: FeatureMap) -> SufficientStatistics:
+            raw = compute_statistics(fmap, source.batches(chunk), chunk, progress, source_rows(source))
+            return raw.standardised(y_offset, y_scale)
+
+        def report(stage: str) -> Callable[[int, float], None] | None:
+            if callback is None:
+                return None
+            return lambda it, value: callback(stage, it, value)
+
+        selection: list[dict] = []
+        if self.features == "linear":
+            fmap_candidates = [(None, FeatureMap.linear(offset, scale))]
+        elif self.lengthscale is not None:
+            fmap_candidates = [(self.lengthscale, self._rff(offset, scale, self.lengthscale))]
+        else:
+            fmap_candidates = [
+                (f * np.sqrt(d), self._rff(offset, scale, f * np.sqrt(d))) for f in LENGTHSCALE_FACTORS
+            ]
+        grid_scales = GRID_SCALES if self.grid_scale is None else (float(self.grid_scale),)
+        if self.prior == "uniform":
+            prior_scales: tuple = (None,)
+        else:
+            prior_scales = PRIOR_SCALES if self.prior_scale is None else (float(self.prior_scale),)
+
+        # Lengthscale first (each candidate costs a statistics pass), at the middle grid and prior
+        # scales; then the grid and prior scales on the chosen features (each a cheap fit).
+        mid_grid = grid_scales[len(grid_scales) // 2]
+        mid_prior = prior_scales[len(prior_scales) // 2]
+        best = None
+        for ell, fmap in fmap_candidates:
+            stats = stats_for(fmap)
+            if len(fmap_candidates) == 1:
+                best = (ell, fmap, stats)
+                break
+            glm = self._glm(stats, mid_grid, mid_prior, "mean-field").fit(
+                SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select lengthscale")
+            )
+            selection.append(
+                {
+                    "lengthscale": float(np.mean(ell)),
+                    "grid_scale": mid_grid,
+                    "prior_scale": mid_prior,
+                    "elbo": glm.elbo_,
+                }
+            )
+            if best is None or glm.elbo_ > best[3]:
+                best = (ell, fmap, stats, glm.elbo_)
+        ell, fmap, stats = best[:3]
+
+        best_scales, best_elbo = (mid_grid, mid_prior), -np.inf
+        if len(grid_scales) * len(prior_scales) > 1:
+            for gs, ps in product(grid_scales, prior_scales):
+                glm = self._glm(stats, gs, ps, "mean-field").fit(
+                    SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select scales")
+                )
+                selection.append(
+                    {
+                        "lengthscale": None if ell is None else float(np.mean(ell)),
+                        "grid_scale": gs,
+                        "prior_scale": ps,
+                        "elbo": glm.elbo_,
+                    }
+                )
+                if glm.elbo_ > best_elbo:
+                    best_scales, best_elbo = (gs, ps), glm.elbo_
+
+        glm = self._glm(stats, *best_scales, self.family)
+        glm.fit(int(self.max_iter), callback=report("fit"))
+
+        self.feature_map_ = fmap
+        self.posterior_ = glm.posterior()
+        self.y_offset_, self.y_scale_ = y_offset, y_scale
+        self.lengthscale_ = None if ell is None else np.asarray(ell, dtype=np.float64)
+        self.grid_scale_, self.prior_scale_ = best_scales
+        self.elbo_ = float(glm.elbo_)
+        self.n_iter_ = int(glm.n_iter_)
+        self.converged_ = bool(glm.converged_)
+        self.trace_ = list(glm.trace_)
+        self.selection_ = selection
+        self.n_train_ = int(stats.n)
+        mean_w, _ = self.posterior_.weight_moments()
+        self.train_rmse_ = float(np.sqrt(max(stats.residual_sum_of_squares(mean_w), 0.0) / stats.n)) * y_scale
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _rff(self, offset: np.ndarray, scale: np.ndarray, ell) -> FeatureMap:
+        return FeatureMap.rff(offset, scale, int(self.n_features), ell, int(self.random_state))
+
+    def _glm(
+        self, stats: SufficientStatistics, grid_scale: float, prior_scale: float | None, family: str
+    ) -> DirectGLM:
+        grid = WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
+        kind = self.prior
+        log_prior = prior_log_probs(grid.values, kind, prior_scale or 1.0, float(self.zero_mass))
+        return DirectGLM(
+            stats=stats,
+            grid=grid,
+            log_prior=log_prior,
+            noise_grid=noise_grid(),
+            family=family,
+            n_components=int(self.n_components),
+            entropy=self.entropy,
+            seed=int(self.random_state),
+        )
+
+    # ---- prediction ---------------------------------------------------------------------------
+
+    @property
+    def noise_variance_(self) -> float:
+        """E_q[σ²] in target units²."""
+        check_is_fitted(self, "posterior_")
+        return self.posterior_.noise_variance_mean * self.y_scale_**2
+
+    @property
+    def sparsity_(self) -> float:
+        """Expected share of zero weights under q (the mean sparsity of posterior samples)."""
+        check_is_fitted(self, "posterior_")
+        post: Posterior = self.posterior_
+        zero = post.grid == 0.0
+        p_zero = np.einsum("k,kij,ij->i", post.mixture_weights, post.q_weights, zero)
+        return float(p_zero.mean())
+
+    def predict_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact predictive mean (n,) and variance of y (n,) in target units for ``X``: (n, d)."""
+        check_is_fitted(self, "posterior_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        mean, var = self.posterior_.predict_moments(self.feature_map_.transform(X))
+        return mean * self.y_scale_ + self.y_offset_, var * self.y_scale_**2
+
+    def predict(self, X: np.ndarray, return_std: bool = False):
+        """Predictive mean (n,), and with ``return_std`` the predictive sd of y (n,)."""
+        mean, var = self.predict_moments(X)
+        return (mean, np.sqrt(var)) if return_std else mean
+
+    def sample(self, n_samples: int, seed: int = 0) -> PosteriorSamples:
+        """Posterior samples: levels (S, b) int8, weights in units of the standardised target
+        (multiply by ``y_scale_`` for target units), noise variances (standardised units)."""
+        check_is_fitted(self, "posterior_")
+        return self.posterior_.sample(n_samples, seed)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = False
+        return tags
+
+
+def source_rows(source) -> int | None:
+    """Number of rows of a source when known in advance (for a progress bar)."""
+    n = getattr(source, "n_rows", None)
+    return int(n) if n is not None else None
