@@ -20,7 +20,7 @@ from direct_edge.trainer.statistics import SufficientStatistics
 
 FAMILIES = ("mean-field", "mixture")
 ENTROPIES = ("bound", "reinforce")
-INITS = ("staged", "prior", "warm")
+INITS = ("auto", "gaussian", "staged", "prior", "warm")
 
 
 class DirectGLM:
@@ -196,7 +196,7 @@ class DirectGLM:
     def fit(
         self,
         max_iter: int = 3000,
-        init: str = "staged",
+        init: str = "auto",
         tol: float = 1e-10,
         stage_iter: int = 300,
         learning_rate: float = 0.05,
@@ -204,10 +204,13 @@ class DirectGLM:
     ) -> DirectGLM:
         """Maximise the ELBO.  Returns self; sets ``elbo_``, ``n_iter_``, ``converged_``, ``trace_``.
 
-        ``init``: "staged" (default) restarts from the prior, first fits q(w) with q(σ²) held on the
-        noise level nearest 0.1·var(y), then sets q(σ²) to its optimum given q(w), then optimises
-        everything jointly; this avoids the stall of "prior" (joint optimisation from the prior,
-        docs/trainer.md §8).  "warm" continues from the current parameters.  Mixtures start from a
+        ``init`` (docs/trainer.md §8): "staged" restarts from the prior, first fits q(w) with q(σ²)
+        held on the noise level nearest 0.1·var(y), then sets q(σ²) to its optimum given q(w), then
+        optimises everything jointly; "gaussian" starts from the conjugate Gaussian posterior
+        discretised onto the grid; "auto" (default) runs both and keeps the higher ELBO (the
+        mean-field objective has many local optima and neither start wins everywhere); "prior" is
+        the naive joint optimisation from the prior, which often stalls with q(σ²) saturated at the
+        top of the noise grid; "warm" continues from the current parameters.  Mixtures start from a
         fitted mean-field posterior with perturbed components (unless "warm").
         ``max_iter`` bounds L-BFGS-B iterations (Adam steps for "reinforce").
         """
@@ -220,10 +223,14 @@ class DirectGLM:
             if callback is not None:
                 callback(len(self.trace_), value)
 
+        if self.family == "mean-field" and init == "auto":
+            return self._fit_best_of(("gaussian", "staged"), max_iter, tol, stage_iter, callback)
         x0 = self.params if init == "warm" else self.initial_params()
         if self.family == "mean-field":
             if init == "staged":
                 x0 = self._staged_start(x0, stage_iter, tol, record)
+            elif init == "gaussian":
+                x0 = self._gaussian_start()
             res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
         else:
             if init != "warm":
@@ -236,6 +243,26 @@ class DirectGLM:
                     lambda x: self.elbo_and_grad(x, rng), x0, max_iter, learning_rate, callback=record
                 )
         self._finish(res)
+        return self
+
+    def _fit_best_of(
+        self,
+        inits: tuple[str, ...],
+        max_iter: int,
+        tol: float,
+        stage_iter: int,
+        callback: Callable[[int, float], None] | None,
+    ) -> DirectGLM:
+        """Fit from each start in ``inits`` and keep the run with the highest ELBO; the trace
+        is the concatenation of all runs (so ``n_iter_`` counts all the work)."""
+        best, trace = None, []
+        for init in inits:
+            self.fit(max_iter, init, tol, stage_iter, callback=callback)
+            trace += self.trace_
+            if best is None or self.elbo_ > best[0]:
+                best = (self.elbo_, self.params.copy(), self.converged_, self.message_)
+        self.elbo_, self.params, self.converged_, self.message_ = best
+        self.trace_, self.n_iter_ = trace, len(trace)
         return self
 
     def _finish(self, res: OptimResult) -> None:
@@ -263,6 +290,42 @@ class DirectGLM:
         sq_res, _ = E.expected_sq_residual(p, s, t)
         return self.pack(theta=theta, eta=E.optimal_noise_logits(p, float(sq_res)))
 
+    def _gaussian_start(self) -> np.ndarray:
+        """q(w) from the conjugate Gaussian posterior, discretised onto the grid.
+
+        The continuous model with the prior's mean and variance per weight and noise variance
+        σ0² has posterior N(μ, Σ), Σ = (G/σ0² + D⁻¹)⁻¹, μ = Σ(h/σ0² + D⁻¹ m0).  σ0² starts at
+        0.1·var(y) and is re-estimated once from the residual of μ.  Each Q_i is then
+        ∝ exp(−(W_ij − μ_i)²/(2 max(Σ_ii, Δ_i²/4))) (the floor keeps it from collapsing onto one
+        level), and q(σ²) is set to its optimum given q(w).
+        """
+        p = self.problem
+        prior = np.exp(p.log_prior)
+        m0 = np.sum(prior * p.grid, axis=1)
+        d0 = np.maximum(np.sum(prior * p.grid**2, axis=1) - m0**2, 1e-12)
+        y_var = self.stats.y_var if self.stats.y_var > 0 else p.y_sq / p.n
+        noise = 0.1 * y_var
+        for _ in range(2):
+            A = p.gram / noise
+            A[np.diag_indices_from(A)] += 1.0 / d0
+            try:
+                chol = np.linalg.cholesky(A)
+            except np.linalg.LinAlgError:
+                return self.initial_params()
+            rhs = p.phi_y / noise + m0 / d0
+            mu = np.linalg.solve(chol.T, np.linalg.solve(chol, rhs))
+            rss = p.y_sq - 2.0 * mu @ p.phi_y + mu @ (p.gram @ mu)
+            noise = max(rss / p.n, 1e-6 * y_var)
+        inv_chol = np.linalg.solve(chol, np.eye(chol.shape[0]))
+        var = np.sum(inv_chol**2, axis=0)  # diag(A⁻¹) = column norms of L⁻¹
+        step = np.min(np.abs(np.diff(p.grid, axis=1)), axis=1)
+        var = np.maximum(var, step**2 / 4)
+        theta = -0.5 * (p.grid - mu[:, None]) ** 2 / var[:, None]
+        Q = np.exp(E.log_softmax(theta))
+        s, t = E.weight_moments(p, Q)
+        sq_res, _ = E.expected_sq_residual(p, s, t)
+        return self.pack(theta=theta, eta=E.optimal_noise_logits(p, float(sq_res)))
+
     def _mixture_start(
         self, max_iter: int, init: str, tol: float, stage_iter: int, record: Callable
     ) -> np.ndarray:
@@ -274,6 +337,12 @@ class DirectGLM:
             log_noise_prior=self.problem.log_noise_prior,
         )
         mf.fit(max_iter=max_iter, init=init, tol=tol, stage_iter=stage_iter, callback=record)
+        return self.params_from_mean_field(mf)
+
+    def params_from_mean_field(self, mf: DirectGLM) -> np.ndarray:
+        """Mixture parameters that start at a fitted mean-field model ``mf`` of the same problem:
+        each component's logits are mf's plus seeded N(0, 0.5²) noise (to break the symmetry), α
+        uniform, the entropy bound's auxiliary A at mf's Q (where the bound is tight), q(σ²) = mf's."""
         q_mf = mf.unpack(mf.params)
         rng = np.random.default_rng(self.seed)
         r = self.n_components

@@ -188,48 +188,44 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
         # Lengthscale first (each candidate costs a statistics pass), at the middle grid and prior
         # scales; then the grid and prior scales on the chosen features (each a cheap fit).
-        mid_grid = grid_scales[len(grid_scales) // 2]
-        mid_prior = prior_scales[len(prior_scales) // 2]
+        mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
         best = None
         for ell, fmap in fmap_candidates:
             stats = stats_for(fmap)
-            if len(fmap_candidates) == 1:
-                best = (ell, fmap, stats)
-                break
-            glm = self._glm(stats, mid_grid, mid_prior, "mean-field").fit(
-                SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select lengthscale")
-            )
-            selection.append(
-                {
-                    "lengthscale": float(np.mean(ell)),
-                    "grid_scale": mid_grid,
-                    "prior_scale": mid_prior,
-                    "elbo": glm.elbo_,
-                }
-            )
-            if best is None or glm.elbo_ > best[3]:
-                best = (ell, fmap, stats, glm.elbo_)
-        ell, fmap, stats = best[:3]
+            glm = self._glm(stats, *mid, "mean-field")
+            if len(fmap_candidates) > 1:
+                glm.fit(
+                    SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select lengthscale")
+                )
+                selection.append(self._row(ell, *mid, glm.elbo_))
+            if best is None or glm.elbo_ > best[3].elbo_:
+                best = (ell, fmap, stats, glm)
+        ell, fmap, stats, best_glm = best
 
-        best_scales, best_elbo = (mid_grid, mid_prior), -np.inf
+        fitted = {mid: best_glm} if len(fmap_candidates) > 1 else {}
+        best_scales = mid
         if len(grid_scales) * len(prior_scales) > 1:
-            for gs, ps in product(grid_scales, prior_scales):
-                glm = self._glm(stats, gs, ps, "mean-field").fit(
-                    SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select scales")
-                )
-                selection.append(
-                    {
-                        "lengthscale": None if ell is None else float(np.mean(ell)),
-                        "grid_scale": gs,
-                        "prior_scale": ps,
-                        "elbo": glm.elbo_,
-                    }
-                )
-                if glm.elbo_ > best_elbo:
-                    best_scales, best_elbo = (gs, ps), glm.elbo_
+            for scales in product(grid_scales, prior_scales):
+                if scales not in fitted:
+                    glm = self._glm(stats, *scales, "mean-field")
+                    glm.fit(
+                        SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select scales")
+                    )
+                    fitted[scales] = glm
+                    selection.append(self._row(ell, *scales, glm.elbo_))
+            best_scales = max(fitted, key=lambda k: fitted[k].elbo_)
 
-        glm = self._glm(stats, *best_scales, self.family)
-        glm.fit(int(self.max_iter), callback=report("fit"))
+        # The final fit continues from the best candidate (so it can only improve on it).
+        mf = fitted.get(best_scales) or self._glm(stats, *best_scales, "mean-field")
+        trace = list(mf.trace_)
+        mf.fit(int(self.max_iter), init="warm" if mf.trace_ else "auto", callback=report("fit"))
+        glm = mf
+        if self.family == "mixture":
+            glm = self._glm(stats, *best_scales, "mixture")
+            glm.params = glm.params_from_mean_field(mf)
+            trace += mf.trace_
+            glm.fit(int(self.max_iter), init="warm", callback=report("fit mixture"))
+        trace += glm.trace_
 
         self.feature_map_ = fmap
         self.posterior_ = glm.posterior()
@@ -237,15 +233,24 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.lengthscale_ = None if ell is None else np.asarray(ell, dtype=np.float64)
         self.grid_scale_, self.prior_scale_ = best_scales
         self.elbo_ = float(glm.elbo_)
-        self.n_iter_ = int(glm.n_iter_)
+        self.n_iter_ = len(trace)
         self.converged_ = bool(glm.converged_)
-        self.trace_ = list(glm.trace_)
+        self.trace_ = trace
         self.selection_ = selection
         self.n_train_ = int(stats.n)
         mean_w, _ = self.posterior_.weight_moments()
         self.train_rmse_ = float(np.sqrt(max(stats.residual_sum_of_squares(mean_w), 0.0) / stats.n)) * y_scale
         self.fit_time_ = time.perf_counter() - start
         return self
+
+    @staticmethod
+    def _row(ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:
+        return {
+            "lengthscale": None if ell is None else float(np.mean(ell)),
+            "grid_scale": grid_scale,
+            "prior_scale": prior_scale,
+            "elbo": float(elbo),
+        }
 
     def _rff(self, offset: np.ndarray, scale: np.ndarray, ell) -> FeatureMap:
         return FeatureMap.rff(offset, scale, int(self.n_features), ell, int(self.random_state))
