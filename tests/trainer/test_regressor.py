@@ -76,7 +76,7 @@ def test_fit_is_invariant_to_the_units_of_the_target(diabetes):
     b = DirectRegressor(**kw).fit(X, 1000.0 * y - 7.0)
     assert (a.grid_scale_, a.prior_scale_) == (b.grid_scale_, b.prior_scale_)
     # Round-off in the statistics moves the optimiser's stopping point (ftol 1e-10) a little.
-    assert b.elbo_ == pytest.approx(a.elbo_, rel=1e-7)
+    assert b.elbo_ == pytest.approx(a.elbo_, rel=1e-6)
     np.testing.assert_allclose(b.predict(X), 1000.0 * a.predict(X) - 7.0, rtol=1e-3)
     np.testing.assert_allclose(
         b.predict(X, return_std=True)[1], 1000.0 * a.predict(X, return_std=True)[1], rtol=1e-3
