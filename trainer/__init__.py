@@ -4,6 +4,7 @@ Public API: :class:`DirectGLM` (the paper's model on a given basis) and :class:`
 (scikit-learn estimator with its own feature map).  See docs/trainer.md.
 """
 
+from direct_edge.trainer.data import ArraySource, IterableSource, TableSource, open_table, split_source
 from direct_edge.trainer.errors import DataError, ModelFileError
 from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid, noise_grid, prior_log_probs
@@ -13,6 +14,11 @@ from direct_edge.trainer.regressor import DirectRegressor
 from direct_edge.trainer.statistics import SufficientStatistics, compute_statistics
 
 __all__ = [
+    "ArraySource",
+    "IterableSource",
+    "TableSource",
+    "open_table",
+    "split_source",
     "DataError",
     "DirectGLM",
     "DirectRegressor",

@@ -66,7 +66,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     prior : "gaussian" (discretised N(0, prior_scale²)), "uniform" or "sparse" (gaussian plus
         ``zero_mass`` extra probability on level 0).
     prior_scale : in units of sd(y); None chooses from {0.25, 0.5, 1.0} by the ELBO.
-    family, n_components, entropy : variational family (see DirectGLM).
+    family, n_components, entropy, n_entropy_samples : variational family (see DirectGLM).
     max_iter : L-BFGS-B iterations of the final fit (Adam steps for entropy="reinforce").
     chunk_rows : rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
     random_state : int seed for the rff frequencies and the mixture's symmetry breaking.
@@ -93,6 +93,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         family: str = "mean-field",
         n_components: int = 5,
         entropy: str = "bound",
+        n_entropy_samples: int = 10,
         max_iter: int = 2000,
         chunk_rows: int = 4096,
         random_state: int = 0,
@@ -109,6 +110,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.family = family
         self.n_components = n_components
         self.entropy = entropy
+        self.n_entropy_samples = n_entropy_samples
         self.max_iter = max_iter
         self.chunk_rows = chunk_rows
         self.random_state = random_state
@@ -230,7 +232,11 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.feature_map_ = fmap
         self.posterior_ = glm.posterior()
         self.y_offset_, self.y_scale_ = y_offset, y_scale
-        self.lengthscale_ = None if ell is None else np.asarray(ell, dtype=np.float64)
+        if ell is None:
+            self.lengthscale_ = None
+        else:
+            ell = np.asarray(ell, dtype=np.float64)
+            self.lengthscale_ = float(ell) if ell.ndim == 0 else ell
         self.grid_scale_, self.prior_scale_ = best_scales
         self.elbo_ = float(glm.elbo_)
         self.n_iter_ = len(trace)
@@ -269,6 +275,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             family=family,
             n_components=int(self.n_components),
             entropy=self.entropy,
+            n_entropy_samples=int(self.n_entropy_samples),
             seed=int(self.random_state),
         )
 

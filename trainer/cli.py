@@ -1,0 +1,468 @@
+"""``direct-train``: fit a DirectRegressor on a data file and write ``model.direct``.
+
+A thin layer over the library: :func:`direct_edge.trainer.data.open_table` reads the data,
+:meth:`DirectRegressor.fit_source` fits, :func:`evaluate` scores a source in one streaming pass and
+:func:`direct_edge.trainer.model_file.save_model` writes the model atomically.  Every problem a user
+can cause (a missing file, a bad value, an unwritable output) ends the program with one line on
+stderr, ``direct-train: error: ...``, and exit code 2, before any output file is touched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from direct_edge.trainer.data import ArraySource, TableSource, open_table, split_source
+from direct_edge.trainer.errors import DataError, ModelFileError
+from direct_edge.trainer.model_file import save_model
+from direct_edge.trainer.regressor import DirectRegressor
+from direct_edge.trainer.statistics import check_memory_for
+
+PROG = "direct-train"
+DEMO_TEST_FRACTION = 0.2
+PLOT_ROWS = 1000
+ELBO_EVERY = 50
+LEVELS = {False: "symmetric", True: "two's-complement"}
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+@dataclass
+class Scores:
+    """Predictive scores over ``n`` rows: RMSE of the mean and mean Gaussian NLPD (nats)."""
+
+    n: int
+    rmse: float
+    nlpd: float
+
+
+def evaluate(model, source: TableSource, chunk_rows: int = 4096) -> Scores:
+    """Score a fitted regressor on every row of ``source`` in one streaming pass.
+
+    NLPD per row: ½ log(2π var) + (y − mean)² / (2 var) with the exact predictive moments.
+    """
+    n, sq, nlpd = 0, 0.0, 0.0
+    for X, y in source.batches(chunk_rows):
+        mean, var = model.predict_moments(X)
+        resid2 = (y - mean) ** 2
+        n += len(y)
+        sq += float(resid2.sum())
+        nlpd += float(np.sum(0.5 * np.log(2.0 * np.pi * var) + resid2 / (2.0 * var)))
+    if n == 0:
+        raise DataError(f"{source.where}: no rows to score")
+    return Scores(n, math.sqrt(sq / n), nlpd / n)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """DataError unless a file can be created at ``path`` (its directory exists and takes a new
+    file).  Probes with a temporary file, which is removed; ``path`` itself is never touched."""
+    if path.is_dir():
+        raise DataError(f"{what} path {path} is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise DataError(f"cannot write {what} {path}: {parent} {problem}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise DataError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def demo_data() -> tuple[TableSource, str]:
+    """scikit-learn's bundled diabetes data (442 rows, 10 inputs; no download)."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    source = ArraySource(
+        data.data, data.target, list(data.feature_names), "progression", where="diabetes (scikit-learn)"
+    )
+    return source, source.where
+
+
+def features_for(features: str, n_features: int, n_inputs: int) -> int:
+    """b, the number of features the fit will use (checked before any pass over the data)."""
+    if features == "linear":
+        return n_inputs + 1
+    if n_features < 2 or n_features % 2:
+        raise DataError(f"--n-features must be even and at least 2 for rff features, got {n_features}")
+    return n_features
+
+
+def check_compatible(train: TableSource, test: TableSource) -> None:
+    if test.n_inputs != train.n_inputs:
+        raise DataError(
+            f"test data {test.where} has {test.n_inputs} input columns, the training data {train.n_inputs}"
+        )
+    if train.named_columns and test.named_columns and test.input_names != train.input_names:
+        raise DataError(
+            f"test data {test.where} has input columns {', '.join(test.input_names)}; "
+            f"the training data has {', '.join(train.input_names)}"
+        )
+
+
+class ElboPrinter:
+    """Regressor callback: a line when a stage starts, then the ELBO every ``every`` iterations of
+    the final fit, and every 5 × ``every`` evaluations while candidates are compared.  A stage may
+    run the optimiser several times (several starts, several candidates); ``run`` counts them."""
+
+    def __init__(self, every: int = ELBO_EVERY, echo=click.echo) -> None:
+        self.every, self.echo = every, echo
+        self.stage: str | None = None
+        self.run = self.count = self.last = 0
+
+    def __call__(self, stage: str, iteration: int, elbo: float) -> None:
+        if stage != self.stage:
+            self.stage, self.run, self.count, self.last = stage, 0, 0, 0
+            self.echo(f"{stage} ...")
+        if iteration <= self.last:
+            self.run += 1
+        self.last = iteration
+        self.count += 1
+        if stage.startswith("fit"):
+            if iteration % self.every == 0:
+                self.echo(f"  {stage}  run {self.run + 1}  iteration {iteration:5d}  ELBO {elbo:.4f}")
+        elif self.count % (5 * self.every) == 0:
+            self.echo(f"  {stage}  run {self.run + 1}  evaluation {self.count:5d}  ELBO {elbo:.4f}")
+
+
+def _head_rows(source: TableSource, n_rows: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    Xs, ys, n = [], [], 0
+    for X, y in source.batches(chunk_rows):
+        Xs.append(X[: n_rows - n])
+        ys.append(y[: n_rows - n])
+        n += len(ys[-1])
+        if n >= n_rows:
+            break
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
+def check_plotting() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise DataError("--plot needs matplotlib; install it with: pip install direct-edge[plot]") from None
+
+
+def plot_fit(path: Path, model, X: np.ndarray, y: np.ndarray, label: str) -> None:
+    """Two panels: the ELBO trace, and predicted vs true with ±2 sd bars on ``X``, ``y``.
+    Written atomically (temp file + rename)."""
+    check_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    mean, sd = model.predict(X, return_std=True)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax_trace, ax_pred = fig.subplots(1, 2)
+    trace = np.asarray(model.trace_, dtype=np.float64)
+    ax_trace.plot(np.arange(1, trace.size + 1), trace, lw=1)
+    ax_trace.set(xlabel="iteration (all fits, in order)", ylabel="ELBO (nats)", title="ELBO trace")
+    finite = trace[np.isfinite(trace)]
+    if finite.size > 10:  # the prior starts far below; show where the fits end up
+        lo = np.quantile(finite, 0.05)
+        ax_trace.set_ylim(lo - 0.05 * (finite.max() - lo), finite.max() + 0.05 * (finite.max() - lo))
+    ax_pred.errorbar(y, mean, yerr=2 * sd, fmt="o", ms=3, lw=0.6, alpha=0.6, capsize=0)
+    lims = [min(y.min(), mean.min()), max(y.max(), mean.max())]
+    ax_pred.plot(lims, lims, "k--", lw=0.8)
+    ax_pred.set(xlabel="true", ylabel="predicted (mean ± 2 sd)", title=f"{label} ({len(y)} rows)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def format_summary(summary: dict, model_path: Path | None = None, plot_path: Path | None = None) -> str:
+    """The summary (as stored in the model file) as aligned lines of text."""
+    s = summary
+    ell = s["lengthscale"]
+    if ell is None:
+        ell_text = "none (linear features)"
+    elif np.ndim(ell) == 0 or np.size(ell) == 1:
+        ell_text = f"{_fmt(float(np.ravel(ell)[0]))} (standardised input units)"
+    else:
+        ell_text = f"ARD, mean {_fmt(float(np.mean(ell)))} over {len(ell)} inputs (standardised input units)"
+    family = s["family"]
+    if family == "mixture":
+        family += f", {s['n_components']} components, entropy {s['entropy']}"
+    prior = s["prior"] if s["prior_scale"] is None else f"{s['prior']}, scale {_fmt(s['prior_scale'])} sd(y)"
+    rows = [
+        ("data", f"{s['data']}, target {s['target']!r}"),
+        ("rows n", f"{s['n_train']} train" + (f", {s['n_test']} test" if "n_test" in s else "")),
+        ("inputs d", str(s["n_inputs"])),
+        ("features b", f"{s['n_features']} ({s['features']})"),
+        ("family", family),
+        ("bits", f"{s['bits']} ({LEVELS[not s['symmetric']]} levels)"),
+        ("ELBO", f"{s['elbo']:.4f} nats"),
+        ("grid scale Δ", f"{_fmt(s['grid_scale'])} sd(y)"),
+        ("prior", prior),
+        ("lengthscale", ell_text),
+    ]
+    if s["candidate_fits"]:
+        rows.append(
+            ("chosen by ELBO", f"{', '.join(s['chosen_by_elbo'])} ({s['candidate_fits']} candidate fits)")
+        )
+    rows += [
+        ("E[σ²]", f"{_fmt(s['noise_variance'])} (noise sd {_fmt(math.sqrt(s['noise_variance']))})"),
+        ("train RMSE / NLPD", f"{_fmt(s['train_rmse'])} / {s['train_nlpd']:.4f}"),
+    ]
+    if "n_test" in s:
+        rows.append(("test RMSE / NLPD", f"{_fmt(s['test_rmse'])} / {s['test_nlpd']:.4f}"))
+    rows += [
+        ("sparsity", f"{100 * s['sparsity']:.1f}% zero weights ({s['posterior_samples']} posterior samples)"),
+        ("time", f"{s['wall_time_s']:.2f} s wall, {s['fit_time_s']:.2f} s fitting"),
+    ]
+    if model_path is not None:
+        rows.append(("model", f"{model_path} ({model_path.stat().st_size:,} bytes)"))
+    if plot_path is not None:
+        rows.append(("plot", str(plot_path)))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("data", required=False)
+@click.option(
+    "--target",
+    metavar="COL",
+    help="Target column: a name, or a 0-based index for files without column names.",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    default="model.direct",
+    show_default=True,
+    help="Where to write the model file.",
+)
+@click.option("--features", type=click.Choice(["rff", "linear"]), default="rff", show_default=True)
+@click.option(
+    "--n-features",
+    metavar="B",
+    type=int,
+    default=256,
+    show_default=True,
+    help="b, the number of rff features (even).",
+)
+@click.option(
+    "--lengthscale", type=POSITIVE, help="rff lengthscale (standardised inputs); default: chosen by the ELBO."
+)
+@click.option("--bits", type=click.IntRange(2, 8), default=4, show_default=True, help="Bits per weight.")
+@click.option("--asymmetric", is_flag=True, help="Two's-complement levels −2^(k−1)..2^(k−1)−1.")
+@click.option(
+    "--grid-scale", type=POSITIVE, help="Grid step Δ in units of sd(y); default: chosen by the ELBO."
+)
+@click.option(
+    "--prior", type=click.Choice(["uniform", "gaussian", "sparse"]), default="gaussian", show_default=True
+)
+@click.option("--prior-scale", type=POSITIVE, help="Prior sd in units of sd(y); default: chosen by the ELBO.")
+@click.option(
+    "--zero-mass",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Extra prior mass on 0 (sparse prior).",
+)
+@click.option(
+    "--family", type=click.Choice(["mean-field", "mixture"]), default="mean-field", show_default=True
+)
+@click.option(
+    "--components", type=click.IntRange(min=1), default=5, show_default=True, help="Mixture components."
+)
+@click.option("--entropy", type=click.Choice(["bound", "reinforce"]), default="bound", show_default=True)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Posterior samples drawn to report the sparsity.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for features, split and samples.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--test", "test_path", metavar="FILE", help="Score the model on this data file (same columns).")
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help=f"Hold out this share of the rows for testing [default: {DEMO_TEST_FRACTION} for the demo].",
+)
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option(
+    "--plot", "plot_path", metavar="FILE.png", help="Write a PNG with the ELBO trace and predicted vs true."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or ELBO lines; only the summary.")
+def main(data, target, output, test_path, test_fraction, plot_path, quiet, **options) -> None:
+    """Train a DIRECT model on DATA (CSV, TSV, TXT, Parquet, NPZ or NPY) and write OUTPUT.
+
+    Without DATA, trains on scikit-learn's diabetes data with 20% held out for testing.
+    The target is the last column unless --target names another.
+    """
+    try:
+        train(data, target, output, test_path, test_fraction, plot_path, quiet, **options)
+    except (DataError, ModelFileError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"{PROG}: error: {message}", err=True)
+        sys.exit(2)
+
+
+def train(
+    data: str | None = None,
+    target: str | None = None,
+    output: str = "model.direct",
+    test_path: str | None = None,
+    test_fraction: float | None = None,
+    plot_path: str | None = None,
+    quiet: bool = False,
+    *,
+    features: str = "rff",
+    n_features: int = 256,
+    lengthscale: float | None = None,
+    bits: int = 4,
+    asymmetric: bool = False,
+    grid_scale: float | None = None,
+    prior: str = "gaussian",
+    prior_scale: float | None = None,
+    zero_mass: float = 0.5,
+    family: str = "mean-field",
+    components: int = 5,
+    entropy: str = "bound",
+    samples: int = 100,
+    seed: int = 0,
+    max_iter: int = 2000,
+    chunk_rows: int = 4096,
+) -> DirectRegressor:
+    """``direct-train`` as one call (arguments as the options, same defaults): read, fit, score,
+    write ``output`` (and ``plot_path``), print the summary.  Returns the fitted regressor, whose
+    ``summary_`` is the summary stored in the model file.  User errors raise DataError before any
+    file is written."""
+    started = time.perf_counter()
+    if test_path is not None and test_fraction is not None:
+        raise DataError("give either --test or --test-fraction, not both")
+
+    # Everything that can be checked before training is checked first: no output on failure.
+    out = Path(output)
+    check_writable(out, "output")
+    plot = Path(plot_path) if plot_path else None
+    if plot is not None:
+        check_plotting()
+        check_writable(plot, "plot")
+
+    if data is None:
+        source, data_label = demo_data()
+        if test_path is None and test_fraction is None:
+            test_fraction = DEMO_TEST_FRACTION
+    else:
+        source, data_label = open_table(data, target), data
+    b = features_for(features, n_features, source.n_inputs)
+    check_memory_for(b)
+
+    test_source: TableSource | None = None
+    if test_path is not None:
+        test_source = open_table(test_path, target)
+        check_compatible(source, test_source)
+        for _ in test_source.batches(chunk_rows):  # a bad test file fails now, not after the fit
+            pass
+    train_source = source
+    if test_fraction is not None:
+        train_source, X_test, y_test = split_source(source, test_fraction, seed)
+        test_source = ArraySource(X_test, y_test, source.input_names, source.target_name, "held-out rows")
+
+    model = DirectRegressor(
+        features=features,
+        n_features=n_features,
+        lengthscale=lengthscale,
+        bits=bits,
+        symmetric=not asymmetric,
+        grid_scale=grid_scale,
+        prior=prior,
+        prior_scale=prior_scale,
+        zero_mass=zero_mass,
+        family=family,
+        n_components=components,
+        entropy=entropy,
+        max_iter=max_iter,
+        chunk_rows=chunk_rows,
+        random_state=seed,
+    )
+    echo = (lambda *a, **k: None) if quiet else click.echo
+    progress = not quiet and sys.stderr.isatty()
+    echo(f"training on {data_label}: {source.n_inputs} inputs, target {source.target_name!r}")
+    model.fit_source(train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo))
+    echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
+
+    train_scores = evaluate(model, train_source, chunk_rows)
+    test_scores = evaluate(model, test_source, chunk_rows) if test_source is not None else None
+    sparsity = model.sample(samples, seed).sparsity
+    summary = {
+        "data": data_label,
+        "target": source.target_name,
+        "input_names": source.input_names,
+        "n_train": int(model.n_train_),
+        "n_inputs": int(source.n_inputs),
+        "n_features": int(model.feature_map_.n_features),
+        "features": features,
+        "family": family,
+        "n_components": components if family == "mixture" else 1,
+        "entropy": entropy,
+        "bits": bits,
+        "symmetric": not asymmetric,
+        "prior": prior,
+        "elbo": float(model.elbo_),
+        "grid_scale": float(model.grid_scale_),
+        "prior_scale": None if model.prior_scale_ is None else float(model.prior_scale_),
+        "lengthscale": None if model.lengthscale_ is None else np.asarray(model.lengthscale_).tolist(),
+        "chosen_by_elbo": [
+            name
+            for name, given, applies in (
+                ("lengthscale", lengthscale, features == "rff"),
+                ("grid scale", grid_scale, True),
+                ("prior scale", prior_scale, prior != "uniform"),
+            )
+            if given is None and applies
+        ],
+        "candidate_fits": len(model.selection_),
+        "noise_variance": float(model.noise_variance_),
+        "train_rmse": train_scores.rmse,
+        "train_nlpd": train_scores.nlpd,
+        "sparsity": float(sparsity),
+        "posterior_samples": samples,
+        "fit_time_s": float(model.fit_time_),
+    }
+    if test_scores is not None:
+        summary.update(n_test=test_scores.n, test_rmse=test_scores.rmse, test_nlpd=test_scores.nlpd)
+    summary["wall_time_s"] = time.perf_counter() - started
+    save_model(out, model, summary)
+
+    if plot is not None:
+        shown, label = (
+            (test_source, "test rows") if test_source is not None else (train_source, "training rows")
+        )
+        plot_fit(plot, model, *_head_rows(shown, PLOT_ROWS, chunk_rows), label)
+
+    click.echo(format_summary({**summary, "wall_time_s": time.perf_counter() - started}, out, plot))
+    model.summary_ = summary
+    return model
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
