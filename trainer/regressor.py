@@ -9,13 +9,14 @@ standardised target internally; predictions come back in the target's units.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import product
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from direct_edge.trainer.data import ArraySource
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap, InputMoments
 from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
@@ -23,7 +24,6 @@ from direct_edge.trainer.model import ENTROPIES, FAMILIES, DirectGLM
 from direct_edge.trainer.posterior import Posterior, PosteriorSamples
 from direct_edge.trainer.statistics import (
     SufficientStatistics,
-    array_batches,
     check_memory_for,
     compute_statistics,
 )
@@ -38,18 +38,6 @@ SELECTION_MAX_ITER = 150
 SELECTION_STAGE_ITER = 100
 
 ProgressCallback = Callable[[str, int, float], None]
-
-
-class _Arrays:
-    """Adapter: in-memory arrays as a re-iterable source of (X, y) chunks."""
-
-    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.X, self.y = X, y
-        self.n_inputs = X.shape[1]
-        self.n_rows = X.shape[0]
-
-    def batches(self, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return array_batches(self.X, self.y, chunk_rows)
 
 
 class DirectRegressor(RegressorMixin, BaseEstimator):
@@ -120,7 +108,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> DirectRegressor:
         """Fit on arrays ``X``: (n, d), ``y``: (n,).  Returns self."""
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
-        return self._fit(_Arrays(X, y), progress=False, callback=None)
+        return self._fit(ArraySource(X, y), progress=False, callback=None)
 
     def fit_source(
         self, source, progress: bool = False, callback: ProgressCallback | None = None
