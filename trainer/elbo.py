@@ -188,9 +188,10 @@ def mixture_entropy_bound(
         B = Σ_k α_k Σ_ij Q_kij log A_ij + Σ_kl α_k α_l Π_i Σ_j Q_kij Q_lij / A_ij − 1.
     Products over i are taken in log space.  Returns (B, ∂B/∂Q, ∂B/∂α, ∂B/∂log A).
     """
-    A_inv = np.exp(-log_A)
+    with np.errstate(divide="ignore"):
+        QA = np.exp(np.log(Q) - log_A)  # Q/A; exp(-log_A) alone overflows where both are tiny
     lin_k = np.sum(Q * log_A, axis=(1, 2))
-    R = np.einsum("kij,lij->kli", Q, Q * A_inv)  # (r, r, b)
+    R = np.einsum("kij,lij->kli", Q, QA)  # (r, r, b)
     log_R = np.log(np.maximum(R, _TINY))
     log_M = log_R.sum(axis=-1)  # (r, r)
     M = np.exp(log_M)
@@ -198,10 +199,10 @@ def mixture_entropy_bound(
     value = float(alpha @ lin_k) + quad - 1.0
     # C_kli = α_l Π_{i'≠i} R_kli'
     C = alpha[None, :, None] * np.exp(log_M[:, :, None] - log_R)
-    D = np.einsum("kli,lij->kij", C, Q)  # Σ_l C_kli Q_lij
-    dQ = alpha[:, None, None] * (log_A + 2.0 * D * A_inv)
+    DA = np.einsum("kli,lij->kij", C, QA)  # Σ_l C_kli Q_lij / A_ij
+    dQ = alpha[:, None, None] * (log_A + 2.0 * DA)
     d_alpha = lin_k + 2.0 * (M @ alpha)
-    d_log_A = np.einsum("k,kij->ij", alpha, Q) - np.einsum("k,kij->ij", alpha, Q * D) * A_inv
+    d_log_A = np.einsum("k,kij->ij", alpha, Q) - np.einsum("k,kij->ij", alpha, Q * DA)
     return value, dQ, d_alpha, d_log_A
 
 
