@@ -274,16 +274,16 @@ class DirectGLM:
         learning_rate: float,
         callback: Callable[[int, float], None] | None,
     ) -> DirectGLM:
-        """Fit from each start in ``inits`` and keep the run with the highest ELBO; the trace
-        is the concatenation of all runs (so ``n_iter_`` counts all the work)."""
-        best, trace = None, []
+        """Fit from each start in ``inits`` and keep the run with the highest ELBO.  ``trace_`` is
+        the kept run's; ``n_iter_`` counts the iterations of all runs."""
+        best, total = None, 0
         for init in inits:
             self._fit(max_iter, init, tol, stage_iter, learning_rate, callback)
-            trace += self.trace_
+            total += self.n_iter_
             if best is None or self.elbo_ > best[0]:
-                best = (self.elbo_, self.params.copy(), self.converged_, self.message_)
-        self.elbo_, self.params, self.converged_, self.message_ = best
-        self.trace_, self.n_iter_ = trace, len(trace)
+                best = (self.elbo_, self.params.copy(), self.converged_, self.message_, self.trace_)
+        self.elbo_, self.params, self.converged_, self.message_, self.trace_ = best
+        self.n_iter_ = total
         return self
 
     def _finish(self, res: OptimResult) -> None:
