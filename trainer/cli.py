@@ -166,7 +166,9 @@ def plot_fit(path: Path, model, X: np.ndarray, y: np.ndarray, label: str) -> Non
     ax_trace, ax_pred = fig.subplots(1, 2)
     trace = np.asarray(model.trace_, dtype=np.float64)
     ax_trace.plot(np.arange(1, trace.size + 1), trace, lw=1)
-    ax_trace.set(xlabel="iteration (chosen run, then the final fit)", ylabel="ELBO (nats)", title="ELBO trace")
+    ax_trace.set(
+        xlabel="iteration (chosen run, then the final fit)", ylabel="ELBO (nats)", title="ELBO trace"
+    )
     finite = trace[np.isfinite(trace)]
     if finite.size > 10:  # the prior starts far below; show where the fits end up
         lo = np.quantile(finite, 0.05)
