@@ -19,7 +19,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check trainer export runtime tests benchmarks
+	$(BIN)/ruff format --check .
 
 test: lint
 	$(BIN)/python -m pytest -q
