@@ -201,7 +201,7 @@ class DirectGLM:
         init: str = "auto",
         tol: float = 1e-10,
         stage_iter: int = 300,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.01,
         callback: Callable[[int, float], None] | None = None,
     ) -> DirectGLM:
         """Maximise the ELBO.  Returns self; sets ``elbo_``, ``n_iter_``, ``converged_``, ``trace_``.
