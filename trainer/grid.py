@@ -86,8 +86,10 @@ def prior_log_probs(
         is_zero = values == 0.0
         if not np.all(is_zero.sum(axis=-1) == 1):
             raise DataError("a sparse prior needs exactly one zero level in every grid row")
-        p = (1.0 - zero_mass) * np.exp(logp) + zero_mass * is_zero
-        logp = np.log(p)
+        # In log space: far grid levels of a narrow gaussian underflow to probability 0.
+        with np.errstate(divide="ignore"):
+            point_mass = np.where(is_zero, np.log(zero_mass), -np.inf)
+        logp = np.logaddexp(np.log1p(-zero_mass) + logp, point_mass)
     return logp
 
 

@@ -35,6 +35,8 @@ GRID_SCALES = (0.05, 0.1, 0.2, 0.4)
 PRIOR_SCALES = (0.25, 0.5, 1.0)
 # Short fits rank the candidates (staged start plus joint iterations); the chosen one is refitted.
 SELECTION_MAX_ITER = 150
+# A best candidate on the edge of its set is followed outwards by halving/doubling, this many times.
+MAX_EDGE_STEPS = 2
 SELECTION_STAGE_ITER = 100
 
 ProgressCallback = Callable[[str, int, float], None]
@@ -162,48 +164,63 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             return lambda it, value: callback(stage, it, value)
 
         selection: list[dict] = []
-        if self.features == "linear":
-            fmap_candidates = [(None, FeatureMap.linear(offset, scale))]
-        elif self.lengthscale is not None:
-            fmap_candidates = [(self.lengthscale, self._rff(offset, scale, self.lengthscale))]
-        else:
-            fmap_candidates = [
-                (f * np.sqrt(d), self._rff(offset, scale, f * np.sqrt(d))) for f in LENGTHSCALE_FACTORS
-            ]
         grid_scales = GRID_SCALES if self.grid_scale is None else (float(self.grid_scale),)
         if self.prior == "uniform":
             prior_scales: tuple = (None,)
         else:
             prior_scales = PRIOR_SCALES if self.prior_scale is None else (float(self.prior_scale),)
-
-        # Lengthscale first (each candidate costs a statistics pass), at the middle grid and prior
-        # scales; then the grid and prior scales on the chosen features (each a cheap fit).
         mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
-        best = None
-        for ell, fmap in fmap_candidates:
-            stats = stats_for(fmap)
-            glm = self._glm(stats, *mid, "mean-field")
-            if len(fmap_candidates) > 1:
-                glm.fit(
-                    SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select lengthscale")
-                )
-                selection.append(self._row(ell, *mid, glm.elbo_))
-            if best is None or glm.elbo_ > best[3].elbo_:
-                best = (ell, fmap, stats, glm)
-        ell, fmap, stats, best_glm = best
 
-        fitted = {mid: best_glm} if len(fmap_candidates) > 1 else {}
-        best_scales = mid
+        def short_fit(stats: SufficientStatistics, scales: tuple, stage: str, ell) -> DirectGLM:
+            glm = self._glm(stats, *scales, "mean-field")
+            glm.fit(SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report(stage))
+            selection.append(self._row(stage, ell, *scales, glm.elbo_))
+            return glm
+
+        # 1. Features.  Each rff lengthscale candidate costs a statistics pass; it is scored at the
+        #    middle grid and prior scales.  Only the best candidate's statistics are kept.
+        fitted: dict[tuple, DirectGLM] = {}
+        if self.features == "linear":
+            ell, fmap = None, FeatureMap.linear(offset, scale)
+            stats = stats_for(fmap)
+        elif self.lengthscale is not None:
+            ell, fmap = self.lengthscale, self._rff(offset, scale, self.lengthscale)
+            stats = stats_for(fmap)
+        else:
+            best: dict = {}
+
+            def score_lengthscale(factor: float) -> float:
+                ell_f = factor * np.sqrt(d)
+                fmap_f = self._rff(offset, scale, ell_f)
+                stats_f = stats_for(fmap_f)
+                glm = short_fit(stats_f, mid, "lengthscale", ell_f)
+                if not best or glm.elbo_ > best["glm"].elbo_:
+                    best.update(ell=ell_f, fmap=fmap_f, stats=stats_f, glm=glm)
+                return glm.elbo_
+
+            tried = {f: score_lengthscale(f) for f in LENGTHSCALE_FACTORS}
+            search_past_edge(tried, score_lengthscale)
+            ell, fmap, stats = best["ell"], best["fmap"], best["stats"]
+            fitted[mid] = best["glm"]
+
+        # 2. Grid and prior scales on the chosen features: the full product of the candidates, then
+        #    each axis continued past its edge while the best value sits on the edge.
+        def score_scales(scales: tuple) -> float:
+            if scales not in fitted:
+                fitted[scales] = short_fit(stats, scales, "scales", ell)
+            return fitted[scales].elbo_
+
         if len(grid_scales) * len(prior_scales) > 1:
             for scales in product(grid_scales, prior_scales):
-                if scales not in fitted:
-                    glm = self._glm(stats, *scales, "mean-field")
-                    glm.fit(
-                        SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report("select scales")
-                    )
-                    fitted[scales] = glm
-                    selection.append(self._row(ell, *scales, glm.elbo_))
-            best_scales = max(fitted, key=lambda k: fitted[k].elbo_)
+                score_scales(scales)
+            best_g, best_p = max(fitted, key=lambda k: fitted[k].elbo_)
+            if len(grid_scales) > 1:
+                tried = {g: score_scales((g, best_p)) for g in grid_scales}
+                best_g = search_past_edge(tried, lambda g: score_scales((g, best_p)))
+            if len(prior_scales) > 1:
+                tried = {p: score_scales((best_g, p)) for p in prior_scales}
+                search_past_edge(tried, lambda p: score_scales((best_g, p)))
+        best_scales = max(fitted, key=lambda k: fitted[k].elbo_) if fitted else mid
 
         # The final fit continues from the best candidate (so it can only improve on it).
         mf = fitted.get(best_scales) or self._glm(stats, *best_scales, "mean-field")
@@ -238,8 +255,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _row(ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:
+    def _row(stage: str, ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:
         return {
+            "stage": stage,
             "lengthscale": None if ell is None else float(np.mean(ell)),
             "grid_scale": grid_scale,
             "prior_scale": prior_scale,
@@ -306,6 +324,24 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = False
         return tags
+
+
+def search_past_edge(
+    tried: dict[float, float], score: Callable[[float], float], max_steps: int = MAX_EDGE_STEPS
+) -> float:
+    """Continue a geometric candidate search past its edge: while the best of ``tried`` (value ->
+    ELBO, updated in place) is the smallest or the largest value, score half or twice it, at most
+    ``max_steps`` times.  Returns the best value."""
+    for _ in range(max_steps):
+        best, values = max(tried, key=tried.get), sorted(tried)
+        if best == values[0]:
+            new = best / 2.0
+        elif best == values[-1]:
+            new = best * 2.0
+        else:
+            break
+        tried[new] = score(new)
+    return max(tried, key=tried.get)
 
 
 def source_rows(source) -> int | None:

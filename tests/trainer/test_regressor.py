@@ -7,7 +7,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from direct_edge.trainer import DataError, DirectGLM, DirectRegressor, WeightGrid, prior_log_probs
 from direct_edge.trainer.grid import noise_grid
-from direct_edge.trainer.regressor import GRID_SCALES, PRIOR_SCALES
+from direct_edge.trainer.regressor import GRID_SCALES, LENGTHSCALE_FACTORS, PRIOR_SCALES, search_past_edge
 from direct_edge.trainer.statistics import SufficientStatistics
 
 
@@ -56,17 +56,40 @@ def test_selection_picks_the_highest_elbo_candidate(diabetes):
     X, y = diabetes
     reg = DirectRegressor(n_features=32, max_iter=200).fit(X, y)
     mid = (GRID_SCALES[len(GRID_SCALES) // 2], PRIOR_SCALES[len(PRIOR_SCALES) // 2])
-    lengthscale_rows = reg.selection_[:4]
+    lengthscale_rows = [r for r in reg.selection_ if r["stage"] == "lengthscale"]
+    assert len(lengthscale_rows) >= len(LENGTHSCALE_FACTORS)
     assert all((r["grid_scale"], r["prior_scale"]) == mid for r in lengthscale_rows)
     best_ell = max(lengthscale_rows, key=lambda r: r["elbo"])
-    assert float(np.mean(reg.lengthscale_)) == pytest.approx(best_ell["lengthscale"])
+    assert reg.lengthscale_ == pytest.approx(best_ell["lengthscale"])
     # The scale search reuses the lengthscale winner's fit at the middle scales.
-    scale_rows = [best_ell] + reg.selection_[4:]
-    assert len(scale_rows) == len(GRID_SCALES) * len(PRIOR_SCALES)
+    scale_rows = [best_ell] + [r for r in reg.selection_ if r["stage"] == "scales"]
+    assert len(scale_rows) >= len(GRID_SCALES) * len(PRIOR_SCALES)
+    assert all(r["lengthscale"] == best_ell["lengthscale"] for r in scale_rows)
     best = max(scale_rows, key=lambda r: r["elbo"])
     assert (reg.grid_scale_, reg.prior_scale_) == (best["grid_scale"], best["prior_scale"])
     # The final fit continues from the best candidate, so it cannot be worse.
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
+
+
+@pytest.mark.parametrize(
+    ("optimum", "expected", "n_scored"),
+    [
+        (0.15, 0.2, 0),  # interior best: nothing more is tried
+        (0.01, 0.0125, 2),  # best on the lower edge: halve twice (the step limit)
+        (0.6, 0.8, 2),  # upper edge: 0.8 (edge again), then 1.6 loses to 0.8
+        (100.0, 1.6, 2),
+    ],
+)
+def test_search_past_edge_follows_the_best_value_outwards(optimum, expected, n_scored):
+    def score(v):
+        scored.append(v)
+        return -((np.log(v) - np.log(optimum)) ** 2)
+
+    scored: list[float] = []
+    tried = {v: score(v) for v in (0.05, 0.1, 0.2, 0.4)}
+    scored.clear()
+    assert search_past_edge(tried, score) == pytest.approx(expected)
+    assert len(scored) == n_scored
 
 
 def test_fit_is_invariant_to_the_units_of_the_target(diabetes):
