@@ -124,24 +124,32 @@ class FeatureMap:
         return 2 * int(self.projection.shape[1])
 
     def transform(self, X: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-        """Features of raw inputs ``X``: (n, d) -> (n, b) array of ``dtype``."""
+        """Features of raw inputs ``X``: (n, d) -> (n, b) array of ``dtype``.
+
+        Computed in float64 (then rounded to ``dtype``); rff uses the table-based sin/cos of
+        :class:`_RffKernel`, which agrees with ``np.cos``/``np.sin`` to about |phase|·1e-16.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty((X.shape[0] if X.ndim == 2 else 0, self.n_features), dtype=dtype)
+        self._transform_into(X, out)
+        return out
+
+    def _transform_into(
+        self, X: np.ndarray, out: np.ndarray, kernel: _RffKernel | None = None, interleaved: bool = False
+    ) -> None:
+        """Write the features of ``X``: (k, d) into ``out``: (k, b), a float array or a view
+        of one (e.g. the first b columns of a wider buffer).  ``kernel``: a prepared
+        :class:`_RffKernel` of this map, reused across calls.  ``interleaved`` (rff only): columns
+        in the order cos_1, sin_1, cos_2, sin_2, ... (used by the statistics pass)."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise DataError(f"expected inputs with {self.n_inputs} columns, got shape {X.shape}")
         Z = (X - self.input_offset) / self.input_scale
         if self.kind == "linear":
-            out = np.empty((X.shape[0], self.n_inputs + 1), dtype=dtype)
             out[:, :-1] = Z
             out[:, -1] = 1.0
-            return out
-        # Phase in float64 (its error grows with |z P|); cos/sin may then run in float32 when asked.
-        phase = (Z @ self.projection).astype(dtype, copy=False)
-        n_freq = phase.shape[1]
-        out = np.empty((X.shape[0], 2 * n_freq), dtype=dtype)
-        np.cos(phase, out=out[:, :n_freq])
-        np.sin(phase, out=out[:, n_freq:])
-        out *= dtype(self.amplitude)
-        return out
+            return
+        (kernel or _RffKernel(self)).features(Z, out, interleaved)
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """Split into (JSON-able metadata, named arrays) for the model file (docs/model-file.md §3)."""
@@ -161,3 +169,114 @@ class FeatureMap:
             float(meta["amplitude"]),
             dict(meta.get("info", {})),
         )
+
+
+# ---- fast float64 sin/cos for rff features ------------------------------------------------------
+#
+# libm's float64 cos and sin cost about 8 ns per value here: more per feature than the Gram update at
+# b = 512.  The kernel below evaluates both from one table and two short polynomials,
+#
+#     u = phase · N/2π (folded into the projection),  k = rint(u),  f = u − k (exact),  r = f·2π/N
+#     A·(cos + i sin)(phase) = T_k · (cos r + i sin r),   T_k = A·exp(2πik/N)
+#
+# with the rff amplitude A folded into the complex table T, so the last step is one complex multiply
+# (numpy's SIMD loop) that writes (cos, sin) pairs.  With N = 1024, |r| ≤ 3.1e-3 and the truncated
+# series cos r ≈ 1 − r²/2 + r⁴/24, sin r ≈ r − r³/6 + r⁵/120 are exact to < 1e-18 (their
+# coefficients absorb 2π/N, so they take f directly).  The result matches np.cos/np.sin of the
+# float64 phase to within the phase's own rounding (|phase|·1e-16) and is as close to the exact
+# features as they are (checked against long-double references).  k mod N is read from the low
+# mantissa bits of u + 1.5·2⁵² (valid for |u| < 2⁵⁰; larger phases fall back to np.cos/np.sin).
+# Work happens in row blocks that stay in cache; the phase is never materialised for a chunk.
+# (Threads did not help on the 2-core benchmark machine: see docs/benchmarks.md.)
+
+_SINCOS_STEPS = 1024
+_SINCOS_MAGIC = 1.5 * 2.0**52
+_SINCOS_MAX_STEPS = 2.0**50
+_BLOCK_VALUES = 16384  # phase values per block: the ~0.5 MB of scratch stays in L2
+
+
+class _RffKernel:
+    """cos/sin features of an rff map, prepared once per map and reused across chunks."""
+
+    def __init__(self, fmap: FeatureMap) -> None:
+        steps = _SINCOS_STEPS
+        self.raw_projection = fmap.projection
+        self.amplitude = float(fmap.amplitude)
+        self.projection = np.ascontiguousarray(fmap.projection * (steps / (2.0 * np.pi)))  # u = z·P
+        self.n_freq = int(self.projection.shape[1])
+        self.max_projection = float(np.max(np.abs(self.projection), initial=0.0))
+        # Table in long double where the platform has it (correctly rounded float64 entries).
+        pi = np.longdouble("3.14159265358979323846264338327950288")
+        angles = np.arange(steps, dtype=np.longdouble) * (2 * pi / steps)
+        amp = np.longdouble(fmap.amplitude)
+        self.table = np.empty(steps, dtype=np.complex128)
+        self.table.real = (amp * np.cos(angles)).astype(np.float64)
+        self.table.imag = (amp * np.sin(angles)).astype(np.float64)
+        h = 2 * pi / steps
+        self.sin_coef = tuple(float(c) for c in (h, -(h**3) / 6, h**5 / 120))
+        self.cos_coef = tuple(float(c) for c in (-(h**2) / 2, h**4 / 24))
+
+    def features(self, Z: np.ndarray, out: np.ndarray, interleaved: bool = False) -> None:
+        """``Z``: (k, d) standardised inputs.  Writes A·cos(zP) into ``out[:, :F]`` and A·sin(zP)
+        into ``out[:, F:2F]``; with ``interleaved`` (float64 ``out`` whose rows are contiguous)
+        the pairs A·(cos_j, sin_j) go to columns (2j, 2j + 1) instead, one complex value each."""
+        k, F = Z.shape[0], self.n_freq
+        if k == 0:
+            return
+        bound = float(np.max(np.sum(np.abs(Z), axis=1))) * self.max_projection
+        if not bound < _SINCOS_MAX_STEPS:  # huge or non-finite phases: plain libm
+            phase = Z @ self.raw_projection
+            if interleaved:
+                np.cos(phase, out=out[:, 0 : 2 * F : 2])
+                np.sin(phase, out=out[:, 1 : 2 * F : 2])
+            else:
+                np.cos(phase, out=out[:, :F])
+                np.sin(phase, out=out[:, F : 2 * F])
+            out[:, : 2 * F] *= self.amplitude
+            return
+        Z = np.ascontiguousarray(Z)
+        rows = max(1, _BLOCK_VALUES // F)
+        shape = (min(rows, k), F)
+        scratch = [np.empty(shape), np.empty(shape), np.empty(shape)]
+        scratch += [np.empty(shape, dtype=np.complex128), np.empty(shape, dtype=np.complex128)]
+        direct = interleaved and out.dtype == np.float64
+        for a0 in range(0, k, rows):
+            a1 = min(a0 + rows, k)
+            if a1 - a0 != shape[0]:  # last, shorter block
+                scratch = [x[: a1 - a0] for x in scratch]
+            if direct:
+                self._block(Z[a0:a1], out[a0:a1, : 2 * F].view(np.complex128), scratch)
+                continue
+            pairs = scratch[4]
+            self._block(Z[a0:a1], pairs, scratch)
+            if interleaved:
+                out[a0:a1, 0 : 2 * F : 2] = pairs.real
+                out[a0:a1, 1 : 2 * F : 2] = pairs.imag
+            else:
+                out[a0:a1, :F] = pairs.real
+                out[a0:a1, F : 2 * F] = pairs.imag
+
+    def _block(self, Z: np.ndarray, pairs: np.ndarray, scratch: list) -> None:
+        """A·exp(i·phase) of one block of rows into the complex array ``pairs`` (rows, F), which
+        may be scratch[4] itself."""
+        u, t, a, tk, e = scratch
+        idx = a.view(np.int64)
+        np.matmul(Z, self.projection, out=u)
+        np.add(u, _SINCOS_MAGIC, out=t)
+        np.bitwise_and(t.view(np.int64), _SINCOS_STEPS - 1, out=idx)  # k mod N
+        t -= _SINCOS_MAGIC  # k
+        u -= t  # f = u − k, |f| ≤ 1/2
+        self.table.take(idx, out=tk, mode="clip")  # T_k
+        np.multiply(u, u, out=t)  # f²
+        s1, s3, s5 = self.sin_coef
+        np.multiply(t, s5, out=a)  # the indices are no longer needed
+        a += s3
+        a *= t
+        a += s1
+        np.multiply(a, u, out=e.imag)  # sin r
+        c2, c4 = self.cos_coef
+        np.multiply(t, c4, out=u)
+        u += c2
+        u *= t
+        np.add(u, 1.0, out=e.real)  # cos r
+        np.multiply(tk, e, out=pairs)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.features import FeatureMap
+from direct_edge.trainer.features import FeatureMap, _RffKernel
 
 DEFAULT_CHUNK_ROWS = 4096
 
@@ -74,12 +74,18 @@ class SufficientStatistics:
         if Phi.shape[0] == 0:
             return
         Phi = np.ascontiguousarray(Phi, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
         # dsyrk does half the flops of Phi.T @ Phi and updates the upper triangle in place.  A
         # C-ordered (n, b) Phi is a Fortran-ordered (b, n) Phiᵀ, so passing Phi.T avoids a copy.
         self.gram = blas.dsyrk(1.0, Phi.T, beta=1.0, c=self.gram, trans=0, lower=0, overwrite_c=1)
-        self.phi_y += Phi.T @ y
+        # Φᵀy and Φᵀ1 in one pass over Phi.
+        y1 = np.empty((y.shape[0], 2))
+        y1[:, 0] = y
+        y1[:, 1] = 1.0
+        phi_y1 = Phi.T @ y1
+        self.phi_y += phi_y1[:, 0]
+        self.phi_sum += phi_y1[:, 1]
         self.y_sq += float(y @ y)
-        self.phi_sum += Phi.sum(axis=0)
         self.y_sum += float(y.sum())
         self.n += int(Phi.shape[0])
 
@@ -162,23 +168,54 @@ def compute_statistics(
     ``batches``: iterable of (X: (k, d), y: (k,)) in raw input units (arrays, memory maps, chunks
     of a CSV or Parquet file, ...).  ``progress`` shows a tqdm bar over rows.
     Returns finalised float64 statistics of the raw target.
+
+    Each chunk's features are written into one reused (chunk, b + 2) buffer whose last two
+    columns hold y and 1, so a single symmetric rank-k update of a (b + 2)² accumulator yields
+    ΦᵀΦ, Φᵀy, Φᵀ1, yᵀy and Σy together (no separate passes over Φ, no allocation per chunk).
+    rff features are written as (cos_j, sin_j) pairs (the fast sin/cos kernel's natural layout)
+    and the statistics are permuted back to the feature map's order at the end.
     """
-    stats = SufficientStatistics.zeros(feature_map.n_features)
+    b = feature_map.n_features
+    acc = np.zeros((b + 2, b + 2), order="F")  # Fortran order: dsyrk updates it in place
+    n = 0
+    buf = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_rows, unit="rows", desc="statistics", leave=False)
+    kernel = _RffKernel(feature_map) if feature_map.kind == "rff" else None
     try:
         for X, y in iter_chunks(batches, chunk_rows):
-            y = np.asarray(y, dtype=np.float64)
-            stats.add_chunk(feature_map.transform(X), y)
+            k = int(X.shape[0])
+            if k == 0:
+                continue
+            if buf is None or buf.shape[0] < k:
+                buf = np.empty((k, b + 2))
+            B = buf[:k]
+            feature_map._transform_into(X, B[:, :b], kernel, interleaved=True)
+            B[:, b] = y
+            B[:, b + 1] = 1.0
+            acc = blas.dsyrk(1.0, B.T, beta=1.0, c=acc, trans=0, lower=0, overwrite_c=1)
+            n += k
             if bar is not None:
-                bar.update(len(y))
+                bar.update(k)
     finally:
         if bar is not None:
             bar.close()
-    return stats.finalised()
+    # Only the upper triangle was accumulated (the lower one is still zero): G = U + Uᵀ with the
+    # diagonal counted once (halving a doubled float is exact).
+    upper = acc[:b, :b]
+    gram = np.empty((b, b))
+    np.add(upper.T, upper, out=gram)
+    gram.flat[:: b + 1] *= 0.5
+    phi_y, phi_sum = acc[:b, b].copy(), acc[:b, b + 1].copy()
+    if feature_map.kind == "rff":
+        # Interleaved index 2j + p (p = 0: cos, 1: sin) -> the map's index p·F + j.
+        F = b // 2
+        gram = np.ascontiguousarray(gram.reshape(F, 2, F, 2).transpose(1, 0, 3, 2)).reshape(b, b)
+        phi_y, phi_sum = phi_y.reshape(F, 2).T.ravel(), phi_sum.reshape(F, 2).T.ravel()
+    return SufficientStatistics(n, gram, phi_y, float(acc[b, b]), phi_sum, float(acc[b, b + 1]))
 
 
 def array_batches(
