@@ -16,6 +16,7 @@ import pytest
 from scipy.special import logsumexp
 
 from direct_edge.trainer.grid import WeightGrid, prior_log_probs
+from direct_edge.trainer.model import DirectGLM
 
 
 def configurations(b: int, m: int) -> np.ndarray:
@@ -146,6 +147,31 @@ def tiny_problem_data(grid_kind: str, prior_kind: str, b: int, n: int, K: int, s
     )
 
 
+def tiny_glm(
+    grid_kind: str = "bits2-asym",
+    prior_kind: str = "gaussian",
+    b: int = 3,
+    n: int = 10,
+    K: int = 3,
+    seed: int = 0,
+    family: str = "mean-field",
+    r: int = 2,
+) -> tuple[DirectGLM, SimpleNamespace]:
+    """A DirectGLM on :func:`tiny_problem_data`, and that data."""
+    data = tiny_problem_data(grid_kind, prior_kind, b, n=n, K=K, seed=seed)
+    glm = DirectGLM(
+        data.Phi,
+        data.y,
+        grid=data.grid,
+        log_prior=data.log_prior,
+        noise_grid=data.noise,
+        log_noise_prior=data.log_noise_prior,
+        family=family,
+        n_components=r,
+    )
+    return glm, data
+
+
 # (grid family, prior kind, b): every case has m^b <= 4096 configurations.
 TINY_CASES = [
     ("per-weight", "uniform", 4),
@@ -173,6 +199,7 @@ def brute() -> SimpleNamespace:
         random_logits=random_softmax_logits,
         log_softmax=log_softmax,
         tiny_problem_data=tiny_problem_data,
+        tiny_glm=tiny_glm,
         tiny_cases=TINY_CASES,
     )
 

@@ -230,17 +230,7 @@ def test_entropy_exact_terms_upper_bound_the_mixture_entropy(brute):
 
 
 def small_glm(brute, family: str, r: int = 3, seed: int = 0) -> tuple[DirectGLM, np.random.Generator]:
-    data = brute.tiny_problem_data("per-weight", "gaussian", 5, n=20, K=4, seed=seed)
-    glm = DirectGLM(
-        data.Phi,
-        data.y,
-        grid=data.grid,
-        log_prior=data.log_prior,
-        noise_grid=data.noise,
-        log_noise_prior=data.log_noise_prior,
-        family=family,
-        n_components=r,
-    )
+    glm, data = brute.tiny_glm("per-weight", "gaussian", 5, n=20, K=4, seed=seed, family=family, r=r)
     return glm, data.rng
 
 

@@ -11,18 +11,7 @@ from direct_edge.trainer.statistics import SufficientStatistics
 
 
 def tiny_glm(brute, family="mean-field", r=2, seed=0, grid_kind="bits2-asym", prior_kind="gaussian", b=3):
-    data = brute.tiny_problem_data(grid_kind, prior_kind, b, n=10, K=3, seed=seed)
-    glm = DirectGLM(
-        data.Phi,
-        data.y,
-        grid=data.grid,
-        log_prior=data.log_prior,
-        noise_grid=data.noise,
-        log_noise_prior=data.log_noise_prior,
-        family=family,
-        n_components=r,
-    )
-    return glm, data
+    return brute.tiny_glm(grid_kind, prior_kind, b, seed=seed, family=family, r=r)
 
 
 def exact_elbo_of(brute, glm, data) -> float:
