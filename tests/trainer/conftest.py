@@ -156,8 +156,9 @@ def tiny_glm(
     seed: int = 0,
     family: str = "mean-field",
     r: int = 2,
+    **options,
 ) -> tuple[DirectGLM, SimpleNamespace]:
-    """A DirectGLM on :func:`tiny_problem_data`, and that data."""
+    """A DirectGLM on :func:`tiny_problem_data` (``options`` go to DirectGLM), and that data."""
     data = tiny_problem_data(grid_kind, prior_kind, b, n=n, K=K, seed=seed)
     glm = DirectGLM(
         data.Phi,
@@ -168,8 +169,26 @@ def tiny_glm(
         log_noise_prior=data.log_noise_prior,
         family=family,
         n_components=r,
+        **options,
     )
     return glm, data
+
+
+def data_elbo_parts(
+    data: SimpleNamespace, log_Q: np.ndarray, log_alpha: np.ndarray, log_rho: np.ndarray
+) -> dict:
+    """:func:`exact_elbo_parts` of q on a :func:`tiny_problem_data` problem."""
+    return exact_elbo_parts(
+        data.Phi,
+        data.y,
+        data.grid,
+        data.log_prior,
+        data.noise,
+        data.log_noise_prior,
+        log_Q,
+        log_alpha,
+        log_rho,
+    )
 
 
 # (grid family, prior kind, b): every case has m^b <= 4096 configurations.
@@ -200,6 +219,7 @@ def brute() -> SimpleNamespace:
         log_softmax=log_softmax,
         tiny_problem_data=tiny_problem_data,
         tiny_glm=tiny_glm,
+        data_elbo_parts=data_elbo_parts,
         tiny_cases=TINY_CASES,
     )
 

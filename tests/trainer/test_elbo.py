@@ -17,17 +17,7 @@ def build_problem(data) -> E.Problem:
 
 
 def enumerate_elbo(brute, data, log_Q, log_alpha, log_rho):
-    return brute.exact_elbo_parts(
-        data.Phi,
-        data.y,
-        data.grid,
-        data.log_prior,
-        data.noise,
-        data.log_noise_prior,
-        log_Q,
-        log_alpha,
-        log_rho,
-    )
+    return brute.data_elbo_parts(data, log_Q, log_alpha, log_rho)
 
 
 def central_differences(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -279,20 +269,20 @@ def test_fixed_noise_gradient_equals_central_differences(brute):
 
 @pytest.mark.parametrize("n_samples", [1, 4])
 def test_reinforce_gradient_average_approaches_the_exact_mixture_elbo_gradient(brute, n_samples):
-    data = brute.tiny_problem_data("bits2-sym", "gaussian", 3, n=6, K=2, seed=77)
-    r, (b, m), K = 2, data.grid.shape, 2
-    glm = DirectGLM(
-        data.Phi,
-        data.y,
-        grid=data.grid,
-        log_prior=data.log_prior,
-        noise_grid=data.noise,
-        log_noise_prior=data.log_noise_prior,
+    r, K = 2, 2
+    glm, data = brute.tiny_glm(
+        "bits2-sym",
+        "gaussian",
+        3,
+        n=6,
+        K=K,
+        seed=77,
         family="mixture",
-        n_components=r,
+        r=r,
         entropy="reinforce",
         n_entropy_samples=n_samples,
     )
+    b, m = data.grid.shape
     x = glm.pack(
         theta=data.rng.normal(0.0, 1.0, (r, b, m)), alpha=data.rng.standard_normal(r), eta=np.zeros(K)
     )

@@ -16,17 +16,8 @@ def tiny_glm(brute, family="mean-field", r=2, seed=0, grid_kind="bits2-asym", pr
 
 def exact_elbo_of(brute, glm, data) -> float:
     post = glm.posterior()
-    return brute.exact_elbo_parts(
-        data.Phi,
-        data.y,
-        data.grid,
-        data.log_prior,
-        data.noise,
-        data.log_noise_prior,
-        np.log(post.q_weights),
-        np.log(post.mixture_weights),
-        np.log(post.q_noise),
-    )["elbo"]
+    log_q = (np.log(post.q_weights), np.log(post.mixture_weights), np.log(post.q_noise))
+    return brute.data_elbo_parts(data, *log_q)["elbo"]
 
 
 @pytest.fixture(scope="module")
