@@ -11,7 +11,7 @@ computed anywhere and merged.  Φᵀ1 and Σy let the target be centred and scal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,21 +39,14 @@ class SufficientStatistics:
     y_sum: float
 
     @classmethod
-    def zeros(cls, n_features: int) -> SufficientStatistics:
-        b = int(n_features)
-        # Fortran order lets dsyrk update the Gram matrix in place (no copy per chunk).
-        return cls(0, np.zeros((b, b), order="F"), np.zeros(b), 0.0, np.zeros(b), 0.0)
-
-    @classmethod
-    def from_basis(cls, Phi: np.ndarray, y: np.ndarray) -> SufficientStatistics:
-        """Statistics of an in-memory basis ``Phi``: (n, b) and target ``y``: (n,)."""
-        Phi = np.asarray(Phi, dtype=np.float64)
+    def from_basis(
+        cls, Phi: np.ndarray, y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> SufficientStatistics:
+        """Statistics of a given basis ``Phi``: (n, b) (array or memory map) and target ``y``: (n,)."""
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if Phi.ndim != 2 or Phi.shape[0] != y.shape[0]:
             raise DataError(f"Phi must be (n, b) with n = len(y); got {Phi.shape} and {y.shape}")
-        stats = cls.zeros(Phi.shape[1])
-        stats.add_chunk(Phi, y)
-        return stats.finalised()
+        return _statistics_pass(Phi.shape[1], array_batches(Phi, y, chunk_rows), _copy_into)
 
     @property
     def n_features(self) -> int:
@@ -67,33 +60,6 @@ class SufficientStatistics:
     def y_var(self) -> float:
         """Population variance of y over the rows (0 for a constant target)."""
         return max(self.y_sq / self.n - self.y_mean**2, 0.0)
-
-    def add_chunk(self, Phi: np.ndarray, y: np.ndarray) -> None:
-        """Accumulate one chunk in place.  Only the upper triangle of ``gram`` is updated
-        (symmetric rank-k update); call :meth:`finalised` before use."""
-        if Phi.shape[0] == 0:
-            return
-        Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        # dsyrk does half the flops of Phi.T @ Phi and updates the upper triangle in place.  A
-        # C-ordered (n, b) Phi is a Fortran-ordered (b, n) Phiᵀ, so passing Phi.T avoids a copy.
-        self.gram = blas.dsyrk(1.0, Phi.T, beta=1.0, c=self.gram, trans=0, lower=0, overwrite_c=1)
-        # Φᵀy and Φᵀ1 in one pass over Phi.
-        y1 = np.empty((y.shape[0], 2))
-        y1[:, 0] = y
-        y1[:, 1] = 1.0
-        phi_y1 = Phi.T @ y1
-        self.phi_y += phi_y1[:, 0]
-        self.phi_sum += phi_y1[:, 1]
-        self.y_sq += float(y @ y)
-        self.y_sum += float(y.sum())
-        self.n += int(Phi.shape[0])
-
-    def finalised(self) -> SufficientStatistics:
-        """Mirror the accumulated upper triangle into a full symmetric Gram matrix."""
-        upper = np.triu(self.gram)
-        self.gram = upper + np.triu(upper, 1).T
-        return self
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         if not isinstance(other, SufficientStatistics):
@@ -167,7 +133,7 @@ def compute_statistics(
 
     ``batches``: iterable of (X: (k, d), y: (k,)) in raw input units (arrays, memory maps, chunks
     of a CSV or Parquet file, ...).  ``progress`` shows a tqdm bar over rows.
-    Returns finalised float64 statistics of the raw target.
+    Returns float64 statistics of the raw target.
 
     Each chunk's features are written into one reused (chunk, b + 2) buffer whose last two
     columns hold y and 1, so a single symmetric rank-k update of a (b + 2)² accumulator yields
@@ -175,7 +141,39 @@ def compute_statistics(
     rff features are written as (cos_j, sin_j) pairs (the fast sin/cos kernel's natural layout)
     and the statistics are permuted back to the feature map's order at the end.
     """
+    kernel = _RffKernel(feature_map) if feature_map.kind == "rff" else None
+
+    def features(X: np.ndarray, out: np.ndarray) -> None:
+        feature_map._transform_into(X, out, kernel, interleaved=True)
+
     b = feature_map.n_features
+    stats = _statistics_pass(b, iter_chunks(batches, chunk_rows), features, progress, total_rows)
+    if feature_map.kind == "rff":
+        # Interleaved index 2j + p (p = 0: cos, 1: sin) -> the map's index p·F + j.
+        F = b // 2
+        stats.gram = np.ascontiguousarray(stats.gram.reshape(F, 2, F, 2).transpose(1, 0, 3, 2)).reshape(b, b)
+        stats.phi_y = stats.phi_y.reshape(F, 2).T.ravel()
+        stats.phi_sum = stats.phi_sum.reshape(F, 2).T.ravel()
+    return stats
+
+
+def _copy_into(Phi: np.ndarray, out: np.ndarray) -> None:
+    out[...] = Phi
+
+
+def _statistics_pass(
+    b: int,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    fill: Callable[[np.ndarray, np.ndarray], None],
+    progress: bool = False,
+    total_rows: int | None = None,
+) -> SufficientStatistics:
+    """The accumulation shared by every statistics pass.
+
+    ``fill(X, out)`` writes a chunk's b features into ``out`` (k, b).  They go into one reused
+    (chunk, b + 2) buffer whose last two columns hold y and 1, so a single symmetric rank-k update
+    of a (b + 2)² accumulator yields ΦᵀΦ, Φᵀy, Φᵀ1, yᵀy and Σy together.
+    """
     acc = np.zeros((b + 2, b + 2), order="F")  # Fortran order: dsyrk updates it in place
     n = 0
     buf = None
@@ -184,18 +182,18 @@ def compute_statistics(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_rows, unit="rows", desc="statistics", leave=False)
-    kernel = _RffKernel(feature_map) if feature_map.kind == "rff" else None
     try:
-        for X, y in iter_chunks(batches, chunk_rows):
+        for X, y in chunks:
             k = int(X.shape[0])
             if k == 0:
                 continue
             if buf is None or buf.shape[0] < k:
                 buf = np.empty((k, b + 2))
             B = buf[:k]
-            feature_map._transform_into(X, B[:, :b], kernel, interleaved=True)
+            fill(X, B[:, :b])
             B[:, b] = y
             B[:, b + 1] = 1.0
+            # dsyrk does half the flops of BᵀB; a C-ordered (k, b+2) B is a Fortran-ordered Bᵀ.
             acc = blas.dsyrk(1.0, B.T, beta=1.0, c=acc, trans=0, lower=0, overwrite_c=1)
             n += k
             if bar is not None:
@@ -209,13 +207,9 @@ def compute_statistics(
     gram = np.empty((b, b))
     np.add(upper.T, upper, out=gram)
     gram.flat[:: b + 1] *= 0.5
-    phi_y, phi_sum = acc[:b, b].copy(), acc[:b, b + 1].copy()
-    if feature_map.kind == "rff":
-        # Interleaved index 2j + p (p = 0: cos, 1: sin) -> the map's index p·F + j.
-        F = b // 2
-        gram = np.ascontiguousarray(gram.reshape(F, 2, F, 2).transpose(1, 0, 3, 2)).reshape(b, b)
-        phi_y, phi_sum = phi_y.reshape(F, 2).T.ravel(), phi_sum.reshape(F, 2).T.ravel()
-    return SufficientStatistics(n, gram, phi_y, float(acc[b, b]), phi_sum, float(acc[b, b + 1]))
+    return SufficientStatistics(
+        n, gram, acc[:b, b].copy(), float(acc[b, b]), acc[:b, b + 1].copy(), float(acc[b, b + 1])
+    )
 
 
 def array_batches(
