@@ -157,13 +157,17 @@ class DirectGLM:
     # ---- objective ----------------------------------------------------------------------------
 
     def elbo_and_grad(
-        self, params: np.ndarray, rng: np.random.Generator | None = None
+        self,
+        params: np.ndarray,
+        rng: np.random.Generator | None = None,
+        n_entropy_samples: int | None = None,
     ) -> tuple[float, np.ndarray]:
         """ELBO (nats) and its gradient wrt the flat ``params``.
 
         Mean-field: exact.  Mixture with entropy "bound": the exact value and gradient of the
         deterministic lower bound.  Mixture with "reinforce": exact likelihood and prior terms plus a
-        score-function estimate of the entropy and its gradient (stochastic; uses ``rng``).
+        score-function estimate of the entropy and its gradient (stochastic; uses ``rng`` and
+        ``n_entropy_samples``, default the model's).
         """
         q = self.unpack(np.asarray(params, dtype=np.float64))
         if self.family == "mean-field":
@@ -175,8 +179,9 @@ class DirectGLM:
             )
             return value, self.pack(theta=d_theta, alpha=d_alpha, log_A=d_log_A, eta=d_eta)
         rng = rng if rng is not None else np.random.default_rng(self.seed)
+        n_samples = self.n_entropy_samples if n_entropy_samples is None else int(n_entropy_samples)
         value, d_theta, d_alpha, d_eta = E.mixture_elbo_reinforce(
-            self.problem, q["theta"], q["alpha"], q["eta"], rng, self.n_entropy_samples
+            self.problem, q["theta"], q["alpha"], q["eta"], rng, n_samples
         )
         return value, self.pack(theta=d_theta, alpha=d_alpha, eta=d_eta)
 
@@ -186,11 +191,7 @@ class DirectGLM:
         (1,000 samples) added to the exact likelihood and prior terms."""
         params = self.params if params is None else params
         if self.family == "mixture" and self.entropy == "reinforce":
-            saved, self.n_entropy_samples = self.n_entropy_samples, 1000
-            try:
-                return self.elbo_and_grad(params, np.random.default_rng(self.seed))[0]
-            finally:
-                self.n_entropy_samples = saved
+            return self.elbo_and_grad(params, np.random.default_rng(self.seed), 1000)[0]
         return self.elbo_and_grad(params)[0]
 
     # ---- fitting ------------------------------------------------------------------------------
@@ -293,10 +294,15 @@ class DirectGLM:
         self.message_ = res.message
         self.elbo_ = self.elbo()
 
+    def _target_variance(self) -> float:
+        """var(y), or the mean square of y when the statistics cannot centre it (both starts
+        scale their noise guess by it)."""
+        return self.stats.y_var if self.stats.y_var > 0 else self.problem.y_sq / self.problem.n
+
     def _staged_start(self, x0: np.ndarray, stage_iter: int, tol: float, record: Callable) -> np.ndarray:
         p = self.problem
         q = self.unpack(x0.copy())
-        target = 0.1 * (self.stats.y_var if self.stats.y_var > 0 else p.y_sq / p.n)
+        target = 0.1 * self._target_variance()
         rho = np.zeros(p.noise.size)
         rho[np.argmin(np.abs(np.log(p.noise) - np.log(max(target, 1e-300))))] = 1.0
         theta_shape = q["theta"].shape
@@ -324,7 +330,7 @@ class DirectGLM:
         prior = np.exp(p.log_prior)
         m0 = np.sum(prior * p.grid, axis=1)
         d0 = np.maximum(np.sum(prior * p.grid**2, axis=1) - m0**2, 1e-12)
-        y_var = self.stats.y_var if self.stats.y_var > 0 else p.y_sq / p.n
+        y_var = self._target_variance()
         noise = 0.1 * y_var
         for _ in range(2):
             A = p.gram / noise
