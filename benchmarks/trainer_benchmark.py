@@ -329,7 +329,7 @@ def bench_elbo(cfg: dict) -> dict:
     fns = {f"{n}:{where}": timer(n, where) for (n, where) in points}
     n_small, n_large = cfg["elbo_n"]
     result = {"b": b, "m": 15, "calls_per_repeat": calls, "ms_per_call": {}, "ratio": {}}
-    # BLAS threads as configured, and one thread (what DirectGLM.fit uses below b = 1024).
+    # BLAS threads as configured, and one thread (what DirectGLM.fit uses).
     for threads in ("default", "1"):
         if threads == "1":
             from threadpoolctl import threadpool_limits
