@@ -113,11 +113,8 @@ def _noise_terms(problem: Problem, eta: np.ndarray, sq_res: float) -> tuple[floa
     """Noise part of the ELBO: (value incl. its KL term, κ = E_q[1/σ²], gradient wrt η)."""
     log_rho = log_softmax(eta)
     rho = np.exp(log_rho)
-    inv = 1.0 / problem.noise
-    kappa = float(rho @ inv)
-    per_level = problem.noise_log_lik() - 0.5 * sq_res * inv + problem.log_noise_prior - log_rho
-    value = float(rho @ per_level)
-    return value, kappa, softmax_backward(rho, per_level)
+    per_level = optimal_noise_logits(problem, sq_res) - log_rho
+    return float(rho @ per_level), float(rho @ (1.0 / problem.noise)), softmax_backward(rho, per_level)
 
 
 def mean_field_elbo(
@@ -144,11 +141,9 @@ def mean_field_elbo(
 
 
 def _fixed_noise_terms(problem: Problem, rho: np.ndarray, sq_res: float) -> tuple[float, float, np.ndarray]:
-    inv = 1.0 / problem.noise
-    with np.errstate(divide="ignore"):
-        log_rho = np.where(rho > 0, np.log(np.where(rho > 0, rho, 1.0)), 0.0)
-    per_level = problem.noise_log_lik() - 0.5 * sq_res * inv + problem.log_noise_prior - log_rho
-    return float(rho @ per_level), float(rho @ inv), np.zeros_like(rho)
+    log_rho = np.log(np.where(rho > 0, rho, 1.0))  # levels with rho = 0 contribute nothing
+    per_level = optimal_noise_logits(problem, sq_res) - log_rho
+    return float(rho @ per_level), float(rho @ (1.0 / problem.noise)), np.zeros_like(rho)
 
 
 def optimal_noise_logits(problem: Problem, sq_res: float) -> np.ndarray:
