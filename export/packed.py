@@ -1,0 +1,473 @@
+"""Pack a trained posterior into the runtime's blob.
+
+The blob layout is docs/model-format.md (MF §n); the integer parameters chosen here follow
+docs/integer-spec.md (IS §n).  :func:`pack` takes a fitted ``DirectRegressor`` (or a ``model.direct``
+path), draws S posterior samples, folds the input standardisation into integer feature parameters,
+picks the pre-shift and the output multipliers, encodes the samples in the smallest layout, and
+returns the bytes.  :func:`synthetic_blob` builds blobs with chosen sizes, bits and sparsity for tests and
+benchmarks through the same functions.  Every blob is re-read by ``direct_edge.runtime.blob.parse``
+before it is returned, so the exporter cannot emit what the runtimes would reject.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from direct_edge.runtime.blob import (
+    FLAG_EXACT,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER,
+    HEADER_SIZE,
+    I32_MAX,
+    KIND_LINEAR,
+    KIND_RFF,
+    LAYOUT_BITMAP4,
+    LAYOUT_DENSE4,
+    LAYOUT_GROUPED,
+    LAYOUT_NAMES,
+    MAGIC,
+    PHI_MAX,
+    parse,
+    round_shift,
+)
+
+LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
+# Preference among layouts of equal size: the fastest to evaluate first (docs/benchmarks.md).
+_SPEED_ORDER = (LAYOUT_GROUPED, LAYOUT_DENSE4, LAYOUT_BITMAP4)
+CLIP_SDS = 8.0
+
+
+class ExportError(ValueError):
+    """A model that cannot be packed (the message says why and what to change)."""
+
+
+# ---- IS §2: input quantisation --------------------------------------------------------------------
+
+
+def input_range(
+    offset: np.ndarray, scale: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2 clipping range per input: the training [min, max] clipped to μ ± 8σ (μ ± 8σ without them)."""
+    low, high = offset - CLIP_SDS * scale, offset + CLIP_SDS * scale
+    if lo is not None and hi is not None:
+        low, high = np.maximum(low, lo), np.minimum(high, hi)
+    width = high - low
+    tiny = 1e-9 * np.maximum(1.0, np.abs(offset))
+    bad = ~(width > tiny)
+    low, high = np.where(bad, offset - scale, low), np.where(bad, offset + scale, high)
+    return low.astype(np.float64), high.astype(np.float64)
+
+
+def input_quantization(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2: (scale, zero point) mapping −32768 ↔ lo and 32767 ↔ hi; float64 (d,) each."""
+    scale = (hi - lo) / 65535.0
+    return scale, -32768.0 - lo / scale
+
+
+def standardisation_coefficients(
+    scale: np.ndarray, zero: np.ndarray, offset: np.ndarray, sd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2: z = a·q + c for the trainer's standardisation (offset μ, scale σ)."""
+    return scale / sd, -(scale * zero + offset) / sd
+
+
+# ---- IS §3: feature parameters --------------------------------------------------------------------
+
+
+def linear_parameters(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """IS §3.1: (M int32 (d,), B int32 (d,), Fφ), the largest Fφ ≤ 14 whose bounds hold."""
+    for frac in range(14, -1, -1):
+        M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
+        B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
+        ok = all(
+            abs(m) * 32768 + abs(b) + (1 << 14) <= I32_MAX
+            and abs(round_shift(m * -32768 + b, 15)) <= PHI_MAX
+            and abs(round_shift(m * 32767 + b, 15)) <= PHI_MAX
+            for m, b in zip(M, B, strict=True)
+        )
+        if ok:
+            return np.array(M, dtype=np.int32), np.array(B, dtype=np.int32), frac
+    raise ExportError("an input's standardised range is too wide for 16-bit linear features")
+
+
+def rff_parameters(a: np.ndarray, c: np.ndarray, projection: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IS §3.2: phase weights W int32 (F, d) and offsets C uint32 (F,), in units of 2^-32 turn."""
+    turns = projection / (2 * math.pi)  # (d, F)
+    W = np.rint(2.0**32 * (a[:, None] * turns)).T
+    if np.any(np.abs(W) >= 2.0**31):
+        raise ExportError("an rff frequency is too high for 32-bit phases; use a longer lengthscale")
+    offset = c @ turns
+    C = np.rint(2.0**32 * (offset - np.floor(offset))) % 2.0**32
+    return W.astype(np.int32), C.astype(np.uint32)
+
+
+def sine_table() -> np.ndarray:
+    """IS §3.3: the 257-entry quarter-wave table, int16."""
+    return np.minimum(32767, np.rint(32768.0 * np.sin(np.pi * np.arange(257) / 512))).astype(np.int16)
+
+
+# ---- IS §4–§5: pre-shift and output multipliers ---------------------------------------------------
+
+
+def output_parameters(levels: np.ndarray) -> dict[str, int]:
+    """IS §4, §5, §9: the smallest pre-shift r and the multipliers (M1, s1, M2, s2) for (S, b) levels."""
+    S = levels.shape[0]
+    bound = int(np.abs(levels.astype(np.int64)).sum(axis=1).max())
+    if bound > 65536:
+        raise ExportError(f"a sample's Σ|level| = {bound} exceeds 65536; use fewer features")
+    r = next(r for r in range(32) if S * round_shift(bound * PHI_MAX, r) <= I32_MAX)
+    e = (S - 1).bit_length()  # ⌈log2 S⌉
+    m1, s1 = round(2 ** (30 + e) / S), 30 + e
+    if S == 1:
+        m2, s2 = 0, 33
+    else:
+        s2 = 31 + (S * S - 1).bit_length()
+        m2 = round(2**s2 / (S * S))
+    return {"r": r, "m1": m1, "s1": s1, "m2": m2, "s2": s2}
+
+
+# ---- MF §6: sample layouts ------------------------------------------------------------------------
+
+
+def _pack_nibbles(values: np.ndarray) -> bytes:
+    nib = (values.astype(np.int16) & 0xF).astype(np.uint8)
+    if len(nib) % 2:
+        nib = np.append(nib, np.uint8(0))
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def encode_dense4(levels: np.ndarray) -> bytes:
+    """MF §6.1: S × ⌈b/2⌉ bytes."""
+    return b"".join(_pack_nibbles(row) for row in levels)
+
+
+def encode_bitmap4(levels: np.ndarray) -> bytes:
+    """MF §6.2: per sample, the presence bitmap then the nonzero nibbles."""
+    out = []
+    for row in levels:
+        present = row != 0
+        out.append(np.packbits(present, bitorder="little").tobytes())
+        out.append(_pack_nibbles(row[present]))
+    return b"".join(out)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def encode_grouped(levels: np.ndarray) -> bytes:
+    """MF §6.3: per sample, one group per nonzero level: level, count, gap-coded indices."""
+    out = bytearray()
+    for row in levels:
+        values = [int(v) for v in np.unique(row) if v != 0]
+        out.append(len(values))
+        for v in values:
+            idx = np.flatnonzero(row == v)
+            out += struct.pack("<b", v) + _varint(len(idx))
+            gaps = np.diff(idx, prepend=-1)
+            for g in gaps.tolist():
+                zeros, last = divmod(g - 1, 255)
+                out += b"\0" * zeros + bytes([last + 1])
+    return bytes(out)
+
+
+_ENCODERS = {LAYOUT_DENSE4: encode_dense4, LAYOUT_BITMAP4: encode_bitmap4, LAYOUT_GROUPED: encode_grouped}
+
+
+def encode_samples(levels: np.ndarray, layout: str = "auto") -> tuple[int, bytes]:
+    """Encode (S, b) levels in ``layout`` ("auto": the smallest, the faster one on a tie)."""
+    if layout != "auto":
+        if layout not in LAYOUTS:
+            raise ExportError(f"unknown layout {layout!r}; choose auto, {', '.join(LAYOUTS)}")
+        code = LAYOUTS[layout]
+        return code, _ENCODERS[code](levels)
+    encoded = {code: _ENCODERS[code](levels) for code in _SPEED_ORDER}
+    code = min(_SPEED_ORDER, key=lambda c: (len(encoded[c]), _SPEED_ORDER.index(c)))
+    return code, encoded[code]
+
+
+# ---- MF §2–§8: assembling the blob ----------------------------------------------------------------
+
+
+@dataclass
+class IntegerModel:
+    """Everything a blob holds, before packing.  Shapes: d inputs, b features, S samples (F = b/2).
+
+    ``levels``: (S, b) int8; ``noise_variance``: (S,) sampled noise variances and
+    ``noise_expected``: E_q[σ²], both in standardised target units; ``exact``: (mean, variance) of
+    each weight's level, float64 (b,) each, or None.
+    """
+
+    kind: int
+    bits: int
+    input_scale: np.ndarray
+    input_zero: np.ndarray
+    feature_frac: int
+    amplitude: float
+    feature_params: tuple[np.ndarray, np.ndarray]
+    levels: np.ndarray
+    noise_variance: np.ndarray
+    noise_expected: float
+    grid_scale: float
+    y_offset: float
+    y_scale: float
+    exact: tuple[np.ndarray, np.ndarray] | None = None
+    meta: dict | None = None
+
+
+def _exact_section(exact: tuple[np.ndarray, np.ndarray]) -> bytes:
+    """IS §6: μq int16 then vq uint16."""
+    mean, var = exact
+    mq = np.clip(np.rint(mean * 4096.0), -32768, 32767).astype("<i2")
+    vq = np.clip(np.rint(var * 1024.0), 0, 65535).astype("<u2")
+    return mq.tobytes() + vq.tobytes()
+
+
+def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
+    """Pack ``model`` into blob bytes (MF §1–§8) and verify them with the runtime's reader."""
+    levels = np.asarray(model.levels, dtype=np.int8)
+    S, b = levels.shape
+    d = len(model.input_scale)
+    out = output_parameters(levels)
+    r = out["r"]
+    unit = model.grid_scale * model.amplitude * 2.0 ** (r - model.feature_frac)  # IS §7, standardised
+    mean_scale = model.y_scale * unit
+    noise_q = round(float(np.mean(model.noise_variance)) / unit**2)
+    exact = model.exact
+    if exact is not None and (b << 18) >= 1 << (31 + r):
+        exact = None  # IS §9: the exact-moment mean could not fit i32
+    noise_exact_q = round(model.noise_expected / unit**2) if exact is not None else 0
+    if max(noise_q, noise_exact_q) > 1 << 62:
+        raise ExportError("the noise variance is too large next to the weights' resolution")
+    layout_code, samples = encode_samples(levels, layout)
+    M, B = model.feature_params
+    if model.kind == KIND_LINEAR:
+        feature_bytes = np.stack([M, B], axis=1).astype("<i4").tobytes()
+        table = b""
+    else:
+        feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
+        table = sine_table().astype("<i2").tobytes()
+    meta = json.dumps(model.meta or {}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    sections = [
+        np.stack([model.input_scale, model.input_zero], axis=1).astype("<f8").tobytes(),
+        feature_bytes,
+        table,
+        samples,
+        _exact_section(exact) if exact is not None else b"",
+        meta,
+    ]
+    table_entries, body, offset = [], bytearray(), HEADER_SIZE
+    for data in sections:
+        if not data:
+            table_entries += [0, 0]
+            continue
+        pad = (-offset) % 8
+        body += b"\0" * pad
+        offset += pad
+        table_entries += [offset, len(data)]
+        body += data
+        offset += len(data)
+    total = offset + 4
+    header = HEADER.pack(
+        MAGIC,
+        FORMAT_MAJOR,
+        FORMAT_MINOR,
+        total,
+        model.kind,
+        layout_code,
+        model.bits,
+        FLAG_EXACT if exact is not None else 0,
+        d,
+        b,
+        S,
+        model.feature_frac,
+        r,
+        out["m1"],
+        out["s1"],
+        out["s2"],
+        0,
+        out["m2"],
+        0,
+        noise_q,
+        noise_exact_q,
+        mean_scale,
+        model.y_offset,
+        *table_entries,
+        0,
+    )
+    blob = header + bytes(body)
+    blob += struct.pack("<I", zlib.crc32(blob))
+    parse(blob)  # the exporter never emits what the readers reject
+    return blob
+
+
+def _bits_of(levels: np.ndarray) -> int:
+    lo, hi = int(levels.min(initial=0)), int(levels.max(initial=0))
+    for bits in (2, 3, 4):
+        if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
+            return bits
+    raise ExportError(f"levels {lo}..{hi} do not fit 4 bits; retrain with bits <= 4")
+
+
+def _feature_params(kind: int, a: np.ndarray, c: np.ndarray, projection: np.ndarray | None):
+    if kind == KIND_LINEAR:
+        M, B, frac = linear_parameters(a, c)
+        return (M, B), frac
+    return rff_parameters(a, c, projection), 15
+
+
+def pack(
+    model,
+    n_samples: int = 32,
+    seed: int = 0,
+    layout: str = "auto",
+    exact: bool = True,
+    input_range_: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bytes:
+    """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
+
+    ``n_samples``: S posterior samples (1 … 65535) drawn with ``seed``; ``layout``: "auto" or a name of
+    MF §6; ``exact``: also store the exact-moment section (IS §6); ``input_range_``: (lo, hi) (d,) each
+    in input units, overriding IS §2's default.
+    """
+    if isinstance(model, str | os.PathLike):
+        from direct_edge.trainer.model_file import load_model
+
+        model = load_model(model)
+    if not 1 <= int(n_samples) <= 65535:
+        raise ExportError(f"samples must be between 1 and 65535, got {n_samples}")
+    fmap, post = model.feature_map_, model.posterior_
+    if post.weight_grid is None:
+        raise ExportError("the posterior's grid is not integer levels × scale; it cannot be packed")
+    kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
+    if input_range_ is None:
+        lo, hi = input_range(
+            fmap.input_offset,
+            fmap.input_scale,
+            getattr(model, "input_min_", None),
+            getattr(model, "input_max_", None),
+        )
+    else:
+        lo, hi = (np.asarray(v, dtype=np.float64) for v in input_range_)
+    scale, zero = input_quantization(lo, hi)
+    a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
+    params, frac = _feature_params(kind, a, c, fmap.projection)
+    samples = post.sample(int(n_samples), seed=int(seed))
+    levels = samples.levels.astype(np.int8)
+    delta = float(post.weight_grid.scale)
+    moments = None
+    if exact:
+        w_mean, w_var = post.weight_moments()
+        moments = (w_mean / delta, w_var / delta**2)
+    meta = {
+        "producer": "direct-edge",
+        "spec": "integer-spec 1",
+        "samples": int(n_samples),
+        "seed": int(seed),
+        "sparsity": float(np.mean(levels == 0)),
+        "grid_scale": delta,
+        "features": fmap.kind,
+        "input_low": lo.tolist(),
+        "input_high": hi.tolist(),
+        "summary": getattr(model, "summary_", {}) or {},
+    }
+    return assemble(
+        IntegerModel(
+            kind=kind,
+            bits=max(_bits_of(levels), post.weight_grid.bits),
+            input_scale=scale,
+            input_zero=zero,
+            feature_frac=frac,
+            amplitude=float(fmap.amplitude),
+            feature_params=params,
+            levels=levels,
+            noise_variance=samples.noise_variance,
+            noise_expected=post.noise_variance_mean,
+            grid_scale=delta,
+            y_offset=float(model.y_offset_),
+            y_scale=float(model.y_scale_),
+            exact=moments,
+            meta=meta,
+        ),
+        layout,
+    )
+
+
+def synthetic_blob(
+    kind: str,
+    d: int,
+    b: int,
+    S: int,
+    bits: int = 4,
+    zeros: float = 0.5,
+    seed: int = 0,
+    layout: str = "auto",
+    exact: bool = True,
+) -> bytes:
+    """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
+    (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks."""
+    rng = np.random.default_rng(seed)
+    code = KIND_LINEAR if kind == "linear" else KIND_RFF
+    if code == KIND_LINEAR and b != d + 1:
+        raise ValueError("linear models have b = d + 1")
+    offset = rng.normal(0.0, 3.0, d)
+    sd = rng.uniform(0.2, 5.0, d)
+    spread = rng.uniform(0.5, 6.0, (2, d)) * sd
+    lo, hi = input_range(offset, sd, offset - spread[0], offset + spread[1])
+    scale, zero = input_quantization(lo, hi)
+    a, c = standardisation_coefficients(scale, zero, offset, sd)
+    projection = rng.standard_normal((d, b // 2)) / rng.uniform(0.3, 3.0) if code == KIND_RFF else None
+    params, frac = _feature_params(code, a, c, projection)
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    nonzero_levels = np.array([v for v in range(low, high + 1) if v != 0])
+    levels = rng.choice(nonzero_levels, size=(S, b)).astype(np.int8)
+    levels[rng.random((S, b)) < zeros] = 0
+    w_mean = rng.uniform(low, high, b)
+    return assemble(
+        IntegerModel(
+            kind=code,
+            bits=bits,
+            input_scale=scale,
+            input_zero=zero,
+            feature_frac=frac,
+            amplitude=(b // 2) ** -0.5 if code == KIND_RFF else 1.0,
+            feature_params=params,
+            levels=levels,
+            noise_variance=rng.uniform(0.01, 0.5, S),
+            noise_expected=0.2,
+            grid_scale=float(rng.uniform(0.05, 0.5)),
+            y_offset=float(rng.normal()),
+            y_scale=float(rng.uniform(0.5, 3.0)),
+            exact=(w_mean, rng.uniform(0.0, (high - low) ** 2 / 4, b)) if exact else None,
+            meta={"producer": "direct-edge", "synthetic": True, "seed": seed},
+        ),
+        layout,
+    )
+
+
+def save_blob(path: str | os.PathLike, blob: bytes) -> None:
+    """Write ``blob`` atomically (temp file + rename), never leaving a partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

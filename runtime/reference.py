@@ -1,0 +1,125 @@
+"""The numpy reference runtime: docs/integer-spec.md (IS §n) in integer numpy, batched over rows.
+
+Every step uses integer dtypes only (int64 holds every intermediate the spec bounds, uint64 where it
+says u64), so the outputs are bit-exact with the C library (runtime/c) on any input.  Floats appear
+only in :func:`quantize_inputs` and :func:`to_target_units`, the host-side conversions of IS §2 and §7.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from direct_edge.runtime.blob import KIND_LINEAR, PHI_MAX, Blob, BlobError, round_shift
+
+_U32 = np.int64(0xFFFFFFFF)
+
+
+def quantize_inputs(blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §2: real inputs ``X`` (n, d) -> int16 (n, d), saturating outside the clipping range."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != blob.n_inputs:
+        raise ValueError(f"expected inputs with {blob.n_inputs} columns, got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("inputs contain NaN or infinity")
+    q = np.floor(X / blob.input_scale + blob.input_zero + 0.5)
+    return np.clip(q, -32768, 32767).astype(np.int16)
+
+
+def dequantize_inputs(blob: Blob, q: np.ndarray) -> np.ndarray:
+    """IS §2: the real inputs that int16 ``q`` (n, d) stand for, float64 (n, d)."""
+    return blob.input_scale * (np.asarray(q, dtype=np.float64) - blob.input_zero)
+
+
+def _check_inputs(blob: Blob, q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q)
+    if q.ndim != 2 or q.shape[1] != blob.n_inputs or q.dtype != np.int16:
+        raise ValueError(f"expected int16 inputs of shape (n, {blob.n_inputs}), got {q.dtype} {q.shape}")
+    return q.astype(np.int64)
+
+
+def sin16(table: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """IS §3.3: sine of phases ``t`` (u32 turns held in int64) from the quarter-wave ``table``; int64."""
+    T = table.astype(np.int64)
+    u = t >> 22
+    f = (t >> 7) & 0x7FFF
+    qd, i = u >> 8, u & 0xFF
+    odd = (qd & 1).astype(bool)
+    y0 = np.where(odd, T[256 - i], T[i])
+    y1 = np.where(odd, T[np.maximum(255 - i, 0)], T[np.minimum(i + 1, 256)])
+    v = y0 + round_shift((y1 - y0) * f, 15)
+    return np.where(qd >= 2, -v, v)
+
+
+def features(blob: Blob, q: np.ndarray) -> np.ndarray:
+    """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values."""
+    q = _check_inputs(blob, q)
+    n = q.shape[0]
+    if blob.kind == KIND_LINEAR:
+        phi = np.empty((n, blob.n_features), dtype=np.int64)
+        phi[:, :-1] = round_shift(q * blob.linear_m.astype(np.int64) + blob.linear_b.astype(np.int64), 15)
+        phi[:, -1] = 1 << blob.feature_frac
+        return phi
+    # IS §3.2: the exact integer sum, then the u32 wrap (the i64 sum cannot overflow: |W·q| < 2^46).
+    t = (q @ blob.phase_w.astype(np.int64).T + blob.phase_c.astype(np.int64)) & _U32
+    return np.concatenate([sin16(blob.table, (t + (1 << 30)) & _U32), sin16(blob.table, t)], axis=1)
+
+
+def _mulshift96(num: np.ndarray, m2: int, s2: int) -> np.ndarray:
+    """IS §5: ⌊(num·M2 + 2^(s2−1)) / 2^s2⌋ for u64 ``num`` < 2^62, from two 32×32-bit products."""
+    num = num.astype(np.uint64)
+    m = np.uint64(m2)
+    lo = (num & np.uint64(0xFFFFFFFF)) * m
+    hi = (num >> np.uint64(32)) * m
+    return (hi + (lo >> np.uint64(32)) + np.uint64(1 << (s2 - 33))) >> np.uint64(s2 - 32)
+
+
+def sample_outputs(blob: Blob, q: np.ndarray) -> np.ndarray:
+    """IS §4: the pre-shifted per-sample outputs a_s, int64 (n, S)."""
+    acc = features(blob, q) @ blob.levels.astype(np.int64).T
+    return round_shift(acc, blob.pre_shift)
+
+
+def predict(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IS §4–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,)."""
+    a = sample_outputs(blob, q)
+    sa = a.sum(axis=1)
+    sa2 = (a * a).sum(axis=1)
+    mean = round_shift(sa * blob.m1, blob.s1).astype(np.int32)
+    num = (blob.n_samples * sa2 - sa * sa).astype(np.uint64)
+    var = _mulshift96(num, blob.m2, blob.s2)
+    return mean, var, var + np.uint64(blob.noise_q)
+
+
+def predict_exact(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IS §6 (exact-moment mode) for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64)."""
+    if not blob.has_exact:
+        raise BlobError("NO_EXACT", "this blob has no exact-moment section; export it with exact moments")
+    phi = features(blob, q)
+    m = phi @ blob.exact_mean.astype(np.int64)
+    sq = (phi * phi) >> 15
+    v = (sq @ blob.exact_var.astype(np.int64)).astype(np.uint64)
+    r = blob.pre_shift
+    mean = round_shift(m, 12 + r).astype(np.int32)
+    if 2 * r > 5:
+        var = (v + np.uint64(1 << (2 * r - 6))) >> np.uint64(2 * r - 5)
+    else:
+        var = v << np.uint64(5 - 2 * r)
+    return mean, var, var + np.uint64(blob.noise_exact_q)
+
+
+def to_target_units(blob: Blob, mean_q: np.ndarray, var_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IS §7 (host only): (mean, standard deviation) in target units, float64."""
+    mean = blob.y_offset + blob.mean_scale * np.asarray(mean_q, dtype=np.float64)
+    return mean, blob.mean_scale * np.sqrt(np.asarray(var_q, dtype=np.float64))
+
+
+def error_bound(blob: Blob) -> float:
+    """IS §8: bound E on |mean_q − float mean| and |sd − float sd| in output units (per prediction)."""
+    if blob.kind == KIND_LINEAR:
+        eps_phi = 1.0 + 2.0**-16
+    else:
+        phase_error_turns = 2.0**-33 * (1 + 32768 * blob.n_inputs)
+        eps_phi = 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
+    return blob.weight_bound * eps_phi / 2.0**blob.pre_shift + 2.0
