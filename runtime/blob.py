@@ -365,9 +365,8 @@ def parse(data: bytes) -> Blob:
 
     def section(sid: int, dtype: str, count: int | None = None, start: int = 0) -> np.ndarray:
         off, size = table[sid]
-        return np.frombuffer(data, dtype=dtype, count=-1 if count is None else count, offset=off + start)[
-            : size // np.dtype(dtype).itemsize if count is None else count
-        ]
+        nbytes = size - start if count is None else count * np.dtype(dtype).itemsize
+        return np.frombuffer(memoryview(data)[off + start : off + start + nbytes], dtype=dtype)
 
     inputs = section(SECTION_INPUT, "<f8").reshape(d, 2)
     lin_m = lin_b = phase_c = phase_w = tab = None
