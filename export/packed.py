@@ -131,7 +131,7 @@ def output_parameters(levels: np.ndarray) -> dict[str, int]:
     if S == 1:
         m2, s2 = 0, 33
     else:
-        s2 = max(33, 30 + (S * S - 1).bit_length())  # so that 2^30 < M2 <= 2^31
+        s2 = max(33, 30 + (S * S - 1).bit_length())  # so that 2^30 <= M2 <= 2^31
         m2 = round(2**s2 / (S * S))
     return {"r": r, "m1": m1, "s1": s1, "m2": m2, "s2": s2}
 
