@@ -22,14 +22,17 @@ FEATURE_KINDS = ("linear", "rff")
 
 @dataclass
 class InputMoments:
-    """Streaming per-column count, mean and sum of squared deviations (Chan et al. merge).
+    """Streaming per-column count, mean, sum of squared deviations (Chan et al. merge), min and max.
 
-    Used to learn the input standardisation in one pass over chunks.
+    Used to learn the input standardisation in one pass over chunks; the range feeds the integer
+    export's input quantisation (docs/integer-spec.md §2).
     """
 
     n: int = 0
     mean: np.ndarray | None = None
     m2: np.ndarray | None = None
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     def update(self, X: np.ndarray) -> InputMoments:
         """Add a chunk ``X``: (k, d) float64.  Returns self."""
@@ -39,6 +42,9 @@ class InputMoments:
             return self
         mean_b = X.mean(axis=0)
         m2_b = ((X - mean_b) ** 2).sum(axis=0)
+        low_b, high_b = X.min(axis=0), X.max(axis=0)
+        self.low = low_b if self.low is None else np.minimum(self.low, low_b)
+        self.high = high_b if self.high is None else np.maximum(self.high, high_b)
         if self.n == 0:
             self.n, self.mean, self.m2 = k, mean_b, m2_b
             return self

@@ -30,7 +30,7 @@ from direct_edge.trainer.posterior import Posterior
 
 MAGIC = b"\x89DIRECT\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 _PREFIX = struct.Struct("<8sHHI")
 _ALIGN = 16
 # Only plain numeric dtypes are ever written or read (no pickled objects).
@@ -174,6 +174,9 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
     )
     if model.lengthscale_ is not None:
         arrays["lengthscale"] = np.atleast_1d(model.lengthscale_).astype(np.float64)
+    if getattr(model, "input_min_", None) is not None:
+        arrays["data.input_min"] = np.asarray(model.input_min_, dtype=np.float64)
+        arrays["data.input_max"] = np.asarray(model.input_max_, dtype=np.float64)
     return meta, arrays
 
 
@@ -209,6 +212,13 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
         ls = arrays.get("lengthscale")
         model.lengthscale_ = None if ls is None else (ls if ls.size > 1 else float(ls[0]))
         model.trace_ = arrays["trace"].tolist()
+        # Minor version 1 added the training range; files from 1.0 lack it (the export then uses μ ± 8σ).
+        low, high = arrays.get("data.input_min"), arrays.get("data.input_max")
+        if low is not None and high is not None:
+            d = fmap.n_inputs
+            if low.shape != (d,) or high.shape != (d,) or not np.all(low <= high):
+                raise ModelFileError("training input range is malformed")
+            model.input_min_, model.input_max_ = low, high
         model.selection_ = meta["selection"]
         model.summary_ = meta["summary"]
     except ModelFileError:

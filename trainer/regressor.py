@@ -66,6 +66,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     feature_map_, posterior_, y_offset_, y_scale_, elbo_, n_iter_, trace_, grid_scale_,
     prior_scale_, lengthscale_, noise_variance_ (E[σ²] in target units²), sparsity_ (expected
     share of zero weights under q), selection_ (candidates and their ELBO), n_train_, fit_time_,
+    input_min_, input_max_ (per-input training range, for the integer export),
     train_rmse_ (of the predictive mean, from the statistics), n_features_in_.
     """
 
@@ -150,6 +151,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             raise DataError(f"need at least 2 training rows, got n_samples = {moments.n}")
         offset, scale = moments.offset_and_scale()
         y_offset, y_scale = (float(v[0]) for v in y_moments.offset_and_scale())
+        self.input_min_, self.input_max_ = moments.low.copy(), moments.high.copy()
         d = offset.shape[0]
         b = d + 1 if self.features == "linear" else int(self.n_features)
         check_memory_for(b)
