@@ -15,7 +15,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from direct_edge.runtime.blob import (
     parse,
     round_shift,
 )
+from direct_edge.trainer.model_file import write_atomic
 
 LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
 # Preference among layouts of equal size: the fastest to evaluate first (docs/benchmarks.md).
@@ -336,7 +336,7 @@ def pack(
     n_samples: int = 32,
     seed: int = 0,
     layout: str = "auto",
-    exact: bool = True,
+    exact: bool = False,
     input_range_: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
@@ -460,14 +460,6 @@ def synthetic_blob(
     )
 
 
-def save_blob(path: str | os.PathLike, blob: bytes) -> None:
-    """Write ``blob`` atomically (temp file + rename), never leaving a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_blob(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically (temp file + rename), never leaving a partial file."""
+    write_atomic(Path(path), data)

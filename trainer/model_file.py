@@ -108,7 +108,7 @@ def decode(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and a rename: readers
     never see a partial file and a failed write leaves any previous file intact."""
     directory = path.parent if str(path.parent) else Path(".")
@@ -232,7 +232,7 @@ def save_model(path: str | os.PathLike, model, summary: dict | None = None) -> N
     """Write a fitted DirectRegressor to ``path`` atomically.  ``summary``: extra JSON-able facts
     (e.g. test RMSE) stored under meta["summary"]."""
     meta, arrays = model_to_arrays(model, summary)
-    _write_atomic(Path(path), encode(meta, arrays))
+    write_atomic(Path(path), encode(meta, arrays))
 
 
 def load_model(path: str | os.PathLike):

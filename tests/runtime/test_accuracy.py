@@ -69,7 +69,7 @@ def test_integer_predictions_are_within_the_spec_bound_of_float64(diabetes, kind
 
 def test_exact_moment_mode_tracks_the_float_moments_of_a_mean_field_model(diabetes):
     model = _fit("rff", diabetes)
-    blob = parse(pack(model, n_samples=4))
+    blob = parse(pack(model, n_samples=4, exact=True))
     X_train, _, X_test, _ = diabetes
     q = reference.quantize_inputs(blob, X_test)
     mean_q, var_q, var_y_q = reference.predict_exact(blob, q)

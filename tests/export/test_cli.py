@@ -1,0 +1,101 @@
+"""``direct-export``: the user's round trip in subprocesses, and one-line errors with no partial output."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.datasets import load_diabetes
+
+from direct_edge.export.cli import main
+from direct_edge.runtime import reference
+from direct_edge.runtime.blob import parse
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install -e .)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A model.direct made by direct-train on the bundled diabetes data, as a user would."""
+    work = tmp_path_factory.mktemp("trained")
+    subprocess.run(
+        [tool("direct-train"), "-q", "--n-features", "64", "--max-iter", "100", "--output", "model.direct"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
+    return work
+
+
+def test_train_export_run_round_trip_agrees_with_the_reference(trained):
+    out = subprocess.run(
+        [tool("direct-export"), "model.bin", "--samples", "16", "--seed", "4"],
+        cwd=trained,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "packed blob" in out and "samples        16 (seed 4)" in out
+    X = load_diabetes(return_X_y=True)[0][:200]
+    np.savetxt(trained / "in.csv", X, delimiter=",")
+    run = subprocess.run(
+        [tool("direct-run"), "model.bin", "in.csv"], cwd=trained, check=True, capture_output=True, text=True
+    )
+    lines = run.stdout.splitlines()
+    assert lines[0] == "mean,std" and len(lines) == 201
+    got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    blob = parse((trained / "model.bin").read_bytes())
+    mean_q, _, var_y_q = reference.predict(blob, reference.quantize_inputs(blob, X))
+    mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
+    assert np.allclose(got[:, 0], mean, rtol=1e-8) and np.allclose(got[:, 1], sd, rtol=1e-8)
+
+
+def test_header_output_compiles_on_its_own(trained, tmp_path):
+    result = CliRunner().invoke(
+        main, ["--model", str(trained / "model.direct"), str(tmp_path / "my-model.h")]
+    )
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "my-model.h").read_text()
+    assert "static const union" in text and "MY_MODEL_SIZE" in text
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to compile the generated header")
+    src = tmp_path / "use.c"
+    src.write_text(
+        '#include "my-model.h"\nint main(void) { return my_model_blob.bytes[0] == 0x44 ? 0 : 1; }\n'
+    )
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+    subprocess.run([cc, *flags, "-o", str(tmp_path / "use"), str(src)], check=True, cwd=tmp_path)
+    assert subprocess.run([str(tmp_path / "use")]).returncode == 0
+    data = bytes(int(v, 16) for v in text.split("= {{", 1)[1].split("}}", 1)[0].replace(",", " ").split())
+    assert parse(data).n_samples == 32
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["out.onnx"], "cannot tell the format"),
+        (["out.bin", "--model", "missing.direct"], "missing.direct"),
+        (["nodir/out.bin"], "does not exist"),
+        (["out.bin", "--model", "garbage.direct"], "model file"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_no_output(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.direct").write_bytes(b"\x89DIRECT\n" + b"\0" * 40)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.direct"]
