@@ -1,0 +1,476 @@
+/*
+ * direct.c - opening and validating a packed blob (MF §9) and the model queries.
+ *
+ * Every check runs in the order of MF §9 and matches runtime/blob.py's parse() code for code, so the
+ * two readers accept and reject the same byte strings. Nothing is read before the bytes it needs are
+ * known to lie inside [blob, blob + size).
+ */
+#include "direct.h"
+
+#include <stddef.h>
+
+#include "direct_internal.h"
+
+#define I32_MAX_64 INT64_C(2147483647)
+#define PHI_MAX INT32_C(32767)
+#define TABLE_SIZE 257u
+#define MAX_GROUPS 16u
+#define N_SECTIONS 6u
+#define SEC_INPUT 0u
+#define SEC_FEATURES 1u
+#define SEC_TABLE 2u
+#define SEC_SAMPLES 3u
+#define SEC_EXACT 4u
+#define SEC_META 5u
+#define SIZE_ANY UINT64_C(0xFFFFFFFFFFFFFFFF) /* sections 3 and 5: any size */
+
+/* MF §2 header offsets. */
+#define H_MAGIC 0u
+#define H_MAJOR 4u
+#define H_MINOR 6u
+#define H_TOTAL 8u
+#define H_KIND 12u
+#define H_LAYOUT 13u
+#define H_BITS 14u
+#define H_FLAGS 15u
+#define H_D 16u
+#define H_B 18u
+#define H_S 20u
+#define H_FRAC 22u
+#define H_R 23u
+#define H_M1 24u
+#define H_S1 28u
+#define H_S2 29u
+#define H_RES16 30u
+#define H_M2 32u
+#define H_RES32 36u
+#define H_NOISE 40u
+#define H_NOISE_EXACT 48u
+#define H_SECTIONS 72u
+#define H_RES64 120u
+
+/* Byte-at-a-time nibble table for the CRC (MF §8): 64 bytes of flash instead of 1 KB. */
+static const uint32_t crc_nibble_table[16] = {
+    UINT32_C(0x00000000), UINT32_C(0x1DB71064), UINT32_C(0x3B6E20C8), UINT32_C(0x26D930AC),
+    UINT32_C(0x76DC4190), UINT32_C(0x6B6B51F4), UINT32_C(0x4DB26158), UINT32_C(0x5005713C),
+    UINT32_C(0xEDB88320), UINT32_C(0xF00F9344), UINT32_C(0xD6D6A3E8), UINT32_C(0xCB61B38C),
+    UINT32_C(0x9B64C2B0), UINT32_C(0x86D3D2D4), UINT32_C(0xA00AE278), UINT32_C(0xBDBDF21C),
+};
+
+uint32_t direct_crc32(const void *data, uint32_t len) {
+    const uint8_t *p = (const uint8_t *)data;
+    uint32_t crc = UINT32_C(0xFFFFFFFF);
+    uint32_t i;
+    if (p == NULL) {
+        return 0u;
+    }
+    for (i = 0u; i < len; ++i) {
+        crc ^= (uint32_t)p[i];
+        crc = (crc >> 4) ^ crc_nibble_table[crc & UINT32_C(0xF)];
+        crc = (crc >> 4) ^ crc_nibble_table[crc & UINT32_C(0xF)];
+    }
+    return crc ^ UINT32_C(0xFFFFFFFF);
+}
+
+const char *direct_status_name(direct_status status) {
+    static const char *const names[] = {"OK",      "ARG",     "ALIGN",   "MAGIC",    "VERSION",
+                                        "SIZE",    "CRC",     "HEADER",  "SECTION",  "CONTENT",
+                                        "OVERFLOW", "SCRATCH", "NO_EXACT"};
+    uint32_t code = (uint32_t)status;
+    return code < (uint32_t)(sizeof names / sizeof names[0]) ? names[code] : "?";
+}
+
+static uint32_t popcount8(uint32_t x) {
+    x = x - ((x >> 1) & UINT32_C(0x55));
+    x = (x & UINT32_C(0x33)) + ((x >> 2) & UINT32_C(0x33));
+    return (x + (x >> 4)) & UINT32_C(0x0F);
+}
+
+static uint32_t abs_level(int32_t v) {
+    return v < 0 ? (uint32_t)(-v) : (uint32_t)v;
+}
+
+static int64_t abs64(int64_t v) {
+    return v < 0 ? -v : v;
+}
+
+/* MF §2: the header's field rules (code HEADER). */
+static direct_status check_header(const uint8_t *h) {
+    uint32_t kind = h[H_KIND], layout = h[H_LAYOUT], bits = h[H_BITS], flags = h[H_FLAGS];
+    uint32_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B), S = direct_rd16(h + H_S);
+    uint32_t frac = h[H_FRAC], r = h[H_R], s1 = h[H_S1], s2 = h[H_S2];
+    int32_t m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
+    uint64_t noise = direct_rd64(h + H_NOISE), noise_exact = direct_rd64(h + H_NOISE_EXACT);
+    const uint64_t noise_max = UINT64_C(1) << 62;
+
+    if (kind > 1u || layout > 2u || bits < 2u || bits > 4u || (flags & ~(uint32_t)DIRECT_FLAG_EXACT) != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (d < 1u || S < 1u || r > 31u) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (kind == DIRECT_KIND_LINEAR ? (b != d + 1u || frac > 14u) : (b < 2u || (b & 1u) != 0u || frac != 15u)) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_rd32(h + H_M2) > (UINT32_C(1) << 31)) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (direct_rd16(h + H_RES16) != 0u || direct_rd32(h + H_RES32) != 0u || direct_rd64(h + H_RES64) != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (noise > noise_max || noise_exact > noise_max) {
+        return DIRECT_ERR_HEADER;
+    }
+    if ((flags & (uint32_t)DIRECT_FLAG_EXACT) == 0u && noise_exact != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    return DIRECT_OK;
+}
+
+/* MF §3: placement and sizes of the six sections (code SECTION). Sizes in 64 bits: 4·F·(1 + d) can
+ * exceed 2^32 in a corrupted header. */
+static direct_status check_sections(const uint8_t *h, uint32_t total) {
+    uint64_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B);
+    int linear = h[H_KIND] == DIRECT_KIND_LINEAR;
+    uint64_t want[N_SECTIONS];
+    uint32_t end = DIRECT_HEADER_SIZE, limit = total - 4u, sid;
+
+    want[SEC_INPUT] = 16u * d;
+    want[SEC_FEATURES] = linear ? 8u * d : 4u * (b / 2u) * (1u + d);
+    want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
+    want[SEC_SAMPLES] = SIZE_ANY;
+    want[SEC_EXACT] = (h[H_FLAGS] & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
+    want[SEC_META] = SIZE_ANY;
+    for (sid = 0u; sid < N_SECTIONS; ++sid) {
+        uint32_t off = direct_rd32(h + H_SECTIONS + 8u * sid);
+        uint32_t size = direct_rd32(h + H_SECTIONS + 8u * sid + 4u);
+        if (want[sid] != SIZE_ANY && (uint64_t)size != want[sid]) {
+            return DIRECT_ERR_SECTION;
+        }
+        if (size == 0u) {
+            if (off != 0u) {
+                return DIRECT_ERR_SECTION;
+            }
+            continue;
+        }
+        if ((off & 7u) != 0u || off < end || size > limit || off > limit - size) {
+            return DIRECT_ERR_SECTION;
+        }
+        end = off + size;
+    }
+    return DIRECT_OK;
+}
+
+/* MF §5, IS §9: linear parameters keep M·q + B + 2^14 inside i32 and |φ| ≤ 32767 at both ends. */
+static direct_status check_linear(const int32_t *mb, uint32_t d) {
+    uint32_t k;
+    for (k = 0u; k < d; ++k) {
+        int64_t mk = mb[2u * k], bk = mb[2u * k + 1u];
+        int64_t lo = direct_round_shift64(mk * INT64_C(-32768) + bk, 15u);
+        int64_t hi = direct_round_shift64(mk * INT64_C(32767) + bk, 15u);
+        if (abs64(mk) * INT64_C(32768) + abs64(bk) + INT64_C(16384) > I32_MAX_64 || abs64(lo) > PHI_MAX ||
+            abs64(hi) > PHI_MAX) {
+            return DIRECT_ERR_CONTENT;
+        }
+    }
+    return DIRECT_OK;
+}
+
+/* Walk every sample of the samples section once (MF §6); on success *bound = L = max_s Σ|level|. */
+static direct_status check_dense4(const uint8_t *p, uint32_t n, uint32_t S, uint32_t b, int32_t lo,
+                                  int32_t hi, uint32_t *bound) {
+    uint32_t row = (b + 1u) / 2u, s, i;
+    if ((uint64_t)n != (uint64_t)S * row) {
+        return DIRECT_ERR_CONTENT;
+    }
+    for (s = 0u; s < S; ++s, p += row) {
+        uint32_t total = 0u;
+        if ((b & 1u) != 0u && (p[row - 1u] >> 4) != 0u) {
+            return DIRECT_ERR_CONTENT;
+        }
+        for (i = 0u; i < row; ++i) {
+            int32_t v0 = direct_nibble((uint32_t)p[i] & 0xFu), v1 = direct_nibble((uint32_t)p[i] >> 4);
+            if (v0 < lo || v0 > hi || v1 < lo || v1 > hi) {
+                return DIRECT_ERR_CONTENT;
+            }
+            total += abs_level(v0) + abs_level(v1);
+        }
+        *bound = total > *bound ? total : *bound;
+    }
+    return DIRECT_OK;
+}
+
+static direct_status check_bitmap4(const uint8_t *p, uint32_t n, uint32_t S, uint32_t b, int32_t lo,
+                                   int32_t hi, uint32_t *bound) {
+    uint32_t nmap = (b + 7u) / 8u, pos = 0u, s, j;
+    for (s = 0u; s < S; ++s) {
+        uint32_t nnz = 0u, nbytes, total = 0u;
+        if (n - pos < nmap) {
+            return DIRECT_ERR_CONTENT;
+        }
+        if ((b & 7u) != 0u && ((uint32_t)p[pos + nmap - 1u] >> (b & 7u)) != 0u) {
+            return DIRECT_ERR_CONTENT;
+        }
+        for (j = 0u; j < nmap; ++j) {
+            nnz += popcount8(p[pos + j]);
+        }
+        pos += nmap;
+        nbytes = (nnz + 1u) / 2u;
+        if (n - pos < nbytes) {
+            return DIRECT_ERR_CONTENT;
+        }
+        for (j = 0u; j < nnz; ++j) {
+            uint32_t nib = ((uint32_t)p[pos + j / 2u] >> (4u * (j & 1u))) & 0xFu;
+            int32_t v = direct_nibble(nib);
+            if (nib == 0u || v < lo || v > hi) {
+                return DIRECT_ERR_CONTENT;
+            }
+            total += abs_level(v);
+        }
+        if ((nnz & 1u) != 0u && (p[pos + nbytes - 1u] >> 4) != 0u) {
+            return DIRECT_ERR_CONTENT;
+        }
+        pos += nbytes;
+        *bound = total > *bound ? total : *bound;
+    }
+    return pos == n ? DIRECT_OK : DIRECT_ERR_CONTENT;
+}
+
+static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uint32_t b, int32_t lo,
+                                   int32_t hi, uint32_t *bound) {
+    uint32_t pos = 0u, s, g, k, groups;
+    for (s = 0u; s < S; ++s) {
+        uint32_t total = 0u;
+        int32_t previous = INT32_C(-1000);
+        if (pos >= n) {
+            return DIRECT_ERR_CONTENT;
+        }
+        groups = p[pos++];
+        if (groups > MAX_GROUPS) {
+            return DIRECT_ERR_CONTENT;
+        }
+        for (g = 0u; g < groups; ++g) {
+            uint32_t count = 0u, index = 0u, started = 0u, c;
+            int32_t v;
+            if (pos >= n) {
+                return DIRECT_ERR_CONTENT;
+            }
+            v = direct_i8(p[pos++]);
+            if (v == 0 || v < lo || v > hi || v <= previous) {
+                return DIRECT_ERR_CONTENT;
+            }
+            previous = v;
+            for (k = 0u;; ++k) { /* LEB128, at most 3 bytes */
+                uint32_t byte;
+                if (pos >= n) {
+                    return DIRECT_ERR_CONTENT;
+                }
+                byte = p[pos++];
+                count |= (byte & 0x7Fu) << (7u * k);
+                if ((byte & 0x80u) == 0u) {
+                    break;
+                }
+                if (k == 2u) {
+                    return DIRECT_ERR_CONTENT;
+                }
+            }
+            if (count < 1u || count > b) {
+                return DIRECT_ERR_CONTENT;
+            }
+            for (c = 0u; c < count; ++c) {
+                /* index + 1 is the next position allowed (p = −1 before the first index). */
+                uint32_t next = started ? index + 1u : 0u, gap = 0u;
+                for (;;) {
+                    uint32_t byte;
+                    if (pos >= n) {
+                        return DIRECT_ERR_CONTENT;
+                    }
+                    byte = p[pos++];
+                    gap += byte != 0u ? byte : 255u;
+                    if (next + gap - 1u >= b) {
+                        return DIRECT_ERR_CONTENT;
+                    }
+                    if (byte != 0u) {
+                        break;
+                    }
+                }
+                index = next + gap - 1u;
+                started = 1u;
+            }
+            total += abs_level(v) * count;
+        }
+        *bound = total > *bound ? total : *bound;
+    }
+    return pos == n ? DIRECT_OK : DIRECT_ERR_CONTENT;
+}
+
+static int little_endian_host(void) {
+    const uint16_t one = 1u;
+    return *(const uint8_t *)&one == 1u;
+}
+
+static void clear_model(direct_model *m) {
+    m->blob = NULL;
+    m->size = 0u;
+    m->kind = m->layout = m->bits = m->flags = 0u;
+    m->n_inputs = m->n_features = m->n_samples = 0u;
+    m->feature_frac = m->pre_shift = m->s1 = m->s2 = 0u;
+    m->m1 = 0;
+    m->m2 = 0u;
+    m->minor = 0u;
+    m->noise_q = m->noise_exact_q = 0u;
+    m->linear = NULL;
+    m->phase_c = NULL;
+    m->phase_w = NULL;
+    m->table = NULL;
+    m->samples = NULL;
+    m->samples_size = 0u;
+    m->exact_mean = NULL;
+    m->exact_var = NULL;
+    m->weight_bound = 0u;
+}
+
+direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {
+    const uint8_t *h = (const uint8_t *)blob;
+    uint32_t total, d, b, S, r, bits, k, bound = 0u, sample_off, sample_size;
+    int32_t lo, hi;
+    direct_status st;
+    int exact;
+
+    if (m == NULL) {
+        return DIRECT_ERR_ARG;
+    }
+    clear_model(m);
+    if (h == NULL || size < DIRECT_MIN_BLOB_SIZE || !little_endian_host()) {
+        return DIRECT_ERR_ARG;
+    }
+    if (((uintptr_t)h & (uintptr_t)3u) != 0u) {
+        return DIRECT_ERR_ALIGN;
+    }
+    if (h[0] != 0x44u || h[1] != 0x49u || h[2] != 0x52u || h[3] != 0x51u) {
+        return DIRECT_ERR_MAGIC;
+    }
+    if (direct_rd16(h + H_MAJOR) != DIRECT_FORMAT_MAJOR) {
+        return DIRECT_ERR_VERSION;
+    }
+    total = direct_rd32(h + H_TOTAL);
+    if (total != size) {
+        return DIRECT_ERR_SIZE;
+    }
+    if (direct_crc32(h, total - 4u) != direct_rd32(h + total - 4u)) {
+        return DIRECT_ERR_CRC;
+    }
+    st = check_header(h);
+    if (st != DIRECT_OK) {
+        return st;
+    }
+    st = check_sections(h, total);
+    if (st != DIRECT_OK) {
+        return st;
+    }
+
+    d = direct_rd16(h + H_D);
+    b = direct_rd16(h + H_B);
+    S = direct_rd16(h + H_S);
+    r = h[H_R];
+    bits = h[H_BITS];
+    exact = (h[H_FLAGS] & DIRECT_FLAG_EXACT) != 0u;
+    lo = -(INT32_C(1) << (bits - 1u));
+    hi = (INT32_C(1) << (bits - 1u)) - INT32_C(1);
+
+    /* MF §5: feature parameters (section offsets are multiples of 8, the blob 4-aligned). */
+    if (h[H_KIND] == DIRECT_KIND_LINEAR) {
+        const int32_t *mb = (const int32_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES));
+        st = check_linear(mb, d);
+        if (st != DIRECT_OK) {
+            return st;
+        }
+        m->linear = mb;
+    } else {
+        const uint8_t *f = h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES);
+        const int16_t *t = (const int16_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_TABLE));
+        for (k = 0u; k < TABLE_SIZE; ++k) {
+            if (t[k] == INT16_MIN) {
+                return DIRECT_ERR_CONTENT;
+            }
+        }
+        m->phase_c = (const uint32_t *)(const void *)f;
+        m->phase_w = (const int32_t *)(const void *)(f + 4u * (b / 2u));
+        m->table = t;
+    }
+
+    /* MF §6: every sample, once. */
+    sample_off = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES);
+    sample_size = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES + 4u);
+    switch (h[H_LAYOUT]) {
+    case DIRECT_LAYOUT_DENSE4:
+        st = check_dense4(h + sample_off, sample_size, S, b, lo, hi, &bound);
+        break;
+    case DIRECT_LAYOUT_BITMAP4:
+        st = check_bitmap4(h + sample_off, sample_size, S, b, lo, hi, &bound);
+        break;
+    default:
+        st = check_grouped(h + sample_off, sample_size, S, b, lo, hi, &bound);
+        break;
+    }
+    if (st != DIRECT_OK) {
+        clear_model(m);
+        return st;
+    }
+
+    /* IS §9: accumulator bounds from the stored levels. */
+    if (bound > UINT32_C(65536) ||
+        (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r) > I32_MAX_64 ||
+        (exact && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r)))) {
+        clear_model(m);
+        return DIRECT_ERR_OVERFLOW;
+    }
+
+    m->blob = h;
+    m->size = total;
+    m->kind = h[H_KIND];
+    m->layout = h[H_LAYOUT];
+    m->bits = h[H_BITS];
+    m->flags = h[H_FLAGS];
+    m->n_inputs = (uint16_t)d;
+    m->n_features = (uint16_t)b;
+    m->n_samples = (uint16_t)S;
+    m->feature_frac = h[H_FRAC];
+    m->pre_shift = (uint8_t)r;
+    m->m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
+    m->m2 = direct_rd32(h + H_M2);
+    m->s1 = h[H_S1];
+    m->s2 = h[H_S2];
+    m->minor = (uint16_t)direct_rd16(h + H_MINOR);
+    m->noise_q = direct_rd64(h + H_NOISE);
+    m->noise_exact_q = direct_rd64(h + H_NOISE_EXACT);
+    m->samples = h + sample_off;
+    m->samples_size = sample_size;
+    if (exact) {
+        const uint8_t *e = h + direct_rd32(h + H_SECTIONS + 8u * SEC_EXACT);
+        m->exact_mean = (const int16_t *)(const void *)e;
+        m->exact_var = (const uint16_t *)(const void *)(e + 2u * b);
+    }
+    m->weight_bound = bound;
+    return DIRECT_OK;
+}
+
+uint32_t direct_n_inputs(const direct_model *m) {
+    return m != NULL ? m->n_inputs : 0u;
+}
+
+uint32_t direct_n_features(const direct_model *m) {
+    return m != NULL ? m->n_features : 0u;
+}
+
+uint32_t direct_n_samples(const direct_model *m) {
+    return m != NULL ? m->n_samples : 0u;
+}
+
+int direct_has_exact(const direct_model *m) {
+    return m != NULL && m->exact_mean != NULL;
+}
+
+uint32_t direct_scratch_size(const direct_model *m) {
+    return m != NULL ? 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1)) : 0u;
+}

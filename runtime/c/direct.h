@@ -1,0 +1,155 @@
+/*
+ * direct.h - integer-only runtime for direct-edge packed model blobs ("DIRQ", format 1.x).
+ *
+ * A Bayesian GLM's posterior samples (4-bit weight levels) and its feature map, evaluated in pure
+ * integer arithmetic: no floating point, no libm, no malloc, no mutable global state. C99.
+ *
+ *   direct_model m;
+ *   if (direct_model_open(&m, blob, blob_size) != DIRECT_OK) { ... }    validates everything, once
+ *   int16_t scratch[...];                                                 direct_scratch_size(&m) bytes
+ *   direct_prediction p;
+ *   direct_predict(&m, x, scratch, sizeof scratch, &p);                   x: n_inputs int16 values
+ *
+ * Specs (cited below): docs/integer-spec.md ("IS §n") for the arithmetic, docs/model-format.md ("MF §n")
+ * for the blob. Results agree bit for bit with the numpy reference (runtime/reference.py).
+ *
+ * Memory: the blob is used in place (e.g. from flash) and must stay alive and unchanged while the model
+ * is used; it must start at a 4-byte aligned address (MF §1) and is read as arrays of int16/int32, so
+ * declare it as an aligned array (generated headers use 16). The library assumes a little-endian target
+ * (every Cortex-M, AVR, RISC-V, x86 and ARM Linux build is); direct_model_open returns DIRECT_ERR_ARG on a
+ * big-endian one. Thread safety: a validated model is read only; calls may share it, each with its own
+ * scratch.
+ */
+#ifndef DIRECT_H
+#define DIRECT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIRECT_FORMAT_MAJOR 1u
+#define DIRECT_HEADER_SIZE 128u
+#define DIRECT_MIN_BLOB_SIZE 132u /* header + CRC (MF §1) */
+
+/* Status codes, fixed by MF §9 (the Python reader's BlobError.code uses the same numbers). */
+typedef enum {
+    DIRECT_OK = 0,
+    DIRECT_ERR_ARG = 1,       /* null pointer, blob < 132 bytes, bad batch/feature arguments */
+    DIRECT_ERR_ALIGN = 2,     /* blob not 4-byte aligned */
+    DIRECT_ERR_MAGIC = 3,     /* not a "DIRQ" blob */
+    DIRECT_ERR_VERSION = 4,   /* major version other than 1 */
+    DIRECT_ERR_SIZE = 5,      /* header's total size differs from the size given (truncated?) */
+    DIRECT_ERR_CRC = 6,       /* checksum mismatch (MF §8) */
+    DIRECT_ERR_HEADER = 7,    /* an MF §2 field rule fails */
+    DIRECT_ERR_SECTION = 8,   /* an MF §3 placement rule fails */
+    DIRECT_ERR_CONTENT = 9,   /* an MF §5-§7 content rule fails */
+    DIRECT_ERR_OVERFLOW = 10, /* the IS §9 accumulator bounds fail */
+    DIRECT_ERR_SCRATCH = 11,  /* scratch smaller than direct_scratch_size(), or not 2-byte aligned */
+    DIRECT_ERR_NO_EXACT = 12  /* exact-moment prediction on a blob without the exact section */
+} direct_status;
+
+/* MF §2 enumerations. */
+enum { DIRECT_KIND_LINEAR = 0, DIRECT_KIND_RFF = 1 };
+enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2 };
+enum { DIRECT_FLAG_EXACT = 1 };
+
+/*
+ * A validated blob: header fields and const pointers into the caller's blob (nothing is copied).
+ * Filled by direct_model_open; treat as read only. All zero when open fails.
+ */
+typedef struct {
+    const uint8_t *blob;      /* start of the blob (4-byte aligned) */
+    uint32_t size;            /* total bytes, CRC included */
+    uint8_t kind;             /* DIRECT_KIND_* (MF §2) */
+    uint8_t layout;           /* DIRECT_LAYOUT_* (MF §6) */
+    uint8_t bits;             /* 2, 3 or 4 */
+    uint8_t flags;            /* DIRECT_FLAG_EXACT */
+    uint16_t n_inputs;        /* d */
+    uint16_t n_features;      /* b */
+    uint16_t n_samples;       /* S */
+    uint8_t feature_frac;     /* Fφ (IS §3) */
+    uint8_t pre_shift;        /* r (IS §4) */
+    int32_t m1;               /* IS §5 mean multiplier */
+    uint32_t m2;              /* IS §5 variance multiplier */
+    uint8_t s1;               /* IS §5 mean shift */
+    uint8_t s2;               /* IS §5 variance shift */
+    uint16_t minor;           /* format minor version */
+    uint64_t noise_q;         /* IS §5 */
+    uint64_t noise_exact_q;   /* IS §6 (0 without the exact section) */
+    const int32_t *linear;    /* linear: d pairs (M_k, B_k) (IS §3.1); else NULL */
+    const uint32_t *phase_c;  /* rff: C_j, F = b/2 values (IS §3.2); else NULL */
+    const int32_t *phase_w;   /* rff: W, F x d row-major; else NULL */
+    const int16_t *table;     /* rff: 257-entry quarter-wave sine table (IS §3.3); else NULL */
+    const uint8_t *samples;   /* samples section (MF §6) */
+    uint32_t samples_size;    /* its size in bytes */
+    const int16_t *exact_mean; /* exact section: μq (b values) (IS §6); NULL without it */
+    const uint16_t *exact_var; /* exact section: vq (b values); NULL without it */
+    uint32_t weight_bound;    /* L = max_s Σ_i |w_si| over the stored levels (IS §9) */
+} direct_model;
+
+/* One prediction in the model's output units (IS §5, §7: target = y_offset + mean_scale · mean). */
+typedef struct {
+    int32_t mean;   /* mean_q: ensemble mean of f */
+    uint64_t var_f; /* var_q: ensemble variance of f, < 2^60 */
+    uint64_t var_y; /* var_y_q = var_q + noise_q: predictive variance of y, < 2^63 */
+} direct_prediction;
+
+/*
+ * Validate a blob (MF §9, in that order, stopping at the first failure) and fill *m.
+ * Reads nothing outside [blob, blob + size); the CRC and every sample are checked once here.
+ */
+direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size);
+
+/* Dimensions of an opened model: d inputs, b features, S samples; 0 for a NULL model. */
+uint32_t direct_n_inputs(const direct_model *m);
+uint32_t direct_n_features(const direct_model *m);
+uint32_t direct_n_samples(const direct_model *m);
+
+/* 1 when the blob carries the exact-moment section (IS §6), else 0. */
+int direct_has_exact(const direct_model *m);
+
+/*
+ * Bytes of scratch that every prediction call needs: the b int16 features, rounded up to an even
+ * count (2·b bytes, +2 for odd b). The buffer must be 2-byte aligned (int16_t); 4 is a safe choice.
+ */
+uint32_t direct_scratch_size(const direct_model *m);
+
+/*
+ * Feature map (IS §3): x has n_inputs int16 values; writes the b int16 features to phi (n_phi >= b).
+ * Exposed for testing; direct_predict calls it.
+ */
+direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t n_phi);
+
+/*
+ * Ensemble prediction (IS §3-§5) for one input vector x (n_inputs int16 values).
+ * Cost: b features, then per sample one pass over its stored nonzero levels. No division.
+ */
+direct_status direct_predict(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
+                             direct_prediction *out);
+
+/* Exact-moment prediction (IS §6): two dot products over b; DIRECT_ERR_NO_EXACT without the section. */
+direct_status direct_predict_exact(const direct_model *m, const int16_t *x, void *scratch,
+                                   uint32_t scratch_size, direct_prediction *out);
+
+/*
+ * Batch versions: x is n_rows x n_inputs int16, row-major; out has n_rows entries. A loop over the
+ * single-row calls, stopping at the first error.
+ */
+direct_status direct_predict_batch(const direct_model *m, const int16_t *x, uint32_t n_rows, void *scratch,
+                                   uint32_t scratch_size, direct_prediction *out);
+direct_status direct_predict_exact_batch(const direct_model *m, const int16_t *x, uint32_t n_rows,
+                                         void *scratch, uint32_t scratch_size, direct_prediction *out);
+
+/* CRC-32 (IEEE 802.3, reflected; zlib's crc32 with initial value 0) of len bytes (MF §8). */
+uint32_t direct_crc32(const void *data, uint32_t len);
+
+/* Short constant name of a status code ("OK", "CRC", ...; MF §9); "?" for an unknown code. */
+const char *direct_status_name(direct_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIRECT_H */

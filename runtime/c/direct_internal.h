@@ -1,0 +1,68 @@
+/*
+ * direct_internal.h - helpers shared by the library's sources (not part of the public API).
+ * Every constant and intermediate is explicitly typed: on AVR `int` is 16 bits.
+ */
+#ifndef DIRECT_INTERNAL_H
+#define DIRECT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "direct.h"
+
+/* IS §1: floor_shift(x, s) = ⌊x / 2^s⌋, without relying on `>>` of a negative value. */
+static inline int32_t direct_floor_shift32(int32_t x, uint32_t s) {
+    return x >= 0 ? (int32_t)(x >> s) : (int32_t)~(~x >> s);
+}
+
+static inline int64_t direct_floor_shift64(int64_t x, uint32_t s) {
+    return x >= 0 ? (int64_t)(x >> s) : (int64_t)~(~x >> s);
+}
+
+/*
+ * IS §1: round_shift(x, s) = ⌊(x + 2^(s−1)) / 2^s⌋ (round half up), s = 0 gives x.
+ * Computed as floor_shift(x, s) + bit (s−1) of x: the same value as floor_shift(x + 2^(s−1), s) for every
+ * x, but the sum is never formed, so it cannot overflow even where |x| is close to the type's limit.
+ */
+static inline int32_t direct_round_shift32(int32_t x, uint32_t s) {
+    if (s == 0u) {
+        return x;
+    }
+    return direct_floor_shift32(x, s) + (int32_t)(((uint32_t)x >> (s - 1u)) & UINT32_C(1));
+}
+
+static inline int64_t direct_round_shift64(int64_t x, uint32_t s) {
+    if (s == 0u) {
+        return x;
+    }
+    return direct_floor_shift64(x, s) + (int64_t)(((uint64_t)x >> (s - 1u)) & UINT64_C(1));
+}
+
+/* Two's complement narrowing u32 -> i32 without implementation-defined conversion. */
+static inline int32_t direct_i32_from_u32(uint32_t v) {
+    return v <= UINT32_C(0x7FFFFFFF) ? (int32_t)v : (int32_t)(-(int32_t)(~v)) - INT32_C(1);
+}
+
+/* Sign-extend a 4-bit two's complement nibble (MF §6: value = n − 16 for n ≥ 8). */
+static inline int32_t direct_nibble(uint32_t n) {
+    return (int32_t)(n ^ UINT32_C(8)) - INT32_C(8);
+}
+
+/* Sign-extend an i8 stored as a byte (MF §6.3 group level). */
+static inline int32_t direct_i8(uint8_t byte) {
+    return (int32_t)((uint32_t)byte ^ UINT32_C(0x80)) - INT32_C(0x80);
+}
+
+/* Little-endian field reads from the header (byte-wise: any alignment, any host). */
+static inline uint32_t direct_rd16(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
+
+static inline uint32_t direct_rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t direct_rd64(const uint8_t *p) {
+    return (uint64_t)direct_rd32(p) | ((uint64_t)direct_rd32(p + 4) << 32);
+}
+
+#endif /* DIRECT_INTERNAL_H */

@@ -1,0 +1,270 @@
+/*
+ * direct_predict.c - the per-prediction path: feature map (IS §3), per-sample accumulation over the
+ * three sample layouts (IS §4, MF §6), mean and variance (IS §5) and exact moments (IS §6).
+ *
+ * These functions trust a model that direct_model_open accepted: every index, count and bound was
+ * checked there (IS §9), so the loops below carry no checks. No division, no floating point.
+ */
+#include <stddef.h>
+
+#include "direct.h"
+#include "direct_internal.h"
+
+/* Index of the lowest set bit of a nonzero byte (bitmap4 decoding; ctz is a library call on Armv6-M). */
+static const uint8_t lowest_bit[256] = {
+    0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    7, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+};
+
+/* IS §3.3: sine of a phase in turns (2^32 = one turn), from the quarter-wave table; in [−32767, 32767]. */
+static int32_t sin16(const int16_t *table, uint32_t t) {
+    uint32_t u = t >> 22;
+    uint32_t f = (t >> 7) & UINT32_C(0x7FFF);
+    uint32_t qd = u >> 8, i = u & UINT32_C(0xFF);
+    int32_t y0, y1, v;
+    if ((qd & 1u) == 0u) {
+        y0 = table[i];
+        y1 = table[i + 1u];
+    } else {
+        y0 = table[256u - i];
+        y1 = table[255u - i];
+    }
+    v = y0 + direct_round_shift32((y1 - y0) * (int32_t)f, 15u);
+    return qd < 2u ? v : -v;
+}
+
+/* IS §3: b features into phi. */
+static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
+    uint32_t d = m->n_inputs, k, j;
+    if (m->kind == DIRECT_KIND_LINEAR) {
+        const int32_t *mb = m->linear;
+        for (k = 0u; k < d; ++k) { /* IS §3.1: round_shift(M_k·q_k + B_k, 15) in i32 */
+            phi[k] = (int16_t)direct_round_shift32(mb[2u * k] * (int32_t)x[k] + mb[2u * k + 1u], 15u);
+        }
+        phi[d] = (int16_t)(INT32_C(1) << m->feature_frac);
+    } else {
+        uint32_t F = (uint32_t)m->n_features / 2u;
+        const int32_t *w = m->phase_w;
+        for (j = 0u; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
+            uint32_t t = m->phase_c[j];
+            for (k = 0u; k < d; ++k) {
+                t += (uint32_t)w[k] * (uint32_t)(int32_t)x[k];
+            }
+            phi[j] = (int16_t)sin16(m->table, t + (UINT32_C(1) << 30)); /* cos16 */
+            phi[F + j] = (int16_t)sin16(m->table, t);
+        }
+    }
+}
+
+/* MF §6.1: one sample, two nibbles per byte; phi has an even count (a zero pad for odd b). */
+static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes) {
+    int32_t acc = 0;
+    uint32_t i;
+    for (i = 0u; i < nbytes; ++i) {
+        uint32_t byte = w[i];
+        acc += direct_nibble(byte & UINT32_C(0xF)) * (int32_t)phi[2u * i] +
+               direct_nibble(byte >> 4) * (int32_t)phi[2u * i + 1u];
+    }
+    return acc;
+}
+
+/* MF §6.2: one sample; skips zero bitmap bytes; *pp advances past the sample. */
+static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap) {
+    const uint8_t *map = *pp, *nib = map + nmap;
+    int32_t acc = 0;
+    uint32_t j, k = 0u;
+    for (j = 0u; j < nmap; ++j) {
+        uint32_t bits = map[j];
+        const int16_t *ph = phi + 8u * j;
+        while (bits != 0u) {
+            uint32_t n = ((uint32_t)nib[k >> 1] >> (4u * (k & 1u))) & UINT32_C(0xF);
+            acc += direct_nibble(n) * (int32_t)ph[lowest_bit[bits]];
+            bits &= bits - 1u;
+            ++k;
+        }
+    }
+    *pp = nib + (k + 1u) / 2u;
+    return acc;
+}
+
+/* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. */
+static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
+    const uint8_t *p = *pp;
+    uint32_t groups = *p++, g;
+    int32_t acc = 0;
+    for (g = 0u; g < groups; ++g) {
+        int32_t v = direct_i8(*p++), sum = 0;
+        uint32_t count = *p++, idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first gap */
+        if ((count & 0x80u) != 0u) {             /* LEB128: at most 3 bytes */
+            count = (count & 0x7Fu) | ((uint32_t)(*p & 0x7Fu) << 7);
+            if ((*p++ & 0x80u) != 0u) {
+                count |= (uint32_t)*p++ << 14;
+            }
+        }
+        for (; count != 0u; --count) {
+            uint32_t gap;
+            while ((gap = *p++) == 0u) {
+                idx += 255u;
+            }
+            idx += gap;
+            sum += phi[idx];
+        }
+        acc += v * sum;
+    }
+    *pp = p;
+    return acc;
+}
+
+/* IS §5: ⌊(num·M2 + 2^(s2−1)) / 2^s2⌋ for num < 2^62, M2 ≤ 2^31, 33 ≤ s2 ≤ 63; no 128-bit type. */
+static uint64_t mulshift96(uint64_t num, uint32_t m2, uint32_t s2) {
+    uint64_t lo = (num & UINT64_C(0xFFFFFFFF)) * (uint64_t)m2;
+    uint64_t hi = (num >> 32) * (uint64_t)m2;
+    return (hi + (lo >> 32) + (UINT64_C(1) << (s2 - 33u))) >> (s2 - 32u);
+}
+
+static direct_status check_call(const direct_model *m, const int16_t *x, const void *scratch,
+                                uint32_t scratch_size, const direct_prediction *out) {
+    if (m == NULL || m->blob == NULL || x == NULL || scratch == NULL || out == NULL) {
+        return DIRECT_ERR_ARG;
+    }
+    if (scratch_size < direct_scratch_size(m) || ((uintptr_t)scratch & (uintptr_t)1u) != 0u) {
+        return DIRECT_ERR_SCRATCH;
+    }
+    return DIRECT_OK;
+}
+
+direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t n_phi) {
+    if (m == NULL || m->blob == NULL || x == NULL || phi == NULL || n_phi < m->n_features) {
+        return DIRECT_ERR_ARG;
+    }
+    features(m, x, phi);
+    return DIRECT_OK;
+}
+
+/* IS §4-§5 for one row; arguments already checked. */
+static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, direct_prediction *out) {
+    const uint8_t *p = m->samples;
+    uint32_t S = m->n_samples, b = m->n_features, r = m->pre_shift, s;
+    int32_t sum_a = 0;
+    int64_t sum_a2 = 0, mean;
+    uint64_t num;
+
+    features(m, x, phi);
+    if ((b & 1u) != 0u) {
+        phi[b] = 0; /* the pad feature of odd b (MF §6.1; scratch holds an even count) */
+    }
+    switch (m->layout) {
+    case DIRECT_LAYOUT_DENSE4: {
+        uint32_t row = (b + 1u) / 2u;
+        for (s = 0u; s < S; ++s, p += row) {
+            int32_t a = direct_round_shift32(dot_dense4(p, phi, row), r);
+            sum_a += a;
+            sum_a2 += (int64_t)a * a;
+        }
+        break;
+    }
+    case DIRECT_LAYOUT_BITMAP4: {
+        uint32_t nmap = (b + 7u) / 8u;
+        for (s = 0u; s < S; ++s) {
+            int32_t a = direct_round_shift32(dot_bitmap4(&p, phi, nmap), r);
+            sum_a += a;
+            sum_a2 += (int64_t)a * a;
+        }
+        break;
+    }
+    default:
+        for (s = 0u; s < S; ++s) {
+            int32_t a = direct_round_shift32(dot_grouped(&p, phi), r);
+            sum_a += a;
+            sum_a2 += (int64_t)a * a;
+        }
+        break;
+    }
+    /* IS §5. The i32 narrowing wraps (two's complement) should a header's M1/s1 push the mean outside
+     * i32; the exporter's M1 = round(2^s1 / S) never does. */
+    mean = direct_round_shift64((int64_t)sum_a * m->m1, m->s1);
+    num = (uint64_t)((int64_t)S * sum_a2 - (int64_t)sum_a * sum_a);
+    out->mean = direct_i32_from_u32((uint32_t)(uint64_t)mean);
+    out->var_f = mulshift96(num, m->m2, m->s2);
+    out->var_y = out->var_f + m->noise_q;
+}
+
+/* IS §6 for one row; arguments already checked. */
+static void predict_exact_one(const direct_model *m, const int16_t *x, int16_t *phi, direct_prediction *out) {
+    const int16_t *mu = m->exact_mean;
+    const uint16_t *vq = m->exact_var;
+    uint32_t b = m->n_features, r2 = 2u * m->pre_shift, i;
+    int64_t sum_m = 0;
+    uint64_t sum_v = 0u, var;
+
+    features(m, x, phi);
+    for (i = 0u; i < b; ++i) {
+        int32_t f = phi[i];
+        uint32_t sq = (uint32_t)(f * f) >> 15;
+        sum_m += (int64_t)((int32_t)mu[i] * f);
+        sum_v += (uint64_t)((uint32_t)vq[i] * sq);
+    }
+    if (r2 >= 5u) {
+        uint32_t sh = r2 - 5u;
+        var = sh == 0u ? sum_v : (sum_v >> sh) + ((sum_v >> (sh - 1u)) & UINT64_C(1));
+    } else {
+        var = sum_v << (5u - r2);
+    }
+    out->mean = (int32_t)direct_round_shift64(sum_m, 12u + m->pre_shift); /* fits i32: MF §9 OVERFLOW check */
+    out->var_f = var;
+    out->var_y = var + m->noise_exact_q;
+}
+
+direct_status direct_predict(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
+                             direct_prediction *out) {
+    direct_status st = check_call(m, x, scratch, scratch_size, out);
+    if (st == DIRECT_OK) {
+        predict_one(m, x, (int16_t *)scratch, out);
+    }
+    return st;
+}
+
+direct_status direct_predict_exact(const direct_model *m, const int16_t *x, void *scratch,
+                                   uint32_t scratch_size, direct_prediction *out) {
+    direct_status st = check_call(m, x, scratch, scratch_size, out);
+    if (st == DIRECT_OK && m->exact_mean == NULL) {
+        st = DIRECT_ERR_NO_EXACT;
+    }
+    if (st == DIRECT_OK) {
+        predict_exact_one(m, x, (int16_t *)scratch, out);
+    }
+    return st;
+}
+
+direct_status direct_predict_batch(const direct_model *m, const int16_t *x, uint32_t n_rows, void *scratch,
+                                   uint32_t scratch_size, direct_prediction *out) {
+    direct_status st = check_call(m, x, scratch, scratch_size, out);
+    uint32_t i;
+    if (st == DIRECT_OK) {
+        for (i = 0u; i < n_rows; ++i, x += m->n_inputs) {
+            predict_one(m, x, (int16_t *)scratch, out + i);
+        }
+    }
+    return st;
+}
+
+direct_status direct_predict_exact_batch(const direct_model *m, const int16_t *x, uint32_t n_rows,
+                                         void *scratch, uint32_t scratch_size, direct_prediction *out) {
+    direct_status st = check_call(m, x, scratch, scratch_size, out);
+    uint32_t i;
+    if (st == DIRECT_OK && m->exact_mean == NULL) {
+        st = DIRECT_ERR_NO_EXACT;
+    }
+    if (st == DIRECT_OK) {
+        for (i = 0u; i < n_rows; ++i, x += m->n_inputs) {
+            predict_exact_one(m, x, (int16_t *)scratch, out + i);
+        }
+    }
+    return st;
+}

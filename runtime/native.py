@@ -1,0 +1,269 @@
+"""ctypes binding of the C runtime (``runtime/c``): the fast integer path for host Python.
+
+The library is compiled on first use with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
+``clang``) into a per-user cache folder, keyed by a hash of the sources and the compiler command, and
+reused afterwards; ``DIRECT_EDGE_NATIVE_LIB`` names a prebuilt library instead.  Outputs are bit-exact
+with :mod:`direct_edge.runtime.reference` (both follow docs/integer-spec.md).
+
+    model = NativeModel(blob_bytes)          # validates like blob.parse (MF §9), raises BlobError
+    mean_q, var_q, var_y_q = model.predict(q)  # q: (n, d) int16
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SOURCE_DIR = Path(__file__).resolve().parent / "c"
+SOURCES = ("direct.c", "direct_predict.c")
+HEADERS = ("direct.h", "direct_internal.h")
+DEFAULT_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
+STATUS_OK, STATUS_NO_EXACT = 0, 12
+
+
+class NativeUnavailable(RuntimeError):
+    """The C library cannot be built or loaded here (no C compiler, or the build failed)."""
+
+
+class _Model(ctypes.Structure):
+    """Mirror of ``direct_model`` (runtime/c/direct.h); only the C library writes it."""
+
+    _fields_ = [
+        ("blob", ctypes.c_void_p),
+        ("size", ctypes.c_uint32),
+        ("kind", ctypes.c_uint8),
+        ("layout", ctypes.c_uint8),
+        ("bits", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("n_inputs", ctypes.c_uint16),
+        ("n_features", ctypes.c_uint16),
+        ("n_samples", ctypes.c_uint16),
+        ("feature_frac", ctypes.c_uint8),
+        ("pre_shift", ctypes.c_uint8),
+        ("m1", ctypes.c_int32),
+        ("m2", ctypes.c_uint32),
+        ("s1", ctypes.c_uint8),
+        ("s2", ctypes.c_uint8),
+        ("minor", ctypes.c_uint16),
+        ("noise_q", ctypes.c_uint64),
+        ("noise_exact_q", ctypes.c_uint64),
+        ("linear", ctypes.c_void_p),
+        ("phase_c", ctypes.c_void_p),
+        ("phase_w", ctypes.c_void_p),
+        ("table", ctypes.c_void_p),
+        ("samples", ctypes.c_void_p),
+        ("samples_size", ctypes.c_uint32),
+        ("exact_mean", ctypes.c_void_p),
+        ("exact_var", ctypes.c_void_p),
+        ("weight_bound", ctypes.c_uint32),
+    ]
+
+
+class _Prediction(ctypes.Structure):
+    """Mirror of ``direct_prediction``."""
+
+    _fields_ = [("mean", ctypes.c_int32), ("var_f", ctypes.c_uint64), ("var_y", ctypes.c_uint64)]
+
+
+PREDICTION_DTYPE = np.dtype(_Prediction)
+
+
+def _compiler() -> list[str]:
+    """The C compiler command: ``$CC`` (may hold arguments), else the first of cc, gcc, clang on PATH."""
+    if os.environ.get("CC"):
+        return os.environ["CC"].split()
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return [path]
+    raise NativeUnavailable("no C compiler found (install gcc or clang, or set CC) to build the C runtime")
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("DIRECT_EDGE_CACHE"):
+        return Path(os.environ["DIRECT_EDGE_CACHE"])
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home()))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "direct-edge"
+
+
+def _library_suffix() -> str:
+    return {"darwin": ".dylib", "win32": ".dll"}.get(sys.platform, ".so")
+
+
+def build_library(output: str | os.PathLike | None = None, cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> Path:
+    """Compile runtime/c into a shared library and return its path.
+
+    Without ``output`` the library goes to the cache folder under a name that hashes the sources and the
+    command, and an existing one is reused.  The file appears atomically (written aside, then renamed).
+    """
+    cc = _compiler()
+    sources = [SOURCE_DIR / name for name in SOURCES]
+    digest = hashlib.sha256(" ".join(cc + list(cflags) + [sys.platform]).encode())
+    for path in sources + [SOURCE_DIR / name for name in HEADERS]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    name = f"libdirect-{digest.hexdigest()[:16]}{_library_suffix()}"
+    target = Path(output) if output else _cache_dir() / name
+    if output is None and target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".libdirect-", suffix=_library_suffix(), dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = cc + list(cflags) + [str(s) for s in sources] + ["-o", tmp]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise NativeUnavailable(f"cannot run the C compiler {cc[0]!r}: {exc}") from exc
+        if done.returncode != 0:
+            command = " ".join(cmd)
+            raise NativeUnavailable(f"building the C runtime failed ({command}):\n{done.stderr.strip()}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+@functools.cache
+def load_library(path: str | None = None) -> ctypes.CDLL:
+    """The C runtime via ctypes: ``path``, else ``$DIRECT_EDGE_NATIVE_LIB``, else built and cached."""
+    path = path or os.environ.get("DIRECT_EDGE_NATIVE_LIB") or str(build_library())
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot load the C runtime {path}: {exc}") from exc
+    u32, i16p, vp = ctypes.c_uint32, ctypes.POINTER(ctypes.c_int16), ctypes.c_void_p
+    model_p, pred_p = ctypes.POINTER(_Model), ctypes.POINTER(_Prediction)
+    signatures = {
+        "direct_model_open": (ctypes.c_int, [model_p, vp, u32]),
+        "direct_scratch_size": (u32, [model_p]),
+        "direct_features": (ctypes.c_int, [model_p, i16p, i16p, u32]),
+        "direct_predict": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
+        "direct_predict_exact": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
+        "direct_predict_batch": (ctypes.c_int, [model_p, i16p, u32, vp, u32, pred_p]),
+        "direct_predict_exact_batch": (ctypes.c_int, [model_p, i16p, u32, vp, u32, pred_p]),
+        "direct_crc32": (u32, [vp, u32]),
+        "direct_status_name": (ctypes.c_char_p, [ctypes.c_int]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+def _blob_error(lib: ctypes.CDLL, code: int, what: str) -> Exception:
+    from direct_edge.runtime.blob import BlobError
+
+    name = lib.direct_status_name(code).decode()
+    return BlobError(name, f"the C runtime rejected {what} (status {code})")
+
+
+class NativeModel:
+    """A blob opened by the C library; keeps an aligned copy of the bytes alive for its lifetime.
+
+    ``library``: a path to a prebuilt library (default: build or reuse the cached one).
+    Raises :class:`~direct_edge.runtime.blob.BlobError` (same code as ``blob.parse``) for a bad blob and
+    :class:`NativeUnavailable` when the library cannot be built.
+    """
+
+    def __init__(self, blob: bytes, library: str | None = None) -> None:
+        self._lib = load_library(library)
+        data = bytes(blob)
+        # MF §1: the C library needs a 4-byte aligned blob; an array of u64 is 8-aligned.
+        self._buffer = (ctypes.c_uint64 * max(1, (len(data) + 7) // 8))()
+        ctypes.memmove(self._buffer, data, len(data))
+        self._model = _Model()
+        code = self._lib.direct_model_open(ctypes.byref(self._model), self._buffer, len(data))
+        if code != STATUS_OK:
+            raise _blob_error(self._lib, code, "the blob")
+        self._scratch_size = int(self._lib.direct_scratch_size(ctypes.byref(self._model)))
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self._model.n_inputs)
+
+    @property
+    def n_features(self) -> int:
+        return int(self._model.n_features)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._model.n_samples)
+
+    @property
+    def has_exact(self) -> bool:
+        return bool(self._model.exact_mean)
+
+    @property
+    def weight_bound(self) -> int:
+        """L = max_s Σ_i |w_si| as the C loader computed it (IS §9)."""
+        return int(self._model.weight_bound)
+
+    def _inputs(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q)
+        if q.ndim != 2 or q.shape[1] != self.n_inputs or q.dtype != np.int16:
+            raise ValueError(f"expected int16 inputs of shape (n, {self.n_inputs}), got {q.dtype} {q.shape}")
+        return np.ascontiguousarray(q)
+
+    def _scratch(self) -> ctypes.Array:
+        return (ctypes.c_int32 * max(1, (self._scratch_size + 3) // 4))()
+
+    def _run(self, fn_name: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = self._inputs(q)
+        out = np.zeros(q.shape[0], dtype=PREDICTION_DTYPE)
+        if q.shape[0]:
+            code = getattr(self._lib, fn_name)(
+                ctypes.byref(self._model),
+                q.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+                q.shape[0],
+                self._scratch(),
+                self._scratch_size,
+                out.ctypes.data_as(ctypes.POINTER(_Prediction)),
+            )
+            if code != STATUS_OK:
+                raise _blob_error(self._lib, code, "the prediction call")
+        elif fn_name == "direct_predict_exact_batch" and not self.has_exact:
+            raise _blob_error(self._lib, STATUS_NO_EXACT, "the prediction call")
+        return out["mean"].copy(), out["var_f"].copy(), out["var_y"].copy()
+
+    def predict(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """IS §3–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,)."""
+        return self._run("direct_predict_batch", q)
+
+    def predict_exact(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """IS §6 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64); BlobError NO_EXACT
+        on a blob without the exact section."""
+        return self._run("direct_predict_exact_batch", q)
+
+    def features(self, q: np.ndarray) -> np.ndarray:
+        """IS §3 features of int16 inputs (n, d): int16 (n, b), one C call per row (for tests)."""
+        q = self._inputs(q)
+        phi = np.zeros((q.shape[0], self.n_features), dtype=np.int16)
+        for i in range(q.shape[0]):
+            code = self._lib.direct_features(
+                ctypes.byref(self._model),
+                q[i].ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+                phi[i].ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+                self.n_features,
+            )
+            if code != STATUS_OK:
+                raise _blob_error(self._lib, code, "the feature call")
+        return phi
+
+
+def crc32(data: bytes, library: str | None = None) -> int:
+    """MF §8 CRC-32 computed by the C library (equals zlib.crc32)."""
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    return int(load_library(library).direct_crc32(buf, len(data)))
