@@ -1,0 +1,275 @@
+"""The C runtime (runtime/c): warning-free builds, no floating point, and bit-exact agreement with the
+numpy reference (docs/integer-spec.md) through the ctypes binding."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from direct_edge.export.packed import synthetic_blob
+from direct_edge.runtime import reference
+from direct_edge.runtime.blob import ERROR_NAMES, BlobError, parse
+from direct_edge.runtime.native import NativeModel, crc32, load_library
+
+from .conftest import C_DIR, make, recrc, require_tool
+
+SOURCES = ["direct.c", "direct_predict.c"]
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion"]
+STRICT += ["-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wcast-align", "-O2"]
+N_ROWS = 10_000
+# Undefined symbols that betray floating point (Arm EABI soft-float helpers, libgcc's __*sf*/__*df*)
+# or libm on a -mfloat-abi=soft Cortex-M0 object.
+LIBM = "sin|cos|tan|asin|acos|atan|atan2|exp|exp2|log|log2|log10|pow|sqrt|floor|ceil|round|lround|trunc"
+LIBM += "|fabs|fmod|frexp|ldexp|modf|hypot"
+FLOAT_SYMBOL = re.compile(
+    rf"^(__aeabi_[fd][a-z0-9]*|__aeabi_[il]2[fd]|__[a-z0-9]*[sd]f[0-9a-z]*|({LIBM})f?)$"
+)
+
+
+# --- builds ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_library_builds_warning_free_with_strict_flags(compiler, tmp_path):
+    cc = require_tool(compiler)
+    for src in SOURCES:
+        done = subprocess.run(
+            [cc, *STRICT, "-c", str(C_DIR / src), "-o", str(tmp_path / f"{src}.o")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_make_builds_static_and_shared_libraries(tmp_path):
+    require_tool("make")
+    require_tool("cc")
+    make("lib", tmp_path)
+    assert (tmp_path / "libdirect.a").stat().st_size > 0
+    assert (tmp_path / "libdirect.so").stat().st_size > 0
+
+
+def test_no_floating_point_registers_on_x86(tmp_path):
+    """gcc's -mgeneral-regs-only turns any float or SIMD register use into a compile error."""
+    gcc = require_tool("gcc")
+    probe = subprocess.run([gcc, "-dumpmachine"], capture_output=True, text=True, check=True).stdout
+    if not probe.startswith("x86_64"):
+        pytest.skip("-mgeneral-regs-only check is for x86-64 gcc")
+    for src in SOURCES:
+        done = subprocess.run(
+            [
+                gcc,
+                "-std=c99",
+                "-O2",
+                "-Werror",
+                "-mgeneral-regs-only",
+                "-c",
+                str(C_DIR / src),
+                "-o",
+                "/dev/null",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def _m0_undefined_symbols(source: Path, out: Path) -> set[str]:
+    cc, nm = require_tool("arm-none-eabi-gcc"), require_tool("arm-none-eabi-nm")
+    flags = ["-std=c99", "-Os", "-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft", "-c"]
+    subprocess.run([cc, *flags, str(source), "-o", str(out)], check=True, capture_output=True)
+    listing = subprocess.run([nm, "-u", str(out)], check=True, capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in listing.splitlines() if line.strip()}
+
+
+def test_cortex_m0_objects_need_no_float_helpers_libm_or_division(tmp_path):
+    for src in SOURCES:
+        symbols = _m0_undefined_symbols(C_DIR / src, tmp_path / f"{src}.o")
+        assert not {s for s in symbols if FLOAT_SYMBOL.match(s)}, symbols
+        if src == "direct_predict.c":  # IS §5: no division in the per-prediction path
+            assert not {s for s in symbols if "div" in s}, symbols
+
+
+def test_float_symbol_check_catches_float_code(tmp_path):
+    """The check above can fail: a file using float, double and libm is flagged."""
+    probe = tmp_path / "probe.c"
+    probe.write_text(
+        "#include <math.h>\n"
+        "double g(double x, int i) { return sqrt(x) * x + (double)i; }\n"
+        "float h(float a, long long b) { return a / (float)b + floorf(a); }\n"
+    )
+    flagged = {s for s in _m0_undefined_symbols(probe, tmp_path / "probe.o") if FLOAT_SYMBOL.match(s)}
+    assert {"sqrt", "floorf", "__aeabi_dmul", "__aeabi_fdiv"} <= flagged
+
+
+def test_make_check_float_passes(tmp_path):
+    for tool in ("make", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-nm"):
+        require_tool(tool)
+    assert "ok" in make("check-float", tmp_path).stdout
+
+
+# --- bit-exact against the numpy reference ---------------------------------------------------------
+
+
+def random_inputs(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """(n, d) int16 inputs: all minimum, all maximum, both alternations, then uniform over int16."""
+    q = rng.integers(-32768, 32768, (n, d)).astype(np.int16)
+    q[0], q[1] = -32768, 32767
+    q[2, 0::2], q[2, 1::2] = 32767, -32768
+    q[3, 0::2], q[3, 1::2] = -32768, 32767
+    q[4] = 0
+    return q
+
+
+def assert_same(native: tuple, ref: tuple) -> None:
+    for name, got, want in zip(("mean", "var_f", "var_y"), native, ref, strict=True):
+        assert got.dtype == want.dtype, name
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, (
+            f"{name}: {bad.size} rows differ, first row {bad[:1]}: {got[bad[:1]]} != {want[bad[:1]]}"
+        )
+
+
+# (kind, d, b, S, bits, zeros, layout): S from 1 to 64 with non-powers of two, 0 to 99 % zeros, every
+# grid, every layout, odd b (linear with even d), b = 2 and b > 255 (grouped gap escapes).
+CASES = [
+    ("linear", 1, 2, 1, 4, 0.0, "dense4"),
+    ("linear", 8, 9, 3, 4, 0.0, "dense4"),
+    ("linear", 13, 14, 64, 2, 0.3, "dense4"),
+    ("linear", 6, 7, 10, 3, 0.5, "bitmap4"),
+    ("linear", 20, 21, 33, 4, 0.9, "bitmap4"),
+    ("linear", 4, 5, 2, 2, 0.99, "grouped"),
+    ("linear", 300, 301, 7, 4, 0.95, "grouped"),
+    ("linear", 11, 12, 64, 3, 0.7, "auto"),
+    ("rff", 1, 2, 1, 4, 0.0, "grouped"),
+    ("rff", 9, 64, 8, 4, 0.0, "dense4"),
+    ("rff", 3, 30, 17, 2, 0.2, "dense4"),
+    ("rff", 5, 128, 32, 4, 0.5, "bitmap4"),
+    ("rff", 2, 46, 5, 3, 0.85, "bitmap4"),
+    ("rff", 7, 512, 12, 4, 0.9, "grouped"),
+    ("rff", 4, 600, 3, 3, 0.99, "grouped"),
+    ("rff", 6, 96, 64, 2, 0.6, "auto"),
+    ("rff", 3, 40, 1, 4, 1.0, "bitmap4"),
+]
+
+
+@pytest.mark.parametrize("kind,d,b,S,bits,zeros,layout", CASES)
+def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout):
+    seed = zlib.crc32(repr((kind, d, b, S, bits, layout)).encode())
+    data = synthetic_blob(kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True)
+    blob, model = parse(data), NativeModel(data, library=native_library)
+    assert (model.n_inputs, model.n_features, model.n_samples) == (d, b, S)
+    assert model.weight_bound == blob.weight_bound and model.has_exact
+    q = random_inputs(np.random.default_rng(seed), N_ROWS, d)
+    assert_same(model.predict(q), reference.predict(blob, q))
+    assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
+    np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
+
+
+def test_c_is_bit_exact_on_a_trained_model(native_library):
+    from sklearn.datasets import load_diabetes
+
+    from direct_edge.export.packed import pack
+    from direct_edge.trainer import DirectRegressor
+
+    X, y = load_diabetes(return_X_y=True)
+    fitted = DirectRegressor(features="rff", n_features=64, lengthscale=2.0, max_iter=50).fit(X, y)
+    for layout in ("dense4", "bitmap4", "grouped"):
+        data = pack(fitted, n_samples=12, layout=layout, exact=True)
+        blob, model = parse(data), NativeModel(data, library=native_library)
+        q = np.concatenate(
+            [reference.quantize_inputs(blob, X), random_inputs(np.random.default_rng(1), 9558, 10)]
+        )
+        assert_same(model.predict(q), reference.predict(blob, q))
+        assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
+
+
+# --- API behaviour ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_blob() -> bytes:
+    return synthetic_blob("rff", 3, 16, 4, bits=4, zeros=0.5, seed=7, layout="bitmap4", exact=False)
+
+
+def test_errors_raise_blob_error_with_the_readers_code(native_library, small_blob):
+    bad = bytearray(small_blob)
+    bad[100] ^= 1
+    for data in (bytes(bad), small_blob[:-1], b"DIRQ" + bytes(200), recrc(bad)):
+        try:
+            parse(data)
+            want = None
+        except BlobError as exc:
+            want = (exc.code, exc.name)
+        with pytest.raises(BlobError) as info:
+            NativeModel(data, library=native_library)
+        assert (info.value.code, info.value.name) == want
+    with pytest.raises(BlobError, match="NO_EXACT"):
+        NativeModel(small_blob, library=native_library).predict_exact(np.zeros((1, 3), np.int16))
+
+
+def test_status_names_match_the_python_reader(native_library):
+    lib = load_library(native_library)
+    for code, name in ERROR_NAMES.items():
+        assert lib.direct_status_name(code).decode() == name
+    assert lib.direct_status_name(0) == b"OK" and lib.direct_status_name(99) == b"?"
+
+
+def test_crc_matches_zlib(native_library):
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 1000):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        assert crc32(data, library=native_library) == zlib.crc32(data)
+
+
+def test_misaligned_blob_null_pointers_and_small_scratch_are_refused(native_library, small_blob):
+    lib = load_library(native_library)
+    from direct_edge.runtime.native import _Model, _Prediction
+
+    n = len(small_blob)
+    raw = (ctypes.c_uint64 * (n // 8 + 2))()
+    base = ctypes.addressof(raw)
+    model = _Model()
+    ctypes.memmove(base + 2, small_blob, n)
+    assert lib.direct_model_open(ctypes.byref(model), base + 2, n) == 2  # ALIGN
+    assert lib.direct_model_open(ctypes.byref(model), None, n) == 1  # ARG
+    assert lib.direct_model_open(None, base, n) == 1
+    assert lib.direct_model_open(ctypes.byref(model), base, 131) == 1
+    ctypes.memmove(base, small_blob, n)
+    assert lib.direct_model_open(ctypes.byref(model), base, n) == 0
+    need = lib.direct_scratch_size(ctypes.byref(model))
+    assert need == 2 * 16
+    x = (ctypes.c_int16 * 3)()
+    scratch = (ctypes.c_int32 * 16)()
+    out = _Prediction()
+    assert lib.direct_predict(ctypes.byref(model), x, scratch, need - 1, ctypes.byref(out)) == 11  # SCRATCH
+    odd = ctypes.c_void_p(ctypes.addressof(scratch) + 1)
+    assert lib.direct_predict(ctypes.byref(model), x, odd, need, ctypes.byref(out)) == 11
+    assert lib.direct_predict(ctypes.byref(model), None, scratch, need, ctypes.byref(out)) == 1
+    assert lib.direct_predict(ctypes.byref(model), x, scratch, need, None) == 1
+    assert lib.direct_predict(ctypes.byref(model), x, scratch, need, ctypes.byref(out)) == 0
+    assert lib.direct_predict_exact(ctypes.byref(model), x, scratch, need, ctypes.byref(out)) == 12
+
+
+def test_odd_feature_count_needs_an_even_scratch(native_library):
+    data = synthetic_blob("linear", 4, 5, 2, zeros=0.0, seed=1, layout="dense4")
+    model = NativeModel(data, library=native_library)
+    lib = load_library(native_library)
+    assert lib.direct_scratch_size(ctypes.byref(model._model)) == 12
+
+
+def test_inputs_of_the_wrong_shape_or_dtype_are_refused(native_library, small_blob):
+    model = NativeModel(small_blob, library=native_library)
+    for bad in (np.zeros((2, 4), np.int16), np.zeros((2, 3), np.int32), np.zeros(3, np.int16)):
+        with pytest.raises(ValueError, match="int16"):
+            model.predict(bad)
+    mean, var_f, var_y = model.predict(np.zeros((0, 3), np.int16))
+    assert mean.shape == var_f.shape == var_y.shape == (0,)
