@@ -199,6 +199,7 @@ _SINCOS_STEPS = 1024
 _SINCOS_MAGIC = 1.5 * 2.0**52
 _SINCOS_MAX_STEPS = 2.0**50
 _BLOCK_VALUES = 16384  # phase values per block: the ~0.5 MB of scratch stays in L2
+_BLOCK_VALUES_FLOAT32 = 32768  # float32 path: fewer, larger numpy calls (measured 2.4 vs 3.4 ns/pair)
 
 
 class _RffKernel:
@@ -211,6 +212,7 @@ class _RffKernel:
         self.projection = np.ascontiguousarray(fmap.projection * (steps / (2.0 * np.pi)))  # u = z·P
         self.n_freq = int(self.projection.shape[1])
         self.max_projection = float(np.max(np.abs(self.projection), initial=0.0))
+        self.turns = np.ascontiguousarray(fmap.projection / (2.0 * np.pi))  # phase in turns (float32 path)
         # Table in long double where the platform has it (correctly rounded float64 entries).
         pi = np.longdouble("3.14159265358979323846264338327950288")
         angles = np.arange(steps, dtype=np.longdouble) * (2 * pi / steps)
@@ -286,3 +288,32 @@ class _RffKernel:
         u *= t
         np.add(u, 1.0, out=e.real)  # cos r
         np.multiply(tk, e, out=pairs)
+
+    def unit_features_float32(self, Z: np.ndarray, out: np.ndarray) -> None:
+        """float32 cos(zP) into ``out[:, :F]`` and sin(zP) into ``out[:, F:2F]``, WITHOUT the
+        amplitude (the statistics pass scales its float64 sums by A² and A instead).
+
+        ``Z``: (k, d) standardised inputs; ``out``: (k, >= 2F) float32 with contiguous rows.  The
+        phase is reduced to one turn in float64 (u = z·P/2π, r = 2π(u − rint u), |r| ≤ π) before it
+        is rounded to float32, so the error is that of numpy's SIMD float32 cos/sin of a float32 r:
+        at most about 2e-7 absolute (|r|·2⁻²⁴ plus 1-2 ulp; measured 1.5e-7), independent of |phase|.
+        About 2.5 ns per (cos, sin) pair here, against 6 ns for the float64 kernel.
+        """
+        k, F = Z.shape[0], self.n_freq
+        if k == 0:
+            return
+        Z = np.ascontiguousarray(Z, dtype=np.float64)
+        rows = max(1, _BLOCK_VALUES_FLOAT32 // F)
+        shape = (min(rows, k), F)
+        u, t, r = np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.float32)
+        for a0 in range(0, k, rows):
+            a1 = min(a0 + rows, k)
+            m = a1 - a0
+            um, tm, rm = u[:m], t[:m], r[:m]
+            np.matmul(Z[a0:a1], self.turns, out=um)
+            np.rint(um, out=tm)
+            um -= tm  # exact: |u − rint u| ≤ 1/2
+            um *= 2.0 * np.pi
+            rm[...] = um
+            np.cos(rm, out=out[a0:a1, :F])
+            np.sin(rm, out=out[a0:a1, F : 2 * F])

@@ -162,3 +162,21 @@ def test_invalid_maps_and_inputs_raise_data_error(inputs):
         FeatureMap("poly", offset, scale)
     with pytest.raises(DataError):
         FeatureMap.linear(offset, scale).transform(X[:, :2])
+
+
+@pytest.mark.parametrize("lengthscale", [1.0, 0.01])
+def test_float32_rff_kernel_is_within_2e7_of_the_float64_features(lengthscale):
+    """The statistics pass's float32 kernel (docs/trainer.md §4): cos block then sin block, without
+    the amplitude, accurate to float32 whatever the size of the phase (here up to ~3e3 rad)."""
+    from direct_edge.trainer.features import _RffKernel
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(0.0, 3.0, (500, 3))
+    fmap = FeatureMap.rff(np.zeros(3), np.ones(3), 2 * 300, lengthscale=lengthscale, seed=1)
+    out = np.full((500, 600 + 2), np.nan, dtype=np.float32)
+    _RffKernel(fmap).unit_features_float32(X, out)
+    assert np.all(np.isnan(out[:, 600:]))  # only the first 2F columns are written
+    exact = fmap.transform(X) / fmap.amplitude
+    err = np.max(np.abs(out[:, :600].astype(np.float64) - exact))
+    assert err < 2.5e-7
+    assert err > 0  # float32 really

@@ -154,3 +154,106 @@ def test_input_moments_over_chunks_equal_numpy_moments_of_the_whole(chunk):
 def test_input_moments_without_rows_raise():
     with pytest.raises(DataError):
         InputMoments().offset_and_scale()
+
+
+# ---- threads and float32 (docs/trainer.md §4) ----------------------------------------------------
+
+
+def _large_problem(kind: str, n: int = 40_000, b: int = 64, offset: float = 1e3):
+    """A problem big enough for float32 rounding to show: a target far from 0 (y ≈ offset ± 1)."""
+    rng = np.random.default_rng(11)
+    X = rng.normal([3.0, -1.0, 50.0], [1.0, 2.0, 10.0], (n, 3))
+    y = offset + np.sin(X[:, 0]) + 0.1 * X[:, 1] + 0.1 * rng.standard_normal(n)
+    mean, sd = X.mean(axis=0), X.std(axis=0)
+    if kind == "linear":
+        return FeatureMap.linear(mean, sd), X, y
+    return FeatureMap.rff(mean, sd, b, lengthscale=1.0, seed=2), X, y
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_statistics_with_worker_threads_equal_one_thread(problem, threads):
+    fmap, X, y = problem
+    one = compute_statistics(fmap, array_batches(X, y, 13), chunk_rows=7, threads=1)
+    many = compute_statistics(fmap, array_batches(X, y, 13), chunk_rows=7, threads=threads)
+    assert_stats_close(many, one, rel=1e-12)
+    again = compute_statistics(fmap, array_batches(X, y, 13), chunk_rows=7, threads=threads)
+    # Chunk i always goes to worker i mod W, so a pass is reproducible bit for bit.
+    assert np.array_equal(again.gram, many.gram) and np.array_equal(again.phi_y, many.phi_y)
+
+
+def test_a_bad_chunk_in_a_worker_thread_raises_in_the_caller(problem):
+    fmap, X, y = problem
+
+    def batches():
+        yield X[:50], y[:50]
+        yield X[50:60, :2], y[50:60]  # wrong number of columns: the worker's feature map refuses it
+        yield from array_batches(X[60:], y[60:], 20)
+
+    with pytest.raises(DataError, match="columns"):
+        compute_statistics(fmap, batches(), chunk_rows=16, threads=2)
+
+
+def test_an_error_while_reading_stops_the_worker_threads(problem):
+    fmap, X, y = problem
+
+    def batches():
+        yield from array_batches(X[:100], y[:100], 10)
+        raise DataError("bad row 101")
+
+    with pytest.raises(DataError, match="bad row 101"):
+        compute_statistics(fmap, batches(), chunk_rows=10, threads=2)
+
+
+def test_unknown_precision_raises(problem):
+    fmap, X, y = problem
+    with pytest.raises(DataError, match="precision"):
+        compute_statistics(fmap, array_batches(X, y), precision="float16")
+
+
+@pytest.mark.parametrize("kind", ["linear", "rff"])
+def test_float32_statistics_are_within_1e6_of_float64(kind):
+    """float32 features and per-chunk float32 Gram updates, summed in float64 (measured: ~5e-8)."""
+    fmap, X, y = _large_problem(kind)
+    s64 = compute_statistics(fmap, array_batches(X, y, 5000), chunk_rows=4096)
+    s32 = compute_statistics(fmap, array_batches(X, y, 5000), chunk_rows=4096, precision="float32")
+    assert s32.n == s64.n
+    assert np.array_equal(s32.gram, s32.gram.T)
+    err_gram = np.max(np.abs(s32.gram - s64.gram)) / np.max(np.abs(s64.gram))
+    assert err_gram < 1e-6
+    # The target's sums stay float64; Φᵀy survives the standardisation of a target 1000 sd from 0
+    # (without the per-worker shift, float32 would lose ~1e-4 of it here).
+    assert s32.y_sq == pytest.approx(s64.y_sq, rel=1e-13)
+    assert s32.y_sum == pytest.approx(s64.y_sum, rel=1e-13)
+    st32 = s32.standardised(s64.y_mean, np.sqrt(s64.y_var))
+    st64 = s64.standardised(s64.y_mean, np.sqrt(s64.y_var))
+    assert np.max(np.abs(st32.phi_y - st64.phi_y)) < 1e-6 * np.max(np.abs(st64.phi_y))
+    assert np.max(np.abs(s32.phi_sum - s64.phi_sum)) < 1e-6 * np.max(np.abs(s64.phi_sum))
+    # Float32 rounding is there (this is not the float64 pass by accident).
+    assert err_gram > 1e-12
+
+
+def test_float32_statistics_change_the_elbo_and_predictions_negligibly():
+    """The same q scored with float32 and float64 statistics, and the float32 fit continued from the
+    float64 optimum (separate fits of this non-convex objective may end in different local optima
+    whatever the precision): measured 3.6e-4 nats of 5.95e4, predictions 2e-10 apart."""
+    from direct_edge.trainer import DirectGLM, WeightGrid, prior_log_probs
+
+    fmap, X, y = _large_problem("rff", n=60_000, b=64, offset=5.0)
+    raw64 = compute_statistics(fmap, array_batches(X, y, 8192))
+    raw32 = compute_statistics(fmap, array_batches(X, y, 8192), precision="float32")
+    mu, sd = raw64.y_mean, np.sqrt(raw64.y_var)
+    grid = WeightGrid.from_bits(4, 0.2)
+    log_prior = prior_log_probs(grid.values, "gaussian", 0.5)
+    glms = [DirectGLM(stats=s.standardised(mu, sd), grid=grid, log_prior=log_prior) for s in (raw64, raw32)]
+    glms[0].fit(3000, init="gaussian")
+    assert glms[0].converged_
+    e64, e32 = glms[0].elbo(), glms[1].elbo(glms[0].params)
+    assert abs(e32 - e64) < 1e-7 * abs(e64)
+    assert e32 != e64  # the float32 statistics really differ
+    glms[1].params = glms[0].params.copy()
+    glms[1].fit(3000, init="warm")
+    Phi = fmap.transform(X[:2000])
+    (m64, v64), (m32, v32) = glms[0].predict_moments(Phi), glms[1].predict_moments(Phi)
+    assert np.max(np.abs(m32 - m64)) < 1e-6
+    np.testing.assert_allclose(v32, v64, rtol=1e-6)
+    assert abs(glms[1].elbo_ - e64) < 1e-7 * abs(e64)
