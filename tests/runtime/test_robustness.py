@@ -1,0 +1,218 @@
+"""Corrupted blobs against the C loader under AddressSanitizer and UndefinedBehaviorSanitizer.
+
+Every truncation and thousands of bit flips and byte overwrites of valid blobs go through one
+sanitized harness process (runtime/c/test/direct_check.c). For each, the C status must equal the
+Python reader's MF §9 code, and where a mutated blob is still accepted, the C outputs on extreme and
+random inputs must equal the numpy reference's (checked through a digest both sides compute).
+A libFuzzer target (runtime/c/fuzz) runs for a bounded time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from direct_edge.export.packed import synthetic_blob
+from direct_edge.runtime import reference
+from direct_edge.runtime.blob import HEADER_SIZE, MIN_SIZE, SECTION_SAMPLES, BlobError, parse
+
+from .conftest import C_DIR, recrc, require_tool
+
+MASK64 = (1 << 64) - 1
+FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
+LCG_MUL, LCG_ADD = 6364136223846793005, 1442695040888963407
+
+
+def valid_blobs() -> dict[str, bytes]:
+    """Small blobs covering both feature kinds, the three layouts, the exact section and gap escapes."""
+    return {
+        "linear-dense4": synthetic_blob("linear", 5, 6, 3, bits=4, zeros=0.2, seed=1, layout="dense4"),
+        "linear-grouped": synthetic_blob("linear", 8, 9, 5, bits=3, zeros=0.5, seed=2, layout="grouped"),
+        "rff-bitmap4": synthetic_blob(
+            "rff", 3, 18, 4, bits=4, zeros=0.5, seed=3, layout="bitmap4", exact=False
+        ),
+        "rff-grouped": synthetic_blob("rff", 2, 600, 2, bits=2, zeros=0.99, seed=4, layout="grouped"),
+    }
+
+
+def harness_inputs(d: int) -> np.ndarray:
+    """The 8 rows direct_check.c predicts on: all minimum, all maximum, alternating, 5 LCG rows."""
+    q = np.zeros((8, d), dtype=np.int16)
+    state = 0x9E3779B97F4A7C15
+    for row in range(8):
+        for k in range(d):
+            state = (state * LCG_MUL + LCG_ADD) & MASK64
+            if row == 0:
+                q[row, k] = -32768
+            elif row == 1:
+                q[row, k] = 32767
+            elif row == 2:
+                q[row, k] = 32767 if k & 1 else -32768
+            else:
+                v = state >> 48
+                q[row, k] = v - 65536 if v >= 32768 else v
+    return q
+
+
+def reference_digest(data: bytes) -> tuple[int, int]:
+    """(MF §9 code, digest of the reference outputs) as direct_check.c prints them for a blob."""
+    try:
+        blob = parse(data)
+    except BlobError as exc:
+        return exc.code, 0
+    q = harness_inputs(blob.n_inputs)
+    runs = [reference.predict(blob, q)]
+    if blob.has_exact:
+        runs.append(reference.predict_exact(blob, q))
+    h = FNV_OFFSET
+    for row in range(8):
+        for mean, var_f, var_y in runs:
+            for v in (int(mean[row]) & 0xFFFFFFFF, int(var_f[row]), int(var_y[row])):
+                h = ((h ^ v) * FNV_PRIME) & MASK64
+    return 0, h
+
+
+def run_harness(harness: Path, blobs: list[bytes], folder: Path) -> list[tuple[int, int]]:
+    """Write ``blobs`` to files and return (status, digest) for each from one harness process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, data in enumerate(blobs):
+        path = folder / f"{i:06d}.bin"
+        path.write_bytes(data)
+        paths.append(str(path))
+    done = subprocess.run(
+        [str(harness), "-"], input="\n".join(paths) + "\n", capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"harness crashed or a sanitizer fired:\n{done.stderr[-4000:]}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(blobs)
+    return [(int(code), int(digest, 16)) for code, digest in (line.split() for line in lines)]
+
+
+def assert_c_agrees(harness: Path, blobs: list[bytes], folder: Path) -> dict[int, int]:
+    """C and Python agree on every blob (code, and outputs where accepted); returns a count per code."""
+    got = run_harness(harness, blobs, folder)
+    counts: dict[int, int] = {}
+    for i, (data, c_result) in enumerate(zip(blobs, got, strict=True)):
+        want = reference_digest(data)
+        assert c_result == want, f"blob {i} ({len(data)} bytes): C {c_result} != Python {want}"
+        counts[want[0]] = counts.get(want[0], 0) + 1
+    return counts
+
+
+def test_valid_blobs_give_reference_outputs(sanitized_harness, tmp_path):
+    counts = assert_c_agrees(sanitized_harness, list(valid_blobs().values()), tmp_path)
+    assert counts == {0: 4}
+
+
+def test_every_truncation_is_rejected(sanitized_harness, tmp_path):
+    blobs = []
+    for data in valid_blobs().values():
+        for n in range(len(data)):
+            blobs.append(data[:n])
+            if n >= MIN_SIZE:  # also with the size field and CRC rewritten: the section checks fire
+                fixed = bytearray(data[:n])
+                fixed[8:12] = n.to_bytes(4, "little")
+                blobs.append(recrc(fixed))
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    assert 0 not in counts and {1, 5, 8} <= set(counts), counts
+
+
+def test_every_truncation_of_the_samples_section_is_rejected(sanitized_harness, tmp_path):
+    """The samples section's size shortened by 1 … all its bytes (CRC recomputed): the decoder must stop
+    at the section's end, never read the bytes after it."""
+    blobs = []
+    for data in valid_blobs().values():
+        entry = 72 + 8 * SECTION_SAMPLES + 4
+        size = int.from_bytes(data[entry : entry + 4], "little")
+        for n in range(size):
+            out = bytearray(data)
+            out[entry : entry + 4] = n.to_bytes(4, "little")
+            if n == 0:
+                out[entry - 4 : entry] = bytes(4)  # an empty section has offset 0 (MF §3)
+            blobs.append(recrc(out))
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    assert 0 not in counts and 9 in counts, counts
+
+
+def _flip(rng: np.random.Generator, data: bytes, n_bits: int) -> bytearray:
+    out = bytearray(data)
+    for pos in rng.integers(0, 8 * len(data), n_bits):
+        out[pos // 8] ^= 1 << (pos % 8)
+    return out
+
+
+def test_random_bit_flips_with_the_crc_left_as_is_are_rejected(sanitized_harness, tmp_path):
+    rng = np.random.default_rng(11)
+    blobs = [
+        bytes(_flip(rng, data, int(rng.integers(1, 4))))
+        for data in valid_blobs().values()
+        for _ in range(300)
+    ]
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    assert 0 not in counts and counts.get(6, 0) > 0.8 * len(blobs), counts
+
+
+def test_random_bit_flips_with_a_recomputed_crc_are_rejected_or_valid(sanitized_harness, tmp_path):
+    rng = np.random.default_rng(12)
+    blobs = []
+    for data in valid_blobs().values():
+        for _ in range(300):  # anywhere in the blob
+            blobs.append(recrc(_flip(rng, data, int(rng.integers(1, 3)))))
+        for _ in range(300):  # in the header, where every field rule lives
+            out = bytearray(data)
+            pos = int(rng.integers(4 * 8, 8 * HEADER_SIZE))
+            out[pos // 8] ^= 1 << (pos % 8)
+            blobs.append(recrc(out))
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    assert {0, 7, 8, 9} <= set(counts), counts
+
+
+def test_random_byte_overwrites_in_the_sections_are_rejected_or_valid(sanitized_harness, tmp_path):
+    rng = np.random.default_rng(13)
+    blobs = []
+    for data in valid_blobs().values():
+        for _ in range(300):
+            out = bytearray(data)
+            for pos in rng.integers(HEADER_SIZE, len(data) - 4, int(rng.integers(1, 4))):
+                out[pos] = int(rng.integers(0, 256))
+            blobs.append(recrc(out))
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    assert {0, 9} <= set(counts), counts
+
+
+@pytest.mark.slow
+def test_libfuzzer_runs_clean_for_a_bounded_time(tmp_path):
+    clang = require_tool("clang")
+    require_tool("make")
+    build = tmp_path / "build"
+    done = subprocess.run(
+        ["make", "-C", str(C_DIR), "fuzz", f"BUILD={build}", f"CLANG={clang}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("libFuzzer unavailable (clang with libclang-rt, e.g. Debian libclang-rt-14-dev)")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, data in valid_blobs().items():
+        (corpus / f"{name}.bin").write_bytes(data)
+    (corpus / "linear-exact.bin").write_bytes(synthetic_blob("linear", 2, 3, 1, seed=5, layout="bitmap4"))
+    seeds = tmp_path / "seeds"
+    shutil.copytree(corpus, seeds)
+    done = subprocess.run(
+        [str(build / "fuzz_open_predict"), "-max_total_time=20", "-rss_limit_mb=2048", "-print_final_stats=1"]
+        + [str(corpus), str(seeds)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "stat::number_of_executed_units" in done.stderr
