@@ -32,6 +32,7 @@ from direct_edge.runtime.blob import (
     KIND_RFF,
     LAYOUT_BITMAP4,
     LAYOUT_DENSE4,
+    LAYOUT_GAP4,
     LAYOUT_GROUPED,
     LAYOUT_NAMES,
     MAGIC,
@@ -43,7 +44,7 @@ from direct_edge.trainer.model_file import write_atomic
 
 LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
 # Preference among layouts of equal size: the fastest to evaluate first (docs/benchmarks.md).
-_SPEED_ORDER = (LAYOUT_GROUPED, LAYOUT_DENSE4, LAYOUT_BITMAP4)
+_SPEED_ORDER = (LAYOUT_GROUPED, LAYOUT_DENSE4, LAYOUT_GAP4, LAYOUT_BITMAP4)
 CLIP_SDS = 8.0
 
 
@@ -186,7 +187,30 @@ def encode_grouped(levels: np.ndarray) -> bytes:
     return bytes(out)
 
 
-_ENCODERS = {LAYOUT_DENSE4: encode_dense4, LAYOUT_BITMAP4: encode_bitmap4, LAYOUT_GROUPED: encode_grouped}
+def encode_gap4(levels: np.ndarray) -> bytes:
+    """MF §6.4: per sample, a byte count, then one (gap, level) byte per nonzero plus skip bytes."""
+    out = bytearray()
+    for row in levels:
+        body = bytearray()
+        position = -1
+        for i in np.flatnonzero(row).tolist():
+            gap = i - position
+            while gap > 16:  # skips of 16·(g + 1) ≤ 256 positions, as long as one weight step remains
+                step = min(16 * ((gap - 1) // 16), 256)
+                body.append(step // 16 - 1)
+                gap -= step
+            body.append((gap - 1) | ((int(row[i]) & 0xF) << 4))
+            position = i
+        out += _varint(len(body)) + body
+    return bytes(out)
+
+
+_ENCODERS = {
+    LAYOUT_DENSE4: encode_dense4,
+    LAYOUT_BITMAP4: encode_bitmap4,
+    LAYOUT_GROUPED: encode_grouped,
+    LAYOUT_GAP4: encode_gap4,
+}
 
 
 def encode_samples(levels: np.ndarray, layout: str = "auto") -> tuple[int, bytes]:

@@ -23,8 +23,13 @@ N_SECTIONS = 6
 SECTION_INPUT, SECTION_FEATURES, SECTION_TABLE, SECTION_SAMPLES, SECTION_EXACT, SECTION_META = range(6)
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
-LAYOUT_DENSE4, LAYOUT_BITMAP4, LAYOUT_GROUPED = 0, 1, 2
-LAYOUT_NAMES = {LAYOUT_DENSE4: "dense4", LAYOUT_BITMAP4: "bitmap4", LAYOUT_GROUPED: "grouped"}
+LAYOUT_DENSE4, LAYOUT_BITMAP4, LAYOUT_GROUPED, LAYOUT_GAP4 = 0, 1, 2, 3
+LAYOUT_NAMES = {
+    LAYOUT_DENSE4: "dense4",
+    LAYOUT_BITMAP4: "bitmap4",
+    LAYOUT_GROUPED: "grouped",
+    LAYOUT_GAP4: "gap4",
+}
 FLAG_EXACT = 1
 TABLE_SIZE = 257
 MAX_GROUPS = 16
@@ -206,6 +211,40 @@ def _linear_phi_ends(m: int, b: int) -> tuple[int, int]:
     return round_shift(m * -32768 + b, 15), round_shift(m * 32767 + b, 15)
 
 
+def _read_varint(raw: np.ndarray, pos: int, what: str) -> tuple[int, int]:
+    """MF §6.3/§6.4: an unsigned LEB128 of at most 3 bytes at ``pos``; returns (value, next pos)."""
+    value, shift, n = 0, 0, len(raw)
+    for k in range(3):
+        if pos >= n:
+            raise BlobError("CONTENT", f"{what} runs past the section")
+        byte, pos = int(raw[pos]), pos + 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+        if k == 2:
+            raise BlobError("CONTENT", f"{what} longer than 3 bytes")
+    raise AssertionError("unreachable")
+
+
+def _decode_gap4(raw: np.ndarray, b: int, lo: int, hi: int, row: np.ndarray) -> int:
+    """MF §6.4: one sample's bytes into ``row``; returns Σ|level|."""
+    g = raw & 0xF
+    v = (raw >> 4).astype(np.int64)
+    skip = v == 0
+    if len(raw) and skip[-1]:
+        raise BlobError("CONTENT", "gap4 sample ends with a skip")
+    steps = np.where(skip, 16 * (g.astype(np.int64) + 1), g.astype(np.int64) + 1)
+    pos = np.cumsum(steps) - 1
+    idx, vals = pos[~skip], (v[~skip] ^ 8) - 8
+    if len(idx) and idx[-1] >= b:
+        raise BlobError("CONTENT", "feature index beyond the last feature")
+    if np.any(vals < lo) or np.any(vals > hi):
+        raise BlobError("CONTENT", "level outside the header's bits")
+    row[idx] = vals
+    return int(np.abs(vals).sum())
+
+
 def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tuple[np.ndarray, int]:
     """MF §6: decode and check the samples; returns (levels (S, b) int16, L).  Raises CONTENT."""
     lo, hi = _level_range(bits)
@@ -250,6 +289,12 @@ def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tupl
                 raise BlobError("CONTENT", "level outside the header's bits")
             levels[s, idx] = vals
             total = int(np.abs(vals).sum())
+        elif layout == LAYOUT_GAP4:
+            nbytes, pos = _read_varint(raw, pos, "gap4 byte count")
+            if n - pos < nbytes:
+                raise BlobError("CONTENT", "gap4 sample runs past the section")
+            total = _decode_gap4(raw[pos : pos + nbytes], b, lo, hi, levels[s])
+            pos += nbytes
         else:
             if pos >= n:
                 raise BlobError("CONTENT", "grouped sample runs past the section")
@@ -265,17 +310,7 @@ def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tupl
                 if v == 0 or v < lo or v > hi or (previous_value is not None and v <= previous_value):
                     raise BlobError("CONTENT", "group level is zero, out of range or not increasing")
                 previous_value = v
-                count, shift = 0, 0
-                for k in range(3):
-                    if pos >= n:
-                        raise BlobError("CONTENT", "group count runs past the section")
-                    byte, pos = int(raw[pos]), pos + 1
-                    count |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-                    if k == 2:
-                        raise BlobError("CONTENT", "group count longer than 3 bytes")
+                count, pos = _read_varint(raw, pos, "group count")
                 if count < 1 or count > b:
                     raise BlobError("CONTENT", "group count out of range")
                 index = -1

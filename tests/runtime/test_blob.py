@@ -31,7 +31,7 @@ def random_levels(rng, S: int, b: int, zeros: float, bits: int = 4) -> np.ndarra
     return levels
 
 
-@pytest.mark.parametrize("layout", ["dense4", "bitmap4", "grouped"])
+@pytest.mark.parametrize("layout", ["dense4", "bitmap4", "grouped", "gap4"])
 @pytest.mark.parametrize(
     "S,b,zeros", [(1, 2, 0.0), (3, 7, 0.5), (8, 2000, 0.995), (5, 601, 1.0), (16, 64, 0.9)]
 )
@@ -58,9 +58,8 @@ def test_auto_layout_is_the_smallest():
     rng = np.random.default_rng(0)
     for zeros in (0.0, 0.5, 0.95):
         levels = random_levels(rng, 8, 512, zeros)
-        sizes = {
-            name: len(packed.encode_samples(levels, name)[1]) for name in ("dense4", "bitmap4", "grouped")
-        }
+        sizes = {name: len(packed.encode_samples(levels, name)[1]) for name in packed.LAYOUTS}
+        assert len(sizes) == 4
         assert len(packed.encode_samples(levels, "auto")[1]) == min(sizes.values())
 
 
@@ -105,7 +104,7 @@ def test_each_check_reports_its_code(blob):
     flipped = bytearray(blob)
     flipped[HEADER_SIZE + 3] ^= 0x10
     assert code_of(bytes(flipped)) == "CRC"
-    assert code_of(patched(blob, 13, "<B", 3)) == "HEADER"  # layout
+    assert code_of(patched(blob, 13, "<B", 4)) == "HEADER"  # layout
     assert code_of(patched(blob, 15, "<B", 2)) == "HEADER"  # unknown flag
     assert code_of(patched(blob, 18, "<H", 33)) == "HEADER"  # odd rff feature count
     assert code_of(patched(blob, 29, "<B", 32)) == "HEADER"  # s2 below 33
@@ -157,3 +156,22 @@ def test_grouped_sections_with_bad_indices_counts_or_order_are_rejected():
         _decode_samples(bytes([1, 7, 1, 1]), 2, 1, 300, 3)  # level 7 does not fit 3 bits
     with pytest.raises(BlobError, match="trailing"):
         _decode_samples(good + b"\0", 2, 1, 300, 4)
+
+
+def test_gap4_bytes_and_its_malformed_variants():
+    from direct_edge.runtime.blob import _decode_samples
+
+    levels = np.zeros((1, 300), np.int8)
+    levels[0, [0, 16, 299]] = [1, -1, 7]
+    _, good = packed.encode_samples(levels, "gap4")
+    # count 5; (gap 1, +1); (gap 16, -1 = 0xF); gap 283 = skip 256 (g = 15) + skip 16 (g = 0) + (gap 11, 7)
+    assert good == bytes([5, 0x10, 0xFF, 0x0F, 0x00, 0x7A])
+    assert np.array_equal(_decode_samples(good, 3, 1, 300, 4)[0], levels)
+    with pytest.raises(BlobError, match="beyond the last feature"):
+        _decode_samples(bytes([5, 0x10, 0xFF, 0x0F, 0x00, 0x7B]), 3, 1, 300, 4)
+    with pytest.raises(BlobError, match="ends with a skip"):
+        _decode_samples(bytes([2, 0x10, 0x00]), 3, 1, 300, 4)
+    with pytest.raises(BlobError, match="past the section"):
+        _decode_samples(bytes([6, 0x10, 0xFF, 0x0F, 0x00, 0x7A]), 3, 1, 300, 4)
+    with pytest.raises(BlobError, match="out of range|outside"):
+        _decode_samples(bytes([1, 0x70]), 3, 1, 300, 3)
