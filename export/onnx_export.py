@@ -1,0 +1,381 @@
+"""ONNX export: a float graph of the model and, with ``integer=True``, the integer specification itself.
+
+Two graphs (docs/export.md has the pictures and the accuracy statements):
+
+* :func:`float_model`: float32 inputs ``x`` (n, d) in input units -> ``mean`` (n,) and ``variance`` (n,)
+  in target units (the predictive variance of y), optionally ``samples`` (n, S).  The standardisation and
+  the feature map are float ops; the S posterior samples are one INT4 initializer (b, S), stored packed,
+  dequantised with DequantizeLinear (per-tensor scale = the level's value in target units).
+* :func:`integer_model`: int16 inputs ``q`` (n, d) (IS §2) -> ``mean_q`` int32, ``var_q`` and ``var_y_q``
+  uint64, each (n,): docs/integer-spec.md §3–§5 (IS §n) with integer ONNX ops only, bit-exact with
+  :mod:`direct_edge.runtime.reference` and the C runtime.
+
+Both pass ``onnx.checker.check_model(full_check=True)`` and run in onnxruntime's CPU provider and in
+``onnx.reference.ReferenceEvaluator``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import metadata
+
+import ml_dtypes
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from direct_edge.runtime.blob import KIND_LINEAR, Blob
+
+OPSET = 21
+IR_VERSION = 10  # the IR version of opset 21 (onnx 1.16); onnxruntime >= 1.17 loads it
+PRODUCER = "direct-edge"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("direct-edge")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+class _Graph:
+    """A tiny builder: nodes and initializers with generated names, in insertion order."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, dtype, hint: str = "c") -> str:
+        """An initializer holding ``value`` as ``dtype`` (a numpy or ml_dtypes type)."""
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value).astype(dtype), name))
+        return name
+
+    def wide(self, value, stored, hint: str = "c") -> str:
+        """An int64 constant stored as the narrower ``stored`` type and Cast at load (smaller file;
+        onnxruntime folds the Cast once when the session is created)."""
+        return self.op("Cast", self.const(value, stored, hint), to=TensorProto.INT64, hint=hint)
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def output(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [name], **attrs))
+        return name
+
+    def model(self, name: str, inputs, outputs, meta: dict[str, str], doc: str) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits, doc_string=doc)
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            ir_version=IR_VERSION,
+            producer_name=PRODUCER,
+            producer_version=_version(),
+        )
+        helper.set_model_props(model, meta)
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def _metadata(blob: Blob, graph_kind: str, extra: dict | None = None) -> dict[str, str]:
+    """metadata_props: producer, version, bits, grid scale, samples, sparsity, training summary."""
+    meta = blob.meta
+    props = {
+        "producer": PRODUCER,
+        "version": _version(),
+        "graph": graph_kind,
+        "spec": "integer-spec 1"
+        if graph_kind == "integer"
+        else "float32 evaluation of the posterior samples",
+        "features": blob.kind_name,
+        "inputs": str(blob.n_inputs),
+        "weights": str(blob.n_features),
+        "bits": str(blob.bits),
+        "grid_scale": repr(float(meta.get("grid_scale", float("nan")))),
+        "samples": str(blob.n_samples),
+        "sparsity": f"{blob.sparsity:.6f}",
+        "input_scale": json.dumps(blob.input_scale.tolist()),
+        "input_zero": json.dumps(blob.input_zero.tolist()),
+        "mean_scale": repr(blob.mean_scale),
+        "y_offset": repr(blob.y_offset),
+        "training_summary": json.dumps(meta.get("summary", {}), sort_keys=True),
+    }
+    props.update(extra or {})
+    return props
+
+
+def _int4(levels: np.ndarray) -> np.ndarray:
+    """Levels as ml_dtypes.int4, so numpy_helper stores them packed (2 per byte, low nibble first)."""
+    levels = np.asarray(levels)
+    if levels.size and (levels.min() < -8 or levels.max() > 7):
+        raise ValueError("levels outside the 4-bit range [-8, 7]")
+    return levels.astype(ml_dtypes.int4)
+
+
+# ---- float graph ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloatFeatures:
+    """The float feature map in the graph's form, float64 until written.
+
+    linear: φ̃_k = x_k·gain_k + shift_k (k < d) and the bias feature 1; ``gain``, ``shift``: (d,).
+    rff: θ_j = Σ_k x_k·gain_kj + shift_j (radians), φ̃ = [cos θ, sin θ]; ``gain``: (d, F), ``shift``: (F,).
+    ``unit``: the target-units value of level 1 times φ̃ = 1 (y_scale·Δ·amplitude).
+    """
+
+    kind: int
+    gain: np.ndarray
+    shift: np.ndarray
+    unit: float
+
+
+def features_from_model(model) -> FloatFeatures:
+    """The trainer's own float parameters (a fitted DirectRegressor): the float64 model, exactly."""
+    fmap = model.feature_map_
+    unit = float(model.y_scale_ * model.grid_scale_ * fmap.amplitude)
+    inv = 1.0 / fmap.input_scale
+    if fmap.kind == "linear":
+        return FloatFeatures(KIND_LINEAR, inv, -fmap.input_offset * inv, unit)
+    gain = fmap.projection * inv[:, None]
+    shift = np.remainder(-(fmap.input_offset * inv) @ fmap.projection, 2 * math.pi)
+    return FloatFeatures(1, gain, shift, unit)
+
+
+def features_from_blob(blob: Blob) -> FloatFeatures:
+    """The float reading of the blob's integer parameters (IS §2–§3 without rounding), for blobs with
+    no trained model behind them (synthetic benchmarks).  The IS §7 scale gives the level unit."""
+    inv = 1.0 / blob.input_scale  # q = x/scale + zero, unrounded
+    if blob.kind == KIND_LINEAR:
+        coef = blob.linear_m.astype(np.float64) / 2.0 ** (15 + blob.feature_frac)
+        shift = (blob.linear_m * blob.input_zero + blob.linear_b) / 2.0 ** (15 + blob.feature_frac)
+        unit = blob.mean_scale * 2.0 ** (blob.feature_frac - blob.pre_shift)
+        return FloatFeatures(KIND_LINEAR, coef * inv, shift, unit)
+    turn = 2 * math.pi / 2.0**32
+    W = blob.phase_w.astype(np.float64)  # (F, d)
+    gain = (W * inv[None, :]).T * turn
+    shift = np.remainder((blob.phase_c + W @ blob.input_zero) * turn, 2 * math.pi)
+    return FloatFeatures(1, gain, shift, blob.mean_scale * 2.0 ** (15 - blob.pre_shift))
+
+
+def noise_variance(blob: Blob) -> float:
+    """The mean sampled noise variance in target units² (IS §7: noise_q · mean_scale²)."""
+    return float(blob.noise_q) * blob.mean_scale**2
+
+
+def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> onnx.ModelProto:
+    """The float graph: x float32 (n, d) -> mean, variance float32 (n,) [, samples float32 (n, S)].
+
+    The weights are ``blob.levels`` (the packed samples) as an INT4 initializer (b, S) with one
+    DequantizeLinear scale ``feats.unit``; the linear bias feature is folded into a per-sample bias.
+    """
+    g = _Graph()
+    S, d = blob.n_samples, blob.n_inputs
+    levels = blob.levels.astype(np.int64)  # (S, b)
+    bias = np.full(S, blob.y_offset)
+    if feats.kind == KIND_LINEAR:
+        # φ̃ = [z, 1]: the constant feature's contribution is a per-sample constant, added after MatMul.
+        bias = bias + feats.unit * levels[:, -1]
+        levels = levels[:, :-1]
+        phi = g.op(
+            "Add", g.op("Mul", "x", g.const(feats.gain, np.float32, "gain")), g.const(feats.shift, np.float32)
+        )
+    else:
+        theta = g.op(
+            "Add",
+            g.op("MatMul", "x", g.const(feats.gain, np.float32, "projection")),
+            g.const(feats.shift, np.float32),
+        )
+        phi = g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
+    weights = g.op(
+        "DequantizeLinear",
+        g.const(_int4(levels.T), ml_dtypes.int4, "levels"),
+        g.const(feats.unit, np.float32, "unit"),
+        hint="weights",
+    )
+    samples_name = "samples" if per_sample else g.name("samples")
+    g.output("Add", [g.op("MatMul", phi, weights), g.const(bias, np.float32, "bias")], samples_name)
+    axis = g.const([1], np.int64, "axis")
+    mean_k = g.op("ReduceMean", samples_name, axis, keepdims=1)
+    g.output("Reshape", [mean_k, g.const([-1], np.int64)], "mean")
+    dev = g.op("Sub", samples_name, mean_k)
+    var_f = g.op("ReduceMean", g.op("Mul", dev, dev), axis, keepdims=0)
+    g.output("Add", [var_f, g.const(noise_variance(blob), np.float32, "noise")], "variance")
+    f32 = TensorProto.FLOAT
+    outputs = [
+        helper.make_tensor_value_info("mean", f32, ["n"]),
+        helper.make_tensor_value_info("variance", f32, ["n"]),
+    ]
+    if per_sample:
+        outputs.append(helper.make_tensor_value_info("samples", f32, ["n", S]))
+    doc = (
+        "DIRECT Bayesian GLM, float graph: x (n, d) float32 in input units -> predictive mean and variance "
+        "(n,) in target units; the ensemble of S posterior samples of 4-bit weights."
+    )
+    return g.model(
+        "direct_edge_float",
+        [helper.make_tensor_value_info("x", f32, ["n", d])],
+        outputs,
+        _metadata(blob, "float", {"noise_variance": repr(noise_variance(blob))}),
+        doc,
+    )
+
+
+# ---- integer graph (IS §3–§5) --------------------------------------------------------------------
+
+
+def _round_shift(g: _Graph, x: str, s: int) -> str:
+    """IS §1 round_shift on int64: ⌊(x + 2^(s−1)) / 2^s⌋.
+
+    ONNX int Div truncates toward zero and BitShift takes unsigned types only, so the floor of a signed
+    quotient is written exactly as (y − y mod 2^s) / 2^s: Mod with fmod=0 takes the divisor's sign
+    (so y mod 2^s ∈ [0, 2^s)) and the division of an exact multiple cannot truncate.
+    """
+    if s == 0:
+        return x
+    y = g.op("Add", x, g.const(1 << (s - 1), np.int64, "half"))
+    div = g.const(1 << s, np.int64, "pow2")
+    return g.op("Div", g.op("Sub", y, g.op("Mod", y, div, fmod=0)), div, hint="round_shift")
+
+
+def _sin16_tables(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IS §3.3 folded into 1024-entry tables indexed by u = t >> 22: (y0, y1 − y0, sign), int64.
+
+    Exact rewriting of the quadrant logic: for each u the spec's (y0, y1) and the sign are fixed, so
+    one Gather per table replaces the branches; the sign stays separate because it applies after the
+    interpolation's rounding.
+    """
+    T = table.astype(np.int64)
+    u = np.arange(1024)
+    qd, i = u >> 8, u & 0xFF
+    odd = (qd & 1).astype(bool)
+    y0 = np.where(odd, T[256 - i], T[i])
+    y1 = np.where(odd, T[np.maximum(255 - i, 0)], T[np.minimum(i + 1, 256)])
+    return y0, y1 - y0, np.where(qd >= 2, -1, 1)
+
+
+def _sin16(g: _Graph, t: str, tables: tuple[np.ndarray, np.ndarray, np.ndarray]) -> str:
+    """IS §3.3 on phases ``t`` (int64 holding u32 turns, so ≥ 0 and Div is the right shift)."""
+    y0, dy, sign = tables
+    u = g.op("Div", t, g.const(1 << 22, np.int64), hint="u")
+    f = g.op("BitwiseAnd", g.op("Div", t, g.const(1 << 7, np.int64)), g.const(0x7FFF, np.int64), hint="f")
+    start = g.op("Gather", g.wide(y0, np.int16, "y0_table"), u, axis=0)
+    step = g.op("Gather", g.wide(dy, np.int32, "dy_table"), u, axis=0)
+    v = g.op("Add", start, _round_shift(g, g.op("Mul", step, f), 15))
+    return g.op("Mul", v, g.op("Gather", g.wide(sign, np.int8, "sign_table"), u, axis=0), hint="sin16")
+
+
+def _features(g: _Graph, blob: Blob, q: str) -> str:
+    """IS §3: int64 φ (n, b) (the linear bias feature excluded: it is folded into the accumulator)."""
+    if blob.kind == KIND_LINEAR:
+        affine = g.op(
+            "Add",
+            g.op("Mul", q, g.wide(blob.linear_m, np.int32, "M")),
+            g.wide(blob.linear_b, np.int32, "B"),
+        )
+        return _round_shift(g, affine, 15)
+    # IS §3.2: the exact sum in int64 (|W·q| < 2^46·d), then the u32 wrap as a mask.
+    mask = g.const(0xFFFFFFFF, np.int64, "u32_mask")
+    dot = g.op("MatMul", q, g.wide(blob.phase_w.T, np.int32, "W"))
+    t = g.op("BitwiseAnd", g.op("Add", dot, g.wide(blob.phase_c, np.uint32, "C")), mask, hint="t")
+    t_cos = g.op("BitwiseAnd", g.op("Add", t, g.const(1 << 30, np.int64, "quarter")), mask)
+    # cos16 for all j, then sin16 for all j: the trainer's order, in one pass over (n, 2F) phases.
+    return _sin16(g, g.op("Concat", t_cos, t, axis=1, hint="phases"), _sin16_tables(blob.table))
+
+
+def _mulshift96(g: _Graph, num: str, m2: int, s2: int) -> str:
+    """IS §5 mulshift96 on uint64, exactly as the spec writes it (two 32×32-bit products, shifts)."""
+    m = g.const(m2, np.uint64, "M2")
+    lo = g.op("Mul", g.op("BitwiseAnd", num, g.const(0xFFFFFFFF, np.uint64)), m, hint="lo")
+    hi = g.op("Mul", g.op("BitShift", num, g.const(32, np.uint64), direction="RIGHT"), m, hint="hi")
+    total = g.op(
+        "Add",
+        g.op("Add", hi, g.op("BitShift", lo, g.const(32, np.uint64), direction="RIGHT")),
+        g.const(1 << (s2 - 33), np.uint64, "round"),
+    )
+    return g.op("BitShift", total, g.const(s2 - 32, np.uint64), direction="RIGHT", hint="var_q")
+
+
+def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
+    """IS §3–§5 as integer ONNX ops: q int16 (n, d) -> mean_q int32, var_q uint64, var_y_q uint64 (n,)
+    [, samples_q int32 (n, S): the pre-shifted a_s of IS §4].
+
+    The ensemble is one int32 MatMul of φ (n, b) with the levels (b, S) stored as an INT4 initializer
+    and Cast to int32.  Why not MatMulInteger: it takes 8-bit inputs only and φ is int16; int32 is exact
+    because IS §9 bounds every partial sum by L·32767 < 2^31.  The bounds also keep every int64
+    intermediate exact (|ΣA·M1| < 2^62, S·ΣA2 < 2^62), and uint64 holds IS §5's u64 steps.
+    """
+    g = _Graph()
+    S = blob.n_samples
+    q = g.op("Cast", "q", to=TensorProto.INT64, hint="q64")
+    phi = _features(g, blob, q)
+    levels = blob.levels.astype(np.int64)
+    bias = None
+    if blob.kind == KIND_LINEAR:
+        # The bias feature φ_d = 2^Fφ contributes w_sd·2^Fφ to acc_s: a per-sample constant.
+        bias = levels[:, -1] << blob.feature_frac
+        levels = levels[:, :-1]
+    w = g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.INT32, hint="w")
+    acc = g.op("MatMul", g.op("Cast", phi, to=TensorProto.INT32), w, hint="acc32")
+    acc = g.op("Cast", acc, to=TensorProto.INT64, hint="acc")
+    if bias is not None:
+        acc = g.op("Add", acc, g.const(bias, np.int64, "bias"))
+    a = _round_shift(g, acc, blob.pre_shift)  # IS §4
+    if per_sample:
+        g.output("Cast", [a], "samples_q", to=TensorProto.INT32)
+    axis = g.const([1], np.int64, "axis")
+    sum_a = g.op("ReduceSum", a, axis, keepdims=0, hint="sum_a")
+    sum_a2 = g.op("ReduceSum", g.op("Mul", a, a), axis, keepdims=0, hint="sum_a2")
+    mean = _round_shift(g, g.op("Mul", sum_a, g.const(blob.m1, np.int64, "M1")), blob.s1)
+    g.output("Cast", [mean], "mean_q", to=TensorProto.INT32)
+    num = g.op("Sub", g.op("Mul", sum_a2, g.const(S, np.int64, "S")), g.op("Mul", sum_a, sum_a), hint="num")
+    var = _mulshift96(g, g.op("Cast", num, to=TensorProto.UINT64), blob.m2, blob.s2)
+    g.output("Identity", [var], "var_q")
+    g.output("Add", [var, g.const(blob.noise_q, np.uint64, "noise_q")], "var_y_q")
+    outputs = [
+        helper.make_tensor_value_info("mean_q", TensorProto.INT32, ["n"]),
+        helper.make_tensor_value_info("var_q", TensorProto.UINT64, ["n"]),
+        helper.make_tensor_value_info("var_y_q", TensorProto.UINT64, ["n"]),
+    ]
+    if per_sample:
+        outputs.append(helper.make_tensor_value_info("samples_q", TensorProto.INT32, ["n", S]))
+    doc = (
+        "DIRECT Bayesian GLM, integer graph (docs/integer-spec.md v1): q (n, d) int16 -> mean_q int32, "
+        "var_q and var_y_q uint64; target units: mean = y_offset + mean_scale*mean_q, "
+        "sd = mean_scale*sqrt(var_y_q) (metadata mean_scale, y_offset)."
+    )
+    return g.model(
+        "direct_edge_integer",
+        [helper.make_tensor_value_info("q", TensorProto.INT16, ["n", blob.n_inputs])],
+        outputs,
+        _metadata(blob, "integer", {"pre_shift": str(blob.pre_shift)}),
+        doc,
+    )
+
+
+def to_bytes(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString()
+
+
+def session(data: bytes, exact_float: bool = True):
+    """An onnxruntime CPU session for exported bytes.
+
+    ``exact_float``: keep onnxruntime from fusing DequantizeLinear(int4)+MatMul into MatMulNBits with
+    int8 activations (accuracy level 4 by default), which would add about 5e-3 relative error.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if exact_float:
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
