@@ -103,7 +103,7 @@ static direct_status check_header(const uint8_t *h) {
     uint64_t noise = direct_rd64(h + H_NOISE), noise_exact = direct_rd64(h + H_NOISE_EXACT);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
-    if (kind > 1u || layout > 2u || bits < 2u || bits > 4u || (flags & ~(uint32_t)DIRECT_FLAG_EXACT) != 0u) {
+    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)DIRECT_FLAG_EXACT) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (d < 1u || S < 1u || r > 31u) {
@@ -236,9 +236,60 @@ static direct_status check_bitmap4(const uint8_t *p, uint32_t n, uint32_t S, uin
     return pos == n ? DIRECT_OK : DIRECT_ERR_CONTENT;
 }
 
+/* MF §6.3/§6.4: unsigned LEB128 of at most 3 bytes at p[*pos], inside n bytes. */
+static direct_status read_varint(const uint8_t *p, uint32_t n, uint32_t *pos, uint32_t *value) {
+    uint32_t k;
+    *value = 0u;
+    for (k = 0u;; ++k) {
+        uint32_t byte;
+        if (*pos >= n) {
+            return DIRECT_ERR_CONTENT;
+        }
+        byte = p[(*pos)++];
+        *value |= (byte & 0x7Fu) << (7u * k);
+        if ((byte & 0x80u) == 0u) {
+            return DIRECT_OK;
+        }
+        if (k == 2u) {
+            return DIRECT_ERR_CONTENT;
+        }
+    }
+}
+
+/* MF §6.4: per sample a byte count, then (gap, level) bytes; a level-0 byte is a skip of 16·(g + 1). */
+static direct_status check_gap4(const uint8_t *p, uint32_t n, uint32_t S, uint32_t b, int32_t lo, int32_t hi,
+                                uint32_t *bound) {
+    uint32_t pos = 0u, s, j;
+    for (s = 0u; s < S; ++s) {
+        uint32_t nbytes, total = 0u, next = 0u; /* next = position + 1 (position −1 before the first) */
+        if (read_varint(p, n, &pos, &nbytes) != DIRECT_OK || n - pos < nbytes) {
+            return DIRECT_ERR_CONTENT;
+        }
+        if (nbytes > 0u && (p[pos + nbytes - 1u] >> 4) == 0u) { /* a trailing skip */
+            return DIRECT_ERR_CONTENT;
+        }
+        for (j = 0u; j < nbytes; ++j) { /* next ≤ 256·2^21: no wrap */
+            uint32_t byte = p[pos + j];
+            if ((byte >> 4) == 0u) {
+                next += ((byte & 0xFu) + 1u) << 4;
+            } else {
+                int32_t v = direct_nibble(byte >> 4);
+                next += (byte & 0xFu) + 1u;
+                if (next > b || v < lo || v > hi) {
+                    return DIRECT_ERR_CONTENT;
+                }
+                total += abs_level(v);
+            }
+        }
+        pos += nbytes;
+        *bound = total > *bound ? total : *bound;
+    }
+    return pos == n ? DIRECT_OK : DIRECT_ERR_CONTENT;
+}
+
 static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uint32_t b, int32_t lo,
                                    int32_t hi, uint32_t *bound) {
-    uint32_t pos = 0u, s, g, k, groups;
+    uint32_t pos = 0u, s, g, groups;
     for (s = 0u; s < S; ++s) {
         uint32_t total = 0u;
         int32_t previous = INT32_C(-1000);
@@ -260,19 +311,8 @@ static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uin
                 return DIRECT_ERR_CONTENT;
             }
             previous = v;
-            for (k = 0u;; ++k) { /* LEB128, at most 3 bytes */
-                uint32_t byte;
-                if (pos >= n) {
-                    return DIRECT_ERR_CONTENT;
-                }
-                byte = p[pos++];
-                count |= (byte & 0x7Fu) << (7u * k);
-                if ((byte & 0x80u) == 0u) {
-                    break;
-                }
-                if (k == 2u) {
-                    return DIRECT_ERR_CONTENT;
-                }
+            if (read_varint(p, n, &pos, &count) != DIRECT_OK) {
+                return DIRECT_ERR_CONTENT;
             }
             if (count < 1u || count > b) {
                 return DIRECT_ERR_CONTENT;
@@ -409,8 +449,11 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     case DIRECT_LAYOUT_BITMAP4:
         st = check_bitmap4(h + sample_off, sample_size, S, b, lo, hi, &bound);
         break;
-    default:
+    case DIRECT_LAYOUT_GROUPED:
         st = check_grouped(h + sample_off, sample_size, S, b, lo, hi, &bound);
+        break;
+    default:
+        st = check_gap4(h + sample_off, sample_size, S, b, lo, hi, &bound);
         break;
     }
     if (st != DIRECT_OK) {

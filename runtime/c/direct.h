@@ -52,7 +52,7 @@ typedef enum {
 
 /* MF §2 enumerations. */
 enum { DIRECT_KIND_LINEAR = 0, DIRECT_KIND_RFF = 1 };
-enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2 };
+enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2, DIRECT_LAYOUT_GAP4 = 3 };
 enum { DIRECT_FLAG_EXACT = 1 };
 
 /*
@@ -124,7 +124,7 @@ direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *
 
 /*
  * Ensemble prediction (IS §3-§5) for one input vector x (n_inputs int16 values).
- * Cost: b features, then per sample one pass over its stored nonzero levels. No division.
+ * Cost: b features, then per sample one pass over its stored levels (MF §6). No division.
  */
 direct_status direct_predict(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
                              direct_prediction *out);

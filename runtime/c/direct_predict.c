@@ -1,6 +1,6 @@
 /*
  * direct_predict.c - the per-prediction path: feature map (IS §3), per-sample accumulation over the
- * three sample layouts (IS §4, MF §6), mean and variance (IS §5) and exact moments (IS §6).
+ * four sample layouts (IS §4, MF §6), mean and variance (IS §5) and exact moments (IS §6).
  *
  * These functions trust a model that direct_model_open accepted: every index, count and bound was
  * checked there (IS §9), so the loops below carry no checks. No division, no floating point.
@@ -20,6 +20,32 @@ static const uint8_t lowest_bit[256] = {
     5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
     6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
     5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+};
+
+/* MF §6: signed level of a byte's low nibble, ((byte & 15) ^ 8) − 8. */
+static const int8_t low_level[256] = {
+    0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3,
+    -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5,
+    -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7,
+    -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7,
+    -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4,
+    5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1,
+    2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4,
+    -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1
+};
+
+/* MF §6: signed level of a byte's high nibble, ((byte >> 4) ^ 8) − 8. */
+static const int8_t high_level[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4,
+    4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, -8, -8, -8, -8, -8, -8, -8, -8, -8,
+    -8, -8, -8, -8, -8, -8, -8, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -7, -6, -6, -6,
+    -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -5, -5, -5, -5, -5, -5, -5, -5, -5, -5, -5, -5, -5,
+    -5, -5, -5, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -3, -3, -3, -3, -3, -3, -3,
+    -3, -3, -3, -3, -3, -3, -3, -3, -3, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
 };
 
 /* IS §3.3: sine of a phase in turns (2^32 = one turn), from the quarter-wave table; in [−32767, 32767]. */
@@ -62,14 +88,14 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     }
 }
 
-/* MF §6.1: one sample, two nibbles per byte; phi has an even count (a zero pad for odd b). */
+/* MF §6.1: one sample, two nibbles per byte; phi has an even count (a zero pad for odd b). The signed
+ * levels of a byte come from two 256-entry tables (cheaper than sign-extending the nibbles). */
 static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes) {
     int32_t acc = 0;
     uint32_t i;
-    for (i = 0u; i < nbytes; ++i) {
+    for (i = 0u; i < nbytes; ++i, phi += 2) {
         uint32_t byte = w[i];
-        acc += direct_nibble(byte & UINT32_C(0xF)) * (int32_t)phi[2u * i] +
-               direct_nibble(byte >> 4) * (int32_t)phi[2u * i + 1u];
+        acc += (int32_t)low_level[byte] * phi[0] + (int32_t)high_level[byte] * phi[1];
     }
     return acc;
 }
@@ -107,15 +133,57 @@ static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
                 count |= (uint32_t)*p++ << 14;
             }
         }
-        for (; count != 0u; --count) {
-            uint32_t gap;
-            while ((gap = *p++) == 0u) {
+        for (; count >= 2u; count -= 2u) { /* two indices per iteration; a zero byte adds 255 (rare) */
+            uint32_t gap = *p++;
+            while (gap == 0u) {
                 idx += 255u;
+                gap = *p++;
+            }
+            idx += gap;
+            sum += phi[idx];
+            gap = *p++;
+            while (gap == 0u) {
+                idx += 255u;
+                gap = *p++;
+            }
+            idx += gap;
+            sum += phi[idx];
+        }
+        if (count != 0u) {
+            uint32_t gap = *p++;
+            while (gap == 0u) {
+                idx += 255u;
+                gap = *p++;
             }
             idx += gap;
             sum += phi[idx];
         }
         acc += v * sum;
+    }
+    *pp = p;
+    return acc;
+}
+
+/* MF §6.4: one sample; a byte below 16 is a skip of 16·(g + 1) positions, any other byte a weight g + 1
+ * positions on with the signed level of its high nibble. *pp advances. */
+static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
+    const uint8_t *p = *pp, *end;
+    uint32_t n = *p++, idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first byte */
+    int32_t acc = 0;
+    if ((n & 0x80u) != 0u) { /* LEB128: at most 3 bytes */
+        n = (n & 0x7Fu) | ((uint32_t)(*p & 0x7Fu) << 7);
+        if ((*p++ & 0x80u) != 0u) {
+            n |= (uint32_t)*p++ << 14;
+        }
+    }
+    for (end = p + n; p != end; ++p) {
+        uint32_t byte = *p;
+        if (byte < 16u) {
+            idx += (byte + 1u) << 4;
+        } else {
+            idx += (byte & 15u) + 1u;
+            acc += (int32_t)high_level[byte] * phi[idx];
+        }
     }
     *pp = p;
     return acc;
@@ -178,9 +246,16 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
         }
         break;
     }
-    default:
+    case DIRECT_LAYOUT_GROUPED:
         for (s = 0u; s < S; ++s) {
             int32_t a = direct_round_shift32(dot_grouped(&p, phi), r);
+            sum_a += a;
+            sum_a2 += (int64_t)a * a;
+        }
+        break;
+    default:
+        for (s = 0u; s < S; ++s) {
+            int32_t a = direct_round_shift32(dot_gap4(&p, phi), r);
             sum_a += a;
             sum_a2 += (int64_t)a * a;
         }

@@ -138,8 +138,9 @@ def assert_same(native: tuple, ref: tuple) -> None:
         )
 
 
-# (kind, d, b, S, bits, zeros, layout): S from 1 to 64 with non-powers of two, 0 to 99 % zeros, every
-# grid, every layout, odd b (linear with even d), b = 2 and b > 255 (grouped gap escapes).
+# (kind, d, b, S, bits, zeros, layout): S from 1 to 64 with non-powers of two, 0 to 100 % zeros, every
+# grid, every layout (MF §6.1-§6.4), odd b (linear with even d), b = 2, and b > 255 (grouped gap
+# escapes, gap4 skips).
 CASES = [
     ("linear", 1, 2, 1, 4, 0.0, "dense4"),
     ("linear", 8, 9, 3, 4, 0.0, "dense4"),
@@ -158,6 +159,11 @@ CASES = [
     ("rff", 4, 600, 3, 3, 0.99, "grouped"),
     ("rff", 6, 96, 64, 2, 0.6, "auto"),
     ("rff", 3, 40, 1, 4, 1.0, "bitmap4"),
+    ("linear", 3, 4, 6, 4, 0.0, "gap4"),
+    ("linear", 40, 41, 19, 3, 0.8, "gap4"),
+    ("rff", 5, 1000, 9, 4, 0.97, "gap4"),
+    ("rff", 2, 50, 64, 2, 0.5, "gap4"),
+    ("rff", 3, 20, 2, 4, 1.0, "gap4"),
 ]
 
 
@@ -182,7 +188,7 @@ def test_c_is_bit_exact_on_a_trained_model(native_library):
 
     X, y = load_diabetes(return_X_y=True)
     fitted = DirectRegressor(features="rff", n_features=64, lengthscale=2.0, max_iter=50).fit(X, y)
-    for layout in ("dense4", "bitmap4", "grouped"):
+    for layout in ("dense4", "bitmap4", "grouped", "gap4"):
         data = pack(fitted, n_samples=12, layout=layout, exact=True)
         blob, model = parse(data), NativeModel(data, library=native_library)
         q = np.concatenate(
