@@ -1,10 +1,13 @@
 """``direct-export [--model model.direct] OUTPUT``: pack a trained model for a target.
 
-The format follows OUTPUT's extension: ``.bin`` (the packed blob, docs/model-format.md) or ``.h`` (the
-same bytes as a C header).  After writing, the command prints a summary and the largest difference
-between the integer runtime's predictions and the float64 evaluation of the same posterior samples on
-a check batch drawn from the model's input range.  Problems a user can cause end with one line on
-stderr, ``direct-export: error: ...``, exit code 2, and no output file.
+The format follows OUTPUT's extension: ``.bin`` (the packed blob, docs/model-format.md), ``.h`` (the
+same bytes as a C header), ``.onnx`` (a float graph, or with ``--integer`` the integer spec as integer
+ONNX ops) or ``.tflite`` (docs/export.md).  After writing, the command prints a summary and the largest
+difference on a check batch drawn from the model's input range: the integer runtime (or the exported
+file, run in onnxruntime / LiteRT) against the float64 evaluation of the same posterior samples, and
+for ``--integer`` ONNX against the numpy integer reference, which it must equal bit for bit.
+Problems a user can cause end with one line on stderr, ``direct-export: error: ...``, exit code 2,
+and no output file.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
 
 PROG = "direct-export"
-FORMATS = {".bin": "packed blob", ".h": "C header"}
+FORMATS = {".bin": "packed blob", ".h": "C header", ".onnx": "ONNX", ".tflite": "TFLite"}
 CHECK_ROWS = 1000
 
 
@@ -33,14 +36,85 @@ def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> np.ndarray
     return q
 
 
+def float64_samples(model, blob: Blob, q: np.ndarray) -> np.ndarray:
+    """The float64 per-sample predictions (n, S) in target units of the blob's samples at the
+    dequantised inputs (IS §2): what every export is compared with."""
+    Phi = model.feature_map_.transform(reference.dequantize_inputs(blob, q))
+    return Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T * model.y_scale_ + model.y_offset_
+
+
 def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
     """(largest |integer − float64| over mean and sd, the IS §8 bound), both in target units."""
     mean_q, var_q, _ = reference.predict(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_q)
-    Phi = model.feature_map_.transform(reference.dequantize_inputs(blob, q))
-    f = Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T * model.y_scale_ + model.y_offset_
+    f = float64_samples(model, blob, q)
     diff = max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - f.std(axis=1))))
     return float(diff), float(blob.mean_scale * (reference.error_bound(blob) + 1))
+
+
+def _moment_difference(f: np.ndarray, noise: float, mean: np.ndarray, variance: np.ndarray) -> float:
+    """Largest |Δ mean| or |Δ predictive sd| between float64 samples ``f`` (n, S) and an export's outputs."""
+    sd64 = np.sqrt(f.var(axis=1) + noise)
+    sd = np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), 0.0))
+    return float(max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - sd64))))
+
+
+def render_onnx(model, blob: Blob, integer: bool) -> bytes:
+    """The .onnx bytes: the integer graph (IS §3–§5) or the float graph of the trainer's feature map."""
+    from direct_edge.export import onnx_export
+
+    if integer:
+        return onnx_export.to_bytes(onnx_export.integer_model(blob))
+    return onnx_export.to_bytes(onnx_export.float_model(blob, onnx_export.features_from_model(model)))
+
+
+def check_onnx(model, blob: Blob, data: bytes, integer: bool, q: np.ndarray) -> str:
+    """Run the exported bytes in onnxruntime on the check batch and describe the largest difference."""
+    from direct_edge.export import onnx_export
+
+    sess = onnx_export.session(data)
+    if integer:
+        got = sess.run(None, {"q": q})
+        want = reference.predict(blob, q)
+        diff = max(
+            int(np.max(np.abs(g.astype(object) - w.astype(object)))) for g, w in zip(got, want, strict=True)
+        )
+        verdict = "bit-exact" if diff == 0 else "NOT bit-exact"
+        return f"max |onnxruntime - integer reference| = {diff} on {len(q)} inputs ({verdict})"
+    x = reference.dequantize_inputs(blob, q).astype(np.float32)
+    mean, variance = sess.run(None, {"x": x})[:2]
+    diff = _moment_difference(
+        float64_samples(model, blob, q), onnx_export.noise_variance(blob), mean, variance
+    )
+    return f"max |onnxruntime float32 - float64| = {diff:.3g} on {len(q)} inputs"
+
+
+def check_tflite(model, blob: Blob, data: bytes, activations: int, q: np.ndarray) -> str:
+    """Run the exported bytes in LiteRT (reference kernels) and compare with float64, with the bound."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from direct_edge.export import onnx_export, tflite_export
+
+    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.resize_tensor_input(it.get_input_details()[0]["index"], list(q.shape))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], q)
+    it.invoke()
+    mean, variance = (it.get_tensor(o["index"]) for o in it.get_output_details()[:2])
+    diff = _moment_difference(
+        float64_samples(model, blob, q), onnx_export.noise_variance(blob), mean, variance
+    )
+    feats = onnx_export.features_from_model(model)
+    bound = tflite_export.error_bound(blob, feats, tflite_export.integer_parameters(blob, feats, activations))
+    return f"max |LiteRT - float64| = {diff:.3g} on {len(q)} inputs (bound {bound:.3g})"
+
+
+def render_tflite(model, blob: Blob, activations: int) -> bytes:
+    from direct_edge.export import onnx_export, tflite_export
+
+    data = tflite_export.build(blob, onnx_export.features_from_model(model), activations)
+    tflite_export.check_int4_buffers(data)
+    return data
 
 
 def write_output(path: Path, blob_bytes: bytes) -> None:
@@ -50,13 +124,23 @@ def write_output(path: Path, blob_bytes: bytes) -> None:
         save_blob(path, render(blob_bytes, c_identifier(path.stem)).encode("utf-8"))
 
 
-def export(model_path: str, output: str, samples: int, seed: int, layout: str, exact: bool) -> str:
+def export(
+    model_path: str,
+    output: str,
+    samples: int,
+    seed: int,
+    layout: str,
+    exact: bool,
+    integer: bool = False,
+    activations: int = 16,
+) -> str:
     """Pack, write and describe; returns the summary text."""
     out = Path(output)
     if out.suffix not in FORMATS:
+        raise ExportError(f"cannot tell the format of {output}: use a {', '.join(FORMATS)} file name")
+    if integer and out.suffix != ".onnx":
         raise ExportError(
-            f"cannot tell the format of {output}: use a {' or '.join(FORMATS)} file name "
-            "(ONNX and TFLite export are not in this version yet)"
+            f"--integer applies to .onnx output only ({out.suffix} is integer or float already)"
         )
     if not out.parent.is_dir():
         raise ExportError(f"output directory {out.parent} does not exist")
@@ -69,16 +153,30 @@ def export(model_path: str, output: str, samples: int, seed: int, layout: str, e
         raise ExportError(str(exc)) from None
     data = pack(model, n_samples=samples, seed=seed, layout=layout, exact=exact)
     blob = parse(data)
-    diff, bound = max_difference(model, blob, check_batch(blob))
-    write_output(out, data)
+    q = check_batch(blob)
+    if out.suffix == ".onnx":
+        payload = render_onnx(model, blob, integer)
+        check = check_onnx(model, blob, payload, integer, q)
+        save_blob(out, payload)
+        fmt = f"ONNX, {'integer graph (IS §3-§5)' if integer else 'float graph'} ({out})"
+    elif out.suffix == ".tflite":
+        payload = render_tflite(model, blob, activations)
+        check = check_tflite(model, blob, payload, activations, q)
+        save_blob(out, payload)
+        fmt = f"TFLite, int{activations} features ({out})"
+    else:
+        diff, bound = max_difference(model, blob, q)
+        check = f"max |integer - float64| = {diff:.3g} on {CHECK_ROWS} inputs (bound {bound:.3g})"
+        write_output(out, data)
+        fmt = f"{FORMATS[out.suffix]} ({out})"
     rows = [
-        ("format", f"{FORMATS[out.suffix]} ({out})"),
+        ("format", fmt),
         ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
         ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights"),
         ("samples", f"{blob.n_samples} (seed {seed}), {blob.bits}-bit levels, layout {blob.layout_name}"),
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
-        ("check", f"max |integer - float64| = {diff:.3g} on {CHECK_ROWS} inputs (bound {bound:.3g})"),
+        ("check", check),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
@@ -99,11 +197,19 @@ def export(model_path: str, output: str, samples: int, seed: int, layout: str, e
     help="Sparse layout of the samples (auto: the smallest).",
 )
 @click.option("--exact-moments", is_flag=True, help="Also store the exact-moment vectors (4·b bytes).")
+@click.option("--integer", is_flag=True, help="ONNX: export the integer spec (int16 in, integer outputs).")
+@click.option(
+    "--activations",
+    type=click.Choice(["8", "16"]),
+    default="16",
+    show_default=True,
+    help="TFLite: feature width (16: int8 weights; 8: packed INT4 weights, coarser).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def main(output, model_path, samples, seed, layout, exact_moments, quiet) -> None:
-    """Pack the trained model for the integer runtime and write OUTPUT (.bin or .h)."""
+def main(output, model_path, samples, seed, layout, exact_moments, integer, activations, quiet) -> None:
+    """Pack the trained model and write OUTPUT (.bin, .h, .onnx or .tflite)."""
     try:
-        summary = export(model_path, output, samples, seed, layout, exact_moments)
+        summary = export(model_path, output, samples, seed, layout, exact_moments, integer, int(activations))
     except (ExportError, OSError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         click.echo(f"{PROG}: error: {message}", err=True)

@@ -86,7 +86,9 @@ def test_header_output_compiles_on_its_own(trained, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["out.onnx"], "cannot tell the format"),
+        (["out.pb"], "cannot tell the format"),
+        (["out.tflite", "--integer"], "--integer applies to .onnx"),
+        (["out.onnx", "--model", "missing.direct"], "missing.direct"),
         (["out.bin", "--model", "missing.direct"], "missing.direct"),
         (["nodir/out.bin"], "does not exist"),
         (["out.bin", "--model", "garbage.direct"], "model file"),
@@ -99,3 +101,26 @@ def test_bad_arguments_give_one_line_and_no_output(tmp_path, monkeypatch, args, 
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.direct"]
+
+
+@pytest.mark.parametrize(
+    "name,args,check",
+    [
+        ("model.onnx", [], "onnxruntime float32 - float64"),
+        ("model-int.onnx", ["--integer"], "(bit-exact)"),
+        ("model.tflite", [], "LiteRT - float64"),
+        ("model8.tflite", ["--activations", "8"], "LiteRT - float64"),
+    ],
+)
+def test_onnx_and_tflite_exports_from_the_command_line(trained, name, args, check):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    pytest.importorskip("ai_edge_litert", reason="the export extra is not installed")
+    out = subprocess.run(
+        [tool("direct-export"), name, "--samples", "8", *args],
+        cwd=trained,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert check in out and "samples        8 (seed 0)" in out
+    assert (trained / name).stat().st_size > 0
