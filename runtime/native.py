@@ -1,9 +1,10 @@
 """ctypes binding of the C runtime (``runtime/c``): the fast integer path for host Python.
 
 The library is compiled on first use with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
-``clang``) into a per-user cache folder, keyed by a hash of the sources and the compiler command, and
-reused afterwards; ``DIRECT_EDGE_NATIVE_LIB`` names a prebuilt library instead.  Outputs are bit-exact
-with :mod:`direct_edge.runtime.reference` (both follow docs/integer-spec.md).
+``clang``) into a per-user cache folder (``$DIRECT_EDGE_CACHE``, else ``~/.cache/direct-edge``), keyed by a
+hash of the sources and the compiler command, and reused afterwards; ``DIRECT_EDGE_CFLAGS`` replaces the
+optimisation flags (default ``-O2``), ``DIRECT_EDGE_NATIVE_LIB`` names a prebuilt library instead.
+Outputs are bit-exact with :mod:`direct_edge.runtime.reference` (both follow docs/integer-spec.md).
 
     model = NativeModel(blob_bytes)          # validates like blob.parse (MF §9), raises BlobError
     mean_q, var_q, var_y_q = model.predict(q)  # q: (n, d) int16
@@ -28,6 +29,11 @@ SOURCES = ("direct.c", "direct_predict.c")
 HEADERS = ("direct.h", "direct_internal.h")
 DEFAULT_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
 STATUS_OK, STATUS_NO_EXACT = 0, 12
+
+
+def _default_cflags() -> tuple[str, ...]:
+    extra = os.environ.get("DIRECT_EDGE_CFLAGS")
+    return ("-std=c99", *extra.split(), "-fPIC", "-shared") if extra else DEFAULT_CFLAGS
 
 
 class NativeUnavailable(RuntimeError):
@@ -102,13 +108,14 @@ def _library_suffix() -> str:
     return {"darwin": ".dylib", "win32": ".dll"}.get(sys.platform, ".so")
 
 
-def build_library(output: str | os.PathLike | None = None, cflags: tuple[str, ...] = DEFAULT_CFLAGS) -> Path:
+def build_library(output: str | os.PathLike | None = None, cflags: tuple[str, ...] | None = None) -> Path:
     """Compile runtime/c into a shared library and return its path.
 
     Without ``output`` the library goes to the cache folder under a name that hashes the sources and the
     command, and an existing one is reused.  The file appears atomically (written aside, then renamed).
     """
     cc = _compiler()
+    cflags = _default_cflags() if cflags is None else cflags
     sources = [SOURCE_DIR / name for name in SOURCES]
     digest = hashlib.sha256(" ".join(cc + list(cflags) + [sys.platform]).encode())
     for path in sources + [SOURCE_DIR / name for name in HEADERS]:
