@@ -428,8 +428,11 @@ def parse(data: bytes) -> Blob:
     # IS §9: the accumulator bounds, recomputed from the stored levels.
     if bound > 65536:
         raise BlobError("OVERFLOW", f"a sample's Σ|level| = {bound} exceeds 65536")
-    if S * round_shift(bound * PHI_MAX, r) > I32_MAX:
+    sum_bound = S * round_shift(bound * PHI_MAX, r)
+    if sum_bound > I32_MAX:
         raise BlobError("OVERFLOW", "the pre-shift is too small for the sum over samples to fit i32")
+    if round_shift(sum_bound * m1, s1) > I32_MAX:
+        raise BlobError("OVERFLOW", "the mean multiplier could push the mean outside i32")
     if flags & FLAG_EXACT and (b << 18) >= 1 << (31 + r):
         raise BlobError("OVERFLOW", "exact-moment mean would not fit i32")
     return Blob(

@@ -461,12 +461,19 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
         return st;
     }
 
-    /* IS §9: accumulator bounds from the stored levels. */
-    if (bound > UINT32_C(65536) ||
-        (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r) > I32_MAX_64 ||
-        (exact && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r)))) {
+    /* IS §9: accumulator bounds from the stored levels; the second line bounds ΣA, the third mean_q. */
+    if (bound > UINT32_C(65536)) {
         clear_model(m);
         return DIRECT_ERR_OVERFLOW;
+    }
+    {
+        int64_t sum_bound = (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r);
+        int64_t m1 = (int64_t)direct_i32_from_u32(direct_rd32(h + H_M1));
+        if (sum_bound > I32_MAX_64 || direct_round_shift64(sum_bound * m1, h[H_S1]) > I32_MAX_64 ||
+            (exact && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r)))) {
+            clear_model(m);
+            return DIRECT_ERR_OVERFLOW;
+        }
     }
 
     m->blob = h;
