@@ -205,9 +205,9 @@ class _Accumulator:
     float64: one dsyrk per chunk into a float64 (b + 2)² accumulator (columns b, b + 1 = y, 1).
     float32: one ssyrk per chunk into a float32 (b + 2)² partial, added into the float64
     accumulator, so float32 sums never run over more than one chunk.  The target column holds
-    y − y_shift (the worker's first chunk's mean): Φᵀy is recovered as Φᵀ(y − y_shift) + y_shift·Φᵀ1
-    in float64, so a target with a large offset loses nothing to float32; yᵀy and Σy are summed
-    from y in float64.
+    y − ȳ_chunk (the chunk's own mean): Φᵀy is recovered per chunk as Φᵀ(y − ȳ_chunk) + ȳ_chunk·Φᵀ1
+    in float64, so a target with a large offset loses nothing to float32 and the result does not
+    depend on how chunks are grouped; yᵀy and Σy are summed from y in float64.
     """
 
     def __init__(self, b: int, fill: Callable[[np.ndarray, np.ndarray], None], precision: str) -> None:
@@ -217,7 +217,7 @@ class _Accumulator:
         self.part = np.zeros((b + 2, b + 2), dtype=np.float32, order="F") if self.float32 else None
         self.buf: np.ndarray | None = None
         self.n = 0
-        self.y_shift: float | None = None
+        self.phi_y = np.zeros(b)  # float32 path only
         self.y_sq = 0.0
         self.y_sum = 0.0
 
@@ -238,13 +238,16 @@ class _Accumulator:
             self.acc = blas.dsyrk(1.0, B.T, beta=1.0, c=self.acc, trans=0, lower=0, overwrite_c=1)
             return
         y = np.asarray(y, dtype=np.float64)
-        if self.y_shift is None:
-            self.y_shift = float(np.mean(y))
-        np.subtract(y, self.y_shift, out=B[:, b], casting="same_kind")
+        y_sum = float(np.sum(y))
+        shift = y_sum / k
+        np.subtract(y, shift, out=B[:, b], casting="same_kind")
         self.y_sq += float(y @ y)
-        self.y_sum += float(np.sum(y))
+        self.y_sum += y_sum
         self.part = blas.ssyrk(1.0, B.T, beta=0.0, c=self.part, trans=0, lower=0, overwrite_c=1)
         self.acc += self.part
+        # In float64 (a Python float times a float32 array would stay float32); the float32
+        # Φᵀ(y − ȳ) is summed in acc[:b, b].
+        self.phi_y += shift * self.part[:b, b + 1].astype(np.float64)
 
     def statistics(self) -> SufficientStatistics:
         """The float64 statistics of every row added (G mirrored from the upper triangle)."""
@@ -259,7 +262,7 @@ class _Accumulator:
             return SufficientStatistics(
                 self.n, gram, acc[:b, b].copy(), float(acc[b, b]), phi_sum, float(acc[b, b + 1])
             )
-        phi_y = acc[:b, b] + (self.y_shift or 0.0) * phi_sum
+        phi_y = acc[:b, b] + self.phi_y
         return SufficientStatistics(self.n, gram, phi_y, self.y_sq, phi_sum, self.y_sum)
 
 
