@@ -373,7 +373,7 @@ class _FitTimer:
 
     def __enter__(self) -> _FitTimer:
         self.stats_s, self.fits, self._depth = 0.0, [], 0
-        self._compute = regressor_module.compute_statistics
+        self._compute = regressor_module.source_statistics
         self._fit = DirectGLM.fit
         timer = self
 
@@ -394,12 +394,12 @@ class _FitTimer:
                 if timer._depth == 0:
                     timer.fits.append((time.perf_counter() - t, len(glm.trace_)))
 
-        regressor_module.compute_statistics = compute
+        regressor_module.source_statistics = compute
         DirectGLM.fit = fit
         return self
 
     def __exit__(self, *exc) -> None:
-        regressor_module.compute_statistics = self._compute
+        regressor_module.source_statistics = self._compute
         DirectGLM.fit = self._fit
 
 

@@ -28,6 +28,7 @@ the same on every pass and for every chunk size.
 from __future__ import annotations
 
 import bz2
+import glob
 import gzip
 import lzma
 import os
@@ -38,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.features import FeatureMap, InputMoments
+from direct_edge.trainer.statistics import SufficientStatistics, compute_statistics
 
 Batch = tuple[np.ndarray, np.ndarray]
 
@@ -548,9 +551,12 @@ def open_table(path: str | os.PathLike, target: str | None = None) -> TableSourc
     """A :class:`TableSource` for a data file, chosen by extension (see the module docstring).
 
     ``target``: the target column's name (or, where columns have no names, its 0-based index);
-    default the last column.  Raises :class:`DataError` for a missing, unreadable or empty file, an
+    default the last column.  A glob pattern (``data/*.csv``) opens every matching file as one
+    table (:func:`open_files`).  Raises :class:`DataError` for a missing, unreadable or empty file, an
     unknown extension or an unknown column; bad values are reported during each pass.
     """
+    if is_glob(str(path)):
+        return open_files(str(path), target)
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
@@ -574,6 +580,49 @@ def open_table(path: str | os.PathLike, target: str | None = None) -> TableSourc
         [*TEXT_SUFFIXES, *(s + ".gz" for s in TEXT_SUFFIXES), *PARQUET_SUFFIXES, *ARRAY_SUFFIXES]
     )
     raise DataError(f"{p}: unknown file type {''.join(p.suffixes) or '(no extension)'!r}; use one of {known}")
+
+
+class MultiFileSource(TableSource):
+    """Several files with the same columns, read one after the other as one table."""
+
+    def __init__(self, sources: list[TableSource], where: str) -> None:
+        first = sources[0]
+        for other in sources[1:]:
+            if other.n_inputs != first.n_inputs or (
+                first.named_columns and other.named_columns and other.input_names != first.input_names
+            ):
+                raise DataError(
+                    f"{other.where} has input columns {', '.join(other.input_names)}; "
+                    f"{first.where} has {', '.join(first.input_names)}"
+                )
+        self.sources = sources
+        self.input_names, self.target_name = list(first.input_names), first.target_name
+        self.named_columns = first.named_columns
+        self.where = where
+        rows = [s.n_rows for s in sources]
+        self.n_rows = None if None in rows else int(sum(rows))
+
+    def batches(self, chunk_rows: int) -> Iterator[Batch]:
+        for source in self.sources:
+            yield from source.batches(chunk_rows)
+        self.n_rows = int(sum(s.n_rows for s in self.sources))
+
+
+def is_glob(path: str) -> bool:
+    """True when ``path`` holds a glob wildcard (*, ? or [)."""
+    return any(c in path for c in "*?[")
+
+
+def open_files(pattern: str, target: str | None = None) -> TableSource:
+    """Every file matching the glob ``pattern`` (sorted by name) as one table; each file is opened
+    with :func:`open_table` and must have the same columns."""
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise DataError(f"no data files match {pattern!r}")
+    sources = [open_table(f, target) for f in files]
+    if len(sources) == 1:
+        return sources[0]
+    return MultiFileSource(sources, f"{pattern} ({len(files)} files)")
 
 
 def read_arrays(source: TableSource, chunk_rows: int = _GATHER_ROWS) -> Batch:
@@ -659,3 +708,49 @@ def split_source(
     if n_train == 0:
         raise DataError(f"{source.where}: every row was held out; use a smaller test fraction")
     return _SplitSource(source, f, seed, n_train), np.concatenate(Xs), np.concatenate(ys)
+
+
+# ---- one pass of each kind over any source --------------------------------------------------------
+
+
+def is_dask_collection(obj) -> bool:
+    """True for a dask Array, DataFrame or Series, decided without importing dask."""
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(obj, "to_delayed")
+
+
+def source_moments(source: TableSource, chunk_rows: int) -> tuple[InputMoments, InputMoments]:
+    """Input moments (d columns) and target moments (1 column) in one pass over ``source``.
+
+    A source with its own ``moments(chunk_rows)`` (a Dask source: one partial per partition on the
+    workers) computes them itself."""
+    own = getattr(source, "moments", None)
+    if callable(own):
+        return own(chunk_rows)
+    moments, y_moments = InputMoments(), InputMoments()
+    for X, y in source.batches(chunk_rows):
+        moments.update(X)
+        y_moments.update(np.asarray(y, dtype=np.float64).reshape(-1, 1))
+    return moments, y_moments
+
+
+def source_statistics(
+    source: TableSource,
+    feature_map: FeatureMap,
+    chunk_rows: int,
+    progress: bool = False,
+    precision: str = "float64",
+) -> SufficientStatistics:
+    """One statistics pass (docs/trainer.md §4) over ``source``; a source with its own
+    ``statistics(feature_map, chunk_rows, precision)`` (a Dask source, §10) computes it itself."""
+    own = getattr(source, "statistics", None)
+    if callable(own):
+        return own(feature_map, chunk_rows, precision)
+    n = getattr(source, "n_rows", None)
+    return compute_statistics(
+        feature_map,
+        source.batches(chunk_rows),
+        chunk_rows,
+        progress,
+        None if n is None else int(n),
+        precision,
+    )

@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from direct_edge.trainer.data import ArraySource
+from direct_edge.trainer.data import ArraySource, is_dask_collection, source_moments, source_statistics
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap, InputMoments
+from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap
 from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
 from direct_edge.trainer.model import ENTROPIES, FAMILIES, DirectGLM
 from direct_edge.trainer.posterior import Posterior, PosteriorSamples
@@ -26,7 +26,6 @@ from direct_edge.trainer.statistics import (
     PRECISIONS,
     SufficientStatistics,
     check_memory_for,
-    compute_statistics,
 )
 
 # Candidate sets searched by the ELBO when a hyperparameter is not given (standardised units;
@@ -114,7 +113,16 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     # ---- fitting ------------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> DirectRegressor:
-        """Fit on arrays ``X``: (n, d), ``y``: (n,).  Returns self."""
+        """Fit on arrays ``X``: (n, d), ``y``: (n,).  Returns self.
+
+        ``X`` and ``y`` may also be dask collections (a DataFrame and a Series with the same
+        partitions, or Arrays): the statistics are then computed per partition on the current Dask
+        scheduler and summed (docs/trainer.md §10).
+        """
+        if is_dask_collection(X):
+            from direct_edge.trainer.distributed import DaskSource
+
+            return self.fit_source(DaskSource.from_collection(X, y))
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
         return self._fit(ArraySource(X, y), progress=False, callback=None)
 
@@ -149,11 +157,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self._validate_params()
         start = time.perf_counter()
         chunk = int(self.chunk_rows)
-        moments = InputMoments()
-        y_moments = InputMoments()
-        for Xc, yc in source.batches(chunk):
-            moments.update(Xc)
-            y_moments.update(np.asarray(yc, dtype=np.float64).reshape(-1, 1))
+        moments, y_moments = source_moments(source, chunk)
         if moments.n < 2:
             raise DataError(f"need at least 2 training rows, got n_samples = {moments.n}")
         offset, scale = moments.offset_and_scale()
@@ -164,9 +168,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         check_memory_for(b)
 
         def stats_for(fmap: FeatureMap) -> SufficientStatistics:
-            raw = compute_statistics(
-                fmap, source.batches(chunk), chunk, progress, source_rows(source), self.precision
-            )
+            raw = source_statistics(source, fmap, chunk, progress, self.precision)
             return raw.standardised(y_offset, y_scale)
 
         def report(stage: str) -> Callable[[int, float], None] | None:

@@ -292,3 +292,42 @@ def test_usage_errors_exit_2(tmp_path, csv):
         result = run(csv, "-o", out, *args)
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert not out.exists()
+
+
+def test_a_glob_of_files_trains_like_the_concatenated_file(tmp_path):
+    X, y = regression_data(n=150)
+    whole = write_csv(tmp_path / "whole.csv", X, y)
+    (tmp_path / "parts").mkdir()
+    write_csv(tmp_path / "parts" / "a.csv", X[:60], y[:60])
+    write_csv(tmp_path / "parts" / "b.csv", X[60:], y[60:])
+    # Linear features: an rff fit may move to another local optimum when round-off changes.
+    linear = ["--features", "linear", "--grid-scale", "0.2", "--prior-scale", "0.5", "-q"]
+    assert run(whole, "-o", tmp_path / "w.direct", *linear).exit_code == 0
+    assert run(tmp_path / "parts" / "*.csv", "-o", tmp_path / "g.direct", *linear).exit_code == 0
+    w, g = load_model(tmp_path / "w.direct"), load_model(tmp_path / "g.direct")
+    assert g.summary_["n_train"] == 150
+    assert g.elbo_ == pytest.approx(w.elbo_, rel=1e-10)
+    result = run(tmp_path / "parts" / "*.parquet", "-o", tmp_path / "none.direct")
+    assert_user_error(result, tmp_path / "none.direct", "no data files match")
+
+
+def test_float32_precision_option_trains_a_model(tmp_path, csv):
+    out = tmp_path / "m.direct"
+    result = run(csv, "-o", out, *FAST, "--precision", "float32", "-q")
+    assert result.exit_code == 0, result.output
+    assert load_model(out).precision == "float32"
+
+
+def test_without_scheduler_nothing_about_dask_is_imported(tmp_path, csv):
+    """direct-train on a file and on a glob, in a fresh interpreter: no dask module gets loaded."""
+    code = (
+        "import sys\n"
+        "from direct_edge.trainer.cli import main\n"
+        f"for data in {[str(csv), str(csv.parent / '*.csv')]!r}:\n"
+        f"    main([data, '-o', {str(tmp_path / 'm.direct')!r}, *{FAST!r}, '-q'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'dask_expr')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "m.direct").exists()
