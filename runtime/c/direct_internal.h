@@ -37,6 +37,15 @@ static inline int64_t direct_round_shift64(int64_t x, uint32_t s) {
     return direct_floor_shift64(x, s) + (int64_t)(((uint64_t)x >> (s - 1u)) & UINT64_C(1));
 }
 
+/*
+ * IS §1 round_shift for 1 ≤ s ≤ 30 and |x| + 2^(s−1) < 2^31 (the caller's bound): offset into u32 so that
+ * the shift is of a non-negative value, then remove the offset. Branch-free; same value as above.
+ */
+static inline int32_t direct_round_shift32_bounded(int32_t x, uint32_t s) {
+    uint32_t u = (uint32_t)x + (UINT32_C(1) << (s - 1u)) + UINT32_C(0x80000000);
+    return (int32_t)(u >> s) - (int32_t)(UINT32_C(1) << (31u - s));
+}
+
 /* Two's complement narrowing u32 -> i32 without implementation-defined conversion. */
 static inline int32_t direct_i32_from_u32(uint32_t v) {
     return v <= UINT32_C(0x7FFFFFFF) ? (int32_t)v : (int32_t)(-(int32_t)(~v)) - INT32_C(1);

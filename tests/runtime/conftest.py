@@ -37,13 +37,15 @@ def make(target: str, build: Path, **variables: str) -> subprocess.CompletedProc
     return done
 
 
-@pytest.fixture(scope="session")
-def native_library(tmp_path_factory) -> str:
-    """Path of a freshly built shared C runtime (skips when no C compiler is available)."""
-    from direct_edge.runtime.native import NativeUnavailable, build_library
+@pytest.fixture(scope="session", params=["host", "portable"])
+def native_library(request, tmp_path_factory) -> str:
+    """Path of a freshly built shared C runtime, once with the host's vectorising flags and once as a
+    microcontroller build compiles it (skips when no C compiler is available)."""
+    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeUnavailable, build_library
 
+    cflags = PORTABLE_CFLAGS if request.param == "portable" else None
     try:
-        return str(build_library(tmp_path_factory.mktemp("native") / "libdirect.so"))
+        return str(build_library(tmp_path_factory.mktemp("native") / "libdirect.so", cflags))
     except NativeUnavailable as exc:
         pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
 
