@@ -34,6 +34,7 @@ DEFAULT_CFLAGS = ("-std=c99", "-O3", "-march=native", "-DDIRECT_VECTORIZE", "-fP
 # What a microcontroller build uses: no SIMD, table-based nibble decoding (tests build both).
 PORTABLE_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
 STATUS_OK, STATUS_NO_EXACT = 0, 12
+SMALL_BATCH = 16
 
 
 def _default_cflags() -> tuple[str, ...]:
@@ -167,8 +168,9 @@ def load_library(path: str | None = None) -> ctypes.CDLL:
         "direct_features": (ctypes.c_int, [model_p, i16p, i16p, u32]),
         "direct_predict": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
         "direct_predict_exact": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
-        "direct_predict_batch": (ctypes.c_int, [model_p, i16p, u32, vp, u32, pred_p]),
-        "direct_predict_exact_batch": (ctypes.c_int, [model_p, i16p, u32, vp, u32, pred_p]),
+        # Batch calls take plain addresses: the per-call cost of ctypes pointer objects is microseconds.
+        "direct_predict_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
+        "direct_predict_exact_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_crc32": (u32, [vp, u32]),
         "direct_status_name": (ctypes.c_char_p, [ctypes.c_int]),
     }
@@ -204,6 +206,18 @@ class NativeModel:
         if code != STATUS_OK:
             raise _blob_error(self._lib, code, "the blob")
         self._scratch_size = int(self._lib.direct_scratch_size(ctypes.byref(self._model)))
+        # One scratch buffer per model: calls on one NativeModel must not run concurrently (use one
+        # NativeModel per thread; the C model itself is read-only and could be shared).
+        self._scratch_buf = np.zeros(max(1, (self._scratch_size + 7) // 8), dtype=np.uint64)
+        self._addresses = (ctypes.addressof(self._model), self._scratch_buf.ctypes.data)
+        # Small batches go through preallocated input/output buffers whose addresses are known: getting an
+        # array's address from numpy costs about a microsecond per array, more than a small prediction.
+        self._small_q = np.zeros((SMALL_BATCH, self.n_inputs), dtype=np.int16)
+        self._small_out = np.zeros(SMALL_BATCH, dtype=PREDICTION_DTYPE)
+        self._small_addresses = (self._small_q.ctypes.data, self._small_out.ctypes.data)
+        self._batch = {
+            name: getattr(self._lib, name) for name in ("direct_predict_batch", "direct_predict_exact_batch")
+        }
 
     @property
     def n_inputs(self) -> int:
@@ -232,21 +246,19 @@ class NativeModel:
             raise ValueError(f"expected int16 inputs of shape (n, {self.n_inputs}), got {q.dtype} {q.shape}")
         return np.ascontiguousarray(q)
 
-    def _scratch(self) -> ctypes.Array:
-        return (ctypes.c_int32 * max(1, (self._scratch_size + 3) // 4))()
-
     def _run(self, fn_name: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q = self._inputs(q)
-        out = np.zeros(q.shape[0], dtype=PREDICTION_DTYPE)
-        if q.shape[0]:
-            code = getattr(self._lib, fn_name)(
-                ctypes.byref(self._model),
-                q.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
-                q.shape[0],
-                self._scratch(),
-                self._scratch_size,
-                out.ctypes.data_as(ctypes.POINTER(_Prediction)),
-            )
+        n = q.shape[0]
+        model, scratch = self._addresses
+        if 0 < n <= SMALL_BATCH:
+            self._small_q[:n] = q
+            q_address, out_address = self._small_addresses
+            out = self._small_out[:n]
+        else:
+            out = np.empty(n, dtype=PREDICTION_DTYPE)
+            q_address, out_address = q.ctypes.data, out.ctypes.data
+        if n:
+            code = self._batch[fn_name](model, q_address, n, scratch, self._scratch_size, out_address)
             if code != STATUS_OK:
                 raise _blob_error(self._lib, code, "the prediction call")
         elif fn_name == "direct_predict_exact_batch" and not self.has_exact:
