@@ -154,6 +154,18 @@ static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap
     return acc;
 }
 
+/* MF §6.3: the next feature index of a group after idx: zero bytes add 255 each (rare), then the gap. */
+static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
+    const uint8_t *p = *pp;
+    uint32_t gap = *p++;
+    while (gap == 0u) {
+        idx += 255u;
+        gap = *p++;
+    }
+    *pp = p;
+    return idx + gap;
+}
+
 /* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. */
 static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp;
@@ -168,29 +180,14 @@ static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
                 count |= (uint32_t)*p++ << 14;
             }
         }
-        for (; count >= 2u; count -= 2u) { /* two indices per iteration; a zero byte adds 255 (rare) */
-            uint32_t gap = *p++;
-            while (gap == 0u) {
-                idx += 255u;
-                gap = *p++;
-            }
-            idx += gap;
+        for (; count >= 2u; count -= 2u) { /* two indices per iteration */
+            idx = next_gap_index(&p, idx);
             sum += phi[idx];
-            gap = *p++;
-            while (gap == 0u) {
-                idx += 255u;
-                gap = *p++;
-            }
-            idx += gap;
+            idx = next_gap_index(&p, idx);
             sum += phi[idx];
         }
         if (count != 0u) {
-            uint32_t gap = *p++;
-            while (gap == 0u) {
-                idx += 255u;
-                gap = *p++;
-            }
-            idx += gap;
+            idx = next_gap_index(&p, idx);
             sum += phi[idx];
         }
         acc += v * sum;
