@@ -1,0 +1,64 @@
+/*
+ * main.c - direct-edge on a bare-metal Cortex-M (QEMU microbit: Cortex-M0; QEMU mps2-an386: Cortex-M4).
+ *
+ * Opens the model compiled in from model.h (direct-export model.h), predicts every row of the test
+ * batch in test_vectors.h (firmware_examples/make_test_vectors.py: inputs and the numpy reference's
+ * outputs), prints one line per row
+ *
+ *     <row> <mean_q> <var_f_q> <var_y_q>
+ *
+ * and returns 0 only when every output equals the reference bit for bit. Output goes through newlib's
+ * semihosting (rdimon), so QEMU prints it on stdout and exits with main's return value.
+ */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "direct.h"
+#include "model.h"
+#include "test_vectors.h"
+
+#if MODEL_N_INPUTS != TV_N_INPUTS || MODEL_SIZE != TV_BLOB_SIZE
+#error "test_vectors.h was made for another model.h: run make_test_vectors.py on this model.h"
+#endif
+
+/* u64 in decimal without printf's %llu (newlib-nano has none). buf holds 21 chars. */
+static const char *u64_text(uint64_t v, char *buf) {
+    char *p = buf + 20;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    return p;
+}
+
+static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
+
+int main(void) {
+    direct_model m;
+    direct_status st = direct_model_open(&m, model_blob.bytes, MODEL_SIZE);
+    uint32_t i, bad = 0u;
+    char b1[21], b2[21];
+
+    if (st != DIRECT_OK) {
+        printf("open failed: %s\n", direct_status_name(st));
+        return 2;
+    }
+    printf("model b=%lu S=%lu d=%lu\n", (unsigned long)direct_n_features(&m),
+           (unsigned long)direct_n_samples(&m), (unsigned long)direct_n_inputs(&m));
+    for (i = 0u; i < TV_ROWS; ++i) {
+        direct_prediction p;
+        uint64_t want_f = ((uint64_t)tv_var_f_hi[i] << 32) | tv_var_f_lo[i];
+        uint64_t want_y = ((uint64_t)tv_var_y_hi[i] << 32) | tv_var_y_lo[i];
+        st = direct_predict(&m, &tv_inputs[i * TV_N_INPUTS], scratch, sizeof scratch, &p);
+        if (st != DIRECT_OK) {
+            printf("predict failed: %s\n", direct_status_name(st));
+            return 2;
+        }
+        printf("%lu %ld %s %s\n", (unsigned long)i, (long)p.mean, u64_text(p.var_f, b1), u64_text(p.var_y, b2));
+        bad += (p.mean != tv_mean[i] || p.var_f != want_f || p.var_y != want_y) ? 1u : 0u;
+    }
+    printf("%s: %lu of %lu rows match the reference\n", bad == 0u ? "PASS" : "FAIL",
+           (unsigned long)(TV_ROWS - bad), (unsigned long)TV_ROWS);
+    return bad == 0u ? 0 : 1;
+}

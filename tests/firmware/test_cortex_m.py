@@ -1,0 +1,104 @@
+"""firmware_examples/cortex-m built for Cortex-M0 (QEMU microbit) and Cortex-M4 (QEMU mps2-an386), run
+under qemu-system-arm with semihosting, outputs bit-exact with runtime/reference.py; footprints budgeted."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from .conftest import (
+    elf_size,
+    make,
+    require_newlib,
+    require_tool,
+    result_lines,
+    run,
+    synthetic,
+    write_model_dir,
+    write_vectors,
+)
+
+pytestmark = pytest.mark.firmware
+
+TARGETS = {"m0": "microbit", "m4": "mps2-an386"}
+ROWS = 200
+# (kind, b, S, share of zeros, layout): every sample layout of MF §6 and both feature kinds.
+SYNTHETIC = {
+    "rff-b64-S32-dense4": ("rff", 64, 32, 0.0, "dense4"),
+    "rff-b128-S8-bitmap4": ("rff", 128, 8, 0.5, "bitmap4"),
+    "rff-b256-S8-grouped": ("rff", 256, 8, 0.7, "grouped"),
+    "rff-b256-S16-gap4": ("rff", 256, 16, 0.9, "gap4"),
+    "linear-b33-S8-auto": ("linear", 33, 8, 0.3, "auto"),
+}
+# Whole image (runtime + model + test vectors + newlib-nano printf and semihosting) for the trained
+# b = 256, S = 8 model; static RAM is .data + .bss (the 2 KB stack and printf's heap come on top).
+FLASH_BUDGET = {"m0": 40 * 1024, "m4": 36 * 1024}
+STATIC_RAM_BUDGET = 1024
+
+
+def _tools() -> None:
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    require_newlib()
+
+
+def _build_and_run(target: str, model_dir, build) -> tuple[str, int]:
+    make("cortex-m", "all", TARGET=target, MODEL_DIR=str(model_dir), BUILD=str(build))
+    done = run(
+        [
+            "qemu-system-arm",
+            "-M",
+            TARGETS[target],
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-semihosting",
+            "-kernel",
+            str(build / "app.elf"),
+        ],
+        timeout=120.0,
+    )
+    return done.stdout, done.returncode
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize("case", sorted(SYNTHETIC))
+def test_cortex_m_outputs_equal_reference_on_every_layout(target, case, tmp_path):
+    _tools()
+    kind, b, S, zeros, layout = SYNTHETIC[case]
+    want = write_model_dir(tmp_path / "model", synthetic(kind, b, S, zeros, layout, seed=b + S), ROWS, seed=S)
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    assert f"PASS: {ROWS} of {ROWS}" in stdout
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_cortex_m_trained_model_is_bit_exact_and_within_budget(target, trained_header, tmp_path):
+    _tools()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(trained_header, model_dir / "model.h")
+    want = write_vectors(model_dir, ROWS, seed=7)
+    stdout, code = _build_and_run(target, model_dir, tmp_path / "build")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    flash, ram = elf_size("arm-none-eabi-size", tmp_path / "build" / "app.elf")
+    assert flash <= FLASH_BUDGET[target], f"{target}: {flash} bytes of flash"
+    assert ram <= STATIC_RAM_BUDGET, f"{target}: {ram} bytes of static RAM"
+
+
+def test_cortex_m_example_exits_nonzero_when_outputs_differ(tmp_path):
+    """The device's own check is real: vectors for another seed's samples make it fail (exit 1)."""
+    _tools()
+    blob = synthetic("rff", 64, 8, 0.5, "dense4", seed=1)
+    write_model_dir(tmp_path / "model", blob, 8)
+    other = write_model_dir(tmp_path / "other", synthetic("rff", 64, 8, 0.5, "dense4", seed=2), 8)
+    assert other
+    header = (tmp_path / "model" / "model.h").read_text()
+    (tmp_path / "other" / "model.h").write_text(header)  # same size and d, different expected outputs
+    stdout, code = _build_and_run("m4", tmp_path / "other", tmp_path / "build")
+    assert code == 1 and "FAIL" in stdout
