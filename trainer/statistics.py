@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from direct_edge.trainer.errors import DataError
@@ -202,22 +201,28 @@ def default_threads() -> int:
 class _Accumulator:
     """One worker's running sums over the chunks it is given (docs/trainer.md §4).
 
-    float64: one dsyrk per chunk into a float64 (b + 2)² accumulator (columns b, b + 1 = y, 1).
-    float32: one ssyrk per chunk into a float32 (b + 2)² partial, added into the float64
-    accumulator, so float32 sums never run over more than one chunk.  The target column holds
-    y − ȳ_chunk (the chunk's own mean): Φᵀy is recovered per chunk as Φᵀ(y − ȳ_chunk) + ȳ_chunk·Φᵀ1
-    in float64, so a target with a large offset loses nothing to float32 and the result does not
-    depend on how chunks are grouped; yᵀy and Σy are summed from y in float64.
+    Each chunk's features go into one reused (chunk, b + 2) buffer whose last two columns hold the
+    target and 1, so one symmetric rank-k product BᵀB per chunk yields ΦᵀΦ, Φᵀy, Φᵀ1, yᵀy and Σy.
+    numpy's ``B.T @ B`` is that product: numpy recognises the transposed operand and calls BLAS
+    syrk (half the flops of a general product), and, unlike ``scipy.linalg.blas.dsyrk``, it
+    releases the GIL, so worker threads run their products in parallel.  The product is added
+    into a float64 (b + 2)² accumulator.
+
+    float32: the buffer and the product are float32, so float32 sums never run over more than one
+    chunk.  The target column holds y − ȳ_chunk (the chunk's own mean): Φᵀy is recovered per chunk
+    as Φᵀ(y − ȳ_chunk) + ȳ_chunk·Φᵀ1 in float64, so a target with a large offset loses nothing to
+    float32 and the result does not depend on how chunks are grouped; yᵀy and Σy are summed from
+    y in float64.
     """
 
     def __init__(self, b: int, fill: Callable[[np.ndarray, np.ndarray], None], precision: str) -> None:
         self.b, self.fill, self.float32 = b, fill, precision == "float32"
-        # Fortran order: the BLAS updates it in place.  Only the upper triangle is ever written.
-        self.acc = np.zeros((b + 2, b + 2), order="F")
-        self.part = np.zeros((b + 2, b + 2), dtype=np.float32, order="F") if self.float32 else None
+        self.dtype = np.float32 if self.float32 else np.float64
+        self.acc = np.zeros((b + 2, b + 2))
+        self.part = np.empty((b + 2, b + 2), dtype=self.dtype)
         self.buf: np.ndarray | None = None
         self.n = 0
-        self.phi_y = np.zeros(b)  # float32 path only
+        self.phi_y = np.zeros(b)  # float32 path only: Σ ȳ_chunk·Φᵀ1 over chunks
         self.y_sq = 0.0
         self.y_sum = 0.0
 
@@ -225,17 +230,16 @@ class _Accumulator:
         k, b = int(X.shape[0]), self.b
         if k == 0:
             return
-        dtype = np.float32 if self.float32 else np.float64
         if self.buf is None or self.buf.shape[0] < k:
-            self.buf = np.empty((k, b + 2), dtype=dtype)
+            self.buf = np.empty((k, b + 2), dtype=self.dtype)
         B = self.buf[:k]
         self.fill(X, B[:, :b])
         B[:, b + 1] = 1.0
         self.n += k
-        # A C-ordered (k, b+2) B is a Fortran-ordered Bᵀ; syrk does half the flops of BᵀB.
         if not self.float32:
             B[:, b] = y
-            self.acc = blas.dsyrk(1.0, B.T, beta=1.0, c=self.acc, trans=0, lower=0, overwrite_c=1)
+            np.matmul(B.T, B, out=self.part)  # syrk; the result is exactly symmetric
+            self.acc += self.part
             return
         y = np.asarray(y, dtype=np.float64)
         y_sum = float(np.sum(y))
@@ -243,20 +247,16 @@ class _Accumulator:
         np.subtract(y, shift, out=B[:, b], casting="same_kind")
         self.y_sq += float(y @ y)
         self.y_sum += y_sum
-        self.part = blas.ssyrk(1.0, B.T, beta=0.0, c=self.part, trans=0, lower=0, overwrite_c=1)
+        np.matmul(B.T, B, out=self.part)
         self.acc += self.part
         # In float64 (a Python float times a float32 array would stay float32); the float32
         # Φᵀ(y − ȳ) is summed in acc[:b, b].
         self.phi_y += shift * self.part[:b, b + 1].astype(np.float64)
 
     def statistics(self) -> SufficientStatistics:
-        """The float64 statistics of every row added (G mirrored from the upper triangle)."""
+        """The float64 statistics of every row added."""
         b, acc = self.b, self.acc
-        # G = U + Uᵀ with the diagonal counted once (halving a doubled float is exact).
-        upper = acc[:b, :b]
-        gram = np.empty((b, b))
-        np.add(upper.T, upper, out=gram)
-        gram.flat[:: b + 1] *= 0.5
+        gram = acc[:b, :b].copy()  # a sum of exactly symmetric products: exactly symmetric
         phi_sum = acc[:b, b + 1].copy()
         if not self.float32:
             return SufficientStatistics(
