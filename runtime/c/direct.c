@@ -50,7 +50,7 @@
 #define H_RES64 120u
 
 /* Byte-at-a-time nibble table for the CRC (MF §8): 64 bytes of flash instead of 1 KB. */
-static const uint32_t crc_nibble_table[16] = {
+static const uint32_t crc_nibble_table[16] DIRECT_ROM = {
     UINT32_C(0x00000000), UINT32_C(0x1DB71064), UINT32_C(0x3B6E20C8), UINT32_C(0x26D930AC),
     UINT32_C(0x76DC4190), UINT32_C(0x6B6B51F4), UINT32_C(0x4DB26158), UINT32_C(0x5005713C),
     UINT32_C(0xEDB88320), UINT32_C(0xF00F9344), UINT32_C(0xD6D6A3E8), UINT32_C(0xCB61B38C),
@@ -65,9 +65,9 @@ uint32_t direct_crc32(const void *data, uint32_t len) {
         return 0u;
     }
     for (i = 0u; i < len; ++i) {
-        crc ^= (uint32_t)p[i];
-        crc = (crc >> 4) ^ crc_nibble_table[crc & UINT32_C(0xF)];
-        crc = (crc >> 4) ^ crc_nibble_table[crc & UINT32_C(0xF)];
+        crc ^= (uint32_t)DIRECT_U8(p + i);
+        crc = (crc >> 4) ^ DIRECT_U32(&crc_nibble_table[crc & UINT32_C(0xF)]);
+        crc = (crc >> 4) ^ DIRECT_U32(&crc_nibble_table[crc & UINT32_C(0xF)]);
     }
     return crc ^ UINT32_C(0xFFFFFFFF);
 }
@@ -96,9 +96,9 @@ static int64_t abs64(int64_t v) {
 
 /* MF §2: the header's field rules (code HEADER). */
 static direct_status check_header(const uint8_t *h) {
-    uint32_t kind = h[H_KIND], layout = h[H_LAYOUT], bits = h[H_BITS], flags = h[H_FLAGS];
+    uint32_t kind = DIRECT_U8(h + H_KIND), layout = DIRECT_U8(h + H_LAYOUT), bits = DIRECT_U8(h + H_BITS), flags = DIRECT_U8(h + H_FLAGS);
     uint32_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B), S = direct_rd16(h + H_S);
-    uint32_t frac = h[H_FRAC], r = h[H_R], s1 = h[H_S1], s2 = h[H_S2];
+    uint32_t frac = DIRECT_U8(h + H_FRAC), r = DIRECT_U8(h + H_R), s1 = DIRECT_U8(h + H_S1), s2 = DIRECT_U8(h + H_S2);
     int32_t m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
     uint64_t noise = direct_rd64(h + H_NOISE), noise_exact = direct_rd64(h + H_NOISE_EXACT);
     const uint64_t noise_max = UINT64_C(1) << 62;
@@ -131,7 +131,7 @@ static direct_status check_header(const uint8_t *h) {
  * exceed 2^32 in a corrupted header. */
 static direct_status check_sections(const uint8_t *h, uint32_t total) {
     uint64_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B);
-    int linear = h[H_KIND] == DIRECT_KIND_LINEAR;
+    int linear = DIRECT_U8(h + H_KIND) == DIRECT_KIND_LINEAR;
     uint64_t want[N_SECTIONS];
     uint32_t end = DIRECT_HEADER_SIZE, limit = total - 4u, sid;
 
@@ -139,7 +139,7 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
     want[SEC_FEATURES] = linear ? 8u * d : 4u * (b / 2u) * (1u + d);
     want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
     want[SEC_SAMPLES] = SIZE_ANY;
-    want[SEC_EXACT] = (h[H_FLAGS] & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
+    want[SEC_EXACT] = (DIRECT_U8(h + H_FLAGS) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
     want[SEC_META] = SIZE_ANY;
     for (sid = 0u; sid < N_SECTIONS; ++sid) {
         uint32_t off = direct_rd32(h + H_SECTIONS + 8u * sid);
@@ -165,7 +165,7 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
 static direct_status check_linear(const int32_t *mb, uint32_t d) {
     uint32_t k;
     for (k = 0u; k < d; ++k) {
-        int64_t mk = mb[2u * k], bk = mb[2u * k + 1u];
+        int64_t mk = DIRECT_I32(mb + 2u * k), bk = DIRECT_I32(mb + 2u * k + 1u);
         int64_t lo = direct_round_shift64(mk * INT64_C(-32768) + bk, 15u);
         int64_t hi = direct_round_shift64(mk * INT64_C(32767) + bk, 15u);
         if (abs64(mk) * INT64_C(32768) + abs64(bk) + INT64_C(16384) > I32_MAX_64 || abs64(lo) > PHI_MAX ||
@@ -185,11 +185,11 @@ static direct_status check_dense4(const uint8_t *p, uint32_t n, uint32_t S, uint
     }
     for (s = 0u; s < S; ++s, p += row) {
         uint32_t total = 0u;
-        if ((b & 1u) != 0u && (p[row - 1u] >> 4) != 0u) {
+        if ((b & 1u) != 0u && (DIRECT_U8(p + row - 1u) >> 4) != 0u) {
             return DIRECT_ERR_CONTENT;
         }
         for (i = 0u; i < row; ++i) {
-            int32_t v0 = direct_nibble((uint32_t)p[i] & 0xFu), v1 = direct_nibble((uint32_t)p[i] >> 4);
+            int32_t v0 = direct_nibble((uint32_t)DIRECT_U8(p + i) & 0xFu), v1 = direct_nibble((uint32_t)DIRECT_U8(p + i) >> 4);
             if (v0 < lo || v0 > hi || v1 < lo || v1 > hi) {
                 return DIRECT_ERR_CONTENT;
             }
@@ -208,11 +208,11 @@ static direct_status check_bitmap4(const uint8_t *p, uint32_t n, uint32_t S, uin
         if (n - pos < nmap) {
             return DIRECT_ERR_CONTENT;
         }
-        if ((b & 7u) != 0u && ((uint32_t)p[pos + nmap - 1u] >> (b & 7u)) != 0u) {
+        if ((b & 7u) != 0u && ((uint32_t)DIRECT_U8(p + pos + nmap - 1u) >> (b & 7u)) != 0u) {
             return DIRECT_ERR_CONTENT;
         }
         for (j = 0u; j < nmap; ++j) {
-            nnz += popcount8(p[pos + j]);
+            nnz += popcount8(DIRECT_U8(p + pos + j));
         }
         pos += nmap;
         nbytes = (nnz + 1u) / 2u;
@@ -220,14 +220,14 @@ static direct_status check_bitmap4(const uint8_t *p, uint32_t n, uint32_t S, uin
             return DIRECT_ERR_CONTENT;
         }
         for (j = 0u; j < nnz; ++j) {
-            uint32_t nib = ((uint32_t)p[pos + j / 2u] >> (4u * (j & 1u))) & 0xFu;
+            uint32_t nib = ((uint32_t)DIRECT_U8(p + pos + j / 2u) >> (4u * (j & 1u))) & 0xFu;
             int32_t v = direct_nibble(nib);
             if (nib == 0u || v < lo || v > hi) {
                 return DIRECT_ERR_CONTENT;
             }
             total += abs_level(v);
         }
-        if ((nnz & 1u) != 0u && (p[pos + nbytes - 1u] >> 4) != 0u) {
+        if ((nnz & 1u) != 0u && (DIRECT_U8(p + pos + nbytes - 1u) >> 4) != 0u) {
             return DIRECT_ERR_CONTENT;
         }
         pos += nbytes;
@@ -236,7 +236,7 @@ static direct_status check_bitmap4(const uint8_t *p, uint32_t n, uint32_t S, uin
     return pos == n ? DIRECT_OK : DIRECT_ERR_CONTENT;
 }
 
-/* MF §6.3/§6.4: unsigned LEB128 of at most 3 bytes at p[*pos], inside n bytes. */
+/* MF §6.3/§6.4: unsigned LEB128 of at most 3 bytes at DIRECT_U8(p + *pos), inside n bytes. */
 static direct_status read_varint(const uint8_t *p, uint32_t n, uint32_t *pos, uint32_t *value) {
     uint32_t k;
     *value = 0u;
@@ -245,7 +245,7 @@ static direct_status read_varint(const uint8_t *p, uint32_t n, uint32_t *pos, ui
         if (*pos >= n) {
             return DIRECT_ERR_CONTENT;
         }
-        byte = p[(*pos)++];
+        byte = DIRECT_U8(p + ((*pos)++));
         *value |= (byte & 0x7Fu) << (7u * k);
         if ((byte & 0x80u) == 0u) {
             return DIRECT_OK;
@@ -265,11 +265,11 @@ static direct_status check_gap4(const uint8_t *p, uint32_t n, uint32_t S, uint32
         if (read_varint(p, n, &pos, &nbytes) != DIRECT_OK || n - pos < nbytes) {
             return DIRECT_ERR_CONTENT;
         }
-        if (nbytes > 0u && (p[pos + nbytes - 1u] >> 4) == 0u) { /* a trailing skip */
+        if (nbytes > 0u && (DIRECT_U8(p + pos + nbytes - 1u) >> 4) == 0u) { /* a trailing skip */
             return DIRECT_ERR_CONTENT;
         }
         for (j = 0u; j < nbytes; ++j) { /* next ≤ 256·2^21: no wrap */
-            uint32_t byte = p[pos + j];
+            uint32_t byte = DIRECT_U8(p + pos + j);
             if ((byte >> 4) == 0u) {
                 next += ((byte & 0xFu) + 1u) << 4;
             } else {
@@ -296,7 +296,7 @@ static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uin
         if (pos >= n) {
             return DIRECT_ERR_CONTENT;
         }
-        groups = p[pos++];
+        groups = DIRECT_U8(p + pos++);
         if (groups > MAX_GROUPS) {
             return DIRECT_ERR_CONTENT;
         }
@@ -306,7 +306,7 @@ static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uin
             if (pos >= n) {
                 return DIRECT_ERR_CONTENT;
             }
-            v = direct_i8(p[pos++]);
+            v = direct_i8(DIRECT_U8(p + pos++));
             if (v == 0 || v < lo || v > hi || v <= previous) {
                 return DIRECT_ERR_CONTENT;
             }
@@ -325,7 +325,7 @@ static direct_status check_grouped(const uint8_t *p, uint32_t n, uint32_t S, uin
                     if (pos >= n) {
                         return DIRECT_ERR_CONTENT;
                     }
-                    byte = p[pos++];
+                    byte = DIRECT_U8(p + pos++);
                     gap += byte != 0u ? byte : 255u;
                     if (next + gap - 1u >= b) {
                         return DIRECT_ERR_CONTENT;
@@ -384,10 +384,10 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     if (h == NULL || size < DIRECT_MIN_BLOB_SIZE || !little_endian_host()) {
         return DIRECT_ERR_ARG;
     }
-    if (((uintptr_t)h & (uintptr_t)3u) != 0u) {
+    if (((uintptr_t)h & (uintptr_t)(DIRECT_BLOB_ALIGN - 1u)) != 0u) {
         return DIRECT_ERR_ALIGN;
     }
-    if (h[0] != 0x44u || h[1] != 0x49u || h[2] != 0x52u || h[3] != 0x51u) {
+    if (DIRECT_U8(h + 0) != 0x44u || DIRECT_U8(h + 1) != 0x49u || DIRECT_U8(h + 2) != 0x52u || DIRECT_U8(h + 3) != 0x51u) {
         return DIRECT_ERR_MAGIC;
     }
     if (direct_rd16(h + H_MAJOR) != DIRECT_FORMAT_MAJOR) {
@@ -412,14 +412,14 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     d = direct_rd16(h + H_D);
     b = direct_rd16(h + H_B);
     S = direct_rd16(h + H_S);
-    r = h[H_R];
-    bits = h[H_BITS];
-    exact = (h[H_FLAGS] & DIRECT_FLAG_EXACT) != 0u;
+    r = DIRECT_U8(h + H_R);
+    bits = DIRECT_U8(h + H_BITS);
+    exact = (DIRECT_U8(h + H_FLAGS) & DIRECT_FLAG_EXACT) != 0u;
     lo = -(INT32_C(1) << (bits - 1u));
     hi = (INT32_C(1) << (bits - 1u)) - INT32_C(1);
 
     /* MF §5: feature parameters (section offsets are multiples of 8, the blob 4-aligned). */
-    if (h[H_KIND] == DIRECT_KIND_LINEAR) {
+    if (DIRECT_U8(h + H_KIND) == DIRECT_KIND_LINEAR) {
         const int32_t *mb = (const int32_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES));
         st = check_linear(mb, d);
         if (st != DIRECT_OK) {
@@ -430,7 +430,7 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
         const uint8_t *f = h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES);
         const int16_t *t = (const int16_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_TABLE));
         for (k = 0u; k < TABLE_SIZE; ++k) {
-            if (t[k] == INT16_MIN) {
+            if (DIRECT_I16(t + k) == INT16_MIN) {
                 return DIRECT_ERR_CONTENT;
             }
         }
@@ -442,7 +442,7 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     /* MF §6: every sample, once. */
     sample_off = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES);
     sample_size = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES + 4u);
-    switch (h[H_LAYOUT]) {
+    switch (DIRECT_U8(h + H_LAYOUT)) {
     case DIRECT_LAYOUT_DENSE4:
         st = check_dense4(h + sample_off, sample_size, S, b, lo, hi, &bound);
         break;
@@ -469,7 +469,7 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     {
         int64_t sum_bound = (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r);
         int64_t m1 = (int64_t)direct_i32_from_u32(direct_rd32(h + H_M1));
-        if (sum_bound > I32_MAX_64 || direct_round_shift64(sum_bound * m1, h[H_S1]) > I32_MAX_64 ||
+        if (sum_bound > I32_MAX_64 || direct_round_shift64(sum_bound * m1, DIRECT_U8(h + H_S1)) > I32_MAX_64 ||
             (exact && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r)))) {
             clear_model(m);
             return DIRECT_ERR_OVERFLOW;
@@ -478,19 +478,19 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
 
     m->blob = h;
     m->size = total;
-    m->kind = h[H_KIND];
-    m->layout = h[H_LAYOUT];
-    m->bits = h[H_BITS];
-    m->flags = h[H_FLAGS];
+    m->kind = DIRECT_U8(h + H_KIND);
+    m->layout = DIRECT_U8(h + H_LAYOUT);
+    m->bits = DIRECT_U8(h + H_BITS);
+    m->flags = DIRECT_U8(h + H_FLAGS);
     m->n_inputs = (uint16_t)d;
     m->n_features = (uint16_t)b;
     m->n_samples = (uint16_t)S;
-    m->feature_frac = h[H_FRAC];
+    m->feature_frac = DIRECT_U8(h + H_FRAC);
     m->pre_shift = (uint8_t)r;
     m->m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
     m->m2 = direct_rd32(h + H_M2);
-    m->s1 = h[H_S1];
-    m->s2 = h[H_S2];
+    m->s1 = DIRECT_U8(h + H_S1);
+    m->s2 = DIRECT_U8(h + H_S2);
     m->minor = (uint16_t)direct_rd16(h + H_MINOR);
     m->noise_q = direct_rd64(h + H_NOISE);
     m->noise_exact_q = direct_rd64(h + H_NOISE_EXACT);

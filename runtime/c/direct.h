@@ -29,6 +29,32 @@
 extern "C" {
 #endif
 
+/*
+ * Program-memory blobs (8-bit AVR and other Harvard targets). On AVR a plain `static const` array is
+ * copied into RAM at start-up, and flash is a separate address space read with pgm_read_*(). Compiled
+ * with DIRECT_PROGMEM = 1 (the default when __AVR__ is defined; -DDIRECT_PROGMEM=0 turns it off), the
+ * library reads the blob, and its own lookup tables, from program memory through avr-libc's
+ * pgm_read_byte/word/dword: the pointer given to direct_model_open must then point into flash
+ * (declare the blob PROGMEM), and every other pointer argument (inputs, scratch, outputs) into RAM.
+ * Elsewhere DIRECT_PROGMEM is 0 and every read is a plain load (the same machine code as before).
+ *
+ * Blob alignment (MF §1, DIRECT_ERR_ALIGN): 4 bytes wherever arrays are read in place through typed
+ * pointers; 1 byte with DIRECT_PROGMEM (all reads are byte-wise program-memory reads, and an 8-bit AVR
+ * has no alignment requirement at all; its uint64_t is 1-aligned, so a generated header cannot promise 4).
+ */
+#ifndef DIRECT_PROGMEM
+#if defined(__AVR__)
+#define DIRECT_PROGMEM 1
+#else
+#define DIRECT_PROGMEM 0
+#endif
+#endif
+#if DIRECT_PROGMEM
+#define DIRECT_BLOB_ALIGN 1u
+#else
+#define DIRECT_BLOB_ALIGN 4u
+#endif
+
 #define DIRECT_FORMAT_MAJOR 1u
 #define DIRECT_HEADER_SIZE 128u
 #define DIRECT_MIN_BLOB_SIZE 132u /* header + CRC (MF §1) */
@@ -37,7 +63,7 @@ extern "C" {
 typedef enum {
     DIRECT_OK = 0,
     DIRECT_ERR_ARG = 1,       /* null pointer, blob < 132 bytes, bad batch/feature arguments */
-    DIRECT_ERR_ALIGN = 2,     /* blob not 4-byte aligned */
+    DIRECT_ERR_ALIGN = 2,     /* blob not DIRECT_BLOB_ALIGN-byte aligned (4; 1 with DIRECT_PROGMEM) */
     DIRECT_ERR_MAGIC = 3,     /* not a "DIRQ" blob */
     DIRECT_ERR_VERSION = 4,   /* major version other than 1 */
     DIRECT_ERR_SIZE = 5,      /* header's total size differs from the size given (truncated?) */

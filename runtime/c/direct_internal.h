@@ -9,6 +9,30 @@
 
 #include "direct.h"
 
+/*
+ * Reads of the blob and of the library's constant tables (DIRECT_PROGMEM, see direct.h). With program
+ * memory they go through avr-libc's pgm_read_* (byte-wise, any alignment); otherwise they are plain
+ * loads and compile to exactly the code of a direct dereference.
+ */
+#if DIRECT_PROGMEM
+#include <avr/pgmspace.h>
+#define DIRECT_ROM PROGMEM
+#define DIRECT_U8(p) ((uint8_t)pgm_read_byte(p))
+#define DIRECT_I8(p) ((int8_t)pgm_read_byte(p))
+#define DIRECT_U16(p) ((uint16_t)pgm_read_word(p))
+#define DIRECT_I16(p) ((int16_t)pgm_read_word(p))
+#define DIRECT_U32(p) ((uint32_t)pgm_read_dword(p))
+#define DIRECT_I32(p) ((int32_t)pgm_read_dword(p))
+#else
+#define DIRECT_ROM
+#define DIRECT_U8(p) (*(p))
+#define DIRECT_I8(p) (*(p))
+#define DIRECT_U16(p) (*(p))
+#define DIRECT_I16(p) (*(p))
+#define DIRECT_U32(p) (*(p))
+#define DIRECT_I32(p) (*(p))
+#endif
+
 /* IS §1: floor_shift(x, s) = ⌊x / 2^s⌋, without relying on `>>` of a negative value. */
 static inline int32_t direct_floor_shift32(int32_t x, uint32_t s) {
     return x >= 0 ? (int32_t)(x >> s) : (int32_t)~(~x >> s);
@@ -63,11 +87,12 @@ static inline int32_t direct_i8(uint8_t byte) {
 
 /* Little-endian field reads from the header (byte-wise: any alignment, any host). */
 static inline uint32_t direct_rd16(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+    return (uint32_t)DIRECT_U8(p) | ((uint32_t)DIRECT_U8(p + 1) << 8);
 }
 
 static inline uint32_t direct_rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    return (uint32_t)DIRECT_U8(p) | ((uint32_t)DIRECT_U8(p + 1) << 8) | ((uint32_t)DIRECT_U8(p + 2) << 16) |
+           ((uint32_t)DIRECT_U8(p + 3) << 24);
 }
 
 static inline uint64_t direct_rd64(const uint8_t *p) {

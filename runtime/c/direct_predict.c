@@ -11,7 +11,7 @@
 #include "direct_internal.h"
 
 /* Index of the lowest set bit of a nonzero byte (bitmap4 decoding; ctz is a library call on Armv6-M). */
-static const uint8_t lowest_bit[256] = {
+static const uint8_t lowest_bit[256] DIRECT_ROM = {
     0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
     5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
     6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
@@ -23,7 +23,7 @@ static const uint8_t lowest_bit[256] = {
 };
 
 /* MF §6: signed level of a byte's low nibble, ((byte & 15) ^ 8) − 8. */
-static const int8_t low_level[256] = {
+static const int8_t low_level[256] DIRECT_ROM = {
     0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3,
     -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5,
     -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7,
@@ -36,7 +36,7 @@ static const int8_t low_level[256] = {
 };
 
 /* MF §6: signed level of a byte's high nibble, ((byte >> 4) ^ 8) − 8. */
-static const int8_t high_level[256] = {
+static const int8_t high_level[256] DIRECT_ROM = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4,
     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6,
@@ -49,7 +49,7 @@ static const int8_t high_level[256] = {
 };
 
 /* MF §6.4: positions a gap4 byte moves: 16·(g + 1) for a skip (byte < 16), else g + 1. */
-static const uint16_t gap4_step[256] = {
+static const uint16_t gap4_step[256] DIRECT_ROM = {
     16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
     11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8,
     9, 10, 11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6,
@@ -73,8 +73,8 @@ static int32_t interpolate(int32_t y0, int32_t y1, uint32_t f) {
 static void cos_sin16(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn) {
     uint32_t u = t >> 22, f = (t >> 7) & UINT32_C(0x7FFF);
     uint32_t qd = u >> 8, i = u & UINT32_C(0xFF);
-    int32_t a = interpolate(table[i], table[i + 1u], f);
-    int32_t b = interpolate(table[256u - i], table[255u - i], f);
+    int32_t a = interpolate(DIRECT_I16(table + i), DIRECT_I16(table + i + 1u), f);
+    int32_t b = interpolate(DIRECT_I16(table + (256u - i)), DIRECT_I16(table + (255u - i)), f);
     int32_t cv = (qd & 1u) ? -a : b, sv = (qd & 1u) ? b : a;
     if (qd >= 2u) {
         cv = -cv;
@@ -90,16 +90,17 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     if (m->kind == DIRECT_KIND_LINEAR) {
         const int32_t *mb = m->linear;
         for (k = 0u; k < d; ++k) { /* IS §3.1: round_shift(M_k·q_k + B_k, 15), bounded by IS §9 */
-            phi[k] = (int16_t)direct_round_shift32_bounded(mb[2u * k] * (int32_t)x[k] + mb[2u * k + 1u], 15u);
+            phi[k] = (int16_t)direct_round_shift32_bounded(
+                DIRECT_I32(mb + 2u * k) * (int32_t)x[k] + DIRECT_I32(mb + 2u * k + 1u), 15u);
         }
         phi[d] = (int16_t)(INT32_C(1) << m->feature_frac);
     } else {
         uint32_t F = (uint32_t)m->n_features / 2u;
         const int32_t *w = m->phase_w;
         for (j = 0u; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
-            uint32_t t = m->phase_c[j];
+            uint32_t t = DIRECT_U32(m->phase_c + j);
             for (k = 0u; k < d; ++k) {
-                t += (uint32_t)w[k] * (uint32_t)(int32_t)x[k];
+                t += (uint32_t)DIRECT_I32(w + k) * (uint32_t)(int32_t)x[k];
             }
             cos_sin16(m->table, t, &phi[j], &phi[F + j]);
         }
@@ -114,7 +115,7 @@ static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes,
     int32_t acc = 0;
     uint32_t i;
     for (i = 0u; i < nbytes; ++i) {
-        uint32_t c = (uint32_t)w[i] ^ UINT32_C(0x88);
+        uint32_t c = (uint32_t)DIRECT_U8(w + i) ^ UINT32_C(0x88);
         acc += (int32_t)(c & UINT32_C(0xF)) * phi[2u * i] + (int32_t)(c >> 4) * phi[2u * i + 1u];
     }
     return acc - 8 * phi_sum;
@@ -128,8 +129,8 @@ static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes,
     uint32_t i;
     (void)phi_sum;
     for (i = 0u; i < nbytes; ++i, phi += 2) {
-        uint32_t byte = w[i];
-        acc += (int32_t)low_level[byte] * phi[0] + (int32_t)high_level[byte] * phi[1];
+        uint32_t byte = DIRECT_U8(w + i);
+        acc += (int32_t)DIRECT_I8(&low_level[byte]) * phi[0] + (int32_t)DIRECT_I8(&high_level[byte]) * phi[1];
     }
     return acc;
 }
@@ -141,11 +142,11 @@ static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap
     int32_t acc = 0;
     uint32_t j, k = 0u;
     for (j = 0u; j < nmap; ++j) {
-        uint32_t bits = map[j];
+        uint32_t bits = DIRECT_U8(map + j);
         const int16_t *ph = phi + 8u * j;
         while (bits != 0u) {
-            uint32_t n = ((uint32_t)nib[k >> 1] >> (4u * (k & 1u))) & UINT32_C(0xF);
-            acc += direct_nibble(n) * (int32_t)ph[lowest_bit[bits]];
+            uint32_t n = ((uint32_t)DIRECT_U8(nib + (k >> 1)) >> (4u * (k & 1u))) & UINT32_C(0xF);
+            acc += direct_nibble(n) * (int32_t)ph[DIRECT_U8(&lowest_bit[bits])];
             bits &= bits - 1u;
             ++k;
         }
@@ -157,10 +158,10 @@ static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap
 /* MF §6.3: the next feature index of a group after idx: zero bytes add 255 each (rare), then the gap. */
 static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
     const uint8_t *p = *pp;
-    uint32_t gap = *p++;
+    uint32_t gap = DIRECT_U8(p++);
     while (gap == 0u) {
         idx += 255u;
-        gap = *p++;
+        gap = DIRECT_U8(p++);
     }
     *pp = p;
     return idx + gap;
@@ -169,15 +170,15 @@ static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
 /* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. */
 static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp;
-    uint32_t groups = *p++, g;
+    uint32_t groups = DIRECT_U8(p++), g;
     int32_t acc = 0;
     for (g = 0u; g < groups; ++g) {
-        int32_t v = direct_i8(*p++), sum = 0;
-        uint32_t count = *p++, idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first gap */
+        int32_t v = direct_i8(DIRECT_U8(p++)), sum = 0;
+        uint32_t count = DIRECT_U8(p++), idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first gap */
         if ((count & 0x80u) != 0u) {             /* LEB128: at most 3 bytes */
-            count = (count & 0x7Fu) | ((uint32_t)(*p & 0x7Fu) << 7);
-            if ((*p++ & 0x80u) != 0u) {
-                count |= (uint32_t)*p++ << 14;
+            count = (count & 0x7Fu) | (((uint32_t)DIRECT_U8(p) & 0x7Fu) << 7);
+            if ((DIRECT_U8(p++) & 0x80u) != 0u) {
+                count |= (uint32_t)DIRECT_U8(p++) << 14;
             }
         }
         for (; count >= 2u; count -= 2u) { /* two indices per iteration */
@@ -200,18 +201,18 @@ static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
  * positions on with the signed level of its high nibble. *pp advances. */
 static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp, *end;
-    uint32_t n = *p++, idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first byte */
+    uint32_t n = DIRECT_U8(p++), idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first byte */
     int32_t acc = 0;
     if ((n & 0x80u) != 0u) { /* LEB128: at most 3 bytes */
-        n = (n & 0x7Fu) | ((uint32_t)(*p & 0x7Fu) << 7);
-        if ((*p++ & 0x80u) != 0u) {
-            n |= (uint32_t)*p++ << 14;
+        n = (n & 0x7Fu) | (((uint32_t)DIRECT_U8(p) & 0x7Fu) << 7);
+        if ((DIRECT_U8(p++) & 0x80u) != 0u) {
+            n |= (uint32_t)DIRECT_U8(p++) << 14;
         }
     }
     for (end = p + n; p != end; ++p) { /* a skip has level 0: its product adds nothing */
-        uint32_t byte = *p;
-        idx += gap4_step[byte];
-        acc += (int32_t)high_level[byte] * phi[idx];
+        uint32_t byte = DIRECT_U8(p);
+        idx += DIRECT_U16(&gap4_step[byte]);
+        acc += (int32_t)DIRECT_I8(&high_level[byte]) * phi[idx];
     }
     *pp = p;
     return acc;
@@ -314,8 +315,8 @@ static void predict_exact_one(const direct_model *m, const int16_t *x, int16_t *
     for (i = 0u; i < b; ++i) {
         int32_t f = phi[i];
         uint32_t sq = (uint32_t)(f * f) >> 15;
-        sum_m += (int64_t)((int32_t)mu[i] * f);
-        sum_v += (uint64_t)((uint32_t)vq[i] * sq);
+        sum_m += (int64_t)((int32_t)DIRECT_I16(mu + i) * f);
+        sum_v += (uint64_t)((uint32_t)DIRECT_U16(vq + i) * sq);
     }
     if (r2 >= 5u) {
         uint32_t sh = r2 - 5u;

@@ -1,0 +1,97 @@
+/*
+ * direct_edge.ino - direct-edge on an 8-bit AVR board (Arduino Uno class: ATmega328P, 32 KB flash,
+ * 2 KB RAM).
+ *
+ * The model (model.h, from direct-export) and the test batch (test_vectors.h, from make_test_vectors.py)
+ * live in flash (PROGMEM); the runtime reads them there (DIRECT_PROGMEM, runtime/c/direct.h). setup()
+ * predicts every test row, prints "<row> <mean_q> <var_f_q> <var_y_q>" per row and a PASS/FAIL line at
+ * 9600 baud; loop() then predicts row 0 once a second (where your sensor reading would go).
+ *
+ * RAM: the 2·b-byte scratch and the direct_model struct; nothing of the model is copied.
+ */
+#include <avr/pgmspace.h>
+#include <stdint.h>
+
+#include "direct.h"
+
+/* Place the generated header's blob in flash: model.h declares `static const union {...} model_blob`;
+ * the macro adds PROGMEM to that one declarator and is removed right after. */
+#define model_blob model_blob PROGMEM
+#include "model.h"
+#undef model_blob
+
+#define TV_STORAGE PROGMEM
+#include "test_vectors.h"
+
+#if MODEL_SIZE != TV_BLOB_SIZE || MODEL_N_INPUTS != TV_N_INPUTS
+#error "test_vectors.h was made for another model.h: run make_test_vectors.py on this model.h"
+#endif
+
+static direct_model model;
+static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
+static int16_t x[MODEL_N_INPUTS];
+
+/* u64 in decimal (Serial.print has no 64-bit overload); buf holds 21 chars. */
+static const char *u64_text(uint64_t v, char *buf) {
+    char *p = buf + 20;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + (uint8_t)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    return p;
+}
+
+static uint64_t tv_u64(const uint32_t *hi, const uint32_t *lo, uint16_t i) {
+    return ((uint64_t)pgm_read_dword(hi + i) << 32) | pgm_read_dword(lo + i);
+}
+
+static void load_row(uint16_t row) {
+    for (uint16_t k = 0; k < TV_N_INPUTS; ++k) {
+        x[k] = (int16_t)pgm_read_word(&tv_inputs[row * TV_N_INPUTS + k]);
+    }
+}
+
+void setup() {
+    char buf[21];
+    uint16_t bad = 0;
+    Serial.begin(9600);
+    direct_status st = direct_model_open(&model, model_blob.bytes, MODEL_SIZE);
+    if (st != DIRECT_OK) {
+        Serial.print("open failed: ");
+        Serial.println(direct_status_name(st));
+        return;
+    }
+    Serial.print("model b=");
+    Serial.print((unsigned long)direct_n_features(&model));
+    Serial.print(" S=");
+    Serial.println((unsigned long)direct_n_samples(&model));
+    for (uint16_t i = 0; i < TV_ROWS; ++i) {
+        direct_prediction p;
+        load_row(i);
+        direct_predict(&model, x, scratch, sizeof scratch, &p);
+        Serial.print((unsigned long)i);
+        Serial.print(" ");
+        Serial.print((long)p.mean);
+        Serial.print(" ");
+        Serial.print(u64_text(p.var_f, buf));
+        Serial.print(" ");
+        Serial.println(u64_text(p.var_y, buf));
+        if (p.mean != (int32_t)pgm_read_dword(&tv_mean[i]) || p.var_f != tv_u64(tv_var_f_hi, tv_var_f_lo, i) ||
+            p.var_y != tv_u64(tv_var_y_hi, tv_var_y_lo, i)) {
+            ++bad;
+        }
+    }
+    Serial.print(bad == 0 ? "PASS: " : "FAIL: ");
+    Serial.print((unsigned long)(TV_ROWS - bad));
+    Serial.print(" of ");
+    Serial.print((unsigned long)TV_ROWS);
+    Serial.println(" rows match the reference");
+}
+
+void loop() {
+    direct_prediction p;
+    load_row(0);
+    direct_predict(&model, x, scratch, sizeof scratch, &p);
+    delay(1000);
+}

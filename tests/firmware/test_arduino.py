@@ -1,0 +1,60 @@
+"""firmware_examples/arduino: the sketch built with avr-gcc for an ATmega328P (Arduino Uno: 32 KB flash,
+2 KB RAM) and run in simavr; outputs bit-exact with runtime/reference.py, footprint within the Uno's."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from .conftest import elf_size, make, require_tool, run, synthetic, write_model_dir, write_vectors
+
+pytestmark = pytest.mark.firmware
+
+# Uno: 32 KB flash less the 0.5 KB optiboot bootloader; static RAM (.data + .bss) at most half of the
+# 2 KB, the rest for the stack (the runtime's deepest call uses about 200 bytes, see the README).
+FLASH_BUDGET = 32 * 1024 - 512
+STATIC_RAM_BUDGET = 1024
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _run_sim(model_dir, build) -> list[str]:
+    require_tool("avr-gcc", "avr-g++", "simavr")
+    make("arduino", "all", MODEL_DIR=str(model_dir), BUILD=str(build))
+    elf = str(build / "direct_edge.elf")
+    done = run(["simavr", "-m", "atmega328p", "-f", "16000000", elf], timeout=300.0)
+    # simavr prints each line USART0 sends on stderr, coloured and ending in ".".
+    text = ANSI.sub("", done.stdout + done.stderr)
+    return [line.strip().removesuffix(".") for line in text.splitlines()]
+
+
+def test_avr_b256_s8_trained_model_fits_an_uno_and_is_bit_exact(trained_header, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(trained_header, model_dir / "model.h")
+    want = write_vectors(model_dir, 40, seed=11)
+    lines = _run_sim(model_dir, tmp_path / "build")
+    assert [line for line in lines if line[:1].isdigit()] == want
+    assert "PASS: 40 of 40 rows match the reference" in lines
+    flash, ram = elf_size("avr-size", tmp_path / "build" / "direct_edge.elf")
+    assert flash <= FLASH_BUDGET, f"{flash} bytes of flash"
+    assert ram <= STATIC_RAM_BUDGET, f"{ram} bytes of static RAM"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("rff", 128, 8, 0.5, "bitmap4"),
+        ("rff", 256, 8, 0.9, "gap4"),
+        ("rff", 128, 16, 0.7, "grouped"),
+        ("linear", 17, 32, 0.2, "dense4"),
+    ],
+    ids=lambda c: f"{c[0]}-b{c[1]}-S{c[2]}-{c[4]}",
+)
+def test_avr_every_layout_is_bit_exact(case, tmp_path):
+    kind, b, S, zeros, layout = case
+    want = write_model_dir(tmp_path / "model", synthetic(kind, b, S, zeros, layout, seed=S, d=5), 24, seed=b)
+    lines = _run_sim(tmp_path / "model", tmp_path / "build")
+    assert [line for line in lines if line[:1].isdigit()] == want
+    assert "PASS: 24 of 24 rows match the reference" in lines
