@@ -17,6 +17,9 @@ column, a missing value or NaN, an infinite value.
 - ``.npz``: arrays ``X`` (n, d) and ``y`` (n,), or one (n, d + 1) array; ``.npy``: one (n, d + 1)
   array, memory-mapped.
 
+A glob (``data/*.csv``) opens every matching file, sorted by name, as one table (:func:`open_files`);
+the files must have the same columns.
+
 The target is the last column unless ``target`` names one; where columns have no names (headerless
 text, a single array) ``target`` may be a 0-based column index (negative counts from the end).
 CSV and Parquet passes hold one chunk at a time: peak memory O(chunk_rows · columns).
