@@ -193,7 +193,7 @@ class FeatureMap:
 # features as they are (checked against long-double references).  k mod N is read from the low
 # mantissa bits of u + 1.5·2⁵² (valid for |u| < 2⁵⁰; larger phases fall back to np.cos/np.sin).
 # Work happens in row blocks that stay in cache; the phase is never materialised for a chunk.
-# (Threads did not help on the 2-core benchmark machine: see docs/benchmarks.md.)
+# The statistics pass runs this kernel in one worker thread per core (docs/trainer.md §4).
 
 _SINCOS_STEPS = 1024
 _SINCOS_MAGIC = 1.5 * 2.0**52
