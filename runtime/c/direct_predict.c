@@ -6,6 +6,7 @@
  * checked there (IS §9), so the loops below carry no checks. No division, no floating point.
  */
 #include <stddef.h>
+#include <string.h>
 
 #include "direct.h"
 #include "direct_internal.h"
@@ -22,6 +23,16 @@ static const uint8_t lowest_bit[256] DIRECT_ROM = {
     5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
 };
 
+/* Which MF §6.1 kernel this build uses: SIMD-friendly arithmetic (hosts), SMLAD (Arm DSP cores), or tables. */
+#if defined(DIRECT_VECTORIZE)
+#define DIRECT_DENSE4_VECTOR 1
+#elif defined(__ARM_FEATURE_DSP) && !DIRECT_PROGMEM
+#define DIRECT_DENSE4_SMLAD 1
+#else
+#define DIRECT_DENSE4_TABLES 1
+#endif
+
+#ifdef DIRECT_DENSE4_TABLES
 /* MF §6: signed level of a byte's low nibble, ((byte & 15) ^ 8) − 8. */
 static const int8_t low_level[256] DIRECT_ROM = {
     0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3,
@@ -34,6 +45,7 @@ static const int8_t low_level[256] DIRECT_ROM = {
     -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4,
     -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1
 };
+#endif
 
 /* MF §6: signed level of a byte's high nibble, ((byte >> 4) ^ 8) − 8. */
 static const int8_t high_level[256] DIRECT_ROM = {
@@ -107,7 +119,7 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     }
 }
 
-#ifdef DIRECT_VECTORIZE
+#if defined(DIRECT_DENSE4_VECTOR)
 /* MF §6.1, for hosts with SIMD (build with -O3 -DDIRECT_VECTORIZE): nibble n holds level (n ^ 8) − 8, so
  * (byte ^ 0x88) gives the offset levels w + 8 of both nibbles as plain unsigned fields; the caller
  * subtracts 8·Σφ once per sample. Straight-line arithmetic that compilers vectorise. */
@@ -119,6 +131,41 @@ static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes,
         acc += (int32_t)(c & UINT32_C(0xF)) * phi[2u * i] + (int32_t)(c >> 4) * phi[2u * i + 1u];
     }
     return acc - 8 * phi_sum;
+}
+#elif defined(DIRECT_DENSE4_SMLAD)
+#include <arm_acle.h>
+
+/* MF §6.1 on Arm cores with the DSP extension (Cortex-M4/M7/M33, Armv7E-M and later): the two levels of a
+ * byte as the int16 halves of one word, multiplied with two adjacent features by one SMLAD (dual 16×16
+ * multiply-accumulate). Exact: SMLAD's 32-bit accumulation cannot overflow here (IS §9). */
+#define DIRECT_LEVEL(n) ((uint32_t)(uint16_t)(int16_t)((int32_t)((n) ^ 8u) - 8))
+#define DIRECT_PAIR(b) (DIRECT_LEVEL((b) & 15u) | (DIRECT_LEVEL((b) >> 4) << 16))
+#define DIRECT_PAIR4(b) DIRECT_PAIR(b), DIRECT_PAIR((b) + 1u), DIRECT_PAIR((b) + 2u), DIRECT_PAIR((b) + 3u)
+#define DIRECT_PAIR16(b) DIRECT_PAIR4(b), DIRECT_PAIR4((b) + 4u), DIRECT_PAIR4((b) + 8u), DIRECT_PAIR4((b) + 12u)
+#define DIRECT_PAIR64(b) DIRECT_PAIR16(b), DIRECT_PAIR16((b) + 16u), DIRECT_PAIR16((b) + 32u), DIRECT_PAIR16((b) + 48u)
+static const uint32_t pair_levels[256] = {DIRECT_PAIR64(0u), DIRECT_PAIR64(64u), DIRECT_PAIR64(128u),
+                                          DIRECT_PAIR64(192u)};
+#undef DIRECT_PAIR64
+#undef DIRECT_PAIR16
+#undef DIRECT_PAIR4
+#undef DIRECT_PAIR
+#undef DIRECT_LEVEL
+
+static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes, int32_t phi_sum) {
+    int32_t acc = 0;
+    uint32_t i, f0, f1;
+    (void)phi_sum;
+    for (i = 0u; i + 2u <= nbytes; i += 2u) { /* two bytes, four weights per iteration */
+        memcpy(&f0, phi + 2u * i, sizeof f0);    /* features 2i, 2i+1 (low half first: little-endian) */
+        memcpy(&f1, phi + 2u * i + 2u, sizeof f1);
+        acc = __smlad((int32_t)pair_levels[w[i]], (int32_t)f0, acc);
+        acc = __smlad((int32_t)pair_levels[w[i + 1u]], (int32_t)f1, acc);
+    }
+    if (i < nbytes) {
+        memcpy(&f0, phi + 2u * i, sizeof f0);
+        acc = __smlad((int32_t)pair_levels[w[i]], (int32_t)f0, acc);
+    }
+    return acc;
 }
 #else
 /* MF §6.1: one sample, two nibbles per byte; phi has an even count (a zero pad for odd b). The signed
