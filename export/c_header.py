@@ -71,11 +71,17 @@ def render(blob_bytes: bytes, name: str) -> str:
 #define {name.upper()}_N_INPUTS {blob.n_inputs}u
 #define {name.upper()}_SCRATCH_BYTES {2 * blob.n_features + 2 * (blob.n_features % 2)}u
 
+/* Where the bytes go: define DIRECT_BLOB_STORAGE before including this header to place them, e.g. as
+ * PROGMEM on AVR (avr/pgmspace.h; the runtime then reads flash, see DIRECT_PROGMEM in direct.h). */
+#ifndef DIRECT_BLOB_STORAGE
+#define DIRECT_BLOB_STORAGE
+#endif
+
 /* The union aligns the bytes like a uint64_t (MF §1 needs 4) without compiler extensions. */
 static const union {{
     uint8_t bytes[{len(blob_bytes)}];
     uint64_t align_[2];
-}} {name}_blob = {{{{
+}} {name}_blob DIRECT_BLOB_STORAGE = {{{{
 {chr(10).join(body)}
 }}}};
 

@@ -30,7 +30,7 @@ import numpy as np
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
 
-_BLOB_INIT = re.compile(r"_blob\s*=\s*\{\{(.*?)\}\};", re.S)
+_BLOB_INIT = re.compile(r"_blob(?:\s+DIRECT_BLOB_STORAGE)?\s*=\s*\{\{(.*?)\}\};", re.S)
 
 
 def read_blob_bytes(path: str | Path) -> bytes:

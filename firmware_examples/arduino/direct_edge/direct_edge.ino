@@ -14,11 +14,9 @@
 
 #include "direct.h"
 
-/* Place the generated header's blob in flash: model.h declares `static const union {...} model_blob`;
- * the macro adds PROGMEM to that one declarator and is removed right after. */
-#define model_blob model_blob PROGMEM
+/* Place the generated header's blob in flash (model.h declares it with DIRECT_BLOB_STORAGE). */
+#define DIRECT_BLOB_STORAGE PROGMEM
 #include "model.h"
-#undef model_blob
 
 #define TV_STORAGE PROGMEM
 #include "test_vectors.h"
