@@ -1,7 +1,7 @@
 """The paper's UCI table (issue 3, benchmark 2): REPARAM, DIRECT mean-field, DIRECT mixture, BayesianRidge.
 
     python benchmarks/uci_table.py --data-dir PATH/TO/uci [--datasets autos,gas,protein,electric]
-        [--splits 10] [--electric-splits 3] [--features 512] [--quick] [--out docs/uci_table.md]
+        [--splits 10] [--electric-splits 3] [--features 512] [--quick] [--out bench-out/uci_table.md]
 
 Per data set and split (autos, gas, protein: the paper's fixed splits from test_mask.csv.gz; electric:
 our own seeded random 90/10 splits, see benchmarks/datasets.py), inputs and target standardised on the
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--electric-splits", type=int, default=3, help="random 90/10 splits of electric")
     ap.add_argument("--features", type=int, default=512, help="rff features b")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 split, b = 32, short fits")
-    ap.add_argument("--out", default="docs/uci_table.md", help="markdown table; <out>.jsonl holds the splits")
+    ap.add_argument("--out", default="bench-out/uci_table.md", help="table (+ <out>.jsonl per split)")
     ap.add_argument("--table-only", action="store_true", help="rebuild the table from <out>.jsonl")
     args = ap.parse_args(argv)
 
