@@ -17,7 +17,7 @@ rows were filled by the package's author), so we keep all 2,075,259 rows; that i
 paper's. Splits are our own: ``random_test_masks`` draws seeded random 90/10 splits.
 
 The parsed array is cached as ``.npy`` under ``$DIRECT_EDGE_CACHE`` (default ``~/.cache/direct-edge``):
-parsing the CSV takes ~10 s, loading the cache well under a second.
+parsing the CSV takes seconds, loading the cache a fraction of one.
 """
 
 from __future__ import annotations
