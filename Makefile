@@ -13,9 +13,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Train on scikit-learn's bundled diabetes data (no download) and print the fit summary.
+# Train on scikit-learn's bundled diabetes data (no download) and print the fit summary, pack the model
+# for the integer runtime, and predict five rows with the C library (compiled on first use).
 demo: setup
 	$(BIN)/direct-train --output model.direct --plot model.png
+	$(BIN)/direct-export --model model.direct model.bin
+	$(BIN)/python -c "from sklearn.datasets import load_diabetes; import numpy as np; \
+	    np.savetxt('demo-rows.csv', load_diabetes().data[:5], delimiter=',')"
+	$(BIN)/direct-run model.bin demo-rows.csv --engine c
 
 lint: setup
 	$(BIN)/ruff check .
@@ -25,4 +30,4 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) model.direct model.png
+	rm -rf $(VENV) model.direct model.png model.bin demo-rows.csv
