@@ -361,12 +361,12 @@ def pack(
     seed: int = 0,
     layout: str = "auto",
     exact: bool = False,
-    input_range_: tuple[np.ndarray, np.ndarray] | None = None,
+    clip_range: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
 
     ``n_samples``: S posterior samples (1 … 65535) drawn with ``seed``; ``layout``: "auto" or a name of
-    MF §6; ``exact``: also store the exact-moment section (IS §6); ``input_range_``: (lo, hi) (d,) each
+    MF §6; ``exact``: also store the exact-moment section (IS §6); ``clip_range``: (lo, hi) (d,) each
     in input units, overriding IS §2's default.
     """
     if isinstance(model, str | os.PathLike):
@@ -379,7 +379,7 @@ def pack(
     if post.weight_grid is None:
         raise ExportError("the posterior's grid is not integer levels × scale; it cannot be packed")
     kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
-    if input_range_ is None:
+    if clip_range is None:
         lo, hi = input_range(
             fmap.input_offset,
             fmap.input_scale,
@@ -387,7 +387,11 @@ def pack(
             getattr(model, "input_max_", None),
         )
     else:
-        lo, hi = (np.asarray(v, dtype=np.float64) for v in input_range_)
+        lo, hi = (
+            np.broadcast_to(np.asarray(v, dtype=np.float64), fmap.input_offset.shape) for v in clip_range
+        )
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+            raise ExportError("clip_range needs finite (low, high) with high > low for every input")
     scale, zero = input_quantization(lo, hi)
     a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
     params, frac = _feature_params(kind, a, c, fmap.projection)
