@@ -241,10 +241,9 @@ class NativeModel:
         return int(self._model.weight_bound)
 
     def _inputs(self, q: np.ndarray) -> np.ndarray:
-        q = np.asarray(q)
-        if q.ndim != 2 or q.shape[1] != self.n_inputs or q.dtype != np.int16:
-            raise ValueError(f"expected int16 inputs of shape (n, {self.n_inputs}), got {q.dtype} {q.shape}")
-        return np.ascontiguousarray(q)
+        from direct_edge.runtime.reference import check_inputs
+
+        return check_inputs(q, self.n_inputs)
 
     def _run(self, fn_name: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q = self._inputs(q)

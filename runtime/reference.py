@@ -32,11 +32,12 @@ def dequantize_inputs(blob: Blob, q: np.ndarray) -> np.ndarray:
     return blob.input_scale * (np.asarray(q, dtype=np.float64) - blob.input_zero)
 
 
-def _check_inputs(blob: Blob, q: np.ndarray) -> np.ndarray:
+def check_inputs(q: np.ndarray, n_inputs: int) -> np.ndarray:
+    """IS §2 inputs as every engine takes them: C-contiguous int16 (n, n_inputs); ValueError otherwise."""
     q = np.asarray(q)
-    if q.ndim != 2 or q.shape[1] != blob.n_inputs or q.dtype != np.int16:
-        raise ValueError(f"expected int16 inputs of shape (n, {blob.n_inputs}), got {q.dtype} {q.shape}")
-    return q.astype(np.int64)
+    if q.ndim != 2 or q.shape[1] != n_inputs or q.dtype != np.int16:
+        raise ValueError(f"expected int16 inputs of shape (n, {n_inputs}), got {q.dtype} {q.shape}")
+    return np.ascontiguousarray(q)
 
 
 def sin16(table: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def sin16(table: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def features(blob: Blob, q: np.ndarray) -> np.ndarray:
     """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values."""
-    q = _check_inputs(blob, q)
+    q = check_inputs(q, blob.n_inputs).astype(np.int64)
     n = q.shape[0]
     if blob.kind == KIND_LINEAR:
         phi = np.empty((n, blob.n_features), dtype=np.int64)
@@ -115,11 +116,14 @@ def to_target_units(blob: Blob, mean_q: np.ndarray, var_q: np.ndarray) -> tuple[
     return mean, blob.mean_scale * np.sqrt(np.asarray(var_q, dtype=np.float64))
 
 
+def feature_error(blob: Blob) -> float:
+    """IS §8: ε_φ, the largest error of one integer feature in units of 2^-Fφ (of the amplitude)."""
+    if blob.kind == KIND_LINEAR:
+        return 1.0 + 2.0**-16
+    phase_error_turns = 2.0**-33 * (1 + 32768 * blob.n_inputs)
+    return 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
+
+
 def error_bound(blob: Blob) -> float:
     """IS §8: bound E on |mean_q − float mean| and |sd − float sd| in output units (per prediction)."""
-    if blob.kind == KIND_LINEAR:
-        eps_phi = 1.0 + 2.0**-16
-    else:
-        phase_error_turns = 2.0**-33 * (1 + 32768 * blob.n_inputs)
-        eps_phi = 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
-    return blob.weight_bound * eps_phi / 2.0**blob.pre_shift + 2.0
+    return blob.weight_bound * feature_error(blob) / 2.0**blob.pre_shift + 2.0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
+from direct_edge.export.cli import float64_samples
 from direct_edge.export.packed import pack
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import parse
@@ -36,9 +37,7 @@ def _fit(kind: str, data, family: str = "mean-field") -> DirectRegressor:
 def float_ensemble(model: DirectRegressor, blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same S samples evaluated in float64 on the dequantised inputs: per-sample outputs (n, S) in
     target units, their mean and standard deviation."""
-    X = reference.dequantize_inputs(blob, q)
-    Phi = model.feature_map_.transform(X)
-    f = (Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T) * model.y_scale_ + model.y_offset_
+    f = float64_samples(model, blob, q)
     return f, f.mean(axis=1), f.std(axis=1)
 
 
@@ -70,7 +69,7 @@ def test_integer_predictions_are_within_the_spec_bound_of_float64(diabetes, kind
 def test_exact_moment_mode_tracks_the_float_moments_of_a_mean_field_model(diabetes):
     model = _fit("rff", diabetes)
     blob = parse(pack(model, n_samples=4, exact=True))
-    X_train, _, X_test, _ = diabetes
+    _, _, X_test, _ = diabetes
     q = reference.quantize_inputs(blob, X_test)
     mean_q, var_q, var_y_q = reference.predict_exact(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_q)
@@ -82,7 +81,7 @@ def test_exact_moment_mode_tracks_the_float_moments_of_a_mean_field_model(diabet
     # IS §6: μ is quantised to 2^-13 of a level (half a step), each feature is off by at most ε_φ/2^15 of
     # the amplitude (IS §8), and the result is rounded once more.
     mu = model.posterior_.weight_moments()[0] / model.grid_scale_
-    eps_phi = 1.2 + 2 * np.pi * 32768 * 2.0**-33 * (1 + 32768 * X_train.shape[1])
+    eps_phi = reference.feature_error(blob)
     level_unit = model.y_scale_ * model.grid_scale_ * model.feature_map_.amplitude
     mean_bound = level_unit * (np.sum(np.abs(mu)) * eps_phi / 32768 + len(mu) * 2.0**-13) + blob.mean_scale
     assert np.max(np.abs(mean - f_mean)) <= mean_bound
