@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from direct_edge.errors import UserError
+from direct_edge.files import write_atomic
 from direct_edge.runtime.blob import (
     FLAG_EXACT,
     FORMAT_MAJOR,
@@ -40,7 +42,6 @@ from direct_edge.runtime.blob import (
     parse,
     round_shift,
 )
-from direct_edge.trainer.model_file import write_atomic
 
 LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
 # Preference among layouts of equal size: the fastest to evaluate first (docs/benchmarks.md).
@@ -48,7 +49,7 @@ _SPEED_ORDER = (LAYOUT_GROUPED, LAYOUT_DENSE4, LAYOUT_GAP4, LAYOUT_BITMAP4)
 CLIP_SDS = 8.0
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A model that cannot be packed (the message says why and what to change)."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from direct_edge.errors import UserError
+
 MAGIC = b"DIRQ"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
@@ -59,7 +61,7 @@ I32_MAX = 2**31 - 1
 PHI_MAX = 32767
 
 
-class BlobError(ValueError):
+class BlobError(UserError):
     """A byte string that is not a valid blob; ``code``/``name`` follow MF §9."""
 
     def __init__(self, name: str, message: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from direct_edge.files import write_atomic
 from direct_edge.trainer.errors import ModelFileError
 from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid
@@ -106,27 +106,6 @@ def decode(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"model file header is malformed ({type(exc).__name__})") from None
     return meta, arrays
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and a rename: readers
-    never see a partial file and a failed write leaves any previous file intact."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---- DirectRegressor <-> (meta, arrays): docs/model-file.md §5 ----------------------------------

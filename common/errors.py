@@ -1,0 +1,11 @@
+"""The base class of every error a user can cause.
+
+Each part raises its own subclass (``DataError`` and ``ModelFileError`` in the trainer,
+``ExportError`` in the exporter, ``BlobError`` and ``RunError`` in the runtime); the command-line
+runner (:mod:`direct_edge.commands`) turns any of them into one line on stderr and exit code 2.
+Programming errors are not ``UserError`` and stay tracebacks.
+"""
+
+
+class UserError(ValueError):
+    """A problem with what the user gave (a file, a value, an option), said in the user's terms."""
