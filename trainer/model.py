@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from direct_edge.trainer import elbo as E
+from direct_edge.trainer.blas import one_blas_thread
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.grid import WeightGrid, normalise_log_probs
 from direct_edge.trainer.grid import noise_grid as default_noise_grid
@@ -222,7 +222,7 @@ class DirectGLM:
         # update, and idle OpenBLAS workers spinning between calls slow the latter down.  Measured
         # on 2 cores: b = 2000, 3.5 ms per iteration with 1 thread against 15.7 ms with 2; b = 32,
         # about 7x faster on a loaded machine.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             return self._fit(max_iter, init, tol, stage_iter, learning_rate, callback)
 
     def _fit(

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from direct_edge.trainer.blas import one_blas_thread
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.features import FeatureMap, _RffKernel
 
@@ -291,14 +291,16 @@ def _statistics_pass(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_rows, unit="rows", desc="statistics", leave=False)
+    # One BLAS thread per worker, also with one worker: a product split over BLAS threads sums in
+    # another order, so the statistics would depend on the machine's thread count (trainer/blas.py).
     try:
-        if workers == 1:
-            for X, y in chunks:
-                accs[0].add(X, y)
-                if bar is not None:
-                    bar.update(int(X.shape[0]))
-        else:
-            with threadpool_limits(1):
+        with one_blas_thread():
+            if workers == 1:
+                for X, y in chunks:
+                    accs[0].add(X, y)
+                    if bar is not None:
+                        bar.update(int(X.shape[0]))
+            else:
                 _run_workers(chunks, accs, bar)
     finally:
         if bar is not None:

@@ -257,3 +257,25 @@ def test_float32_statistics_change_the_elbo_and_predictions_negligibly():
     assert np.max(np.abs(m32 - m64)) < 1e-6
     np.testing.assert_allclose(v32, v64, rtol=1e-6)
     assert abs(glms[1].elbo_ - e64) < 1e-7 * abs(e64)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_statistics_do_not_depend_on_the_callers_blas_threads(precision, threads):
+    """The pass pins BLAS to one thread itself, so the caller's BLAS setting cannot change a bit
+    (a product split over BLAS threads sums in another order)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 4))
+    y = X[:, 0] + 0.1 * rng.standard_normal(3000)
+    fmap = FeatureMap.rff(X.mean(axis=0), X.std(axis=0), 200, lengthscale=1.0, seed=1)
+    results = []
+    for blas_threads in (1, 4):
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            results.append(
+                compute_statistics(fmap, array_batches(X, y), 1000, precision=precision, threads=threads)
+            )
+    for name in ("gram", "phi_y", "phi_sum"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name), err_msg=name)
+    assert results[0].y_sq == results[1].y_sq
