@@ -7,12 +7,6 @@ writer and the command-line runner) and imports nothing heavy, so ``import direc
 stays light.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _distribution_version
-
-try:
-    __version__ = _distribution_version("direct-edge")
-except PackageNotFoundError:  # a source tree used without installing it
-    __version__ = "0+unknown"
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
