@@ -1,32 +1,34 @@
 """``direct-run MODEL INPUT.csv``: integer predictions (mean and standard deviation per row).
 
-MODEL is a packed blob (``direct-export model.bin``, docs/model-format.md).  INPUT holds one row of
-real input values per line (comma-separated, an optional header line); they are quantised on the host
-(docs/integer-spec.md §2), predicted in integer arithmetic by the numpy reference or the C library,
-and shown in target units (the only float step, IS §7).  Problems a user can cause end with one line on
-stderr, ``direct-run: error: ...``, and exit code 2; an output file is written atomically or not at all.
+MODEL is a packed blob (``direct-export model.direct model.bin``, docs/model-format.md).  INPUT holds
+one row of real input values per line (comma-separated, an optional header line); they are quantised
+on the host (docs/integer-spec.md §2), predicted in integer arithmetic by the numpy reference or the C
+library, and shown in target units (the only float step, IS §7).  The output is CSV with the header
+``mean,std``.  Problems a user can cause end with one line on stderr, ``direct-run: error: ...``, and
+exit code 2; an output file is written atomically or not at all, and never over MODEL or INPUT.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 import numpy as np
 
+from direct_edge.commands import command
+from direct_edge.errors import UserError
+from direct_edge.files import check_not_an_input, write_atomic
+from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, BlobError, parse
 
 PROG = "direct-run"
-TRAINING_FILE_MAGIC = b"\x89DIRECT\n"
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A problem with the command's inputs, reported as one line."""
 
 
@@ -35,9 +37,9 @@ def read_blob(path: str) -> Blob:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise RunError(f"cannot read model {path}: {exc.strerror or exc}") from None
-    if data.startswith(TRAINING_FILE_MAGIC):
+    if data.startswith(MODEL_FILE_MAGIC):
         raise RunError(
-            f"{path} is a training file (model.direct); pack it first: direct-export --model {path} model.bin"
+            f"{path} is a training file (model.direct); pack it first: direct-export {path} model.bin"
         )
     try:
         return parse(data)
@@ -45,24 +47,74 @@ def read_blob(path: str) -> Blob:
         raise RunError(f"{path}: {exc}") from None
 
 
-def read_rows(path: str, n_inputs: int, integer: bool) -> np.ndarray:
-    """Rows of ``n_inputs`` numbers from a CSV file ("-": stdin); a non-numeric first line is a header."""
+# Cells that mean "no value" in files written by pandas, R and spreadsheets (pandas' default NA strings).
+MISSING = frozenset(
+    {
+        "",
+        "NA",
+        "N/A",
+        "n/a",
+        "NaN",
+        "nan",
+        "-NaN",
+        "-nan",
+        "NULL",
+        "null",
+        "None",
+        "<NA>",
+        "#N/A",
+        "#NA",
+        "-1.#IND",
+    }
+)
+
+
+def _is_number(cell: str) -> bool:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        float(cell)
+    except ValueError:
+        return False
+    return cell.strip() not in MISSING
+
+
+def has_header(first: list[str], header: bool | None) -> bool:
+    """Whether the first row names the columns: as the user said, or, undecided, when every cell is a
+    name (neither a number nor a missing value).  A row mixing names with numbers or missing values
+    is neither and is refused, so that a data row is never dropped as a header."""
+    if header is not None:
+        return header
+    kinds = {"number" if _is_number(c) else "missing" if c.strip() in MISSING else "name" for c in first}
+    if kinds == {"name"}:
+        return True
+    if "name" in kinds:
+        raise RunError(
+            "the first row mixes column names with numbers or missing values; "
+            "say --header if it names the columns, --no-header if it is data"
+        )
+    return False
+
+
+def read_rows(path: str, n_inputs: int, integer: bool, header: bool | None = None) -> np.ndarray:
+    """Rows of ``n_inputs`` numbers from a CSV file ("-": stdin), as (n, n_inputs) float64 (int16
+    with ``integer``).  A UTF-8 byte-order mark is ignored; the first row is a header as
+    :func:`has_header` decides.  Raises RunError naming the row of any missing or non-numeric value."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunError(f"cannot read inputs {path}: {getattr(exc, 'strerror', None) or exc}") from None
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if rows:
-        try:
-            [float(c) for c in rows[0]]
-        except ValueError:
-            rows = rows[1:]
+    if rows and has_header(rows[0], header):
+        rows = rows[1:]
     if not rows:
         raise RunError(f"{path}: no input rows")
     values = np.empty((len(rows), n_inputs), dtype=np.float64)
     for i, row in enumerate(rows):
         if len(row) != n_inputs:
             raise RunError(f"{path}: data row {i + 1} has {len(row)} values, the model takes {n_inputs}")
+        missing = [k for k, c in enumerate(row) if c.strip() in MISSING]
+        if missing:
+            raise RunError(f"{path}: data row {i + 1} has a missing value in column {missing[0] + 1}")
         try:
             values[i] = [float(c) for c in row]
         except ValueError:
@@ -91,23 +143,22 @@ def format_rows(mean: np.ndarray, sd: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: str, text: str) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def run(model: str, inputs: str, engine: str, exact: bool, quantized: bool, output: str | None) -> None:
+def run(
+    model: str,
+    inputs: str,
+    engine: str = "reference",
+    exact: bool = False,
+    quantized: bool = False,
+    output: str | None = None,
+    header: bool | None = None,
+) -> None:
+    """``direct-run`` as one call (arguments as the options); raises RunError or BlobError."""
+    if output is not None:
+        check_not_an_input(output, [model] + ([] if inputs == "-" else [inputs]))
     blob = read_blob(model)
     if exact and not blob.has_exact:
         raise RunError(f"{model} has no exact-moment section; export with --exact-moments or drop --exact")
-    values = read_rows(inputs, blob.n_inputs, quantized)
+    values = read_rows(inputs, blob.n_inputs, quantized, header)
     q = values if quantized else reference.quantize_inputs(blob, values)
     try:
         mean_q, _, var_y_q = predict(blob, q, engine, exact)
@@ -118,12 +169,12 @@ def run(model: str, inputs: str, engine: str, exact: bool, quantized: bool, outp
         click.echo(text, nl=False)
     else:
         try:
-            write_atomically(output, text)
+            write_atomic(output, text)
         except OSError as exc:
             raise RunError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@command(PROG)
 @click.argument("model")
 @click.argument("inputs", metavar="INPUT.csv")
 @click.option(
@@ -135,14 +186,16 @@ def run(model: str, inputs: str, engine: str, exact: bool, quantized: bool, outp
 )
 @click.option("--exact", is_flag=True, help="Exact-moment mode (two dot products) instead of the samples.")
 @click.option("--quantized", is_flag=True, help="INPUT holds int16 values already quantised for the model.")
+@click.option(
+    "--header/--no-header",
+    default=None,
+    help="Whether INPUT's first row names the columns [default: when every cell of it is a name].",
+)
 @click.option("-o", "--output", metavar="FILE", help="Write the CSV here instead of standard output.")
-def main(model, inputs, engine, exact, quantized, output) -> None:
+def main(model, inputs, engine, exact, quantized, header, output) -> None:
     """Predict with the packed model MODEL on every row of INPUT.csv ("-" reads standard input).
 
-    Prints one line per row: the predictive mean and standard deviation in target units.
+    Prints CSV with the header mean,std: the predictive mean and standard deviation of each row in
+    target units.
     """
-    try:
-        run(model, inputs, engine, exact, quantized, output)
-    except (RunError, BlobError, ValueError) as exc:
-        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
-        sys.exit(2)
+    run(model, inputs, engine, exact, quantized, output, header)

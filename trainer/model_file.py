@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from direct_edge.files import write_atomic
+from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.trainer.errors import ModelFileError
 from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid
 from direct_edge.trainer.posterior import Posterior
 
-MAGIC = b"\x89DIRECT\n"
+MAGIC = MODEL_FILE_MAGIC
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 1
 _PREFIX = struct.Struct("<8sHHI")

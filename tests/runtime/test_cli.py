@@ -62,7 +62,14 @@ def test_quantized_inputs_and_output_file(model):
     [
         ("1,2\n", [], "has 2 values"),
         ("1,2,3\n1,2,x\n", [], "data row 2 has a value that is not a number"),
-        ("1,2,nan\n", [], "NaN"),
+        ("1,2,nan\n", [], "data row 1 has a missing value in column 3"),
+        ("1,2,3\n4,,6\n", [], "data row 2 has a missing value in column 2"),
+        ("NA,2,3\n4,5,6\n", [], "data row 1 has a missing value in column 1"),
+        ("a,NA,c\n4,5,6\n", [], "mixes column names with numbers or missing values"),
+        (",2,3\n4,5,6\n", [], "data row 1 has a missing value in column 1"),
+        ("x,2,3\n4,5,6\n", [], "mixes column names"),
+        ("a,b,c\n1,NA,3\n", [], "data row 1 has a missing value in column 2"),
+        ("1,2,inf\n", [], "NaN or infinity"),
         ("", [], "no input rows"),
         ("1.5,2,3\n", ["--quantized"], "must be integers"),
         ("1,2,3\n", ["-o", "nodir/out.csv"], "cannot write"),
@@ -88,3 +95,57 @@ def test_corrupt_and_training_files_are_rejected(model):
     (tmp_path / "model.direct").write_bytes(b"\x89DIRECT\n" + b"\0" * 40)
     result = CliRunner().invoke(main, [str(tmp_path / "model.direct"), str(tmp_path / "x.csv")])
     assert result.exit_code == 2 and "direct-export" in result.output
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("header", ["", "a,b,c\n"])
+def test_a_byte_order_mark_is_not_data_and_never_costs_a_row(model, header):
+    """Excel's "CSV UTF-8" starts with a BOM: every row must still come out, in order."""
+    tmp_path, blob = model
+    rows = "0.5,1,2\n-1,0,3\n2,2,2\n"
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (header + rows).encode())
+    (tmp_path / "plain.csv").write_text(rows)
+    with_bom, plain = (
+        run_cli(tmp_path / "m.bin", tmp_path / "bom.csv"),
+        run_cli(tmp_path / "m.bin", tmp_path / "plain.csv"),
+    )
+    assert with_bom.exit_code == plain.exit_code == 0
+    assert with_bom.output == plain.output and len(parse_output(plain.output)) == 3
+
+
+def test_header_options_override_the_rule(model):
+    """Column names that look like numbers stay names with --header; --no-header keeps a row of names
+    as data (and so refuses it, being text)."""
+    tmp_path, _ = model
+    (tmp_path / "numnames.csv").write_text("2020,2021,2022\n1,2,3\n")
+    decided = run_cli(tmp_path / "m.bin", tmp_path / "numnames.csv")
+    assert decided.exit_code == 0 and len(parse_output(decided.output)) == 2
+    forced = run_cli(tmp_path / "m.bin", tmp_path / "numnames.csv", "--header")
+    assert forced.exit_code == 0 and len(parse_output(forced.output)) == 1
+    (tmp_path / "names.csv").write_text("a,b,c\n1,2,3\n")
+    refused = run_cli(tmp_path / "m.bin", tmp_path / "names.csv", "--no-header")
+    assert refused.exit_code == 2 and "data row 1 has a value that is not a number" in refused.output
+
+
+@pytest.mark.parametrize("which", ["model", "inputs", "link"])
+def test_the_output_is_never_written_over_an_input(model, which):
+    tmp_path, blob = model
+    (tmp_path / "x.csv").write_text("1,2,3\n")
+    target = {"model": tmp_path / "m.bin", "inputs": tmp_path / "x.csv", "link": tmp_path / "link.csv"}[which]
+    if which == "link":
+        target.symlink_to(tmp_path / "x.csv")
+    before = {p: p.read_bytes() for p in (tmp_path / "m.bin", tmp_path / "x.csv")}
+    result = run_cli(tmp_path / "m.bin", tmp_path / "x.csv", "-o", target)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "is the input" in result.output
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_version_and_help():
+    from direct_edge import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.output == f"direct-run {__version__}\n"
+    assert run_cli("-h").exit_code == 0
