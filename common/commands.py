@@ -1,9 +1,9 @@
 """What the three commands (``direct-train``, ``direct-export``, ``direct-run``) share.
 
 :func:`command` declares a click command with the common conventions: ``-h/--help``,
-``-V/--version`` and one error contract.  Any :class:`~direct_edge.errors.UserError` or OSError
-raised while the command runs ends it with one line on stderr, ``PROG: error: ...``, and exit
-code 2, never a traceback.
+``-V/--version`` and one error contract.  A bad option value, and any
+:class:`~direct_edge.errors.UserError` or OSError raised while the command runs, end it with one line
+on stderr, ``PROG: error: ...``, and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,8 +25,25 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+class OneLineUsageError(click.UsageError):
+    """A bad option or argument, shown as one line (click's own format adds the usage and a hint)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def show(self, file=None) -> None:
+        click.echo(f"{self.prog}: error: {' '.join(self.format_message().split())}", err=True)
+
+
 class Command(click.Command):
     """A click command whose user errors end in one line and exit code 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise OneLineUsageError(self.name, exc.format_message()) from None
 
     def invoke(self, ctx: click.Context):
         try:

@@ -1,4 +1,4 @@
-"""``direct-export [--model model.direct] OUTPUT``: pack a trained model for a target.
+"""``direct-export [MODEL] OUTPUT``: pack a trained model (default ``model.direct``) for a target.
 
 The format follows OUTPUT's extension: ``.bin`` (the packed blob, docs/model-format.md), ``.h`` (the
 same bytes as a C header), ``.onnx`` (a float graph, or with ``--integer`` the integer spec as integer
@@ -7,24 +7,29 @@ difference on a check batch drawn from the model's input range: the integer runt
 file, run in onnxruntime / LiteRT) against the float64 evaluation of the same posterior samples, and
 for ``--integer`` ONNX against the numpy integer reference, which it must equal bit for bit.
 Problems a user can cause end with one line on stderr, ``direct-export: error: ...``, exit code 2,
-and no output file.
+and no output file; the output is never written over the model.  ``--model MODEL`` is the older
+spelling of the first argument and still works.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
+from direct_edge.commands import command
 from direct_edge.export.c_header import c_identifier, render
 from direct_edge.export.packed import LAYOUTS, ExportError, pack, save_blob
+from direct_edge.files import check_not_an_input
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
 
 PROG = "direct-export"
 FORMATS = {".bin": "packed blob", ".h": "C header", ".onnx": "ONNX", ".tflite": "TFLite"}
+# The Python packages each graph format is written and checked with, and the extra that installs them.
+FORMAT_PACKAGES = {".onnx": ("onnx", "onnxruntime"), ".tflite": ("ai_edge_litert",)}
+DEFAULT_MODEL = "model.direct"
 CHECK_ROWS = 1000
 
 
@@ -124,6 +129,18 @@ def write_output(path: Path, blob_bytes: bytes) -> None:
         save_blob(path, render(blob_bytes, c_identifier(path.stem)).encode("utf-8"))
 
 
+def check_format_packages(suffix: str) -> None:
+    """ExportError with the install command when a package that writes or checks ``suffix`` is missing."""
+    import importlib.util
+
+    missing = [name for name in FORMAT_PACKAGES.get(suffix, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"writing {suffix} files needs {', '.join(missing)}; "
+            "install it with: pip install 'direct-edge[export]'"
+        )
+
+
 def export(
     model_path: str,
     output: str,
@@ -144,6 +161,8 @@ def export(
         )
     if not out.parent.is_dir():
         raise ExportError(f"output directory {out.parent} does not exist")
+    check_not_an_input(out, [model_path])
+    check_format_packages(out.suffix)
     from direct_edge.trainer.errors import ModelFileError
     from direct_edge.trainer.model_file import load_model
 
@@ -182,13 +201,15 @@ def export(
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("output")
-@click.option("--model", "model_path", default="model.direct", show_default=True, help="Trained model file.")
+@command(PROG)
+@click.argument("paths", nargs=-1, required=True, metavar="[MODEL] OUTPUT")
+@click.option("--model", "model_option", metavar="MODEL", hidden=True, help="Older spelling of MODEL.")
 @click.option(
     "--samples", type=click.IntRange(1, 65535), default=32, show_default=True, help="Posterior samples S."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing the samples.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for drawing the samples."
+)
 @click.option(
     "--layout",
     type=click.Choice(["auto", *LAYOUTS]),
@@ -206,13 +227,24 @@ def export(
     help="TFLite: feature width (16: int8 weights; 8: packed INT4 weights, coarser).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def main(output, model_path, samples, seed, layout, exact_moments, integer, activations, quiet) -> None:
-    """Pack the trained model and write OUTPUT (.bin, .h, .onnx or .tflite)."""
-    try:
-        summary = export(model_path, output, samples, seed, layout, exact_moments, integer, int(activations))
-    except (ExportError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        click.echo(f"{PROG}: error: {message}", err=True)
-        sys.exit(2)
+def main(paths, model_option, samples, seed, layout, exact_moments, integer, activations, quiet) -> None:
+    """Pack the trained MODEL (default model.direct) and write OUTPUT (.bin, .h, .onnx or .tflite)."""
+    model_path, output = model_and_output(paths, model_option)
+    summary = export(model_path, output, samples, seed, layout, exact_moments, integer, int(activations))
     if not quiet:
         click.echo(summary)
+
+
+def model_and_output(paths: tuple[str, ...], model_option: str | None) -> tuple[str, str]:
+    """(MODEL, OUTPUT) from the positional arguments and the older ``--model`` option."""
+    if len(paths) > 2:
+        raise ExportError(f"expected [MODEL] OUTPUT, got {len(paths)} paths")
+    if len(paths) == 2:
+        if model_option is not None:
+            raise ExportError("give the model once: as the first argument or with --model, not both")
+        return paths[0], paths[1]
+    return model_option or DEFAULT_MODEL, paths[0]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -92,6 +92,11 @@ def test_header_output_compiles_on_its_own(trained, tmp_path):
         (["out.bin", "--model", "missing.direct"], "missing.direct"),
         (["nodir/out.bin"], "does not exist"),
         (["out.bin", "--model", "garbage.direct"], "model file"),
+        (["missing.direct", "out.bin"], "missing.direct"),
+        (["garbage.direct", "out.bin", "--model", "garbage.direct"], "give the model once"),
+        (["a.direct", "b.direct", "out.bin"], "expected [MODEL] OUTPUT"),
+        (["garbage.direct", "out.bin", "--seed", "-1"], "--seed"),
+        (["garbage.direct", "out.bin", "--samples", "0"], "--samples"),
     ],
 )
 def test_bad_arguments_give_one_line_and_no_output(tmp_path, monkeypatch, args, message):
@@ -101,6 +106,45 @@ def test_bad_arguments_give_one_line_and_no_output(tmp_path, monkeypatch, args, 
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.direct"]
+
+
+@pytest.mark.parametrize("spelling", ["positional", "option", "link"])
+def test_the_output_is_never_written_over_the_model(trained, tmp_path, spelling):
+    model = tmp_path / "model.bin"  # a model file named like an output
+    model.write_bytes((trained / "model.direct").read_bytes())
+    before = model.read_bytes()
+    if spelling == "link":
+        (tmp_path / "alias.bin").symlink_to(model)
+        args = [str(model), str(tmp_path / "alias.bin")]
+    else:
+        args = [str(model), str(model)] if spelling == "positional" else ["--model", str(model), str(model)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "is the input" in result.output
+    assert model.read_bytes() == before
+
+
+def test_model_positional_equals_the_older_option(trained, tmp_path):
+    new = CliRunner().invoke(main, [str(trained / "model.direct"), str(tmp_path / "a.bin"), "-q"])
+    old = CliRunner().invoke(main, ["--model", str(trained / "model.direct"), str(tmp_path / "b.bin"), "-q"])
+    assert new.exit_code == old.exit_code == 0 and new.output == old.output == ""
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+
+
+def test_a_missing_export_package_gives_the_install_line(trained, tmp_path):
+    """Without the export extra, .onnx and .tflite name the packages and the install command."""
+    script = (
+        "import sys; sys.modules['onnx'] = None; sys.modules['ai_edge_litert'] = None\n"
+        "from direct_edge.export.cli import main; main()"
+    )
+    for name in ("m.onnx", "m.tflite"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(trained / "model.direct"), str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert done.stderr.count("\n") == 1 and "pip install 'direct-edge[export]'" in done.stderr
+        assert not (tmp_path / name).exists()
 
 
 @pytest.mark.parametrize(
