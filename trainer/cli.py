@@ -4,16 +4,15 @@ A thin layer over the library: :func:`direct_edge.trainer.data.open_table` reads
 :meth:`DirectRegressor.fit_source` fits, :func:`evaluate` scores a source in one streaming pass and
 :func:`direct_edge.trainer.model_file.save_model` writes the model atomically.  Every problem a user
 can cause (a missing file, a bad value, an unwritable output) ends the program with one line on
-stderr, ``direct-train: error: ...``, and exit code 2, before any output file is touched.
+stderr, ``direct-train: error: ...``, and exit code 2, before any output file is touched; an output
+is never written over the data it was trained or tested on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from direct_edge.commands import command
+from direct_edge.files import check_not_an_input, check_writable, write_atomic
 from direct_edge.trainer.data import ArraySource, TableSource, open_table, split_source
-from direct_edge.trainer.errors import DataError, ModelFileError
+from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.model_file import save_model
 from direct_edge.trainer.regressor import DirectRegressor
 from direct_edge.trainer.statistics import check_memory_for
@@ -63,23 +64,6 @@ def evaluate(model, source: TableSource, chunk_rows: int = 4096) -> Scores:
     if n == 0:
         raise DataError(f"{source.where}: no rows to score")
     return Scores(n, math.sqrt(sq / n), nlpd / n)
-
-
-def check_writable(path: Path, what: str) -> None:
-    """DataError unless a file can be created at ``path`` (its directory exists and takes a new
-    file).  Probes with a temporary file, which is removed; ``path`` itself is never touched."""
-    if path.is_dir():
-        raise DataError(f"{what} path {path} is a directory")
-    parent = path.parent
-    if not parent.is_dir():
-        problem = "is not a directory" if parent.exists() else "does not exist"
-        raise DataError(f"cannot write {what} {path}: {parent} {problem}")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-    except OSError as exc:
-        raise DataError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def demo_data() -> tuple[TableSource, str]:
@@ -159,7 +143,7 @@ def check_plotting() -> None:
 
 def plot_fit(path: Path, model, X: np.ndarray, y: np.ndarray, label: str) -> None:
     """Two panels: the ELBO trace, and predicted vs true with ±2 sd bars on ``X``, ``y``.
-    Written atomically (temp file + rename)."""
+    Written atomically (direct_edge.files.write_atomic)."""
     check_plotting()
     import matplotlib
 
@@ -182,18 +166,7 @@ def plot_fit(path: Path, model, X: np.ndarray, y: np.ndarray, label: str) -> Non
     lims = [min(y.min(), mean.min()), max(y.max(), mean.max())]
     ax_pred.plot(lims, lims, "k--", lw=0.8)
     ax_pred.set(xlabel="true", ylabel="predicted (mean ± 2 sd)", title=f"{label} ({len(y)} rows)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
 
 
 def _fmt(value: float) -> str:
@@ -248,7 +221,7 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@command(PROG)
 @click.argument("data", required=False)
 @click.option(
     "--target",
@@ -305,7 +278,13 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     show_default=True,
     help="Posterior samples drawn to report the sparsity.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for features, split and samples.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed for features, split and samples.",
+)
 @click.option("--max-iter", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--test", "test_path", metavar="FILE", help="Score the model on this data file (same columns).")
 @click.option(
@@ -338,12 +317,7 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
     trains on scikit-learn's diabetes data with 20% held out for testing.  The target is the last
     column unless --target names another.
     """
-    try:
-        train(data, target, output, test_path, test_fraction, plot_path, quiet, **options)
-    except (DataError, ModelFileError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        click.echo(f"{PROG}: error: {message}", err=True)
-        sys.exit(2)
+    train(data, target, output, test_path, test_fraction, plot_path, quiet, **options)
 
 
 def train(
@@ -374,55 +348,30 @@ def train(
     precision: str = "float64",
     scheduler: str | None = None,
 ) -> DirectRegressor:
-    """``direct-train`` as one call (arguments as the options, same defaults): read, fit, score,
-    write ``output`` (and ``plot_path``), print the summary.  Returns the fitted regressor, whose
+    """``direct-train`` as one call (arguments as the options, same defaults): check the outputs,
+    open the data, hold out test rows, fit, summarise, write ``output`` (and ``plot_path``), print
+    the summary.  Returns the fitted regressor, whose
     ``summary_`` is the summary stored in the model file.  User errors raise DataError before any
     file is written.  With ``scheduler`` the statistics, moments and scores are computed on that
     Dask cluster (docs/trainer.md §10)."""
     started = time.perf_counter()
     if test_path is not None and test_fraction is not None:
         raise DataError("give either --test or --test-fraction, not both")
-
-    # Everything that can be checked before training is checked first: no output on failure.
-    out = Path(output)
-    check_writable(out, "output")
-    plot = Path(plot_path) if plot_path else None
-    if plot is not None:
-        check_plotting()
-        check_writable(plot, "plot")
+    if scheduler is not None and data is None:
+        raise DataError("--scheduler needs DATA: a file or a glob that every Dask worker can read")
+    if scheduler is not None and test_fraction is not None:
+        raise DataError("--test-fraction is not available with --scheduler; hold out a file with --test")
+    out, plot = check_outputs(output, plot_path, [p for p in (data, test_path) if p is not None])
 
     # Dask is imported only here, with --scheduler; the client closes on the way out.
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
-            if data is None:
-                raise DataError("--scheduler needs DATA: a file or a glob that every Dask worker can read")
-            if test_fraction is not None:
-                raise DataError(
-                    "--test-fraction is not available with --scheduler; hold out a file with --test"
-                )
-            from direct_edge.trainer.distributed import DaskSource, connect
-
-            stack.enter_context(connect(scheduler))
-            source, data_label = DaskSource.from_files(data, target), data
-        elif data is None:
-            source, data_label = demo_data()
-            if test_path is None and test_fraction is None:
-                test_fraction = DEMO_TEST_FRACTION
-        else:
-            source, data_label = open_table(data, target), data
-        b = features_for(features, n_features, source.n_inputs)
-        check_memory_for(b)
-
-        test_source: TableSource | None = None
-        if test_path is not None:
-            test_source = open_table(test_path, target)
-            check_compatible(source, test_source)
-            for _ in test_source.batches(chunk_rows):  # a bad test file fails now, not after the fit
-                pass
-        train_source = source
-        if test_fraction is not None:
-            train_source, X_test, y_test = split_source(source, test_fraction, seed)
-            test_source = ArraySource(X_test, y_test, source.input_names, source.target_name, "held-out rows")
+            stack.enter_context(connect_to_cluster(scheduler))
+        source, data_label = open_training_data(data, target, scheduler)
+        if data is None and test_path is None and test_fraction is None:
+            test_fraction = DEMO_TEST_FRACTION
+        check_memory_for(features_for(features, n_features, source.n_inputs))
+        train_source, test_source = hold_out(source, test_path, test_fraction, target, seed, chunk_rows)
 
         model = DirectRegressor(
             features=features,
@@ -443,63 +392,139 @@ def train(
             random_state=seed,
         )
         echo = (lambda *a, **k: None) if quiet else click.echo
-        progress = not quiet and sys.stderr.isatty()
         echo(f"training on {data_label}: {source.n_inputs} inputs, target {source.target_name!r}")
+        progress = not quiet and sys.stderr.isatty()
         model.fit_source(train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo))
         echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
 
-        train_scores = evaluate(model, train_source, chunk_rows)
-        test_scores = evaluate(model, test_source, chunk_rows) if test_source is not None else None
-        sparsity = model.sample(samples, seed).sparsity
-        summary = {
-            "data": data_label,
-            "target": source.target_name,
-            "input_names": source.input_names,
-            "n_train": int(model.n_train_),
-            "n_inputs": int(source.n_inputs),
-            "n_features": int(model.feature_map_.n_features),
-            "features": features,
-            "family": family,
-            "n_components": components if family == "mixture" else 1,
-            "entropy": entropy,
-            "bits": bits,
-            "symmetric": not asymmetric,
-            "prior": prior,
-            "elbo": float(model.elbo_),
-            "grid_scale": float(model.grid_scale_),
-            "prior_scale": None if model.prior_scale_ is None else float(model.prior_scale_),
-            "lengthscale": None if model.lengthscale_ is None else np.asarray(model.lengthscale_).tolist(),
-            "chosen_by_elbo": [
-                name
-                for name, given, applies in (
-                    ("lengthscale", lengthscale, features == "rff"),
-                    ("grid scale", grid_scale, True),
-                    ("prior scale", prior_scale, prior != "uniform"),
-                )
-                if given is None and applies
-            ],
-            "candidate_fits": len(model.selection_),
-            "noise_variance": float(model.noise_variance_),
-            "train_rmse": train_scores.rmse,
-            "train_nlpd": train_scores.nlpd,
-            "sparsity": float(sparsity),
-            "posterior_samples": samples,
-            "fit_time_s": float(model.fit_time_),
-        }
-        if test_scores is not None:
-            summary.update(n_test=test_scores.n, test_rmse=test_scores.rmse, test_nlpd=test_scores.nlpd)
+        chosen = [
+            name
+            for name, given, applies in (
+                ("lengthscale", lengthscale, features == "rff"),
+                ("grid scale", grid_scale, True),
+                ("prior scale", prior_scale, prior != "uniform"),
+            )
+            if given is None and applies
+        ]
+        summary = summarise(model, source, train_source, test_source, data_label, chosen, samples, chunk_rows)
         summary["wall_time_s"] = time.perf_counter() - started
         save_model(out, model, summary)
-
         if plot is not None:
             shown, label = (
                 (test_source, "test rows") if test_source is not None else (train_source, "training rows")
             )
             plot_fit(plot, model, *_head_rows(shown, PLOT_ROWS, chunk_rows), label)
-
         click.echo(format_summary({**summary, "wall_time_s": time.perf_counter() - started}, out, plot))
         model.summary_ = summary
         return model
+
+
+def check_outputs(output: str, plot_path: str | None, inputs: list[str]) -> tuple[Path, Path | None]:
+    """(model path, plot path or None), each checked writable and not one of the ``inputs`` before
+    any work is done, so that a failure leaves nothing behind and overwrites nothing."""
+    out = Path(output)
+    check_writable(out, "output")
+    check_not_an_input(out, inputs)
+    plot = Path(plot_path) if plot_path else None
+    if plot is not None:
+        check_plotting()
+        check_writable(plot, "plot")
+        check_not_an_input(plot, [*inputs, out])
+    return out, plot
+
+
+def connect_to_cluster(scheduler: str):
+    """The Dask client context for ``--scheduler`` (docs/trainer.md §10), or a DataError naming the
+    extra to install when Dask is missing."""
+    try:
+        from direct_edge.trainer.distributed import connect
+    except ImportError:
+        raise DataError("--scheduler needs Dask; install it with: pip install 'direct-edge[dask]'") from None
+    return connect(scheduler)
+
+
+def open_training_data(
+    data: str | None, target: str | None, scheduler: str | None
+) -> tuple[TableSource, str]:
+    """(source, label): DATA on the cluster with ``scheduler``, DATA read here, or the demo data."""
+    if scheduler is not None:
+        from direct_edge.trainer.distributed import DaskSource
+
+        return DaskSource.from_files(data, target), data
+    if data is None:
+        return demo_data()
+    return open_table(data, target), data
+
+
+def hold_out(
+    source: TableSource,
+    test_path: str | None,
+    test_fraction: float | None,
+    target: str | None,
+    seed: int,
+    chunk_rows: int,
+) -> tuple[TableSource, TableSource | None]:
+    """(training rows, test rows or None): ``test_path`` read in full now (a bad test file fails
+    before the fit), or a seeded ``test_fraction`` of ``source`` held out."""
+    if test_path is not None:
+        test_source = open_table(test_path, target)
+        check_compatible(source, test_source)
+        for _ in test_source.batches(chunk_rows):
+            pass
+        return source, test_source
+    if test_fraction is not None:
+        train_source, X_test, y_test = split_source(source, test_fraction, seed)
+        held = ArraySource(X_test, y_test, source.input_names, source.target_name, "held-out rows")
+        return train_source, held
+    return source, None
+
+
+def summarise(
+    model: DirectRegressor,
+    source: TableSource,
+    train_source: TableSource,
+    test_source: TableSource | None,
+    data_label: str,
+    chosen_by_elbo: list[str],
+    samples: int,
+    chunk_rows: int,
+) -> dict:
+    """The fit summary stored in the model file and printed: settings, fitted hyperparameters
+    (``chosen_by_elbo`` names those the ELBO chose), training (and test) scores and the sparsity
+    of ``samples`` posterior samples."""
+    params = model.get_params()
+    train_scores = evaluate(model, train_source, chunk_rows)
+    summary = {
+        "data": data_label,
+        "target": source.target_name,
+        "input_names": source.input_names,
+        "n_train": int(model.n_train_),
+        "n_inputs": int(source.n_inputs),
+        "n_features": int(model.feature_map_.n_features),
+        "features": params["features"],
+        "family": params["family"],
+        "n_components": params["n_components"] if params["family"] == "mixture" else 1,
+        "entropy": params["entropy"],
+        "bits": params["bits"],
+        "symmetric": params["symmetric"],
+        "prior": params["prior"],
+        "elbo": float(model.elbo_),
+        "grid_scale": float(model.grid_scale_),
+        "prior_scale": None if model.prior_scale_ is None else float(model.prior_scale_),
+        "lengthscale": None if model.lengthscale_ is None else np.asarray(model.lengthscale_).tolist(),
+        "chosen_by_elbo": chosen_by_elbo,
+        "candidate_fits": len(model.selection_),
+        "noise_variance": float(model.noise_variance_),
+        "train_rmse": train_scores.rmse,
+        "train_nlpd": train_scores.nlpd,
+        "sparsity": float(model.sample(samples, params["random_state"]).sparsity),
+        "posterior_samples": samples,
+        "fit_time_s": float(model.fit_time_),
+    }
+    if test_source is not None:
+        test_scores = evaluate(model, test_source, chunk_rows)
+        summary.update(n_test=test_scores.n, test_rmse=test_scores.rmse, test_nlpd=test_scores.nlpd)
+    return summary
 
 
 if __name__ == "__main__":  # pragma: no cover

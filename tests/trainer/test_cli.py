@@ -286,12 +286,56 @@ def test_missing_matplotlib_says_what_to_install(tmp_path, csv, monkeypatch):
     )
 
 
-def test_usage_errors_exit_2(tmp_path, csv):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--features", "poly"], "--features"),
+        (["--grid-scale", "0"], "--grid-scale"),
+        (["--test-fraction", "1"], "--test-fraction"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**32)], "--seed"),
+        (["--max-iter", "0"], "--max-iter"),
+        (["--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_option(tmp_path, csv, args, message):
     out = tmp_path / "m.direct"
-    for args in (["--features", "poly"], ["--grid-scale", "0"], ["--test-fraction", "1"]):
-        result = run(csv, "-o", out, *args)
-        assert result.exit_code == 2 and "Traceback" not in result.output
-        assert not out.exists()
+    assert_user_error(run(csv, "-o", out, *args), out, message)
+
+
+@pytest.mark.parametrize("which", ["data", "test", "link", "plot"])
+def test_an_output_is_never_written_over_an_input(tmp_path, csv, which):
+    before = csv.read_bytes()
+    if which == "data":
+        args = [csv, "-o", csv]
+    elif which == "test":
+        (tmp_path / "t.csv").write_bytes(before)
+        args = [csv, "--test", tmp_path / "t.csv", "-o", tmp_path / "t.csv"]
+    elif which == "link":
+        (tmp_path / "alias.direct").symlink_to(csv)
+        args = [csv, "-o", tmp_path / "alias.direct"]
+    else:
+        args = [csv, "-o", tmp_path / "m.direct", "--plot", csv]
+    result = run(*args, *FAST)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "is the input" in result.stderr
+    assert csv.read_bytes() == before and not (tmp_path / "m.direct").exists()
+
+
+def test_scheduler_without_dask_says_what_to_install(tmp_path, csv, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask", None)
+    monkeypatch.setitem(sys.modules, "direct_edge.trainer.distributed", None)
+    out = tmp_path / "m.direct"
+    assert_user_error(
+        run(csv, "-o", out, "--scheduler", "tcp://127.0.0.1:1", *FAST), out, "pip install 'direct-edge[dask]'"
+    )
+
+
+def test_version_is_the_package_version():
+    from direct_edge import __version__
+
+    for flag in ("--version", "-V"):
+        result = run(flag)
+        assert result.exit_code == 0 and result.stdout == f"direct-train {__version__}\n"
 
 
 def test_a_glob_of_files_trains_like_the_concatenated_file(tmp_path):
