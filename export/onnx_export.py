@@ -19,25 +19,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from importlib import metadata
 
 import ml_dtypes
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from direct_edge import __version__
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 OPSET = 21
 IR_VERSION = 10  # the IR version of opset 21 (onnx 1.16); onnxruntime >= 1.17 loads it
 PRODUCER = "direct-edge"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("direct-edge")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 class _Graph:
@@ -79,7 +72,7 @@ class _Graph:
             opset_imports=[helper.make_opsetid("", OPSET)],
             ir_version=IR_VERSION,
             producer_name=PRODUCER,
-            producer_version=_version(),
+            producer_version=__version__,
         )
         helper.set_model_props(model, meta)
         onnx.checker.check_model(model, full_check=True)
@@ -91,7 +84,7 @@ def _metadata(blob: Blob, graph_kind: str, extra: dict | None = None) -> dict[st
     meta = blob.meta
     props = {
         "producer": PRODUCER,
-        "version": _version(),
+        "version": __version__,
         "graph": graph_kind,
         "spec": "integer-spec 1"
         if graph_kind == "integer"

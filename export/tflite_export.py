@@ -31,7 +31,8 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from direct_edge.export.onnx_export import FloatFeatures, _version, noise_variance
+from direct_edge import __version__
+from direct_edge.export.onnx_export import FloatFeatures, noise_variance
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 _T = schema.TensorType
@@ -278,13 +279,32 @@ def build(
 
     ``batch``: the input's first dimension (LiteRT can resize it; TFLite Micro uses it as is);
     ``debug_outputs``: also output features_q (n, b') and samples_q (n, S), for the exactness tests.
+    The graph: int16 q -> float features (:func:`_features`) -> quantised features times the
+    integer levels (:func:`_samples`) -> the samples' mean and variance (:func:`_moments`) -> target
+    units (:func:`_to_target_units`).
     """
     part = integer_parameters(blob, feats, activations)
-    S, d = blob.n_samples, blob.n_inputs
-    gain, shift = _q_features(blob, feats)
-    itype = _T.INT8 if activations == 8 else _T.INT16
     g = _Builder()
-    q = g.tensor("q", [batch, d], _T.INT16, scale=1.0, dynamic=True)
+    q = g.tensor("q", [batch, blob.n_inputs], _T.INT16, scale=1.0, dynamic=True)
+    phi = _features(g, blob, feats, q, batch)
+    fq, sq, f = _samples(g, part, phi, activations, batch)
+    mean, variance = _moments(g, f, blob.n_samples, batch)
+    outs = _to_target_units(g, blob, feats, mean, variance, batch)
+    if debug_outputs:
+        outs += [fq, sq]
+    description = (
+        f"direct-edge {__version__}: DIRECT Bayesian GLM, {blob.n_samples} posterior samples of "
+        f"{blob.bits}-bit weights; input q int16 (IS §2), outputs mean and predictive variance "
+        "in target units"
+    )
+    return g.finish([q], outs, description, _metadata(blob, part, activations))
+
+
+def _features(g: _Builder, blob: Blob, feats: FloatFeatures, q: int, batch: int) -> int:
+    """Float32 features φ (batch, b') of the int16 inputs ``q``: one affine FULLY_CONNECTED folds
+    the dequantisation and the feature map's input weights; rff adds COS and SIN."""
+    d = blob.n_inputs
+    gain, shift = _q_features(blob, feats)
     qf = g.tensor("q_float", [batch, d], _T.FLOAT32, dynamic=True)
     g.op(_OP.DEQUANTIZE, [q], [qf])
     if feats.kind == KIND_LINEAR:
@@ -297,19 +317,25 @@ def build(
     b1 = g.const("shift", shift.astype(np.float32), _T.FLOAT32)
     g.op(_OP.FULLY_CONNECTED, [qf, g.const("gain", w1, _T.FLOAT32), b1], [pre], *_fc_options())
     if feats.kind == KIND_LINEAR:
-        phi = pre
-    else:
-        cos = g.tensor("cos", [batch, width], _T.FLOAT32, dynamic=True)
-        sin = g.tensor("sin", [batch, width], _T.FLOAT32, dynamic=True)
-        g.op(_OP.COS, [pre], [cos])
-        g.op(_OP.SIN, [pre], [sin])
-        phi = g.tensor("phi", [batch, 2 * width], _T.FLOAT32, dynamic=True)
-        opts = schema.ConcatenationOptionsT()
-        opts.axis = 1
-        g.op(_OP.CONCATENATION, [cos, sin], [phi], _OPT.ConcatenationOptions, opts)
-    nfeat = part.levels.shape[1]
+        return pre
+    cos = g.tensor("cos", [batch, width], _T.FLOAT32, dynamic=True)
+    sin = g.tensor("sin", [batch, width], _T.FLOAT32, dynamic=True)
+    g.op(_OP.COS, [pre], [cos])
+    g.op(_OP.SIN, [pre], [sin])
+    phi = g.tensor("phi", [batch, 2 * width], _T.FLOAT32, dynamic=True)
+    opts = schema.ConcatenationOptionsT()
+    opts.axis = 1
+    g.op(_OP.CONCATENATION, [cos, sin], [phi], _OPT.ConcatenationOptions, opts)
+    return phi
+
+
+def _samples(g: _Builder, part: IntegerPart, phi: int, activations: int, batch: int) -> tuple[int, int, int]:
+    """(features_q, samples_q, samples): φ quantised to int8/int16, times the S×b' integer levels
+    (int8, or packed INT4 with int8 activations) with an integer bias, and the S per-sample
+    outputs dequantised to float32."""
+    itype = _T.INT8 if activations == 8 else _T.INT16
     s_phi = part.feature_scale
-    fq = g.tensor("features_q", [batch, nfeat], itype, scale=s_phi, dynamic=True)
+    fq = g.tensor("features_q", [batch, part.levels.shape[1]], itype, scale=s_phi, dynamic=True)
     g.op(_OP.QUANTIZE, [phi], [fq])
     if activations == 8:
         wdata = pack_int4(part.levels)
@@ -322,23 +348,38 @@ def build(
         w2 = g.const("levels", part.levels.astype(np.int8), _T.INT8, scale=1.0)
         b2 = g.const("bias_q", part.bias_q.astype("<i8"), _T.INT64, scale=s_phi)
     s_out = s_phi * 2.0**part.out_shift  # exact in float32: the multiplier is exactly 2^-k
-    sq = g.tensor("samples_q", [batch, S], itype, scale=s_out, dynamic=True)
+    n_samples = part.levels.shape[0]
+    sq = g.tensor("samples_q", [batch, n_samples], itype, scale=s_out, dynamic=True)
     g.op(_OP.FULLY_CONNECTED, [fq, w2, b2], [sq], *_fc_options())
-    f = g.tensor("samples", [batch, S], _T.FLOAT32, dynamic=True)
+    f = g.tensor("samples", [batch, n_samples], _T.FLOAT32, dynamic=True)
     g.op(_OP.DEQUANTIZE, [sq], [f])
+    return fq, sq, f
+
+
+def _moments(g: _Builder, f: int, n_samples: int, batch: int) -> tuple[int, int]:
+    """(mean, variance), each (batch, 1): the mean and population variance over the ``n_samples``
+    columns of ``f`` (MEAN of the SQUARED_DIFFERENCE), as IS §7 defines them."""
     axis = g.const("axis", np.array([1], dtype=np.int32), _T.INT32)
     m = g.tensor("sample_mean", [batch, 1], _T.FLOAT32, dynamic=True)
     g.op(_OP.MEAN, [f, axis], [m], *_mean_options())
-    dev2 = g.tensor("squared_deviation", [batch, S], _T.FLOAT32, dynamic=True)
+    dev2 = g.tensor("squared_deviation", [batch, n_samples], _T.FLOAT32, dynamic=True)
     g.op(_OP.SQUARED_DIFFERENCE, [f, m], [dev2])
     v = g.tensor("sample_variance", [batch, 1], _T.FLOAT32, dynamic=True)
     g.op(_OP.MEAN, [dev2, axis], [v], *_mean_options())
+    return m, v
+
+
+def _to_target_units(
+    g: _Builder, blob: Blob, feats: FloatFeatures, mean: int, variance: int, batch: int
+) -> list[int]:
+    """The outputs "mean" and "variance", (batch,) float32 in target units: the sample moments
+    scaled by the feature unit, plus y_offset and the noise variance respectively."""
     unit = feats.unit
     new_shape = g.const("flat", np.array([-1], dtype=np.int32), _T.INT32)
     outs = []
     for name, src, mult, add in (
-        ("mean", m, unit, blob.y_offset),
-        ("variance", v, unit * unit, noise_variance(blob)),
+        ("mean", mean, unit, blob.y_offset),
+        ("variance", variance, unit * unit, noise_variance(blob)),
     ):
         scaled = g.tensor(f"{name}_scaled", [batch, 1], _T.FLOAT32, dynamic=True)
         g.op(_OP.MUL, [src, g.const(f"{name}_unit", np.array([mult], np.float32), _T.FLOAT32)], [scaled])
@@ -347,27 +388,25 @@ def build(
         out = g.tensor(name, [batch], _T.FLOAT32, dynamic=True)
         g.op(_OP.RESHAPE, [shifted, new_shape], [out])
         outs.append(out)
-    if debug_outputs:
-        outs += [fq, sq]
-    meta = {
+    return outs
+
+
+def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]:
+    """The custom metadata entries: producer, sizes, the integer parameters and the input scales."""
+    return {
         "producer": "direct-edge",
-        "version": _version(),
+        "version": __version__,
         "bits": str(blob.bits),
-        "samples": str(S),
+        "samples": str(blob.n_samples),
         "sparsity": f"{blob.sparsity:.6f}",
         "grid_scale": repr(float(blob.meta.get("grid_scale", float("nan")))),
         "activations": f"int{activations}",
-        "feature_scale": repr(s_phi),
+        "feature_scale": repr(part.feature_scale),
         "output_shift": str(part.out_shift),
         "input_scale": json.dumps(blob.input_scale.tolist()),
         "input_zero": json.dumps(blob.input_zero.tolist()),
         "training_summary": json.dumps(blob.meta.get("summary", {}), sort_keys=True),
     }
-    description = (
-        f"direct-edge {_version()}: DIRECT Bayesian GLM, {S} posterior samples of {blob.bits}-bit weights; "
-        "input q int16 (IS §2), outputs mean and predictive variance in target units"
-    )
-    return g.finish([q], outs, description, meta)
 
 
 def check_int4_buffers(data: bytes) -> None:
