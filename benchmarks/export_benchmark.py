@@ -1,4 +1,4 @@
-"""Export benchmark (issue 5): bytes of each format for one model, and batch-1 latency per prediction.
+"""Export benchmark: bytes of each format for one model, and batch-1 latency per prediction.
 
     python benchmarks/export_benchmark.py [--quick] [--json results.json]
 

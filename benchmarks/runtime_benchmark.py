@@ -1,4 +1,4 @@
-"""Runtime benchmark (issue 4): bytes, exact instruction counts and batch-1 latency of the integer runtime.
+"""Runtime benchmark: bytes, exact instruction counts and batch-1 latency of the integer runtime.
 
     python benchmarks/runtime_benchmark.py [--quick] [--parts bytes,instructions,latency] [--out FILE.md]
 

@@ -1,4 +1,4 @@
-"""Scaling benchmark (issue 3): training time and memory against n, on "electric", with b fixed.
+"""Scaling benchmark: training time and memory against n, on "electric", with b fixed.
 
     python benchmarks/scaling.py [--features 512,2000] [--precision float64,float32]
                                  [--sizes 1e4,3e4,1e5,3e5,1e6,full] [--json scaling.json]
@@ -54,7 +54,7 @@ LENGTHSCALE_FACTOR = 0.35  # × sqrt(d), standardised inputs (docs/trainer.md §
 GRID_SCALE = 0.1  # × sd(y)
 PRIOR_SCALE = 0.5  # × sd(y)
 SEED = 0
-TARGETS_S = {512: 20.0, 2000: 90.0}  # statistics + fit on the full data, issue 3
+TARGETS_S = {512: 20.0, 2000: 90.0}  # statistics + fit on the full data (the scaling targets)
 
 
 # ---- one configuration, in a child process -------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Trainer benchmark (issue 2): statistics-pass throughput, n-independence of the ELBO, a protein fit.
+"""Trainer benchmark: statistics-pass throughput, n-independence of the ELBO, a protein fit.
 
     python benchmarks/trainer_benchmark.py --data-dir PATH/TO/uci [--quick] [--json results.json]
 

@@ -1,1 +1,1 @@
-"""Exporters: ONNX, TFLite, C arrays and packed blobs from a trained ``model.direct`` (see issue 5)."""
+"""Exporters: ONNX, TFLite, C arrays and packed blobs from a trained ``model.direct`` (docs/export.md)."""

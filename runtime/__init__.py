@@ -1,1 +1,1 @@
-"""Pure-integer runtime: numpy reference and C library binding (see issue 4)."""
+"""Pure-integer runtime: numpy reference and C library binding (docs/runtime.md)."""
