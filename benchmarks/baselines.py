@@ -1,4 +1,7 @@
-"""Baselines DIRECT is compared against (issue 3): REINFORCE, REPARAM and BayesianRidge.
+"""Baselines DIRECT is compared against in the benchmarks: REINFORCE, REPARAM and BayesianRidge.
+
+Benchmark code, not part of the product: ``direct_edge`` never imports it.  The scripts in this folder
+import it as a sibling (``from baselines import ...``).
 
 All three fit the same Gaussian GLM y = Φw + ε on the same features, and the two variational ones see
 the data only through :class:`SufficientStatistics` (n, G = ΦᵀΦ, h = Φᵀy, c = yᵀy), so their cost per
@@ -32,17 +35,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import BayesianRidge
-from threadpoolctl import threadpool_limits
 
 from direct_edge.trainer import elbo as E
+from direct_edge.trainer.blas import one_blas_thread
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.grid import noise_grid as default_noise_grid
 from direct_edge.trainer.grid import normalise_log_probs
 from direct_edge.trainer.model import DirectGLM
+from direct_edge.trainer.optimize import Adam
 from direct_edge.trainer.posterior import Posterior, sample_indices
 from direct_edge.trainer.statistics import SufficientStatistics
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass
@@ -81,14 +83,14 @@ def run_adam(
     """Maximise with Adam given a stochastic gradient ``step(x, it) -> grad`` (shape of ``x0``).
 
     Stops after ``max_iter`` steps or ``max_time`` seconds of optimisation.  ``exact_elbo(x)`` is
-    evaluated at log-spaced checkpoints and at the end, outside the timed region (which is why this
-    is not :func:`optimize.maximise_adam`: that one reports only the optimiser's own values).
-    ``cosine_decay`` lowers the step from ``learning_rate`` to 1 % of it along a half cosine over
-    ``max_iter`` (for fits bounded by iterations, not time).  Returns (x, trace, iterations done).
+    evaluated at log-spaced checkpoints and at the end, outside the timed region.  The update is the
+    trainer's (:class:`optimize.Adam`, as in :func:`optimize.maximise_adam`); the loop is this one
+    because of the time limit and the untimed checkpoints.  ``cosine_decay`` lowers the step from
+    ``learning_rate`` to 1 % of it along a half cosine over ``max_iter`` (for fits bounded by
+    iterations, not time).  Returns (x, trace, iterations done).
     """
     x = np.array(x0, dtype=np.float64)
-    m1 = np.zeros_like(x)
-    m2 = np.zeros_like(x)
+    adam = Adam(x.size, beta1, beta2)
     marks = _checkpoints(max_iter, n_checkpoints)
     trace = Trace()
     trace.add(0, 0.0, exact_elbo(x))
@@ -97,13 +99,10 @@ def run_adam(
     while it < max_iter and (max_time is None or spent < max_time):
         t0 = time.perf_counter()
         it += 1
-        grad = step(x, it)
-        m1 = beta1 * m1 + (1 - beta1) * grad
-        m2 = beta2 * m2 + (1 - beta2) * grad * grad
         lr = learning_rate
         if cosine_decay:
             lr *= 0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * it / max_iter))
-        x += lr * (m1 / (1 - beta1**it)) / (np.sqrt(m2 / (1 - beta2**it)) + 1e-8)
+        x += adam.step(step(x, it), lr)
         spent += time.perf_counter() - t0
         if it in marks:
             trace.add(it, spent, exact_elbo(x))
@@ -121,13 +120,13 @@ def sample_log_likelihood(
     """log p(y | w_s, σ²_s) for S sampled configurations, from the statistics (cost O(S b²), not n).
 
     ``index``: (S, b) grid indices; ``noise_index``: (S,) noise-level indices.
-    Returns (log-likelihoods (S,), weights W (S, b)).
+    Returns (log-likelihoods (S,), weights W (S, b)).  ‖y − Φw_s‖² is :func:`elbo.expected_sq_residual`
+    of a point mass (E[w] = w_s, E[w²] = w_s²).
     """
     b = problem.shape[0]
     W = problem.grid[np.arange(b)[None, :], index]
-    rss = problem.y_sq - 2.0 * (W @ problem.phi_y) + np.einsum("sb,sb->s", W, W @ problem.gram)
-    sigma2 = problem.noise[noise_index]
-    return -0.5 * problem.n * (_LOG_2PI + np.log(sigma2)) - 0.5 * rss / sigma2, W
+    rss, _ = E.expected_sq_residual(problem, W, W * W)
+    return problem.noise_log_lik()[noise_index] - 0.5 * rss / problem.noise[noise_index], W
 
 
 def score_function_gradient(
@@ -245,7 +244,7 @@ class ReinforceVI:
         start = model.params if x0 is None else x0
         t0 = time.perf_counter()
         # One BLAS thread, as DirectGLM.fit: the per-step products are small (S×b by b×b).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             x, trace, it = run_adam(
                 step,
                 start,
@@ -265,16 +264,7 @@ class ReinforceVI:
 
     def posterior(self) -> Posterior:
         """The fitted q(w, σ²) as a :class:`Posterior` (predict_moments, sample)."""
-        q = self._model.unpack(self.params_)
-        p = self._model.problem
-        return Posterior(
-            grid=p.grid,
-            q_weights=np.exp(E.log_softmax(q["theta"]))[None],
-            mixture_weights=np.ones(1),
-            noise=p.noise,
-            q_noise=np.exp(E.log_softmax(q["eta"])),
-            weight_grid=self._model.weight_grid,
-        )
+        return self._model.posterior(self.params_)
 
     def predict_moments(self, Phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact predictive mean (n,) and variance of y (n,) for ``Phi`` (n, b)."""
@@ -286,16 +276,15 @@ class ReinforceVI:
 
 @dataclass(frozen=True)
 class GaussianProblem:
-    """The continuous model: statistics, prior sd σ_p, noise grid (K,) and its log prior (K,)."""
+    """The continuous model: DIRECT's problem for everything but the weights, and the prior sd σ_p.
 
-    n: int
-    gram: np.ndarray
-    gram_diag: np.ndarray
-    phi_y: np.ndarray
-    y_sq: float
+    ``base`` holds the statistics, the noise grid (K,) and its log prior (K,) in the trainer's
+    :class:`elbo.Problem`, so the residual and the noise terms are the trainer's functions.  Its weight
+    grid (one level at 0 per weight) is never used: q(w) here is N(μ, diag s²).
+    """
+
+    base: E.Problem
     prior_scale: float
-    noise: np.ndarray
-    log_noise_prior: np.ndarray
 
     @classmethod
     def build(
@@ -305,33 +294,27 @@ class GaussianProblem:
         noise: np.ndarray,
         log_noise_prior: np.ndarray | None = None,
     ) -> GaussianProblem:
-        gram = np.ascontiguousarray(stats.gram, dtype=np.float64)
         noise = np.asarray(noise, dtype=np.float64).reshape(-1)
         if log_noise_prior is None:
             log_noise_prior = np.zeros(noise.size)
-        return cls(
-            int(stats.n),
-            gram,
-            np.diag(gram).copy(),
-            np.asarray(stats.phi_y, dtype=np.float64),
-            float(stats.y_sq),
-            float(prior_scale),
-            noise,
-            normalise_log_probs(log_noise_prior, "log_noise_prior"),
+        unused_grid = np.zeros((stats.n_features, 1))
+        base = E.Problem.build(
+            stats, unused_grid, unused_grid, noise, normalise_log_probs(log_noise_prior, "log_noise_prior")
         )
+        return cls(base, float(prior_scale))
+
+    def sq_residual(self, mu: np.ndarray, log_s: np.ndarray) -> float:
+        """E_q‖y − Φw‖² = c − 2μᵀh + μᵀGμ + gᵀs² (:func:`elbo.expected_sq_residual` with E[w²] = μ² + s²)."""
+        value, _ = E.expected_sq_residual(self.base, mu, mu * mu + np.exp(2.0 * log_s))
+        return float(value)
 
     def noise_terms(self, eta: np.ndarray, sq_res: float) -> tuple[float, float, np.ndarray]:
         """Σ_k ρ_k[−(n/2)log 2πσ²_k − sq_res/(2σ²_k) + log π_k − log ρ_k], κ = E[1/σ²], ∂/∂η."""
         log_rho = E.log_softmax(eta)
         rho = np.exp(log_rho)
-        per_level = self.optimal_noise_logits(sq_res) - log_rho
-        return float(rho @ per_level), float(rho @ (1.0 / self.noise)), E.softmax_backward(rho, per_level)
-
-    def optimal_noise_logits(self, sq_res: float) -> np.ndarray:
-        """(K,) η maximising the ELBO given E‖y − Φw‖² = ``sq_res`` (as elbo.optimal_noise_logits)."""
-        return (
-            -0.5 * self.n * (_LOG_2PI + np.log(self.noise)) - 0.5 * sq_res / self.noise + self.log_noise_prior
-        )
+        per_level = E.optimal_noise_logits(self.base, sq_res) - log_rho
+        kappa = float(rho @ (1.0 / self.base.noise))
+        return float(rho @ per_level), kappa, E.softmax_backward(rho, per_level)
 
     def neg_kl(self, mu: np.ndarray, log_s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """−KL(N(μ, s²) ‖ N(0, σ_p²)) summed over weights, and its gradients wrt μ and log s."""
@@ -341,11 +324,8 @@ class GaussianProblem:
         return value, -mu / v, 1.0 - s2 / v
 
     def elbo(self, mu: np.ndarray, log_s: np.ndarray, eta: np.ndarray) -> float:
-        """Closed-form ELBO (nats): E‖y − Φw‖² = c − 2μᵀh + μᵀGμ + gᵀs²."""
-        sq_res = (
-            self.y_sq - 2.0 * mu @ self.phi_y + mu @ (self.gram @ mu) + self.gram_diag @ np.exp(2 * log_s)
-        )
-        return self.noise_terms(eta, float(sq_res))[0] + self.neg_kl(mu, log_s)[0]
+        """Closed-form ELBO (nats)."""
+        return self.noise_terms(eta, self.sq_residual(mu, log_s))[0] + self.neg_kl(mu, log_s)[0]
 
 
 def reparam_gradient(
@@ -364,11 +344,10 @@ def reparam_gradient(
     s = np.exp(log_s)
     eps = rng.standard_normal((int(n_samples), mu.size))
     W = mu + s * eps
-    GW = W @ problem.gram
-    rss = problem.y_sq - 2.0 * (W @ problem.phi_y) + np.einsum("sb,sb->s", W, GW)
+    rss, GW = E.expected_sq_residual(problem.base, W, W * W)  # point masses at the draws
     noise_value, kappa, d_eta = problem.noise_terms(eta, float(rss.mean()))
     kl_value, kl_mu, kl_log_s = problem.neg_kl(mu, log_s)
-    d_w = -kappa * (GW - problem.phi_y)  # (S, b): ∂/∂w of E_σ² log p(y | w, σ²)
+    d_w = -kappa * (GW - problem.base.phi_y)  # (S, b): ∂/∂w of E_σ² log p(y | w, σ²)
     d_mu = d_w.mean(axis=0) + kl_mu
     d_log_s = (d_w * eps).mean(axis=0) * s + kl_log_s
     return noise_value + kl_value, d_mu, d_log_s, d_eta
@@ -440,8 +419,7 @@ class ReparamGaussianVI:
                 # q(σ²) jumps to its optimum given the current q(w) (in place: eta is a view of x).
                 # By gradient, a near one-hot q(σ²) at the top of the grid (where the start puts it)
                 # saturates: measured on gas (b = 512) the ELBO then stalled ~2,300 nats below DIRECT's.
-                e_rss = problem.y_sq - 2.0 * mu @ problem.phi_y + mu @ (problem.gram @ mu)
-                eta[:] = problem.optimal_noise_logits(float(e_rss + problem.gram_diag @ np.exp(2 * log_s)))
+                eta[:] = E.optimal_noise_logits(problem.base, problem.sq_residual(mu, log_s))
             _, d_mu, d_log_s, d_eta = reparam_gradient(problem, mu, log_s, eta, rng, int(self.n_samples))
             if self.noise_update == "closed-form":
                 d_eta = np.zeros_like(d_eta)
@@ -452,10 +430,10 @@ class ReparamGaussianVI:
         # q(σ²) starts at its optimum given the initial q(w) (ρ_k ∝ π_k exp E log p(y|w, σ²_k)): from its
         # prior, the smallest variances dominate E[1/σ²] and Adam's bounded steps need thousands of
         # iterations just to move η off them.
-        sq_res0 = problem.y_sq + problem.gram_diag @ np.exp(2 * log_s0)
-        x0 = np.concatenate([mu0, log_s0, problem.optimal_noise_logits(float(sq_res0))])
+        sq_res0 = problem.sq_residual(mu0, log_s0)
+        x0 = np.concatenate([mu0, log_s0, E.optimal_noise_logits(problem.base, sq_res0)])
         t0 = time.perf_counter()
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             x, trace, it = run_adam(
                 step,
                 x0,
@@ -470,7 +448,7 @@ class ReparamGaussianVI:
         mu, log_s, eta = split(x)
         self.problem_ = problem
         self.mean_, self.sd_ = mu.copy(), np.exp(log_s)
-        self.noise_ = problem.noise
+        self.noise_ = problem.base.noise
         self.q_noise_ = np.exp(E.log_softmax(eta))
         self.trace_ = trace
         self.n_iter_ = it

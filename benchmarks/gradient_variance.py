@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import ReinforceVI  # noqa: E402
 from datasets import iter_splits, load_uci, standardise  # noqa: E402
 
 from direct_edge.trainer import DirectGLM, DirectRegressor, WeightGrid, compute_statistics  # noqa: E402
 from direct_edge.trainer import elbo as E  # noqa: E402
-from direct_edge.trainer.baselines import ReinforceVI  # noqa: E402
 from direct_edge.trainer.grid import noise_grid, prior_log_probs  # noqa: E402
 
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1, 0.3)

@@ -38,15 +38,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import Split, iter_splits, load_electric, load_uci, random_test_masks, standardise  # noqa: E402
-
-from direct_edge.trainer import DirectGLM, DirectRegressor, compute_statistics  # noqa: E402
-from direct_edge.trainer import elbo as E  # noqa: E402
-from direct_edge.trainer.baselines import (  # noqa: E402
+from baselines import (  # noqa: E402
     ReparamGaussianVI,
     bayesian_ridge_moments,
     fit_bayesian_ridge,
 )
+from datasets import Split, iter_splits, load_electric, load_uci, random_test_masks, standardise  # noqa: E402
+
+from direct_edge.trainer import DirectGLM, DirectRegressor, compute_statistics  # noqa: E402
+from direct_edge.trainer import elbo as E  # noqa: E402
 
 METHODS = ("REPARAM mean-field", "DIRECT mean-field 4-bit", "DIRECT mixture (5) 4-bit", "BayesianRidge")
 REPARAM_PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)

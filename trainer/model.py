@@ -380,9 +380,10 @@ class DirectGLM:
 
     # ---- posterior ----------------------------------------------------------------------------
 
-    def posterior(self) -> Posterior:
-        """The current variational distribution as a stand-alone :class:`Posterior`."""
-        q = self.unpack(self.params)
+    def posterior(self, params: np.ndarray | None = None) -> Posterior:
+        """The variational distribution at ``params`` (flat, this model's layout; default: the current
+        ones) as a stand-alone :class:`Posterior`."""
+        q = self.unpack(self.params if params is None else np.asarray(params, dtype=np.float64))
         Q = np.exp(E.log_softmax(q["theta"]))
         alpha = np.ones(1) if self.family == "mean-field" else np.exp(E.log_softmax(q["alpha"]))
         return Posterior(

@@ -22,6 +22,9 @@ class OptimResult:
     converged: bool
     message: str
     trace: list[float] = field(default_factory=list)
+    # True when the run stopped at its iteration limit (or L-BFGS-B's evaluation limit) before its
+    # convergence test passed.
+    limit_reached: bool = False
 
 
 def maximise_lbfgs(
@@ -31,9 +34,12 @@ def maximise_lbfgs(
     tol: float = 1e-9,
     callback: Callable[[int, float], None] | None = None,
 ) -> OptimResult:
-    """Maximise ``objective`` (value, gradient) with scipy's L-BFGS-B from ``x0``.
+    """Maximise ``objective`` (value, gradient) with scipy's L-BFGS-B from ``x0``: (p,) float64.
 
-    ``tol`` is the relative change of the objective at which L-BFGS-B stops (its ``ftol``).
+    At most ``max_iter`` iterations (and 2·max_iter + 20 objective evaluations).  ``tol`` is the
+    relative change of the objective at which L-BFGS-B stops (its ``ftol``); ``gtol`` is 1e-8.
+    ``callback(iteration, value)`` runs after every iteration.  The result's ``limit_reached`` says
+    that it stopped at one of the two limits instead.
     """
     trace: list[float] = []
 
@@ -63,7 +69,37 @@ def maximise_lbfgs(
             "maxcor": 10,
         },
     )
-    return OptimResult(res.x, -float(res.fun), int(res.nit), bool(res.success), str(res.message), trace)
+    return OptimResult(
+        res.x,
+        -float(res.fun),
+        int(res.nit),
+        bool(res.success),
+        str(res.message),
+        trace,
+        limit_reached=res.status == 1,  # scipy: "maximum number of iterations/evaluations exceeded"
+    )
+
+
+class Adam:
+    """Adam's moment estimates (Kingma & Ba) for maximising over a flat vector of ``size`` entries.
+
+    :meth:`step` takes the gradient at the current point and returns the increment to add to it, so a
+    caller owns its loop (stopping rule, learning-rate schedule, what it records) and shares the update.
+    """
+
+    def __init__(self, size: int, beta1: float = 0.9, beta2: float = 0.999) -> None:
+        self.beta1, self.beta2 = beta1, beta2
+        self.m1 = np.zeros(size)
+        self.m2 = np.zeros(size)
+        self.t = 0
+
+    def step(self, grad: np.ndarray, learning_rate: float) -> np.ndarray:
+        """Increment (shape of ``grad``) for an ascent step of size ``learning_rate``."""
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        self.m1 = b1 * self.m1 + (1 - b1) * grad
+        self.m2 = b2 * self.m2 + (1 - b2) * grad * grad
+        return learning_rate * (self.m1 / (1 - b1**self.t)) / (np.sqrt(self.m2 / (1 - b2**self.t)) + 1e-8)
 
 
 def maximise_adam(
@@ -75,17 +111,14 @@ def maximise_adam(
     beta2: float = 0.999,
     callback: Callable[[int, float], None] | None = None,
 ) -> OptimResult:
-    """Maximise a stochastic objective with Adam (Kingma & Ba) for ``max_iter`` steps."""
+    """Maximise a stochastic objective with Adam for exactly ``max_iter`` steps (no stopping test, so
+    the result never reports convergence).  ``trace`` holds the objective's value at each step's start."""
     x = np.array(x0, dtype=np.float64)
-    m1 = np.zeros_like(x)
-    m2 = np.zeros_like(x)
+    adam = Adam(x.size, beta1, beta2)
     trace: list[float] = []
     for it in range(1, int(max_iter) + 1):
         value, grad = objective(x)
-        m1 = beta1 * m1 + (1 - beta1) * grad
-        m2 = beta2 * m2 + (1 - beta2) * grad * grad
-        step = learning_rate * (m1 / (1 - beta1**it)) / (np.sqrt(m2 / (1 - beta2**it)) + 1e-8)
-        x += step
+        x += adam.step(grad, learning_rate)
         trace.append(float(value))
         if callback is not None:
             callback(it, float(value))

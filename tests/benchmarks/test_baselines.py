@@ -1,22 +1,29 @@
-"""Baselines (trainer/baselines.py): unbiased REINFORCE and REPARAM estimators, conjugate references."""
+"""Baselines (benchmarks/baselines.py): unbiased REINFORCE and REPARAM estimators, conjugate references.
+
+``baselines`` (the module) and ``brute`` (the trainer tests' oracles) come from conftest.py.
+"""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from sklearn.linear_model import BayesianRidge
 
 from direct_edge.trainer import elbo as E
-from direct_edge.trainer.baselines import (
-    GaussianProblem,
-    ReinforceVI,
-    ReparamGaussianVI,
-    bayesian_ridge_moments,
-    fit_bayesian_ridge,
-    reparam_gradient,
-    score_function_gradient,
-)
 from direct_edge.trainer.statistics import SufficientStatistics
+
+
+def test_the_product_does_not_import_the_baselines():
+    code = (
+        "import sys; import direct_edge, direct_edge.trainer, direct_edge.export, direct_edge.runtime; "
+        "import direct_edge.trainer.cli, direct_edge.export.cli, direct_edge.runtime.cli; "
+        "print(sorted(m for m in sys.modules if 'baselines' in m))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def assert_within_se(draws: np.ndarray, exact: np.ndarray, z: float = 5.0) -> None:
@@ -29,7 +36,9 @@ def assert_within_se(draws: np.ndarray, exact: np.ndarray, z: float = 5.0) -> No
 
 @pytest.mark.parametrize("n_samples", [1, 10])
 @pytest.mark.parametrize("analytic_kl", [True, False])
-def test_reinforce_gradient_is_unbiased_for_the_exact_mean_field_gradient(brute, n_samples, analytic_kl):
+def test_reinforce_gradient_is_unbiased_for_the_exact_mean_field_gradient(
+    baselines, brute, n_samples, analytic_kl
+):
     glm, _ = brute.tiny_glm("bits2-asym", "gaussian", b=3, n=12, K=3, seed=3)
     rng = np.random.default_rng(7)
     p = glm.problem
@@ -40,7 +49,7 @@ def test_reinforce_gradient_is_unbiased_for_the_exact_mean_field_gradient(brute,
     draws, values = [], []
     # A fixed baseline for S = 1 (any constant keeps the estimator unbiased); near E f to cut variance.
     for _ in range(6000 if n_samples == 1 else 1500):
-        v, dt, de, _ = score_function_gradient(
+        v, dt, de, _ = baselines.score_function_gradient(
             p, theta, eta, rng, n_samples, baseline=value, analytic_kl=analytic_kl
         )
         draws.append(np.concatenate([dt.ravel(), de]))
@@ -53,11 +62,11 @@ def test_reinforce_gradient_is_unbiased_for_the_exact_mean_field_gradient(brute,
     assert se.max() < 0.1 * np.abs(exact).max()
 
 
-def test_reinforce_raises_the_exact_elbo_towards_direct(brute):
+def test_reinforce_raises_the_exact_elbo_towards_direct(baselines, brute):
     glm, _ = brute.tiny_glm("bits3-sym", "gaussian", b=4, n=30, K=4, seed=2)
     x0 = glm.params.copy()
     start = glm.elbo(x0)
-    fit = ReinforceVI(n_samples=10, learning_rate=0.05, max_iter=3000, seed=0).fit(glm)
+    fit = baselines.ReinforceVI(n_samples=10, learning_rate=0.05, max_iter=3000, seed=0).fit(glm)
     direct = glm.fit(init="warm").elbo_
     assert fit.trace_.elbo[0] == pytest.approx(start)
     assert np.all(np.diff(fit.trace_.iteration) > 0) and np.all(np.diff(fit.trace_.seconds) >= 0)
@@ -87,11 +96,11 @@ def small_gaussian_problem(seed: int = 0, n: int = 40, b: int = 4, K: int = 3):
     return rng, Phi, y, noise, log_noise_prior
 
 
-def test_reparam_elbo_and_gradient_estimates_match_the_closed_form_gaussian_elbo():
+def test_reparam_elbo_and_gradient_estimates_match_the_closed_form_gaussian_elbo(baselines):
     rng, Phi, y, noise, log_noise_prior = small_gaussian_problem()
     b = Phi.shape[1]
     prior_scale = 0.8
-    problem = GaussianProblem.build(
+    problem = baselines.GaussianProblem.build(
         SufficientStatistics.from_basis(Phi, y), prior_scale, noise, log_noise_prior
     )
     mu, log_s, eta = (
@@ -121,7 +130,7 @@ def test_reparam_elbo_and_gradient_estimates_match_the_closed_form_gaussian_elbo
     fd = np.array([(closed(x + h * e) - closed(x - h * e)) / (2 * h) for e in np.eye(x.size)])
     values, grads = [], []
     for _ in range(3000):
-        v, d_mu, d_log_s, d_eta = reparam_gradient(problem, mu, log_s, eta, rng, 5)
+        v, d_mu, d_log_s, d_eta = baselines.reparam_gradient(problem, mu, log_s, eta, rng, 5)
         values.append(v)
         grads.append(np.concatenate([d_mu, d_log_s, d_eta]))
     assert_within_se(np.array(values)[:, None], np.array([exact]))
@@ -129,7 +138,7 @@ def test_reparam_elbo_and_gradient_estimates_match_the_closed_form_gaussian_elbo
     assert rho.sum() == pytest.approx(1.0)
 
 
-def test_reparam_converges_to_the_conjugate_posterior():
+def test_reparam_converges_to_the_conjugate_posterior(baselines):
     # One noise level: the model is conjugate, and the mean-field Gaussian optimum has the exact
     # posterior mean and sd_i = 1/sqrt(Λ_ii), Λ the posterior precision.
     rng = np.random.default_rng(4)
@@ -139,7 +148,7 @@ def test_reparam_converges_to_the_conjugate_posterior():
     Lam = Phi.T @ Phi / sigma2 + np.eye(b) / prior_scale**2
     mu_star = np.linalg.solve(Lam, Phi.T @ y / sigma2)
     sd_star = 1.0 / np.sqrt(np.diag(Lam))
-    fit = ReparamGaussianVI(
+    fit = baselines.ReparamGaussianVI(
         prior_scale=prior_scale,
         noise_grid=np.array([sigma2]),
         n_samples=10,
@@ -158,12 +167,12 @@ def test_reparam_converges_to_the_conjugate_posterior():
     np.testing.assert_allclose(var, Phi[:5] ** 2 @ fit.sd_**2 + sigma2)
 
 
-def test_bayesian_ridge_helper_matches_sklearn():
+def test_bayesian_ridge_helper_matches_sklearn(baselines):
     _, Phi, y, _, _ = small_gaussian_problem(seed=5, n=80, b=6)
-    ours = fit_bayesian_ridge(Phi, y)
+    ours = baselines.fit_bayesian_ridge(Phi, y)
     ref = BayesianRidge(fit_intercept=False).fit(Phi, y)
     np.testing.assert_allclose(ours.coef_, ref.coef_)
-    mean, var = bayesian_ridge_moments(ours, Phi[:7])
+    mean, var = baselines.bayesian_ridge_moments(ours, Phi[:7])
     ref_mean, ref_sd = ref.predict(Phi[:7], return_std=True)
     np.testing.assert_allclose(mean, ref_mean)
     np.testing.assert_allclose(var, ref_sd**2)
