@@ -6,10 +6,11 @@
  *
  * Each line holds the model's d inputs, comma-separated (a first line that does not parse as numbers
  * is taken as a header and skipped). The model is the one compiled in from model.h (direct-export
- * model.h), or a packed blob file given as an argument (direct-export model.bin). Per row it prints
+ * model.direct model.h), or a packed blob file given as an argument (direct-export model.direct model.bin).
+ * The output is CSV, as direct-run prints it: a header line, then one line per row,
  *
- *     mean sd                               (target units, docs/integer-spec.md §7)
- *     mean sd mean_q var_f_q var_y_q        (with -i: also the integer outputs of IS §5)
+ *     mean,std                               (target units, docs/integer-spec.md §7)
+ *     mean,std,mean_q,var_f_q,var_y_q        (with -i: also the integer outputs of IS §5)
  *
  * Floating point is used only at the edges: quantising the inputs (IS §2, with the scale and zero point
  * the blob carries for the host) and showing the outputs (IS §7). The prediction itself is the integer
@@ -139,6 +140,7 @@ int main(int argc, char **argv) {
         scale[k] = blob_f64(in);
         zero[k] = blob_f64(in + 8);
     }
+    puts(integers ? "mean,std,mean_q,var_f_q,var_y_q" : "mean,std");
     while (fgets(line, sizeof line, stdin) != NULL) {
         direct_prediction p;
         ++row;
@@ -160,9 +162,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "predict: %s\n", direct_status_name(st));
             return 2;
         }
-        printf("%.17g %.17g", y_offset + mean_scale * (double)p.mean, mean_scale * sqrt((double)p.var_y));
+        printf("%.17g,%.17g", y_offset + mean_scale * (double)p.mean, mean_scale * sqrt((double)p.var_y));
         if (integers) {
-            printf(" %" PRId32 " %" PRIu64 " %" PRIu64, p.mean, p.var_f, p.var_y);
+            printf(",%" PRId32 ",%" PRIu64 ",%" PRIu64, p.mean, p.var_f, p.var_y);
         }
         putchar('\n');
     }

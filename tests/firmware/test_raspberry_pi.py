@@ -50,9 +50,12 @@ def expected(blob, X: np.ndarray) -> list[tuple[float, float, int, int, int]]:
 
 
 def parsed(stdout: str) -> list[tuple[float, float, int, int, int]]:
+    """The CSV that predict -i prints (the same header convention as direct-run)."""
+    lines = stdout.splitlines()
+    assert lines[0] == "mean,std,mean_q,var_f_q,var_y_q"
     out = []
-    for line in stdout.splitlines():
-        a, b, c, d, e = line.split()
+    for line in lines[1:]:
+        a, b, c, d, e = line.split(",")
         out.append((float(a), float(b), int(c), int(d), int(e)))
     return out
 
