@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
@@ -154,108 +155,143 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         WeightGrid.from_bits(self.bits, 1.0, self.symmetric)  # validates bits
 
     def _fit(self, source, progress: bool, callback: ProgressCallback | None) -> DirectRegressor:
+        """The steps of docs/trainer.md §9 in order; each is one method below."""
         self._validate_params()
         start = time.perf_counter()
-        chunk = int(self.chunk_rows)
-        moments, y_moments = source_moments(source, chunk)
+        units = self._learn_units(source)
+        search = _CandidateSearch(self, source, units, progress, callback)
+        grid_scales, prior_scales = self._candidate_scales()
+        mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
+        ell, fmap, stats = self._choose_features(search, units, mid)
+        best_scales = self._choose_scales(search, stats, ell, grid_scales, prior_scales, mid)
+        glm, trace = self._final_fit(search, stats, best_scales)
+        self._record_fit(units, fmap, ell, best_scales, glm, trace, search.selection, stats)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _learn_units(self, source) -> _Units:
+        """One pass for the input and target moments (§1, §3); sets ``input_min_``, ``input_max_``.
+
+        Raises DataError for fewer than 2 rows, or when b features would not fit in memory."""
+        moments, y_moments = source_moments(source, int(self.chunk_rows))
         if moments.n < 2:
             raise DataError(f"need at least 2 training rows, got n_samples = {moments.n}")
         offset, scale = moments.offset_and_scale()
         y_offset, y_scale = (float(v[0]) for v in y_moments.offset_and_scale())
         self.input_min_, self.input_max_ = moments.low.copy(), moments.high.copy()
         d = offset.shape[0]
-        b = d + 1 if self.features == "linear" else int(self.n_features)
-        check_memory_for(b)
+        check_memory_for(d + 1 if self.features == "linear" else int(self.n_features))
+        return _Units(offset, scale, y_offset, y_scale)
 
-        def stats_for(fmap: FeatureMap) -> SufficientStatistics:
-            raw = source_statistics(source, fmap, chunk, progress, self.precision)
-            return raw.standardised(y_offset, y_scale)
-
-        def report(stage: str) -> Callable[[int, float], None] | None:
-            if callback is None:
-                return None
-            return lambda it, value: callback(stage, it, value)
-
-        selection: list[dict] = []
+    def _candidate_scales(self) -> tuple[tuple, tuple]:
+        """The grid scales and prior scales to try: the given value, or the candidate set of §9
+        (a uniform prior has no scale: (None,))."""
         grid_scales = GRID_SCALES if self.grid_scale is None else (float(self.grid_scale),)
         if self.prior == "uniform":
             prior_scales: tuple = (None,)
         else:
             prior_scales = PRIOR_SCALES if self.prior_scale is None else (float(self.prior_scale),)
-        mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
+        return grid_scales, prior_scales
 
-        def short_fit(stats: SufficientStatistics, scales: tuple, stage: str, ell) -> DirectGLM:
-            glm = self._glm(stats, *scales, "mean-field")
-            glm.fit(SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=report(stage))
-            selection.append(self._row(stage, ell, *scales, glm.elbo_))
-            return glm
+    def _choose_features(
+        self, search: _CandidateSearch, units: _Units, mid: tuple
+    ) -> tuple[object, FeatureMap, SufficientStatistics]:
+        """§9 step 1: the feature map and its statistics.  Returns (lengthscale or None, map, stats).
 
-        # 1. Features.  Each rff lengthscale candidate costs a statistics pass; it is scored at the
-        #    middle grid and prior scales.  Only the best candidate's statistics are kept.
-        fitted: dict[tuple, DirectGLM] = {}
+        Each rff lengthscale candidate costs a statistics pass and is scored at the middle scales
+        ``mid``; only the best candidate's statistics are kept, and its fit is reused by step 2."""
         if self.features == "linear":
-            ell, fmap = None, FeatureMap.linear(offset, scale)
-            stats = stats_for(fmap)
-        elif self.lengthscale is not None:
-            ell, fmap = self.lengthscale, self._rff(offset, scale, self.lengthscale)
-            stats = stats_for(fmap)
-        else:
-            best: dict = {}
+            fmap = FeatureMap.linear(units.offset, units.scale)
+            return None, fmap, search.statistics(fmap)
+        if self.lengthscale is not None:
+            fmap = self._rff(units, self.lengthscale)
+            return self.lengthscale, fmap, search.statistics(fmap)
+        d = units.offset.shape[0]
+        best: dict = {}
 
-            def score_lengthscale(factor: float) -> float:
-                ell_f = factor * np.sqrt(d)
-                fmap_f = self._rff(offset, scale, ell_f)
-                stats_f = stats_for(fmap_f)
-                glm = short_fit(stats_f, mid, "lengthscale", ell_f)
-                if not best or glm.elbo_ > best["glm"].elbo_:
-                    best.update(ell=ell_f, fmap=fmap_f, stats=stats_f, glm=glm)
-                return glm.elbo_
+        def score_lengthscale(factor: float) -> float:
+            ell = factor * np.sqrt(d)
+            fmap = self._rff(units, ell)
+            stats = search.statistics(fmap)
+            glm = search.score(stats, mid, "lengthscale", ell)
+            if not best or glm.elbo_ > best["glm"].elbo_:
+                best.update(ell=ell, fmap=fmap, stats=stats, glm=glm)
+            return glm.elbo_
 
-            tried = {f: score_lengthscale(f) for f in LENGTHSCALE_FACTORS}
-            search_past_edge(tried, score_lengthscale)
-            ell, fmap, stats = best["ell"], best["fmap"], best["stats"]
-            fitted[mid] = best["glm"]
+        tried = {f: score_lengthscale(f) for f in LENGTHSCALE_FACTORS}
+        search_past_edge(tried, score_lengthscale)
+        search.fitted[mid] = best["glm"]
+        return best["ell"], best["fmap"], best["stats"]
 
-        # 2. Grid and prior scales on the chosen features: the full product of the candidates, then
-        #    each axis continued past its edge while the best value sits on the edge.
+    def _choose_scales(
+        self,
+        search: _CandidateSearch,
+        stats: SufficientStatistics,
+        ell,
+        grid_scales: tuple,
+        prior_scales: tuple,
+        mid: tuple,
+    ) -> tuple:
+        """§9 steps 2–3 on the chosen features: every (grid scale, prior scale) pair, then each axis
+        followed past its edge while its best value sits on the edge.  Returns the best pair."""
+        fitted = search.fitted
+
         def score_scales(scales: tuple) -> float:
             if scales not in fitted:
-                fitted[scales] = short_fit(stats, scales, "scales", ell)
+                fitted[scales] = search.score(stats, scales, "scales", ell)
             return fitted[scales].elbo_
 
         if len(grid_scales) * len(prior_scales) > 1:
             for scales in product(grid_scales, prior_scales):
                 score_scales(scales)
-            best_g, best_p = max(fitted, key=lambda k: fitted[k].elbo_)
+            best_g, best_p = search.best()
             if len(grid_scales) > 1:
                 tried = {g: score_scales((g, best_p)) for g in grid_scales}
                 best_g = search_past_edge(tried, lambda g: score_scales((g, best_p)))
             if len(prior_scales) > 1:
                 tried = {p: score_scales((best_g, p)) for p in prior_scales}
                 search_past_edge(tried, lambda p: score_scales((best_g, p)))
-        best_scales = max(fitted, key=lambda k: fitted[k].elbo_) if fitted else mid
+        return search.best() if fitted else mid
 
-        # The final fit continues from the best candidate (so it can only improve on it).
-        mf = fitted.get(best_scales) or self._glm(stats, *best_scales, "mean-field")
+    def _final_fit(
+        self, search: _CandidateSearch, stats: SufficientStatistics, scales: tuple
+    ) -> tuple[DirectGLM, list[float]]:
+        """§9 step 4: continue from the best candidate (so the result can only improve on it), or fit
+        from the "auto" start when nothing was searched; a mixture then starts from that fit (§6).
+        Returns (the fitted model, the ELBO trace of the candidate and the final fits)."""
+        mf = search.fitted.get(scales) or self._glm(stats, *scales, "mean-field")
         trace = list(mf.trace_)
-        mf.fit(int(self.max_iter), init="warm" if mf.trace_ else "auto", callback=report("fit"))
+        mf.fit(int(self.max_iter), init="warm" if mf.trace_ else "auto", callback=search.reporter("fit"))
         glm = mf
         if self.family == "mixture":
-            glm = self._glm(stats, *best_scales, "mixture")
+            glm = self._glm(stats, *scales, "mixture")
             glm.params = glm.params_from_mean_field(mf)
             trace += mf.trace_
-            glm.fit(int(self.max_iter), init="warm", callback=report("fit mixture"))
+            glm.fit(int(self.max_iter), init="warm", callback=search.reporter("fit mixture"))
         trace += glm.trace_
+        return glm, trace
 
+    def _record_fit(
+        self,
+        units: _Units,
+        fmap: FeatureMap,
+        ell,
+        scales: tuple,
+        glm: DirectGLM,
+        trace: list[float],
+        selection: list[dict],
+        stats: SufficientStatistics,
+    ) -> None:
+        """Set the fitted attributes (units of the target where the docstring says so)."""
         self.feature_map_ = fmap
         self.posterior_ = glm.posterior()
-        self.y_offset_, self.y_scale_ = y_offset, y_scale
+        self.y_offset_, self.y_scale_ = units.y_offset, units.y_scale
         if ell is None:
             self.lengthscale_ = None
         else:
             ell = np.asarray(ell, dtype=np.float64)
             self.lengthscale_ = float(ell) if ell.ndim == 0 else ell
-        self.grid_scale_, self.prior_scale_ = best_scales
+        self.grid_scale_, self.prior_scale_ = scales
         self.elbo_ = float(glm.elbo_)
         self.n_iter_ = len(trace)
         self.converged_ = bool(glm.converged_)
@@ -263,9 +299,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.selection_ = selection
         self.n_train_ = int(stats.n)
         mean_w, _ = self.posterior_.weight_moments()
-        self.train_rmse_ = float(np.sqrt(max(stats.residual_sum_of_squares(mean_w), 0.0) / stats.n)) * y_scale
-        self.fit_time_ = time.perf_counter() - start
-        return self
+        rss = max(stats.residual_sum_of_squares(mean_w), 0.0)
+        self.train_rmse_ = float(np.sqrt(rss / stats.n)) * units.y_scale
 
     @staticmethod
     def _row(stage: str, ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:
@@ -277,8 +312,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             "elbo": float(elbo),
         }
 
-    def _rff(self, offset: np.ndarray, scale: np.ndarray, ell) -> FeatureMap:
-        return FeatureMap.rff(offset, scale, int(self.n_features), ell, int(self.random_state))
+    def _rff(self, units: _Units, ell) -> FeatureMap:
+        return FeatureMap.rff(units.offset, units.scale, int(self.n_features), ell, int(self.random_state))
 
     def _glm(
         self, stats: SufficientStatistics, grid_scale: float, prior_scale: float | None, family: str
@@ -337,6 +372,66 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = False
         return tags
+
+
+@dataclass(frozen=True)
+class _Units:
+    """What the first pass learns: input means and sds (d,) (§3) and the target's mean and sd (§1)."""
+
+    offset: np.ndarray
+    scale: np.ndarray
+    y_offset: float
+    y_scale: float
+
+
+class _CandidateSearch:
+    """State shared by the steps of one fit: the statistics pass, short candidate fits, the record.
+
+    ``fitted`` maps (grid scale, prior scale) to the candidate fitted at the chosen features;
+    ``selection`` lists every candidate scored, in order (``DirectRegressor.selection_``).
+    """
+
+    def __init__(
+        self,
+        regressor: DirectRegressor,
+        source,
+        units: _Units,
+        progress: bool,
+        callback: ProgressCallback | None,
+    ) -> None:
+        self.regressor = regressor
+        self.source = source
+        self.units = units
+        self.progress = progress
+        self.callback = callback
+        self.selection: list[dict] = []
+        self.fitted: dict[tuple, DirectGLM] = {}
+
+    def statistics(self, fmap: FeatureMap) -> SufficientStatistics:
+        """One statistics pass (§4) with ``fmap``, standardised to the target's units (§1)."""
+        reg = self.regressor
+        raw = source_statistics(self.source, fmap, int(reg.chunk_rows), self.progress, reg.precision)
+        return raw.standardised(self.units.y_offset, self.units.y_scale)
+
+    def reporter(self, stage: str) -> Callable[[int, float], None] | None:
+        """The optimiser's callback for ``stage``, or None without a progress callback."""
+        callback = self.callback
+        if callback is None:
+            return None
+        return lambda it, value: callback(stage, it, value)
+
+    def score(self, stats: SufficientStatistics, scales: tuple, stage: str, ell) -> DirectGLM:
+        """A short mean-field fit of one candidate (§9) at ``scales`` (grid scale, prior scale),
+        recorded in ``selection``."""
+        reg = self.regressor
+        glm = reg._glm(stats, *scales, "mean-field")
+        glm.fit(SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=self.reporter(stage))
+        self.selection.append(reg._row(stage, ell, *scales, glm.elbo_))
+        return glm
+
+    def best(self) -> tuple:
+        """The (grid scale, prior scale) of the fitted candidate with the highest ELBO."""
+        return max(self.fitted, key=lambda k: self.fitted[k].elbo_)
 
 
 def search_past_edge(
