@@ -23,13 +23,10 @@ import numpy as np
 
 from direct_edge.errors import UserError
 from direct_edge.files import write_atomic
+from direct_edge.runtime import bounds, header
 from direct_edge.runtime.blob import (
     FLAG_EXACT,
-    FORMAT_MAJOR,
-    FORMAT_MINOR,
-    HEADER,
     HEADER_SIZE,
-    I32_MAX,
     KIND_LINEAR,
     KIND_RFF,
     LAYOUT_BITMAP4,
@@ -37,10 +34,7 @@ from direct_edge.runtime.blob import (
     LAYOUT_GAP4,
     LAYOUT_GROUPED,
     LAYOUT_NAMES,
-    MAGIC,
-    PHI_MAX,
     parse,
-    round_shift,
 )
 
 LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
@@ -91,13 +85,7 @@ def linear_parameters(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndar
     for frac in range(14, -1, -1):
         M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
         B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
-        ok = all(
-            abs(m) * 32768 + abs(b) + (1 << 14) <= I32_MAX
-            and abs(round_shift(m * -32768 + b, 15)) <= PHI_MAX
-            and abs(round_shift(m * 32767 + b, 15)) <= PHI_MAX
-            for m, b in zip(M, B, strict=True)
-        )
-        if ok:
+        if all(bounds.linear_feature_fits(m, b) for m, b in zip(M, B, strict=True)):
             return np.array(M, dtype=np.int32), np.array(B, dtype=np.int32), frac
     raise ExportError("an input's standardised range is too wide for 16-bit linear features")
 
@@ -114,8 +102,10 @@ def rff_parameters(a: np.ndarray, c: np.ndarray, projection: np.ndarray) -> tupl
 
 
 def sine_table() -> np.ndarray:
-    """IS §3.3: the 257-entry quarter-wave table, int16."""
-    return np.minimum(32767, np.rint(32768.0 * np.sin(np.pi * np.arange(257) / 512))).astype(np.int16)
+    """IS §3.3: the 257-entry quarter-wave table, int16 (each entry ≤ 32767, IS §9)."""
+    table = np.minimum(32767, np.rint(32768.0 * np.sin(np.pi * np.arange(257) / 512))).astype(np.int16)
+    assert bounds.sine_table_fits(table)
+    return table
 
 
 # ---- IS §4–§5: pre-shift and output multipliers ---------------------------------------------------
@@ -125,9 +115,9 @@ def output_parameters(levels: np.ndarray) -> dict[str, int]:
     """IS §4, §5, §9: the smallest pre-shift r and the multipliers (M1, s1, M2, s2) for (S, b) levels."""
     S = levels.shape[0]
     bound = int(np.abs(levels.astype(np.int64)).sum(axis=1).max())
-    if bound > 65536:
+    if not bounds.weight_bound_fits(bound):
         raise ExportError(f"a sample's Σ|level| = {bound} exceeds 65536; use fewer features")
-    r = next(r for r in range(32) if S * round_shift(bound * PHI_MAX, r) <= I32_MAX)
+    r = next(r for r in range(32) if bounds.ensemble_sum_fits(S, bound, r))
     e = (S - 1).bit_length()  # ⌈log2 S⌉
     m1, s1 = round(2 ** (30 + e) / S), 30 + e
     if S == 1:
@@ -135,6 +125,8 @@ def output_parameters(levels: np.ndarray) -> dict[str, int]:
     else:
         s2 = max(33, 30 + (S * S - 1).bit_length())  # so that 2^30 <= M2 <= 2^31
         m2 = round(2**s2 / (S * S))
+    # M1 ≈ 2^s1/S always passes IS §9's mean bound; checked as the readers check it.
+    assert bounds.mean_fits(S, bound, r, m1, s1) and bounds.variance_multiplier_fits(m2)
     return {"r": r, "m1": m1, "s1": s1, "m2": m2, "s2": s2}
 
 
@@ -274,10 +266,10 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
     mean_scale = model.y_scale * unit
     noise_q = round(float(np.mean(model.noise_variance)) / unit**2)
     exact = model.exact
-    if exact is not None and (b << 18) >= 1 << (31 + r):
+    if exact is not None and not bounds.exact_mean_fits(b, r):
         exact = None  # IS §9: the exact-moment mean could not fit i32
     noise_exact_q = round(model.noise_expected / unit**2) if exact is not None else 0
-    if max(noise_q, noise_exact_q) > 1 << 62:
+    if not (bounds.noise_fits(noise_q) and bounds.noise_fits(noise_exact_q)):
         raise ExportError("the noise variance is too large next to the weights' resolution")
     layout_code, samples = encode_samples(levels, layout)
     M, B = model.feature_params
@@ -307,35 +299,30 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
         table_entries += [offset, len(data)]
         body += data
         offset += len(data)
-    total = offset + 4
-    header = HEADER.pack(
-        MAGIC,
-        FORMAT_MAJOR,
-        FORMAT_MINOR,
-        total,
-        model.kind,
-        layout_code,
-        model.bits,
-        FLAG_EXACT if exact is not None else 0,
-        d,
-        b,
-        S,
-        model.feature_frac,
-        r,
-        out["m1"],
-        out["s1"],
-        out["s2"],
-        0,
-        out["m2"],
-        0,
-        noise_q,
-        noise_exact_q,
-        mean_scale,
-        model.y_offset,
-        *table_entries,
-        0,
+    head = header.pack(
+        {
+            "total_size": offset + 4,
+            "kind": model.kind,
+            "layout": layout_code,
+            "bits": model.bits,
+            "flags": FLAG_EXACT if exact is not None else 0,
+            "n_inputs": d,
+            "n_features": b,
+            "n_samples": S,
+            "feature_frac": model.feature_frac,
+            "pre_shift": r,
+            "m1": out["m1"],
+            "s1": out["s1"],
+            "s2": out["s2"],
+            "m2": out["m2"],
+            "noise_q": noise_q,
+            "noise_exact_q": noise_exact_q,
+            "mean_scale": mean_scale,
+            "y_offset": model.y_offset,
+            "sections": table_entries,
+        }
     )
-    blob = header + bytes(body)
+    blob = head + bytes(body)
     blob += struct.pack("<I", zlib.crc32(blob))
     parse(blob)  # the exporter never emits what the readers reject
     return blob

@@ -11,34 +11,57 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from direct_edge.errors import UserError
+from direct_edge.runtime import bounds, header
+from direct_edge.runtime.bounds import I32_MAX, PHI_MAX, round_shift
+from direct_edge.runtime.header import (
+    FLAG_EXACT,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER_SIZE,
+    KIND_LINEAR,
+    KIND_NAMES,
+    KIND_RFF,
+    LAYOUT_BITMAP4,
+    LAYOUT_DENSE4,
+    LAYOUT_GAP4,
+    LAYOUT_GROUPED,
+    LAYOUT_NAMES,
+    MAGIC,
+    N_SECTIONS,
+)
 
-MAGIC = b"DIRQ"
-FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
-HEADER_SIZE = 128
+__all__ = [
+    "FLAG_EXACT",
+    "FORMAT_MAJOR",
+    "FORMAT_MINOR",
+    "HEADER_SIZE",
+    "I32_MAX",
+    "KIND_LINEAR",
+    "KIND_RFF",
+    "LAYOUT_BITMAP4",
+    "LAYOUT_DENSE4",
+    "LAYOUT_GAP4",
+    "LAYOUT_GROUPED",
+    "LAYOUT_NAMES",
+    "MAGIC",
+    "PHI_MAX",
+    "Blob",
+    "BlobError",
+    "parse",
+    "round_shift",
+]
+
 MIN_SIZE = HEADER_SIZE + 4
-N_SECTIONS = 6
-SECTION_INPUT, SECTION_FEATURES, SECTION_TABLE, SECTION_SAMPLES, SECTION_EXACT, SECTION_META = range(6)
-KIND_LINEAR, KIND_RFF = 0, 1
-KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
-LAYOUT_DENSE4, LAYOUT_BITMAP4, LAYOUT_GROUPED, LAYOUT_GAP4 = 0, 1, 2, 3
-LAYOUT_NAMES = {
-    LAYOUT_DENSE4: "dense4",
-    LAYOUT_BITMAP4: "bitmap4",
-    LAYOUT_GROUPED: "grouped",
-    LAYOUT_GAP4: "gap4",
-}
-FLAG_EXACT = 1
+SECTION_INPUT, SECTION_FEATURES, SECTION_TABLE, SECTION_SAMPLES, SECTION_EXACT, SECTION_META = range(
+    N_SECTIONS
+)
 TABLE_SIZE = 257
 MAX_GROUPS = 16
-
-# MF §2: everything before the section table, then the table (6 × (offset, size)) and 8 reserved bytes.
-HEADER = struct.Struct("<4sHHIBBBBHHHBBiBBHIIQQdd12IQ")
-assert HEADER.size == HEADER_SIZE
 
 # MF §9 error codes (shared with runtime/c/direct.h).
 ERROR_NAMES = {
@@ -57,9 +80,6 @@ ERROR_NAMES = {
 }
 ERROR_CODES = {name: code for code, name in ERROR_NAMES.items()}
 
-I32_MAX = 2**31 - 1
-PHI_MAX = 32767
-
 
 class BlobError(UserError):
     """A byte string that is not a valid blob; ``code``/``name`` follow MF §9."""
@@ -70,40 +90,23 @@ class BlobError(UserError):
         self.code = ERROR_CODES[name]
 
 
-def round_shift(x, s: int):
-    """IS §1: ⌊(x + 2^(s−1)) / 2^s⌋, round half up; s = 0 returns x.  Python ints or int64 arrays."""
-    if s == 0:
-        return x
-    return (x + (1 << (s - 1))) >> s
-
-
 @dataclass(frozen=True)
 class Blob:
     """A validated blob.  Arrays are read-only views of (or decoded from) ``data``.
 
+    ``header``: every MF §2 field by its name in :data:`header.FIELDS`, each also readable as an
+    attribute (``blob.n_inputs``, ``blob.pre_shift``, ``blob.mean_scale``, ...);
+    ``sections``: the (offset, size) of sections 0 … 5 (MF §3);
+    ``input_scale``, ``input_zero``: float64 (d,) (MF §4); ``linear_m``, ``linear_b``: int32 (d,) for
+    linear features, ``phase_c`` uint32 (F,), ``phase_w`` int32 (F, d) and ``table`` int16 (257,) for rff
+    (MF §5), the others None;
     ``levels``: (S, b) int16 weight levels per sample (duplicate grouped entries summed, MF §6.3);
-    ``weight_bound``: L = max_s Σ |stored level| (IS §9), computed from the stored entries.
+    ``weight_bound``: L = max_s Σ |stored level| (IS §9), computed from the stored entries;
+    ``exact_mean`` int16 (b,), ``exact_var`` uint16 (b,) with the exact section (MF §7), else None.
     """
 
     data: bytes
-    minor: int
-    kind: int
-    layout: int
-    bits: int
-    flags: int
-    n_inputs: int
-    n_features: int
-    n_samples: int
-    feature_frac: int
-    pre_shift: int
-    m1: int
-    s1: int
-    s2: int
-    m2: int
-    noise_q: int
-    noise_exact_q: int
-    mean_scale: float
-    y_offset: float
+    header: dict[str, Any]
     sections: tuple[tuple[int, int], ...]
     input_scale: np.ndarray
     input_zero: np.ndarray
@@ -116,6 +119,13 @@ class Blob:
     weight_bound: int
     exact_mean: np.ndarray | None
     exact_var: np.ndarray | None
+
+    def __getattr__(self, name: str) -> Any:
+        """A header field by name (MF §2), e.g. ``n_samples``; AttributeError for anything else."""
+        values = self.__dict__.get("header")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     @property
     def has_exact(self) -> bool:
@@ -153,51 +163,47 @@ def _level_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def _check_header(f: dict) -> None:
-    """MF §2 field rules; raises HEADER."""
-    checks = [
-        (f["kind"] in KIND_NAMES, "unknown feature kind"),
-        (f["layout"] in LAYOUT_NAMES, "unknown sample layout"),
-        (f["bits"] in (2, 3, 4), "bits must be 2, 3 or 4"),
-        (f["flags"] & ~FLAG_EXACT == 0, "unknown flags"),
-        (f["d"] >= 1, "no inputs"),
-        (
-            f["b"] == f["d"] + 1 if f["kind"] == KIND_LINEAR else (f["b"] >= 2 and f["b"] % 2 == 0),
-            "feature count does not match the feature kind",
-        ),
-        (f["S"] >= 1, "no samples"),
-        (f["frac"] <= 14 if f["kind"] == KIND_LINEAR else f["frac"] == 15, "bad feature fraction bits"),
-        (f["r"] <= 31, "pre-shift above 31"),
-        (f["m1"] >= 1, "mean multiplier must be positive"),
-        (1 <= f["s1"] <= 62, "mean shift out of range"),
-        (33 <= f["s2"] <= 63, "variance shift out of range"),
-        (f["m2"] <= 1 << 31, "variance multiplier above 2^31"),
-        (f["res16"] == 0 and f["res32"] == 0 and f["res64"] == 0, "reserved fields must be zero"),
-        (f["noise"] <= 1 << 62 and f["noise_exact"] <= 1 << 62, "noise constant above 2^62"),
-        (f["flags"] & FLAG_EXACT or f["noise_exact"] == 0, "exact noise without an exact section"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise BlobError("HEADER", message)
+def _check_frame(data: bytes) -> dict[str, Any]:
+    """MF §9 ARG, MAGIC, VERSION, SIZE, CRC in that order; returns the header values plus ``length``."""
+    if len(data) < MIN_SIZE:
+        raise BlobError("ARG", f"{len(data)} bytes is too short for a blob")
+    h = header.unpack(data)
+    h["length"] = len(data)
+    for code in ("MAGIC", "VERSION", "SIZE"):
+        _check_fields(h, code)
+    total = h["total_size"]
+    (crc,) = struct.unpack_from("<I", data, total - 4)
+    if zlib.crc32(memoryview(data)[: total - 4]) != crc:
+        raise BlobError("CRC", "checksum mismatch (corrupted blob)")
+    return h
 
 
-def _expected_sizes(f: dict) -> list[int | None]:
-    d, b = f["d"], f["b"]
-    F = b // 2
+def _check_fields(h: dict[str, Any], code: str) -> None:
+    """The rules of header.FIELDS whose code is ``code`` (MF §2); raises BlobError(code)."""
+    message = header.violation(h, code)
+    if message is not None:
+        raise BlobError(code, message)
+
+
+def _expected_sizes(h: dict[str, Any]) -> list[int | None]:
+    """MF §3: the size each section must have (None: any)."""
+    d, b, linear = h["n_inputs"], h["n_features"], h["kind"] == KIND_LINEAR
     return [
         16 * d,
-        8 * d if f["kind"] == KIND_LINEAR else 4 * F * (1 + d),
-        0 if f["kind"] == KIND_LINEAR else 2 * TABLE_SIZE,
+        8 * d if linear else 4 * (b // 2) * (1 + d),
+        0 if linear else 2 * TABLE_SIZE,
         None,
-        4 * b if f["flags"] & FLAG_EXACT else 0,
+        4 * b if h["flags"] & FLAG_EXACT else 0,
         None,
     ]
 
 
-def _check_sections(table: list[tuple[int, int]], f: dict, total: int) -> None:
-    """MF §3 placement rules; raises SECTION."""
-    end, limit = HEADER_SIZE, total - 4
-    for sid, ((off, size), want) in enumerate(zip(table, _expected_sizes(f), strict=True)):
+def _check_sections(h: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """MF §3 placement rules; returns the (offset, size) pairs.  Raises SECTION."""
+    flat = h["sections"]
+    table = tuple((flat[2 * i], flat[2 * i + 1]) for i in range(N_SECTIONS))
+    end, limit = HEADER_SIZE, h["total_size"] - 4
+    for sid, ((off, size), want) in enumerate(zip(table, _expected_sizes(h), strict=True)):
         if want is not None and size != want:
             raise BlobError("SECTION", f"section {sid} has {size} bytes, expected {want}")
         if size == 0:
@@ -207,10 +213,7 @@ def _check_sections(table: list[tuple[int, int]], f: dict, total: int) -> None:
         if off % 8 or off < end or size > limit or off > limit - size:
             raise BlobError("SECTION", f"section {sid} is misplaced (offset {off}, size {size})")
         end = off + size
-
-
-def _linear_phi_ends(m: int, b: int) -> tuple[int, int]:
-    return round_shift(m * -32768 + b, 15), round_shift(m * 32767 + b, 15)
+    return table
 
 
 def _read_varint(raw: np.ndarray, pos: int, what: str) -> tuple[int, int]:
@@ -336,137 +339,86 @@ def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tupl
     return levels, bound
 
 
-def parse(data: bytes) -> Blob:
-    """Validate ``data`` (MF §9, in order) and return the parsed :class:`Blob`."""
-    data = bytes(data)
-    if len(data) < MIN_SIZE:
-        raise BlobError("ARG", f"{len(data)} bytes is too short for a blob")
-    (
-        magic,
-        major,
-        minor,
-        total,
-        kind,
-        layout,
-        bits,
-        flags,
-        d,
-        b,
-        S,
-        frac,
-        r,
-        m1,
-        s1,
-        s2,
-        res16,
-        m2,
-        res32,
-        noise,
-        noise_exact,
-        mean_scale,
-        y_offset,
-        *table_and_tail,
-    ) = HEADER.unpack_from(data, 0)
-    if magic != MAGIC:
-        raise BlobError("MAGIC", "not a direct-edge model blob (bad magic)")
-    if major != FORMAT_MAJOR:
-        raise BlobError("VERSION", f"blob format {major}.{minor} is not supported (this reader reads 1.x)")
-    if total != len(data):
-        raise BlobError("SIZE", f"header says {total} bytes but {len(data)} were given (truncated?)")
-    (crc,) = struct.unpack_from("<I", data, total - 4)
-    if zlib.crc32(data[: total - 4]) != crc:
-        raise BlobError("CRC", "checksum mismatch (corrupted blob)")
-    fields = dict(
-        kind=kind,
-        layout=layout,
-        bits=bits,
-        flags=flags,
-        d=d,
-        b=b,
-        S=S,
-        frac=frac,
-        r=r,
-        m1=m1,
-        s1=s1,
-        s2=s2,
-        m2=m2,
-        res16=res16,
-        res32=res32,
-        res64=table_and_tail[12],
-        noise=noise,
-        noise_exact=noise_exact,
-    )
-    _check_header(fields)
-    table = [(table_and_tail[2 * i], table_and_tail[2 * i + 1]) for i in range(N_SECTIONS)]
-    _check_sections(table, fields, total)
+def _section(data: bytes, where: tuple[int, int], dtype: str, count: int | None = None, start: int = 0):
+    """A read-only array view of a section's bytes from ``start`` (``count`` items, else to its end)."""
+    off, size = where
+    nbytes = size - start if count is None else count * np.dtype(dtype).itemsize
+    return np.frombuffer(memoryview(data)[off + start : off + start + nbytes], dtype=dtype)
 
-    def section(sid: int, dtype: str, count: int | None = None, start: int = 0) -> np.ndarray:
-        off, size = table[sid]
-        nbytes = size - start if count is None else count * np.dtype(dtype).itemsize
-        return np.frombuffer(memoryview(data)[off + start : off + start + nbytes], dtype=dtype)
 
-    inputs = section(SECTION_INPUT, "<f8").reshape(d, 2)
-    lin_m = lin_b = phase_c = phase_w = tab = None
-    if kind == KIND_LINEAR:
-        params = section(SECTION_FEATURES, "<i4").reshape(d, 2)
-        lin_m, lin_b = params[:, 0], params[:, 1]
-        for m, c in zip(lin_m.tolist(), lin_b.tolist(), strict=True):
-            ends = _linear_phi_ends(m, c)
-            if abs(m) * 32768 + abs(c) + (1 << 14) > I32_MAX or max(abs(e) for e in ends) > PHI_MAX:
+def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.ndarray | None]:
+    """MF §5: the feature parameters, with IS §9's bounds on them.  Raises CONTENT."""
+    d, b = h["n_inputs"], h["n_features"]
+    if h["kind"] == KIND_LINEAR:
+        params = _section(data, sections[SECTION_FEATURES], "<i4").reshape(d, 2)
+        for m, c in params.tolist():
+            if not bounds.linear_feature_fits(m, c):
                 raise BlobError("CONTENT", "linear feature parameters exceed the i32/i16 bounds (IS §9)")
-    else:
-        F = b // 2
-        phase_c = section(SECTION_FEATURES, "<u4", F)
-        phase_w = section(SECTION_FEATURES, "<i4", F * d, start=4 * F).reshape(F, d)
-        tab = section(SECTION_TABLE, "<i2")
-        if np.any(tab == -32768):
-            raise BlobError("CONTENT", "sine table entry -32768 (IS §9)")
-    off, size = table[SECTION_SAMPLES]
-    levels, bound = _decode_samples(data[off : off + size], layout, S, b, bits)
-    exact_mean = exact_var = None
-    if flags & FLAG_EXACT:
-        exact_mean = section(SECTION_EXACT, "<i2", b)
-        exact_var = section(SECTION_EXACT, "<u2", b, start=2 * b)
-    # IS §9: the accumulator bounds, recomputed from the stored levels.
-    if bound > 65536:
+        return dict(linear_m=params[:, 0], linear_b=params[:, 1], phase_c=None, phase_w=None, table=None)
+    F = b // 2
+    table = _section(data, sections[SECTION_TABLE], "<i2")
+    if not bounds.sine_table_fits(table):
+        raise BlobError("CONTENT", "sine table entry -32768 (IS §9)")
+    return dict(
+        linear_m=None,
+        linear_b=None,
+        phase_c=_section(data, sections[SECTION_FEATURES], "<u4", F),
+        phase_w=_section(data, sections[SECTION_FEATURES], "<i4", F * d, start=4 * F).reshape(F, d),
+        table=table,
+    )
+
+
+def _read_exact(data: bytes, h: dict[str, Any], sections) -> dict[str, np.ndarray | None]:
+    """MF §7: μq int16 (b,) and vq uint16 (b,), or None without the exact section."""
+    if not h["flags"] & FLAG_EXACT:
+        return dict(exact_mean=None, exact_var=None)
+    b = h["n_features"]
+    where = sections[SECTION_EXACT]
+    return dict(
+        exact_mean=_section(data, where, "<i2", b), exact_var=_section(data, where, "<u2", b, start=2 * b)
+    )
+
+
+def _check_overflow(h: dict[str, Any], bound: int) -> None:
+    """IS §9: the accumulator bounds, from the stored levels' weight bound L.  Raises OVERFLOW."""
+    S, r = h["n_samples"], h["pre_shift"]
+    if not bounds.weight_bound_fits(bound):
         raise BlobError("OVERFLOW", f"a sample's Σ|level| = {bound} exceeds 65536")
-    sum_bound = S * round_shift(bound * PHI_MAX, r)
-    if sum_bound > I32_MAX:
+    if not bounds.ensemble_sum_fits(S, bound, r):
         raise BlobError("OVERFLOW", "the pre-shift is too small for the sum over samples to fit i32")
-    if round_shift(sum_bound * m1, s1) > I32_MAX:
+    if not bounds.mean_fits(S, bound, r, h["m1"], h["s1"]):
         raise BlobError("OVERFLOW", "the mean multiplier could push the mean outside i32")
-    if flags & FLAG_EXACT and (b << 18) >= 1 << (31 + r):
+    if h["flags"] & FLAG_EXACT and not bounds.exact_mean_fits(h["n_features"], r):
         raise BlobError("OVERFLOW", "exact-moment mean would not fit i32")
+
+
+def parse(data: bytes) -> Blob:
+    """Validate ``data`` (MF §9, in order) and return the parsed :class:`Blob`.
+
+    Raises :class:`BlobError` whose ``code``/``name`` is the first failing MF §9 check: ARG, MAGIC,
+    VERSION, SIZE, CRC (the frame), HEADER (MF §2), SECTION (MF §3), CONTENT (MF §4–§7), OVERFLOW (IS §9).
+    """
+    data = bytes(data)
+    h = _check_frame(data)
+    _check_fields(h, "HEADER")
+    sections = _check_sections(h)
+    inputs = _section(data, sections[SECTION_INPUT], "<f8").reshape(h["n_inputs"], 2)
+    features = _read_features(data, h, sections)
+    off, size = sections[SECTION_SAMPLES]
+    levels, bound = _decode_samples(
+        data[off : off + size], h["layout"], h["n_samples"], h["n_features"], h["bits"]
+    )
+    exact = _read_exact(data, h, sections)
+    _check_overflow(h, bound)
+    del h["length"]
     return Blob(
         data=data,
-        minor=minor,
-        kind=kind,
-        layout=layout,
-        bits=bits,
-        flags=flags,
-        n_inputs=d,
-        n_features=b,
-        n_samples=S,
-        feature_frac=frac,
-        pre_shift=r,
-        m1=m1,
-        s1=s1,
-        s2=s2,
-        m2=m2,
-        noise_q=noise,
-        noise_exact_q=noise_exact,
-        mean_scale=mean_scale,
-        y_offset=y_offset,
-        sections=tuple(table),
+        header=h,
+        sections=sections,
         input_scale=inputs[:, 0],
         input_zero=inputs[:, 1],
-        linear_m=lin_m,
-        linear_b=lin_b,
-        phase_c=phase_c,
-        phase_w=phase_w,
-        table=tab,
         levels=levels,
         weight_bound=bound,
-        exact_mean=exact_mean,
-        exact_var=exact_var,
+        **features,
+        **exact,
     )

@@ -29,6 +29,25 @@ def recrc(blob: bytes | bytearray) -> bytes:
     return bytes(out)
 
 
+def patched(blob: bytes, name: str, value, index: int = 0) -> bytes:
+    """The blob with header field ``name`` (runtime/header.py; ``index`` into the section table) set to
+    ``value`` and the CRC recomputed."""
+    from direct_edge.runtime.header import BY_NAME, TYPES
+
+    field = BY_NAME[name]
+    code, size = TYPES[field.type][:2]
+    out = bytearray(blob)
+    struct.pack_into("<" + code, out, field.offset + index * size, value)
+    return recrc(out)
+
+
+def section_entry(sid: int) -> int:
+    """Byte offset of section ``sid``'s (offset, size) pair in the header (MF §2)."""
+    from direct_edge.runtime.header import BY_NAME
+
+    return BY_NAME["sections"].offset + 8 * sid
+
+
 def make(target: str, build: Path, **variables: str) -> subprocess.CompletedProcess:
     """Run ``make -C runtime/c TARGET BUILD=build`` and fail the test with its output on error."""
     args = ["make", "-C", str(C_DIR), target, f"BUILD={build}"] + [f"{k}={v}" for k, v in variables.items()]

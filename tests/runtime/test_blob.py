@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 import pytest
 
 from direct_edge.export import packed
-from direct_edge.runtime.blob import HEADER_SIZE, BlobError, parse
+from direct_edge.runtime.blob import HEADER_SIZE, SECTION_INPUT, SECTION_SAMPLES, BlobError, parse
 
-
-def recrc(blob: bytes | bytearray) -> bytes:
-    blob = bytearray(blob)
-    blob[-4:] = struct.pack("<I", zlib.crc32(bytes(blob[:-4])))
-    return bytes(blob)
-
-
-def patched(blob: bytes, offset: int, fmt: str, value) -> bytes:
-    out = bytearray(blob)
-    struct.pack_into(fmt, out, offset, value)
-    return recrc(out)
+from .conftest import patched, recrc
 
 
 def random_levels(rng, S: int, b: int, zeros: float, bits: int = 4) -> np.ndarray:
@@ -98,20 +87,24 @@ def code_of(data: bytes) -> str:
 def test_each_check_reports_its_code(blob):
     assert code_of(blob[:100]) == "ARG"
     assert code_of(b"XXXX" + blob[4:]) == "MAGIC"
-    assert code_of(patched(blob, 4, "<H", 2)) == "VERSION"
+    assert code_of(patched(blob, "major", 2)) == "VERSION"
     assert code_of(blob[:-1]) == "SIZE"
     assert code_of(blob + b"\0") == "SIZE"
     flipped = bytearray(blob)
     flipped[HEADER_SIZE + 3] ^= 0x10
     assert code_of(bytes(flipped)) == "CRC"
-    assert code_of(patched(blob, 13, "<B", 4)) == "HEADER"  # layout
-    assert code_of(patched(blob, 15, "<B", 2)) == "HEADER"  # unknown flag
-    assert code_of(patched(blob, 18, "<H", 33)) == "HEADER"  # odd rff feature count
-    assert code_of(patched(blob, 29, "<B", 32)) == "HEADER"  # s2 below 33
-    assert code_of(patched(blob, 120, "<Q", 1)) == "HEADER"  # reserved
-    assert code_of(patched(blob, 72, "<I", 129)) == "SECTION"  # input section misaligned
-    assert code_of(patched(blob, 76, "<I", 8)) == "SECTION"  # input section of the wrong size
-    assert code_of(patched(blob, 72 + 8 * 3 + 4, "<I", 10**6)) == "SECTION"  # samples run off the end
+    assert code_of(patched(blob, "layout", 4)) == "HEADER"  # layout
+    assert code_of(patched(blob, "flags", 2)) == "HEADER"  # unknown flag
+    assert code_of(patched(blob, "n_features", 33)) == "HEADER"  # odd rff feature count
+    assert code_of(patched(blob, "s2", 32)) == "HEADER"  # s2 below 33
+    assert code_of(patched(blob, "reserved_120", 1)) == "HEADER"  # reserved
+    assert code_of(patched(blob, "sections", 129, 2 * SECTION_INPUT)) == "SECTION"  # input section misaligned
+    assert (
+        code_of(patched(blob, "sections", 8, 2 * SECTION_INPUT + 1)) == "SECTION"
+    )  # input section of the wrong size
+    assert (
+        code_of(patched(blob, "sections", 10**6, 2 * SECTION_SAMPLES + 1)) == "SECTION"
+    )  # samples run off the end
 
 
 def test_content_and_overflow_checks(blob):
@@ -121,21 +114,25 @@ def test_content_and_overflow_checks(blob):
     bad_bitmap[samples_offset + 4] = 0  # the first sample's nibbles: a nonzero bit with a zero level
     assert code_of(recrc(bad_bitmap)) == "CONTENT"
     table_offset = b.sections[2][0]
-    assert code_of(patched(blob, table_offset + 10, "<h", -32768)) == "CONTENT"
-    assert code_of(patched(blob, 23, "<B", 0) if b.pre_shift else _tight_overflow()) == "OVERFLOW"
+    bad_table = bytearray(blob)
+    struct.pack_into("<h", bad_table, table_offset + 10, -32768)
+    assert code_of(recrc(bad_table)) == "CONTENT"
+    assert code_of(patched(blob, "pre_shift", 0) if b.pre_shift else _tight_overflow()) == "OVERFLOW"
 
 
 def _tight_overflow() -> bytes:
     """A blob whose pre-shift is one too small for its weights (IS §9)."""
     data = packed.synthetic_blob("rff", 3, 512, 64, zeros=0.0, seed=1, layout="dense4")
     assert parse(data).pre_shift > 0
-    return patched(data, 23, "<B", parse(data).pre_shift - 1)
+    return patched(data, "pre_shift", parse(data).pre_shift - 1)
 
 
 def test_linear_parameters_out_of_bounds_are_content_errors():
     data = packed.synthetic_blob("linear", 3, 4, 2, seed=2)
     b = parse(data)
-    assert code_of(patched(data, b.sections[1][0], "<i", 2**31 - 1)) == "CONTENT"
+    bad = bytearray(data)
+    struct.pack_into("<i", bad, b.sections[1][0], 2**31 - 1)
+    assert code_of(recrc(bad)) == "CONTENT"
 
 
 def test_grouped_sections_with_bad_indices_counts_or_order_are_rejected():

@@ -19,8 +19,9 @@ import pytest
 from direct_edge.export.packed import synthetic_blob
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import HEADER_SIZE, MIN_SIZE, SECTION_SAMPLES, BlobError, parse
+from direct_edge.runtime.header import BY_NAME
 
-from .conftest import C_DIR, recrc, require_tool
+from .conftest import C_DIR, recrc, require_tool, section_entry
 
 MASK64 = (1 << 64) - 1
 FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
@@ -117,7 +118,8 @@ def test_every_truncation_is_rejected(sanitized_harness, tmp_path):
             blobs.append(data[:n])
             if n >= MIN_SIZE:  # also with the size field and CRC rewritten: the section checks fire
                 fixed = bytearray(data[:n])
-                fixed[8:12] = n.to_bytes(4, "little")
+                at = BY_NAME["total_size"].offset
+                fixed[at : at + 4] = n.to_bytes(4, "little")
                 blobs.append(recrc(fixed))
     counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
     assert 0 not in counts and {1, 5, 8} <= set(counts), counts
@@ -128,7 +130,7 @@ def test_every_truncation_of_the_samples_section_is_rejected(sanitized_harness, 
     at the section's end, never read the bytes after it."""
     blobs = []
     for data in valid_blobs().values():
-        entry = 72 + 8 * SECTION_SAMPLES + 4
+        entry = section_entry(SECTION_SAMPLES) + 4
         size = int.from_bytes(data[entry : entry + 4], "little")
         for n in range(size):
             out = bytearray(data)
