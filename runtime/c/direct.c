@@ -24,31 +24,6 @@
 #define SEC_META 5u
 #define SIZE_ANY UINT64_C(0xFFFFFFFFFFFFFFFF) /* sections 3 and 5: any size */
 
-/* MF §2 header offsets. */
-#define H_MAGIC 0u
-#define H_MAJOR 4u
-#define H_MINOR 6u
-#define H_TOTAL 8u
-#define H_KIND 12u
-#define H_LAYOUT 13u
-#define H_BITS 14u
-#define H_FLAGS 15u
-#define H_D 16u
-#define H_B 18u
-#define H_S 20u
-#define H_FRAC 22u
-#define H_R 23u
-#define H_M1 24u
-#define H_S1 28u
-#define H_S2 29u
-#define H_RES16 30u
-#define H_M2 32u
-#define H_RES32 36u
-#define H_NOISE 40u
-#define H_NOISE_EXACT 48u
-#define H_SECTIONS 72u
-#define H_RES64 120u
-
 /* Byte-at-a-time nibble table for the CRC (MF §8): 64 bytes of flash instead of 1 KB. */
 static const uint32_t crc_nibble_table[16] DIRECT_ROM = {
     UINT32_C(0x00000000), UINT32_C(0x1DB71064), UINT32_C(0x3B6E20C8), UINT32_C(0x26D930AC),
@@ -94,13 +69,13 @@ static int64_t abs64(int64_t v) {
     return v < 0 ? -v : v;
 }
 
-/* MF §2: the header's field rules (code HEADER). */
+/* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
-    uint32_t kind = DIRECT_U8(h + H_KIND), layout = DIRECT_U8(h + H_LAYOUT), bits = DIRECT_U8(h + H_BITS), flags = DIRECT_U8(h + H_FLAGS);
-    uint32_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B), S = direct_rd16(h + H_S);
-    uint32_t frac = DIRECT_U8(h + H_FRAC), r = DIRECT_U8(h + H_R), s1 = DIRECT_U8(h + H_S1), s2 = DIRECT_U8(h + H_S2);
-    int32_t m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
-    uint64_t noise = direct_rd64(h + H_NOISE), noise_exact = direct_rd64(h + H_NOISE_EXACT);
+    uint32_t kind = direct_h_kind(h), layout = direct_h_layout(h), bits = direct_h_bits(h), flags = direct_h_flags(h);
+    uint32_t d = direct_h_n_inputs(h), b = direct_h_n_features(h), S = direct_h_n_samples(h);
+    uint32_t frac = direct_h_feature_frac(h), r = direct_h_pre_shift(h), s1 = direct_h_s1(h), s2 = direct_h_s2(h);
+    int32_t m1 = direct_h_m1(h);
+    uint64_t noise = direct_h_noise_q(h), noise_exact = direct_h_noise_exact_q(h);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
     if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)DIRECT_FLAG_EXACT) != 0u) {
@@ -112,10 +87,10 @@ static direct_status check_header(const uint8_t *h) {
     if (kind == DIRECT_KIND_LINEAR ? (b != d + 1u || frac > 14u) : (b < 2u || (b & 1u) != 0u || frac != 15u)) {
         return DIRECT_ERR_HEADER;
     }
-    if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_rd32(h + H_M2) > (UINT32_C(1) << 31)) {
+    if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_h_m2(h) > (UINT32_C(1) << 31)) {
         return DIRECT_ERR_HEADER;
     }
-    if (direct_rd16(h + H_RES16) != 0u || direct_rd32(h + H_RES32) != 0u || direct_rd64(h + H_RES64) != 0u) {
+    if (direct_h_reserved_30(h) != 0u || direct_h_reserved_36(h) != 0u || direct_h_reserved_120(h) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (noise > noise_max || noise_exact > noise_max) {
@@ -127,11 +102,20 @@ static direct_status check_header(const uint8_t *h) {
     return DIRECT_OK;
 }
 
+/* MF §3: offset and size of section sid from the header's section table. */
+static uint32_t section_offset(const uint8_t *h, uint32_t sid) {
+    return direct_h_sections(h, 2u * sid);
+}
+
+static uint32_t section_size(const uint8_t *h, uint32_t sid) {
+    return direct_h_sections(h, 2u * sid + 1u);
+}
+
 /* MF §3: placement and sizes of the six sections (code SECTION). Sizes in 64 bits: 4·F·(1 + d) can
  * exceed 2^32 in a corrupted header. */
 static direct_status check_sections(const uint8_t *h, uint32_t total) {
-    uint64_t d = direct_rd16(h + H_D), b = direct_rd16(h + H_B);
-    int linear = DIRECT_U8(h + H_KIND) == DIRECT_KIND_LINEAR;
+    uint64_t d = direct_h_n_inputs(h), b = direct_h_n_features(h);
+    int linear = direct_h_kind(h) == DIRECT_KIND_LINEAR;
     uint64_t want[N_SECTIONS];
     uint32_t end = DIRECT_HEADER_SIZE, limit = total - 4u, sid;
 
@@ -139,11 +123,10 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
     want[SEC_FEATURES] = linear ? 8u * d : 4u * (b / 2u) * (1u + d);
     want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
     want[SEC_SAMPLES] = SIZE_ANY;
-    want[SEC_EXACT] = (DIRECT_U8(h + H_FLAGS) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
+    want[SEC_EXACT] = (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
     want[SEC_META] = SIZE_ANY;
     for (sid = 0u; sid < N_SECTIONS; ++sid) {
-        uint32_t off = direct_rd32(h + H_SECTIONS + 8u * sid);
-        uint32_t size = direct_rd32(h + H_SECTIONS + 8u * sid + 4u);
+        uint32_t off = section_offset(h, sid), size = section_size(h, sid);
         if (want[sid] != SIZE_ANY && (uint64_t)size != want[sid]) {
             return DIRECT_ERR_SECTION;
         }
@@ -370,139 +353,152 @@ static void clear_model(direct_model *m) {
     m->weight_bound = 0u;
 }
 
-direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {
-    const uint8_t *h = (const uint8_t *)blob;
-    uint32_t total, d, b, S, r, bits, k, bound = 0u, sample_off, sample_size;
-    int32_t lo, hi;
-    direct_status st;
-    int exact;
-
-    if (m == NULL) {
-        return DIRECT_ERR_ARG;
-    }
-    clear_model(m);
+/* MF §9 codes ARG … CRC: pointer, size and host, alignment (MF §1), magic, major version, total size and
+ * checksum (MF §8), in that order. */
+static direct_status check_frame(const uint8_t *h, uint32_t size) {
     if (h == NULL || size < DIRECT_MIN_BLOB_SIZE || !little_endian_host()) {
         return DIRECT_ERR_ARG;
     }
     if (((uintptr_t)h & (uintptr_t)(DIRECT_BLOB_ALIGN - 1u)) != 0u) {
         return DIRECT_ERR_ALIGN;
     }
-    if (DIRECT_U8(h + 0) != 0x44u || DIRECT_U8(h + 1) != 0x49u || DIRECT_U8(h + 2) != 0x52u || DIRECT_U8(h + 3) != 0x51u) {
+    if (direct_h_magic(h) != DIRECT_MAGIC) {
         return DIRECT_ERR_MAGIC;
     }
-    if (direct_rd16(h + H_MAJOR) != DIRECT_FORMAT_MAJOR) {
+    if (direct_h_major(h) != DIRECT_FORMAT_MAJOR) {
         return DIRECT_ERR_VERSION;
     }
-    total = direct_rd32(h + H_TOTAL);
-    if (total != size) {
+    if (direct_h_total_size(h) != size) {
         return DIRECT_ERR_SIZE;
     }
-    if (direct_crc32(h, total - 4u) != direct_rd32(h + total - 4u)) {
+    if (direct_crc32(h, size - 4u) != direct_rd32(h + size - 4u)) {
         return DIRECT_ERR_CRC;
     }
-    st = check_header(h);
-    if (st != DIRECT_OK) {
-        return st;
-    }
-    st = check_sections(h, total);
-    if (st != DIRECT_OK) {
-        return st;
-    }
+    return DIRECT_OK;
+}
 
-    d = direct_rd16(h + H_D);
-    b = direct_rd16(h + H_B);
-    S = direct_rd16(h + H_S);
-    r = DIRECT_U8(h + H_R);
-    bits = DIRECT_U8(h + H_BITS);
-    exact = (DIRECT_U8(h + H_FLAGS) & DIRECT_FLAG_EXACT) != 0u;
-    lo = -(INT32_C(1) << (bits - 1u));
-    hi = (INT32_C(1) << (bits - 1u)) - INT32_C(1);
-
-    /* MF §5: feature parameters (section offsets are multiples of 8, the blob 4-aligned). */
-    if (DIRECT_U8(h + H_KIND) == DIRECT_KIND_LINEAR) {
-        const int32_t *mb = (const int32_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES));
-        st = check_linear(mb, d);
-        if (st != DIRECT_OK) {
-            return st;
-        }
-        m->linear = mb;
-    } else {
-        const uint8_t *f = h + direct_rd32(h + H_SECTIONS + 8u * SEC_FEATURES);
-        const int16_t *t = (const int16_t *)(const void *)(h + direct_rd32(h + H_SECTIONS + 8u * SEC_TABLE));
+/* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's. Section offsets are
+ * multiples of 8 and the blob 4-aligned, so the arrays are read in place. */
+static direct_status check_features(const uint8_t *h) {
+    uint32_t k;
+    if (direct_h_kind(h) == DIRECT_KIND_LINEAR) {
+        return check_linear((const int32_t *)(const void *)(h + section_offset(h, SEC_FEATURES)), direct_h_n_inputs(h));
+    }
+    {
+        const int16_t *t = (const int16_t *)(const void *)(h + section_offset(h, SEC_TABLE));
         for (k = 0u; k < TABLE_SIZE; ++k) {
             if (DIRECT_I16(t + k) == INT16_MIN) {
                 return DIRECT_ERR_CONTENT;
             }
         }
-        m->phase_c = (const uint32_t *)(const void *)f;
-        m->phase_w = (const int32_t *)(const void *)(f + 4u * (b / 2u));
-        m->table = t;
     }
+    return DIRECT_OK;
+}
 
-    /* MF §6: every sample, once. */
-    sample_off = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES);
-    sample_size = direct_rd32(h + H_SECTIONS + 8u * SEC_SAMPLES + 4u);
-    switch (DIRECT_U8(h + H_LAYOUT)) {
+/* MF §6 (code CONTENT): every sample, once, in the header's layout; on success *bound = L. */
+static direct_status check_samples(const uint8_t *h, uint32_t *bound) {
+    const uint8_t *p = h + section_offset(h, SEC_SAMPLES);
+    uint32_t n = section_size(h, SEC_SAMPLES), S = direct_h_n_samples(h), b = direct_h_n_features(h);
+    uint32_t bits = direct_h_bits(h);
+    int32_t lo = -(INT32_C(1) << (bits - 1u)), hi = (INT32_C(1) << (bits - 1u)) - INT32_C(1);
+    switch (direct_h_layout(h)) {
     case DIRECT_LAYOUT_DENSE4:
-        st = check_dense4(h + sample_off, sample_size, S, b, lo, hi, &bound);
-        break;
+        return check_dense4(p, n, S, b, lo, hi, bound);
     case DIRECT_LAYOUT_BITMAP4:
-        st = check_bitmap4(h + sample_off, sample_size, S, b, lo, hi, &bound);
-        break;
+        return check_bitmap4(p, n, S, b, lo, hi, bound);
     case DIRECT_LAYOUT_GROUPED:
-        st = check_grouped(h + sample_off, sample_size, S, b, lo, hi, &bound);
-        break;
+        return check_grouped(p, n, S, b, lo, hi, bound);
     default:
-        st = check_gap4(h + sample_off, sample_size, S, b, lo, hi, &bound);
-        break;
+        return check_gap4(p, n, S, b, lo, hi, bound);
     }
-    if (st != DIRECT_OK) {
-        clear_model(m);
-        return st;
-    }
+}
 
-    /* IS §9: accumulator bounds from the stored levels; the second line bounds ΣA, the third mean_q. */
+/* IS §9 (code OVERFLOW): from the stored weight bound L, |acc_s| < 2^31, ΣA fits i32, mean_q fits i32, and
+ * the exact-moment mean fits i32. */
+static direct_status check_overflow(const uint8_t *h, uint32_t bound) {
+    uint32_t S = direct_h_n_samples(h), b = direct_h_n_features(h), r = direct_h_pre_shift(h);
+    int64_t sum_bound;
     if (bound > UINT32_C(65536)) {
-        clear_model(m);
         return DIRECT_ERR_OVERFLOW;
     }
-    {
-        int64_t sum_bound = (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r);
-        int64_t m1 = (int64_t)direct_i32_from_u32(direct_rd32(h + H_M1));
-        if (sum_bound > I32_MAX_64 || direct_round_shift64(sum_bound * m1, DIRECT_U8(h + H_S1)) > I32_MAX_64 ||
-            (exact && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r)))) {
-            clear_model(m);
-            return DIRECT_ERR_OVERFLOW;
-        }
+    sum_bound = (int64_t)S * (int64_t)direct_round_shift32((int32_t)(bound * UINT32_C(32767)), r);
+    if (sum_bound > I32_MAX_64 || direct_round_shift64(sum_bound * (int64_t)direct_h_m1(h), direct_h_s1(h)) > I32_MAX_64) {
+        return DIRECT_ERR_OVERFLOW;
     }
+    if ((direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u && ((uint64_t)b << 18) >= (UINT64_C(1) << (31u + r))) {
+        return DIRECT_ERR_OVERFLOW;
+    }
+    return DIRECT_OK;
+}
 
+/* Fill *m from a blob that passed every check: header fields and pointers into the blob. */
+static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
+    uint32_t b = direct_h_n_features(h);
     m->blob = h;
-    m->size = total;
-    m->kind = DIRECT_U8(h + H_KIND);
-    m->layout = DIRECT_U8(h + H_LAYOUT);
-    m->bits = DIRECT_U8(h + H_BITS);
-    m->flags = DIRECT_U8(h + H_FLAGS);
-    m->n_inputs = (uint16_t)d;
+    m->size = direct_h_total_size(h);
+    m->kind = (uint8_t)direct_h_kind(h);
+    m->layout = (uint8_t)direct_h_layout(h);
+    m->bits = (uint8_t)direct_h_bits(h);
+    m->flags = (uint8_t)direct_h_flags(h);
+    m->n_inputs = (uint16_t)direct_h_n_inputs(h);
     m->n_features = (uint16_t)b;
-    m->n_samples = (uint16_t)S;
-    m->feature_frac = DIRECT_U8(h + H_FRAC);
-    m->pre_shift = (uint8_t)r;
-    m->m1 = direct_i32_from_u32(direct_rd32(h + H_M1));
-    m->m2 = direct_rd32(h + H_M2);
-    m->s1 = DIRECT_U8(h + H_S1);
-    m->s2 = DIRECT_U8(h + H_S2);
-    m->minor = (uint16_t)direct_rd16(h + H_MINOR);
-    m->noise_q = direct_rd64(h + H_NOISE);
-    m->noise_exact_q = direct_rd64(h + H_NOISE_EXACT);
-    m->samples = h + sample_off;
-    m->samples_size = sample_size;
-    if (exact) {
-        const uint8_t *e = h + direct_rd32(h + H_SECTIONS + 8u * SEC_EXACT);
+    m->n_samples = (uint16_t)direct_h_n_samples(h);
+    m->feature_frac = (uint8_t)direct_h_feature_frac(h);
+    m->pre_shift = (uint8_t)direct_h_pre_shift(h);
+    m->m1 = direct_h_m1(h);
+    m->m2 = direct_h_m2(h);
+    m->s1 = (uint8_t)direct_h_s1(h);
+    m->s2 = (uint8_t)direct_h_s2(h);
+    m->minor = (uint16_t)direct_h_minor(h);
+    m->noise_q = direct_h_noise_q(h);
+    m->noise_exact_q = direct_h_noise_exact_q(h);
+    if (m->kind == DIRECT_KIND_LINEAR) {
+        m->linear = (const int32_t *)(const void *)(h + section_offset(h, SEC_FEATURES));
+    } else {
+        const uint8_t *f = h + section_offset(h, SEC_FEATURES);
+        m->phase_c = (const uint32_t *)(const void *)f;
+        m->phase_w = (const int32_t *)(const void *)(f + 4u * (b / 2u));
+        m->table = (const int16_t *)(const void *)(h + section_offset(h, SEC_TABLE));
+    }
+    m->samples = h + section_offset(h, SEC_SAMPLES);
+    m->samples_size = section_size(h, SEC_SAMPLES);
+    if ((m->flags & DIRECT_FLAG_EXACT) != 0u) {
+        const uint8_t *e = h + section_offset(h, SEC_EXACT);
         m->exact_mean = (const int16_t *)(const void *)e;
         m->exact_var = (const uint16_t *)(const void *)(e + 2u * b);
     }
     m->weight_bound = bound;
-    return DIRECT_OK;
+}
+
+direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {
+    const uint8_t *h = (const uint8_t *)blob;
+    uint32_t bound = 0u;
+    direct_status st;
+
+    if (m == NULL) {
+        return DIRECT_ERR_ARG;
+    }
+    clear_model(m);
+    st = check_frame(h, size);
+    if (st == DIRECT_OK) {
+        st = check_header(h);
+    }
+    if (st == DIRECT_OK) {
+        st = check_sections(h, size);
+    }
+    if (st == DIRECT_OK) {
+        st = check_features(h);
+    }
+    if (st == DIRECT_OK) {
+        st = check_samples(h, &bound);
+    }
+    if (st == DIRECT_OK) {
+        st = check_overflow(h, bound);
+    }
+    if (st == DIRECT_OK) {
+        fill_model(m, h, bound);
+    }
+    return st;
 }
 
 uint32_t direct_n_inputs(const direct_model *m) {

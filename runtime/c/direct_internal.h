@@ -99,4 +99,110 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
     return (uint64_t)direct_rd32(p) | ((uint64_t)direct_rd32(p + 4) << 32);
 }
 
+/* ---- BEGIN GENERATED from runtime/header.py (python -m direct_edge.runtime.header) ---- */
+/* MF §2: byte offset of each header field, and a reader returning it (little-endian, any
+ * alignment; f64 fields as their IEEE 754 bits, since the library has no floating point). */
+#define DIRECT_MAGIC UINT32_C(0x51524944) /* "DIRQ" read as a little-endian u32 */
+#define DIRECT_H_MAGIC 0u /* char[4]: 44 49 52 51 ("DIRQ") */
+#define DIRECT_H_MAJOR 4u /* u16: major version */
+#define DIRECT_H_MINOR 6u /* u16: minor version (any) */
+#define DIRECT_H_TOTAL_SIZE 8u /* u32: total size in bytes, CRC included */
+#define DIRECT_H_KIND 12u /* u8: feature kind, KIND_* */
+#define DIRECT_H_LAYOUT 13u /* u8: sample layout, LAYOUT_* (§6) */
+#define DIRECT_H_BITS 14u /* u8: level bits */
+#define DIRECT_H_FLAGS 15u /* u8: bit 0: exact section (§7) */
+#define DIRECT_H_N_INPUTS 16u /* u16: d */
+#define DIRECT_H_N_FEATURES 18u /* u16: b */
+#define DIRECT_H_N_SAMPLES 20u /* u16: S */
+#define DIRECT_H_FEATURE_FRAC 22u /* u8: Fφ (IS §3) */
+#define DIRECT_H_PRE_SHIFT 23u /* u8: r (IS §4) */
+#define DIRECT_H_M1 24u /* i32: M1 (IS §5) */
+#define DIRECT_H_S1 28u /* u8: s1 (IS §5) */
+#define DIRECT_H_S2 29u /* u8: s2 (IS §5) */
+#define DIRECT_H_RESERVED_30 30u /* u16: reserved, 0 */
+#define DIRECT_H_M2 32u /* u32: M2 (IS §5) */
+#define DIRECT_H_RESERVED_36 36u /* u32: reserved, 0 */
+#define DIRECT_H_NOISE_Q 40u /* u64: IS §5 */
+#define DIRECT_H_NOISE_EXACT_Q 48u /* u64: IS §6; 0 without the exact section */
+#define DIRECT_H_MEAN_SCALE 56u /* f64: IS §7, host only */
+#define DIRECT_H_Y_OFFSET 64u /* f64: IS §7, host only */
+#define DIRECT_H_SECTIONS 72u /* u32[12]: (offset, size) of sections 0 … 5 (§3) */
+#define DIRECT_H_RESERVED_120 120u /* u64: reserved, 0 */
+static inline uint32_t direct_h_magic(const uint8_t *h) {
+    return direct_rd32(h + DIRECT_H_MAGIC);
+}
+static inline uint32_t direct_h_major(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_MAJOR);
+}
+static inline uint32_t direct_h_minor(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_MINOR);
+}
+static inline uint32_t direct_h_total_size(const uint8_t *h) {
+    return direct_rd32(h + DIRECT_H_TOTAL_SIZE);
+}
+static inline uint32_t direct_h_kind(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_KIND);
+}
+static inline uint32_t direct_h_layout(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_LAYOUT);
+}
+static inline uint32_t direct_h_bits(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_BITS);
+}
+static inline uint32_t direct_h_flags(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_FLAGS);
+}
+static inline uint32_t direct_h_n_inputs(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_N_INPUTS);
+}
+static inline uint32_t direct_h_n_features(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_N_FEATURES);
+}
+static inline uint32_t direct_h_n_samples(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_N_SAMPLES);
+}
+static inline uint32_t direct_h_feature_frac(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_FEATURE_FRAC);
+}
+static inline uint32_t direct_h_pre_shift(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_PRE_SHIFT);
+}
+static inline int32_t direct_h_m1(const uint8_t *h) {
+    return direct_i32_from_u32(direct_rd32(h + DIRECT_H_M1));
+}
+static inline uint32_t direct_h_s1(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_S1);
+}
+static inline uint32_t direct_h_s2(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_S2);
+}
+static inline uint32_t direct_h_reserved_30(const uint8_t *h) {
+    return direct_rd16(h + DIRECT_H_RESERVED_30);
+}
+static inline uint32_t direct_h_m2(const uint8_t *h) {
+    return direct_rd32(h + DIRECT_H_M2);
+}
+static inline uint32_t direct_h_reserved_36(const uint8_t *h) {
+    return direct_rd32(h + DIRECT_H_RESERVED_36);
+}
+static inline uint64_t direct_h_noise_q(const uint8_t *h) {
+    return direct_rd64(h + DIRECT_H_NOISE_Q);
+}
+static inline uint64_t direct_h_noise_exact_q(const uint8_t *h) {
+    return direct_rd64(h + DIRECT_H_NOISE_EXACT_Q);
+}
+static inline uint64_t direct_h_mean_scale_bits(const uint8_t *h) {
+    return direct_rd64(h + DIRECT_H_MEAN_SCALE);
+}
+static inline uint64_t direct_h_y_offset_bits(const uint8_t *h) {
+    return direct_rd64(h + DIRECT_H_Y_OFFSET);
+}
+static inline uint32_t direct_h_sections(const uint8_t *h, uint32_t i) {
+    return direct_rd32(h + DIRECT_H_SECTIONS + 4u * i);
+}
+static inline uint64_t direct_h_reserved_120(const uint8_t *h) {
+    return direct_rd64(h + DIRECT_H_RESERVED_120);
+}
+/* ---- END GENERATED ---- */
+
 #endif /* DIRECT_INTERNAL_H */

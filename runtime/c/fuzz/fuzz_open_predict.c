@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "direct.h"
+#include "direct_internal.h" /* DIRECT_H_TOTAL_SIZE: header offsets generated from runtime/header.py */
 
 static void exercise(const direct_model *m, const uint8_t *data, size_t size) {
     uint32_t d = direct_n_inputs(m), n = direct_scratch_size(m), k, row;
@@ -60,10 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     try_blob(buf, size);
     if (size >= DIRECT_MIN_BLOB_SIZE) {
-        buf[8] = (uint8_t)n;
-        buf[9] = (uint8_t)(n >> 8);
-        buf[10] = (uint8_t)(n >> 16);
-        buf[11] = (uint8_t)(n >> 24);
+        buf[DIRECT_H_TOTAL_SIZE] = (uint8_t)n;
+        buf[DIRECT_H_TOTAL_SIZE + 1u] = (uint8_t)(n >> 8);
+        buf[DIRECT_H_TOTAL_SIZE + 2u] = (uint8_t)(n >> 16);
+        buf[DIRECT_H_TOTAL_SIZE + 3u] = (uint8_t)(n >> 24);
         crc = direct_crc32(buf, n - 4u);
         buf[n - 4u] = (uint8_t)crc;
         buf[n - 3u] = (uint8_t)(crc >> 8);
