@@ -10,7 +10,7 @@ from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid, noise_grid, prior_log_probs
 from direct_edge.trainer.model import DirectGLM
 from direct_edge.trainer.model_file import load_model, save_model
-from direct_edge.trainer.regressor import DirectRegressor
+from direct_edge.trainer.regressor import DirectRegressor, ParameterError
 from direct_edge.trainer.statistics import SufficientStatistics, compute_statistics
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "DirectRegressor",
     "FeatureMap",
     "ModelFileError",
+    "ParameterError",
     "SufficientStatistics",
     "WeightGrid",
     "compute_statistics",

@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
+from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from direct_edge.trainer.data import ArraySource, is_dask_collection, source_moments, source_statistics
@@ -43,26 +45,67 @@ SELECTION_STAGE_ITER = 100
 ProgressCallback = Callable[[str, int, float], None]
 
 
+class ParameterError(DataError, InvalidParameterError):
+    """An option of :class:`DirectRegressor` outside its allowed values.
+
+    Both scikit-learn's ``InvalidParameterError`` (what its estimators raise, and what its checks
+    expect) and this package's :class:`DataError` (which ``direct-train`` reports in one line).  The
+    message names the parameter, its allowed values and the value given.
+    """
+
+
+# Bounds of the options given in units of sd(y) (docs/trainer.md §1, §2).  A 4-bit grid with Δ = 1e-4
+# reaches ±7e-4 sd(y) per weight, less than any fit can use, and smaller steps stop the packed export
+# from representing the noise (its variance in units of the integer output overflows); Δ = 100 already
+# puts the first nonzero level 100 sd(y) away.  Inside these bounds the log prior over any grid of
+# 2..8 bits is finite (|level·Δ/s| <= 127·1e6).
+SCALE_RANGE = (1e-4, 1e2)
+
+
 class DirectRegressor(RegressorMixin, BaseEstimator):
     """Bayesian regression with 4-bit (by default) discrete weights, fitted by exact VI.
 
     Parameters
     ----------
-    features : "rff" (random Fourier features of an RBF kernel) or "linear" (inputs plus bias).
-    n_features : b, the number of rff features (even); ignored for linear features (b = d + 1).
-    lengthscale : rff lengthscale in standardised input units, scalar or (d,) for ARD; None chooses
-        from sqrt(d) × {0.2, 0.35, 0.6, 1.0} by the ELBO.
-    bits, symmetric : weight grid levels: symmetric −(2^(k−1)−1)..2^(k−1)−1, or two's-complement.
-    grid_scale : Δ in units of sd(y); None chooses from {0.05, 0.1, 0.2, 0.4} by the ELBO.
-    prior : "gaussian" (discretised N(0, prior_scale²)), "uniform" or "sparse" (gaussian plus
-        ``zero_mass`` extra probability on level 0).
-    prior_scale : in units of sd(y); None chooses from {0.25, 0.5, 1.0} by the ELBO.
-    family, n_components, entropy, n_entropy_samples : variational family (see DirectGLM).
-    max_iter : L-BFGS-B iterations of the final fit (Adam steps for entropy="reinforce").
-    chunk_rows : rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
-    precision : "float64" (default) or "float32" statistics pass (docs/trainer.md §4: about 2× faster
-        at large b, ΦᵀΦ within ~1e-7 relative, accumulated in float64).
-    random_state : int seed for the rff frequencies and the mixture's symmetry breaking.
+    features : {"rff", "linear"}, default "rff"
+        Random Fourier features of an RBF kernel, or the inputs plus a bias (docs/trainer.md §3).
+    n_features : int >= 2, even for "rff", default 256
+        b, the number of rff features (a cos and a sin per frequency); ignored for linear features
+        (b = d + 1).
+    lengthscale : float > 0, array-like (d,) of floats > 0, or None, default None
+        rff lengthscale in standardised input units, one per input for ARD; None chooses from
+        sqrt(d) × {0.2, 0.35, 0.6, 1.0} by the ELBO (§9).
+    bits : int in [2, 8], default 4
+        Weight grid width (§2).  The packed export (``direct-export``, the integer runtimes) holds
+        at most 4 bits; wider grids serve the float predictions of this class only.
+    symmetric : bool, default True
+        Levels −(2^(k−1)−1)..2^(k−1)−1, or the two's-complement range −2^(k−1)..2^(k−1)−1.
+    grid_scale : float in [1e-4, 100], or None, default None
+        Δ in units of sd(y); None chooses from {0.05, 0.1, 0.2, 0.4} by the ELBO.
+    prior : {"gaussian", "uniform", "sparse"}, default "gaussian"
+        Discretised N(0, prior_scale²), uniform, or gaussian plus ``zero_mass`` extra
+        probability on level 0.
+    prior_scale : float in [1e-4, 100], or None, default None
+        In units of sd(y); None chooses from {0.25, 0.5, 1.0} by the ELBO.  Unused by "uniform".
+    zero_mass : float in [0, 1), default 0.5
+        Extra prior mass on level 0 (prior "sparse" only).
+    family : {"mean-field", "mixture"}, default "mean-field"
+        Variational family (§5, §6).
+    n_components : int >= 1, default 5
+        Mixture components r (family "mixture" only).
+    entropy : {"bound", "reinforce"}, default "bound"
+        Mixture entropy: deterministic bound (L-BFGS-B) or score-function estimate (Adam) (§6).
+    n_entropy_samples : int >= 1, default 10
+        Samples per step of the score-function estimate (entropy "reinforce" only).
+    max_iter : int >= 1, default 2000
+        L-BFGS-B iterations of the final fit (Adam steps for entropy="reinforce").
+    chunk_rows : int >= 1, default 4096
+        Rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
+    precision : {"float64", "float32"}, default "float64"
+        Statistics pass precision (§4: float32 is about 2× faster at large b, ΦᵀΦ within ~1e-7
+        relative, accumulated in float64).
+    random_state : int >= 0, default 0
+        Seed of the rff frequencies and of the mixture's symmetry breaking.
 
     Attributes
     ----------
@@ -71,7 +114,34 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     share of zero weights under q), selection_ (candidates and their ELBO), n_train_, fit_time_,
     input_min_, input_max_ (per-input training range, for the integer export),
     train_rmse_ (of the predictive mean, from the statistics), n_features_in_.
+
+    Raises
+    ------
+    ParameterError
+        From ``fit``/``fit_source``, for an option outside the values above.
+    DataError
+        From ``fit``/``fit_source``, for unusable data (fewer than 2 rows, NaN, ...).
     """
+
+    _parameter_constraints: dict = {
+        "features": [StrOptions(set(FEATURE_KINDS))],
+        "n_features": [Interval(Integral, 2, None, closed="left")],
+        "lengthscale": [None, Interval(Real, 0, None, closed="neither"), "array-like"],
+        "bits": [Interval(Integral, 2, 8, closed="both")],
+        "symmetric": ["boolean"],
+        "grid_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
+        "prior": [StrOptions(set(PRIOR_KINDS))],
+        "prior_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
+        "zero_mass": [Interval(Real, 0, 1, closed="left")],
+        "family": [StrOptions(set(FAMILIES))],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "entropy": [StrOptions(set(ENTROPIES))],
+        "n_entropy_samples": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -113,6 +183,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
     # ---- fitting ------------------------------------------------------------------------------
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: np.ndarray, y: np.ndarray) -> DirectRegressor:
         """Fit on arrays ``X``: (n, d), ``y``: (n,).  Returns self.
 
@@ -127,6 +198,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
         return self._fit(ArraySource(X, y), progress=False, callback=None)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_source(
         self, source, progress: bool = False, callback: ProgressCallback | None = None
     ) -> DirectRegressor:
@@ -140,24 +212,36 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         return self._fit(source, progress=progress, callback=callback)
 
     def _validate_params(self) -> None:
-        if self.features not in FEATURE_KINDS:
-            raise DataError(f"features must be one of {FEATURE_KINDS}, got {self.features!r}")
-        if self.prior not in PRIOR_KINDS:
-            raise DataError(f"prior must be one of {PRIOR_KINDS}, got {self.prior!r}")
-        if self.family not in FAMILIES:
-            raise DataError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.entropy not in ENTROPIES:
-            raise DataError(f"entropy must be one of {ENTROPIES}, got {self.entropy!r}")
-        if int(self.max_iter) < 1 or int(self.chunk_rows) < 1:
-            raise DataError("max_iter and chunk_rows must be positive")
-        if self.precision not in PRECISIONS:
-            raise DataError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        WeightGrid.from_bits(self.bits, 1.0, self.symmetric)  # validates bits
+        """scikit-learn's check of ``_parameter_constraints`` (called by ``_fit_context``), plus the
+        one rule between two options.  Raises :class:`ParameterError`."""
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise ParameterError(str(exc)) from None
+        if self.features == "rff" and self.n_features % 2:
+            raise ParameterError(
+                "The 'n_features' parameter of DirectRegressor must be even for features='rff' "
+                f"(a cos and a sin per frequency). Got {self.n_features!r} instead."
+            )
+
+    def _check_lengthscale(self, n_inputs: int) -> None:
+        """An array ``lengthscale`` needs one positive finite value per input; raises ParameterError."""
+        if self.lengthscale is None or np.ndim(self.lengthscale) == 0:
+            return
+        ell = np.asarray(self.lengthscale)
+        ok = ell.shape == (n_inputs,) and np.issubdtype(ell.dtype, np.number)
+        if not (ok and np.all(np.isfinite(ell)) and np.all(ell > 0)):
+            raise ParameterError(
+                "The 'lengthscale' parameter of DirectRegressor must be None, a float > 0 or an array of "
+                f"{n_inputs} finite floats > 0 (one per input). Got {self.lengthscale!r} instead."
+            )
 
     def _fit(self, source, progress: bool, callback: ProgressCallback | None) -> DirectRegressor:
-        """The steps of docs/trainer.md §9 in order; each is one method below."""
-        self._validate_params()
+        """The steps of docs/trainer.md §9 in order; each is one method below.  The options have
+        been validated by ``_fit_context``."""
         start = time.perf_counter()
+        if self.features == "rff":
+            self._check_lengthscale(self.n_features_in_)
         units = self._learn_units(source)
         search = _CandidateSearch(self, source, units, progress, callback)
         grid_scales, prior_scales = self._candidate_scales()

@@ -1,13 +1,31 @@
-"""DirectRegressor: scikit-learn conformance, agreement with DirectGLM, ELBO-based selection."""
+"""DirectRegressor: scikit-learn conformance, agreement with DirectGLM, ELBO-based selection, options."""
+
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
 
-from direct_edge.trainer import DataError, DirectGLM, DirectRegressor, WeightGrid, prior_log_probs
+from direct_edge.export.packed import ExportError, pack
+from direct_edge.runtime.blob import BlobError, parse
+from direct_edge.trainer import (
+    DataError,
+    DirectGLM,
+    DirectRegressor,
+    ParameterError,
+    WeightGrid,
+    prior_log_probs,
+)
 from direct_edge.trainer.grid import noise_grid
-from direct_edge.trainer.regressor import GRID_SCALES, LENGTHSCALE_FACTORS, PRIOR_SCALES, search_past_edge
+from direct_edge.trainer.regressor import (
+    GRID_SCALES,
+    LENGTHSCALE_FACTORS,
+    PRIOR_SCALES,
+    SCALE_RANGE,
+    search_past_edge,
+)
 from direct_edge.trainer.statistics import SufficientStatistics
 
 
@@ -152,19 +170,110 @@ def test_mixture_family_is_at_least_as_good_as_mean_field(diabetes):
     assert mix.elbo_ >= mf.elbo_ - 1e-3 * abs(mf.elbo_)
 
 
-def test_bad_parameters_raise_data_error(diabetes):
+def test_every_option_has_a_constraint():
+    assert set(DirectRegressor._parameter_constraints) == set(DirectRegressor().get_params())
+
+
+BAD_OPTIONS = [
+    ("features", "poly"),
+    ("n_features", 7),  # rff needs a cos and a sin per frequency
+    ("n_features", 0),
+    ("lengthscale", 0.0),
+    ("lengthscale", -1.0),
+    ("lengthscale", float("inf")),
+    ("lengthscale", float("nan")),
+    ("lengthscale", [1.0, 2.0]),  # one per input: 10 for diabetes
+    ("lengthscale", [1.0] * 9 + [0.0]),
+    ("lengthscale", "wide"),
+    ("bits", 1),
+    ("bits", 9),
+    ("bits", 4.0),
+    ("bits", True),
+    ("symmetric", 1),
+    ("grid_scale", 1e-300),  # trained, then the export divided by zero
+    ("grid_scale", 1e300),  # overflowed the log prior
+    ("grid_scale", 0.0),
+    ("grid_scale", float("nan")),
+    ("prior", "laplace"),
+    ("prior_scale", 1e-300),
+    ("prior_scale", 1e300),
+    ("zero_mass", 1.0),
+    ("zero_mass", -0.1),
+    ("family", "full"),
+    ("n_components", 0),
+    ("entropy", "exact"),
+    ("n_entropy_samples", 0),
+    ("max_iter", 0),
+    ("max_iter", 10.5),
+    ("chunk_rows", 0),
+    ("precision", "float16"),
+    ("random_state", -1),
+    ("random_state", 1.5),
+    ("random_state", np.random.default_rng(0)),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_OPTIONS, ids=[f"{n}={v!r}"[:40] for n, v in BAD_OPTIONS])
+def test_an_option_out_of_range_raises_a_parameter_error_naming_it(diabetes, name, value):
     X, y = diabetes
-    for params in (
-        {"bits": 9},
-        {"bits": 1},
-        {"features": "poly"},
-        {"prior": "laplace"},
-        {"family": "full"},
-        {"entropy": "exact"},
-        {"n_features": 7},
-    ):
-        with pytest.raises(DataError):
-            DirectRegressor(**params).fit(X, y)
+    with pytest.raises(ParameterError, match=f"^The '{name}' parameter of DirectRegressor must be") as info:
+        DirectRegressor(**{name: value}).fit(X, y)
+    # scikit-learn's error (its checks expect it) and the package's (direct-train prints it in one line).
+    assert isinstance(info.value, InvalidParameterError) and isinstance(info.value, DataError)
+
+
+def test_options_are_validated_before_any_pass_over_the_data():
+    class Untouchable:
+        n_inputs = 3
+
+        def batches(self, chunk_rows):
+            raise AssertionError("the data were read")
+
+    for name, value in (("grid_scale", 1e-300), ("lengthscale", [1.0, 2.0])):
+        with pytest.raises(ParameterError, match=name):
+            DirectRegressor(**{name: value}).fit_source(Untouchable())
+
+
+@pytest.mark.parametrize("grid_scale", SCALE_RANGE)
+@pytest.mark.parametrize("prior_scale", SCALE_RANGE)
+def test_the_extreme_scales_allowed_train_and_export_without_numerical_warnings(
+    diabetes, grid_scale, prior_scale
+):
+    X, y = diabetes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        reg = DirectRegressor(
+            n_features=16, lengthscale=3.0, grid_scale=grid_scale, prior_scale=prior_scale, max_iter=50
+        ).fit(X, y)
+        blob = parse(pack(reg, n_samples=8))
+    assert np.isfinite(reg.elbo_) and np.all(np.isfinite(reg.predict(X[:5])))
+    assert reg.grid_scale_ == grid_scale and blob.bits <= 4 and blob.levels.shape == (8, 16)
+
+
+@pytest.mark.parametrize("bits", [5, 6, 7, 8])
+@pytest.mark.parametrize(
+    "grid_scale",
+    [
+        0.05,  # samples use levels beyond ±7
+        pytest.param(
+            5.0,  # every sample fits in ±7, but the grid is wider than 4 bits
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=BlobError,
+                reason="export/packed.py pack() checks the sampled levels, not the grid's bits: "
+                "it emits a 5..8-bit header that its own reader rejects",
+            ),
+        ),
+    ],
+)
+def test_grids_wider_than_4_bits_train_and_the_export_asks_to_retrain(diabetes, bits, grid_scale):
+    X, y = diabetes
+    reg = DirectRegressor(
+        n_features=16, lengthscale=3.0, bits=bits, grid_scale=grid_scale, prior_scale=0.5, max_iter=50
+    ).fit(X, y)
+    assert reg.posterior_.weight_grid.bits == bits and np.all(np.isfinite(reg.predict(X[:5])))
+    with pytest.raises(ExportError, match=r"retrain with bits <= 4"):
+        pack(reg, n_samples=8)
 
 
 def test_statistics_of_a_regressor_fit_are_exact(diabetes):
