@@ -1,11 +1,13 @@
 """ctypes binding of the C runtime (``runtime/c``): the fast integer path for host Python.
 
 The library is compiled on first use with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
-``clang``) into a per-user cache folder (``$DIRECT_EDGE_CACHE``, else ``~/.cache/direct-edge``), keyed by a
-hash of the sources and the compiler command, and reused afterwards; ``DIRECT_EDGE_CFLAGS`` replaces the
-optimisation flags (default: ``-O3 -march=native -DDIRECT_VECTORIZE``, the SIMD-friendly kernels tuned for
-the machine that compiles them, falling back to ``-O3 -DDIRECT_VECTORIZE`` where ``-march=native`` is not
-accepted), ``DIRECT_EDGE_NATIVE_LIB`` names a prebuilt library instead.
+``clang``) into a per-user cache folder (``$DIRECT_EDGE_CACHE``, else ``~/.cache/direct-edge``, else,
+without a writable home, ``direct-edge-<uid>`` in the temp directory), keyed by a hash of the sources and
+the compiler command, and reused afterwards.  Folders are created 0755 and libraries 0644, so a shared or
+prebuilt cache is readable by every user.  ``DIRECT_EDGE_CFLAGS`` replaces the optimisation flags
+(default: ``-O3 -march=native -DDIRECT_VECTORIZE``, the SIMD-friendly kernels tuned for the machine that
+compiles them, falling back to ``-O3 -DDIRECT_VECTORIZE`` where ``-march=native`` is not accepted);
+``DIRECT_EDGE_NATIVE_LIB`` names a prebuilt library instead.
 Outputs are bit-exact with :mod:`direct_edge.runtime.reference` (both follow docs/integer-spec.md).
 
     model = NativeModel(blob_bytes)          # validates like blob.parse (MF §9), raises BlobError
@@ -15,6 +17,7 @@ Outputs are bit-exact with :mod:`direct_edge.runtime.reference` (both follow doc
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import hashlib
 import os
@@ -100,14 +103,81 @@ def _compiler() -> list[str]:
     raise NativeUnavailable("no C compiler found (install gcc or clang, or set CC) to build the C runtime")
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("DIRECT_EDGE_CACHE"):
-        return Path(os.environ["DIRECT_EDGE_CACHE"])
+CACHE_VARIABLE = "DIRECT_EDGE_CACHE"
+DIR_MODE, LIBRARY_MODE = 0o755, 0o644  # the cache may be shared: readable by every user, written by its owner
+
+
+def _user_cache_dir() -> Path:
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home()))
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "direct-edge"
+
+
+def _make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each mode 0755 whatever the umask; OSError if impossible."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(folder)) from None
+            continue
+        os.chmod(folder, DIR_MODE)
+
+
+def _temp_cache_dir() -> Path:
+    """A per-user folder in the temp directory; refused unless it is ours and writable by us alone (the
+    library in it is loaded into this process)."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    path = Path(tempfile.gettempdir()) / f"direct-edge-{user}"
+    _make_dirs(path)
+    if hasattr(os, "getuid"):
+        info = path.lstat()
+        if path.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise PermissionError(f"{path} is not a folder owned and writable only by this user")
+    return path
+
+
+def _cache_dir() -> Path:
+    """Where built libraries are kept: ``$DIRECT_EDGE_CACHE``, else the user's cache folder, else (no
+    writable home) a per-user folder in the temp directory.  Folders are created 0755.
+
+    Raises :class:`NativeUnavailable` with a one-line message naming DIRECT_EDGE_CACHE when none works.
+    """
+    explicit = os.environ.get(CACHE_VARIABLE)
+    if explicit:
+        candidates = [lambda: _made(Path(explicit))]
+    else:
+        candidates = [lambda: _made(_user_cache_dir()), _temp_cache_dir]
+    problems = []
+    for candidate in candidates:
+        try:
+            return candidate()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: Path.home() without a home
+            if isinstance(exc, OSError) and exc.strerror:
+                problems.append(f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
+            else:
+                problems.append(str(exc))
+    raise NativeUnavailable(
+        f"no writable cache folder for the C runtime ({'; '.join(problems)}); "
+        f"set {CACHE_VARIABLE} to a writable folder"
+    )
+
+
+def _made(path: Path) -> Path:
+    """``path``, created if missing; PermissionError when this user cannot write into it."""
+    _make_dirs(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable", str(path))
+    return path
 
 
 def _library_suffix() -> str:
@@ -130,7 +200,7 @@ def build_library(output: str | os.PathLike | None = None, cflags: tuple[str, ..
     target = Path(output) if output else _cache_dir() / name
     if output is None and target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=".libdirect-", suffix=_library_suffix(), dir=target.parent)
     os.close(fd)
     try:
@@ -145,6 +215,7 @@ def build_library(output: str | os.PathLike | None = None, cflags: tuple[str, ..
         if done.returncode != 0:
             command = " ".join(cmd)
             raise NativeUnavailable(f"building the C runtime failed ({command}):\n{done.stderr.strip()}")
+        os.chmod(tmp, LIBRARY_MODE)  # mkstemp made it 0600: other users of a shared cache could not load it
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
