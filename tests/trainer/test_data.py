@@ -248,6 +248,60 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
         open_table(tmp_path / "t.parquet")
 
 
+@pytest.mark.parametrize("name", ["sales [2023].csv", "run?.csv", "data[1].csv", "a*b.csv"])
+def test_an_existing_file_is_read_whatever_its_name_holds(tmp_path, name):
+    (tmp_path / "data1.csv").write_text("a,y\n9,9\n")  # what data[1].csv matches as a pattern
+    (tmp_path / "axb.csv").write_text("a,y\n9,9\n")
+    (tmp_path / name).write_text("a,y\n1,2\n3,4\n")
+    source = open_table(tmp_path / name)
+    assert source.files == (str(tmp_path / name),) and source.where == str(tmp_path / name)
+    X, y = read_arrays(source)
+    np.testing.assert_array_equal(X, [[1.0], [3.0]])
+    np.testing.assert_array_equal(y, [2.0, 4.0])
+
+
+def test_a_pattern_naming_no_file_is_a_glob_read_as_one_table(tmp_path):
+    data = table(n=30)
+    for i, rows in enumerate(np.array_split(data, 3)):
+        write_csv(tmp_path / f"part-{i}.csv", rows)
+    pattern = str(tmp_path / "part-[0-9].csv")
+    source = open_table(pattern, target="c0")
+    assert source.files == tuple(str(tmp_path / f"part-{i}.csv") for i in range(3))
+    assert source.where == f"{pattern} (3 files)" and source.input_names == ["c1", "c2", "c3", "c4"]
+    X, y = concat(source, 7)
+    np.testing.assert_array_equal(X, data[:, 1:])
+    np.testing.assert_array_equal(y, data[:, 0])
+    train, _, _ = split_source(source, 0.5, seed=1)
+    assert train.files == source.files
+    with pytest.raises(DataError, match=r"no data files match '.*none-\*\.csv'"):
+        open_table(tmp_path / "none-*.csv")
+
+
+def test_files_of_single_sources(tmp_path):
+    write_csv(tmp_path / "t.csv", table(n=5))
+    np.save(tmp_path / "m.npy", table(n=5))
+    np.savez(tmp_path / "m.npz", X=np.ones((3, 2)), y=np.ones(3))
+    for name in ("t.csv", "m.npy", "m.npz"):
+        assert open_table(tmp_path / name).files == (str(tmp_path / name),)
+    assert ArraySource(np.ones((3, 2)), np.ones(3)).files == ()
+
+
+def test_pandas_index_columns_in_parquet_are_not_inputs(tmp_path):
+    pytest.importorskip("pyarrow")
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [0.5, 1.5, 2.5], "b": [1.0, 2.0, 3.0], "y": [7.0, 8.0, 9.0]})
+    frame.index = [10, 20, 30]
+    frame.to_parquet(tmp_path / "unnamed.parquet")  # stored as __index_level_0__
+    frame.rename_axis("id").to_parquet(tmp_path / "named.parquet")  # stored as id
+    frame.to_parquet(tmp_path / "range.parquet", index=False)
+    for name in ("unnamed.parquet", "named.parquet", "range.parquet"):
+        source = open_table(tmp_path / name)
+        assert source.input_names == ["a", "b"] and source.target_name == "y"
+        X, y = concat(source, 2)
+        np.testing.assert_array_equal(X, frame[["a", "b"]].to_numpy())
+        np.testing.assert_array_equal(y, [7.0, 8.0, 9.0])
+
+
 def test_iterable_source_is_re_iterable_and_re_cuts_batches():
     data = table(n=50)
 
