@@ -109,6 +109,7 @@ class DirectGLM:
         self.trace_: list[float] = []
         self.n_iter_ = 0
         self.converged_ = False
+        self.limit_reached_ = False
 
     # ---- parameter layout -------------------------------------------------------------------
 
@@ -204,17 +205,29 @@ class DirectGLM:
         learning_rate: float = 0.01,
         callback: Callable[[int, float], None] | None = None,
     ) -> DirectGLM:
-        """Maximise the ELBO.  Returns self; sets ``elbo_``, ``n_iter_``, ``converged_``, ``trace_``.
+        """Maximise the ELBO.  Returns self.
 
         ``init`` (docs/trainer.md §8): "staged" restarts from the prior, first fits q(w) with q(σ²)
-        held on the noise level nearest 0.1·var(y), then sets q(σ²) to its optimum given q(w), then
-        optimises everything jointly; "gaussian" starts from the conjugate Gaussian posterior
-        discretised onto the grid; "auto" (default) runs both and keeps the higher ELBO (the
-        mean-field objective has many local optima and neither start wins everywhere); "prior" is
-        the naive joint optimisation from the prior, which often stalls with q(σ²) saturated at the
-        top of the noise grid; "warm" continues from the current parameters.  Mixtures start from a
-        fitted mean-field posterior with perturbed components (unless "warm").
-        ``max_iter`` bounds L-BFGS-B iterations (Adam steps for "reinforce").
+        held on the noise level nearest 0.1·var(y) for ``stage_iter`` iterations, then sets q(σ²) to
+        its optimum given q(w), then optimises everything jointly; "gaussian" starts from the
+        conjugate Gaussian posterior discretised onto the grid; "auto" (default) runs both and keeps
+        the higher ELBO (the mean-field objective has many local optima and neither start wins
+        everywhere); "prior" is the naive joint optimisation from the prior, which often stalls with
+        q(σ²) saturated at the top of the noise grid; "warm" continues from the current parameters.
+        Mixtures start from a fitted mean-field posterior with perturbed components (unless "warm").
+
+        ``max_iter`` bounds the iterations of the joint optimisation: L-BFGS-B iterations (at most
+        2·max_iter + 20 ELBO evaluations), or Adam steps for entropy "reinforce" (exactly max_iter).
+        The staged start's first stage and a mixture's mean-field start run before it, each with its
+        own limit; with "auto" each start has max_iter.  ``tol``: L-BFGS-B's relative change of the
+        ELBO at which it stops.  ``callback(iteration, elbo)`` runs after every iteration, stages
+        included.
+
+        Sets ``elbo_`` (nats), ``params``, ``trace_`` (the ELBO after every iteration of the kept
+        run, stages included), ``n_iter_`` (its joint iterations, <= max_iter), ``converged_``
+        (L-BFGS-B's convergence test passed; always False for Adam, which has none),
+        ``limit_reached_`` (the joint optimisation stopped at max_iter or at the evaluation limit)
+        and ``message_``.  Raises DataError for an unknown ``init``.
         """
         if init not in INITS:
             raise DataError(f"init must be one of {INITS}, got {init!r}")
@@ -274,22 +287,38 @@ class DirectGLM:
         learning_rate: float,
         callback: Callable[[int, float], None] | None,
     ) -> DirectGLM:
-        """Fit from each start in ``inits`` and keep the run with the highest ELBO.  ``trace_`` is
-        the kept run's; ``n_iter_`` counts the iterations of all runs."""
-        best, total = None, 0
+        """Fit from each start in ``inits`` and keep the run with the highest ELBO (its ``trace_``,
+        ``n_iter_``, ``converged_``, ``limit_reached_`` and ``message_``)."""
+        best = None
         for init in inits:
             self._fit(max_iter, init, tol, stage_iter, learning_rate, callback)
-            total += self.n_iter_
             if best is None or self.elbo_ > best[0]:
-                best = (self.elbo_, self.params.copy(), self.converged_, self.message_, self.trace_)
-        self.elbo_, self.params, self.converged_, self.message_, self.trace_ = best
-        self.n_iter_ = total
+                best = (
+                    self.elbo_,
+                    self.params.copy(),
+                    self.converged_,
+                    self.message_,
+                    self.trace_,
+                    self.n_iter_,
+                    self.limit_reached_,
+                )
+        (
+            self.elbo_,
+            self.params,
+            self.converged_,
+            self.message_,
+            self.trace_,
+            self.n_iter_,
+            self.limit_reached_,
+        ) = best
         return self
 
     def _finish(self, res: OptimResult) -> None:
+        """Take the joint optimisation's result (``trace_`` already holds every iteration)."""
         self.params = res.x
-        self.n_iter_ = len(self.trace_)
+        self.n_iter_ = int(res.n_iter)
         self.converged_ = res.converged
+        self.limit_reached_ = res.limit_reached
         self.message_ = res.message
         self.elbo_ = self.elbo()
 

@@ -9,6 +9,7 @@ standardised target internally; predictions come back in the target's units.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
@@ -16,6 +17,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -98,7 +100,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     n_entropy_samples : int >= 1, default 10
         Samples per step of the score-function estimate (entropy "reinforce" only).
     max_iter : int >= 1, default 2000
-        L-BFGS-B iterations of the final fit (Adam steps for entropy="reinforce").
+        Bound on the iterations of the final fit (§9 step 4): the L-BFGS-B iterations that optimise
+        q(w) and q(σ²) jointly (for a mixture, those of the mixture fit, after a mean-field final fit
+        with the same bound), or the Adam steps of entropy "reinforce", which always runs all of
+        them.  Not counted: the short fits that score the candidates of the search (§9) and, when
+        nothing is searched, the starts of §8 that run before the joint optimisation.  A fit that
+        stops at this bound warns (``ConvergenceWarning``).
     chunk_rows : int >= 1, default 4096
         Rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
     precision : {"float64", "float32"}, default "float64"
@@ -109,7 +116,15 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    feature_map_, posterior_, y_offset_, y_scale_, elbo_, n_iter_, trace_, grid_scale_,
+    n_iter_ : int
+        Iterations of the final fit, <= max_iter.
+    converged_ : bool
+        The final fit's L-BFGS-B convergence test passed (relative ELBO change below 1e-10, or a
+        vanishing gradient).  False when it stopped at max_iter, and always for entropy "reinforce".
+    trace_ : list of float
+        ELBO (nats) after every iteration of the chosen candidate's short fit (if any), the final
+        fit and, for a mixture, the mixture fit: longer than ``n_iter_``.
+    feature_map_, posterior_, y_offset_, y_scale_, elbo_, grid_scale_,
     prior_scale_, lengthscale_, noise_variance_ (E[σ²] in target units²), sparsity_ (expected
     share of zero weights under q), selection_ (candidates and their ELBO), n_train_, fit_time_,
     input_min_, input_max_ (per-input training range, for the integer export),
@@ -121,6 +136,11 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         From ``fit``/``fit_source``, for an option outside the values above.
     DataError
         From ``fit``/``fit_source``, for unusable data (fewer than 2 rows, NaN, ...).
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once per fit whose final fit stopped at ``max_iter`` before converging.
     """
 
     _parameter_constraints: dict = {
@@ -251,7 +271,20 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         glm, trace = self._final_fit(search, stats, best_scales)
         self._record_fit(units, fmap, ell, best_scales, glm, trace, search.selection, stats)
         self.fit_time_ = time.perf_counter() - start
+        if glm.limit_reached_:
+            self._warn_not_converged()
         return self
+
+    def _warn_not_converged(self) -> None:
+        """One ConvergenceWarning for a final fit that stopped at its iteration limit."""
+        warnings.warn(
+            f"DirectRegressor: the final fit stopped at its limit of max_iter={self.max_iter} L-BFGS-B "
+            f"iterations before the ELBO converged (ELBO {self.elbo_:.6g} nats; converged_ is False). "
+            "The posterior is usable but may not be the optimum: increase max_iter to fit further, "
+            f"e.g. DirectRegressor(max_iter={2 * self.max_iter}).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
     def _learn_units(self, source) -> _Units:
         """One pass for the input and target moments (§1, §3); sets ``input_min_``, ``input_max_``.
@@ -377,7 +410,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             self.lengthscale_ = float(ell) if ell.ndim == 0 else ell
         self.grid_scale_, self.prior_scale_ = scales
         self.elbo_ = float(glm.elbo_)
-        self.n_iter_ = len(trace)
+        self.n_iter_ = int(glm.n_iter_)
         self.converged_ = bool(glm.converged_)
         self.trace_ = trace
         self.selection_ = selection

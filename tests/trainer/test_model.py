@@ -173,6 +173,35 @@ def test_lbfgs_trace_is_nondecreasing_and_ends_at_its_maximum(linear_problem, in
     assert glm.elbo_ == pytest.approx(trace[-1], rel=1e-12)
 
 
+@pytest.mark.parametrize("init", ["prior", "gaussian", "staged", "auto"])
+def test_n_iter_counts_the_joint_iterations_that_max_iter_bounds(linear_problem, init):
+    glm = linear_glm(linear_problem).fit(max_iter=4, init=init, stage_iter=3)
+    assert glm.n_iter_ == 4 and glm.limit_reached_ and not glm.converged_
+    # The staged start's first stage (3 iterations) is in the trace, not in n_iter_; "auto" keeps
+    # either start's run.
+    expected = {"prior": {4}, "gaussian": {4}, "staged": {7}, "auto": {4, 7}}[init]
+    assert len(glm.trace_) in expected
+
+
+def test_a_converged_fit_has_not_reached_its_limit(linear_problem):
+    glm = linear_glm(linear_problem).fit(max_iter=2000, init="gaussian")
+    assert glm.converged_ and not glm.limit_reached_ and glm.n_iter_ == len(glm.trace_) < 2000
+
+
+def test_a_mixture_counts_its_own_iterations_not_its_mean_field_start(linear_problem):
+    mix = linear_glm(linear_problem, family="mixture", n_components=2).fit(max_iter=6, init="gaussian")
+    assert mix.n_iter_ == 6 and mix.limit_reached_
+    assert len(mix.trace_) == 6 + 6  # the mean-field start (also stopped at 6), then the mixture
+
+
+def test_reinforce_runs_exactly_max_iter_adam_steps_and_never_claims_convergence(linear_problem):
+    mix = linear_glm(
+        linear_problem, family="mixture", n_components=2, entropy="reinforce", n_entropy_samples=3
+    )
+    mix.fit(max_iter=9, init="gaussian")
+    assert mix.n_iter_ == 9 and not mix.converged_ and not mix.limit_reached_
+
+
 @pytest.mark.parametrize("init", ["gaussian", "auto"])
 def test_mixture_bound_fit_is_at_least_the_mean_field_elbo(linear_problem, init):
     mf = linear_glm(linear_problem).fit(max_iter=2000, init=init)

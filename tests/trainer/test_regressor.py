@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator
 
@@ -284,3 +285,57 @@ def test_statistics_of_a_regressor_fit_are_exact(diabetes):
     np.testing.assert_allclose(Phi[:, :-1].mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(Phi[:, :-1].std(axis=0), 1.0, rtol=1e-12)
     assert stats.n == reg.n_train_ == len(y)
+
+
+# ---- iteration limit ------------------------------------------------------------------------------
+
+
+def convergence_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize(
+    ("options", "max_iter"),
+    [
+        ({"n_features": 16, "lengthscale": 3.0, "grid_scale": 0.2, "prior_scale": 0.5}, 5),  # "auto" start
+        ({"n_features": 32}, 20),  # continues from the best candidate of the search
+        ({"n_features": 16, "lengthscale": 3.0, "family": "mixture", "n_components": 2}, 7),
+    ],
+    ids=["given", "searched", "mixture"],
+)
+def test_a_fit_stopped_by_max_iter_warns_once_and_counts_at_most_max_iter(diabetes, options, max_iter):
+    X, y = diabetes
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        reg = DirectRegressor(max_iter=max_iter, **options).fit(X, y)
+    messages = convergence_warnings(record)
+    assert len(messages) == 1
+    assert f"max_iter={max_iter}" in messages[0] and "increase max_iter" in messages[0]
+    assert reg.n_iter_ == max_iter and not reg.converged_
+    # The trace also holds the candidate's short fit and the starts, which max_iter does not bound.
+    # (the "auto" start's kept run may be the Gaussian start, which has no stage).
+    before = 0 if "grid_scale" in options else 1
+    assert len(reg.trace_) >= reg.n_iter_ + before
+
+
+def test_a_converged_fit_does_not_warn_and_counts_its_iterations(diabetes):
+    X, y = diabetes
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        reg = DirectRegressor(features="linear", grid_scale=0.2, prior_scale=0.5, max_iter=3000).fit(X, y)
+    assert convergence_warnings(record) == []
+    assert reg.converged_ and 1 <= reg.n_iter_ < 3000
+    assert len(reg.trace_) >= reg.n_iter_
+
+
+def test_reinforce_runs_all_its_adam_steps_without_a_convergence_warning(diabetes):
+    X, y = diabetes
+    options = {"family": "mixture", "n_components": 2, "entropy": "reinforce", "n_entropy_samples": 4}
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        reg = DirectRegressor(
+            n_features=16, lengthscale=3.0, grid_scale=0.2, prior_scale=0.5, max_iter=30, **options
+        )
+        reg.fit(X, y)
+    assert convergence_warnings(record) == []
+    assert reg.n_iter_ == 30 and not reg.converged_
