@@ -346,6 +346,15 @@ def _section(data: bytes, where: tuple[int, int], dtype: str, count: int | None 
     return np.frombuffer(memoryview(data)[off + start : off + start + nbytes], dtype=dtype)
 
 
+def _read_inputs(data: bytes, h: dict[str, Any], sections) -> np.ndarray:
+    """MF §4: float64 (d, 2) (scale, zero point) per input; scales finite and > 0, zero points finite.
+    Raises CONTENT."""
+    inputs = _section(data, sections[SECTION_INPUT], "<f8").reshape(h["n_inputs"], 2)
+    if not (np.all(np.isfinite(inputs)) and np.all(inputs[:, 0] > 0)):
+        raise BlobError("CONTENT", "an input scale is not finite and positive, or a zero point not finite")
+    return inputs
+
+
 def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.ndarray | None]:
     """MF §5: the feature parameters, with IS §9's bounds on them.  Raises CONTENT."""
     d, b = h["n_inputs"], h["n_features"]
@@ -402,7 +411,7 @@ def parse(data: bytes) -> Blob:
     h = _check_frame(data)
     _check_fields(h, "HEADER")
     sections = _check_sections(h)
-    inputs = _section(data, sections[SECTION_INPUT], "<f8").reshape(h["n_inputs"], 2)
+    inputs = _read_inputs(data, h, sections)
     features = _read_features(data, h, sections)
     off, size = sections[SECTION_SAMPLES]
     levels, bound = _decode_samples(

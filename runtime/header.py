@@ -17,6 +17,7 @@ and numpy (through :mod:`bounds`) are used.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import sys
@@ -108,6 +109,7 @@ def _reserved(name: str, type_: str, offset: int) -> Field:
 
 
 _NOISE = "noise constant above 2^62"
+_HOST_SCALE = "mean_scale must be finite and positive"
 
 # MF §2, in offset order.  Rules of one error code are checked in this order (MF §9 fixes the order of
 # the codes; within a code only the message depends on it).
@@ -243,8 +245,20 @@ FIELDS: tuple[Field, ...] = (
         ),
         doc="IS §6; 0 without the exact section",
     ),
-    Field("mean_scale", "f64", 56, doc="IS §7, host only"),
-    Field("y_offset", "f64", 64, doc="IS §7, host only"),
+    Field(
+        "mean_scale",
+        "f64",
+        56,
+        rules=_rule(lambda h: math.isfinite(h["mean_scale"]) and h["mean_scale"] > 0, _HOST_SCALE),
+        doc="IS §7, host only; finite, > 0",
+    ),
+    Field(
+        "y_offset",
+        "f64",
+        64,
+        rules=_rule(lambda h: math.isfinite(h["y_offset"]), "y_offset must be finite"),
+        doc="IS §7, host only; finite",
+    ),
     Field(
         "sections", "u32", 72, "SECTION", count=2 * N_SECTIONS, doc="(offset, size) of sections 0 … 5 (§3)"
     ),

@@ -69,6 +69,15 @@ static int64_t abs64(int64_t v) {
     return v < 0 ? -v : v;
 }
 
+/* IEEE 754 binary64 given as its bits (host-only fields, never computed with): finite, and finite > 0. */
+static int f64_finite(uint64_t bits) {
+    return ((bits >> 52) & UINT64_C(0x7FF)) != UINT64_C(0x7FF);
+}
+
+static int f64_positive(uint64_t bits) {
+    return (bits >> 63) == 0u && bits != 0u && f64_finite(bits);
+}
+
 /* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
     uint32_t kind = direct_h_kind(h), layout = direct_h_layout(h), bits = direct_h_bits(h), flags = direct_h_flags(h);
@@ -97,6 +106,9 @@ static direct_status check_header(const uint8_t *h) {
         return DIRECT_ERR_HEADER;
     }
     if ((flags & (uint32_t)DIRECT_FLAG_EXACT) == 0u && noise_exact != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    if (!f64_positive(direct_h_mean_scale_bits(h)) || !f64_finite(direct_h_y_offset_bits(h))) {
         return DIRECT_ERR_HEADER;
     }
     return DIRECT_OK;
@@ -377,6 +389,18 @@ static direct_status check_frame(const uint8_t *h, uint32_t size) {
     return DIRECT_OK;
 }
 
+/* MF §4 (code CONTENT): per input, f64 scale finite and > 0, f64 zero point finite (host only). */
+static direct_status check_inputs(const uint8_t *h) {
+    const uint8_t *p = h + section_offset(h, SEC_INPUT);
+    uint32_t k, d = direct_h_n_inputs(h);
+    for (k = 0u; k < d; ++k, p += 16) {
+        if (!f64_positive(direct_rd64(p)) || !f64_finite(direct_rd64(p + 8))) {
+            return DIRECT_ERR_CONTENT;
+        }
+    }
+    return DIRECT_OK;
+}
+
 /* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's. Section offsets are
  * multiples of 8 and the blob 4-aligned, so the arrays are read in place. */
 static direct_status check_features(const uint8_t *h) {
@@ -485,6 +509,9 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     }
     if (st == DIRECT_OK) {
         st = check_sections(h, size);
+    }
+    if (st == DIRECT_OK) {
+        st = check_inputs(h);
     }
     if (st == DIRECT_OK) {
         st = check_features(h);

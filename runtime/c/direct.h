@@ -70,7 +70,7 @@ typedef enum {
     DIRECT_ERR_CRC = 6,       /* checksum mismatch (MF §8) */
     DIRECT_ERR_HEADER = 7,    /* an MF §2 field rule fails */
     DIRECT_ERR_SECTION = 8,   /* an MF §3 placement rule fails */
-    DIRECT_ERR_CONTENT = 9,   /* an MF §5-§7 content rule fails */
+    DIRECT_ERR_CONTENT = 9,   /* an MF §4-§7 content rule fails */
     DIRECT_ERR_OVERFLOW = 10, /* the IS §9 accumulator bounds fail */
     DIRECT_ERR_SCRATCH = 11,  /* scratch smaller than direct_scratch_size(), or not 2-byte aligned */
     DIRECT_ERR_NO_EXACT = 12  /* exact-moment prediction on a blob without the exact section */

@@ -124,8 +124,8 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
 #define DIRECT_H_RESERVED_36 36u /* u32: reserved, 0 */
 #define DIRECT_H_NOISE_Q 40u /* u64: IS §5 */
 #define DIRECT_H_NOISE_EXACT_Q 48u /* u64: IS §6; 0 without the exact section */
-#define DIRECT_H_MEAN_SCALE 56u /* f64: IS §7, host only */
-#define DIRECT_H_Y_OFFSET 64u /* f64: IS §7, host only */
+#define DIRECT_H_MEAN_SCALE 56u /* f64: IS §7, host only; finite, > 0 */
+#define DIRECT_H_Y_OFFSET 64u /* f64: IS §7, host only; finite */
 #define DIRECT_H_SECTIONS 72u /* u32[12]: (offset, size) of sections 0 … 5 (§3) */
 #define DIRECT_H_RESERVED_120 120u /* u64: reserved, 0 */
 static inline uint32_t direct_h_magic(const uint8_t *h) {

@@ -147,6 +147,13 @@ VIOLATIONS = [
     ("noise_q", 2**62 + 1),
     ("noise_exact_q", 2**62 + 1),
     ("reserved_120", 1),
+    ("mean_scale", float("nan")),
+    ("mean_scale", float("inf")),
+    ("mean_scale", 0.0),
+    ("mean_scale", -0.0),
+    ("mean_scale", -1.5),
+    ("y_offset", float("nan")),
+    ("y_offset", float("-inf")),
 ]
 
 

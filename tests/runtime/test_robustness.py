@@ -10,6 +10,7 @@ A libFuzzer target (runtime/c/fuzz) runs for a bounded time.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from direct_edge.runtime import reference
 from direct_edge.runtime.blob import HEADER_SIZE, MIN_SIZE, SECTION_SAMPLES, BlobError, parse
 from direct_edge.runtime.header import BY_NAME
 
-from .conftest import C_DIR, recrc, require_tool, section_entry
+from .conftest import C_DIR, patched, recrc, require_tool, section_entry
 
 MASK64 = (1 << 64) - 1
 FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
@@ -186,6 +187,34 @@ def test_random_byte_overwrites_in_the_sections_are_rejected_or_valid(sanitized_
             blobs.append(recrc(out))
     counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
     assert {0, 9} <= set(counts), counts
+
+
+def host_float_blobs() -> list[bytes]:
+    """CRC-valid blobs with a NaN, an infinity, 0, −0, a negative or a subnormal value in each host-only
+    float (MF §2 mean_scale and y_offset, MF §4 input scales and zero points)."""
+    values = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, -2.0, 5e-324, 1.0]
+    out = []
+    for data in valid_blobs().values():
+        inputs = parse(data).sections[0][0]
+        for value in values:
+            out.append(patched(data, "mean_scale", value))
+            out.append(patched(data, "y_offset", value))
+            for at in (inputs, inputs + 8, inputs + 16, inputs + 24):  # scale 0, zero point 0, scale 1, …
+                fixed = bytearray(data)
+                struct.pack_into("<d", fixed, at, value)
+                out.append(recrc(fixed))
+    return out
+
+
+def test_non_finite_or_non_positive_host_floats_get_the_same_code_from_both_readers(
+    sanitized_harness, tmp_path
+):
+    blobs = host_float_blobs()
+    counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
+    # per blob, of the 8 values: mean_scale fails for 6 (NaN, ±inf, ±0, −2) and y_offset for 3 (NaN, ±inf)
+    # with HEADER; each of the two input scales for 6 and zero points for 3 with CONTENT; 48 blobs in all
+    per_blob = {7: 6 + 3, 9: 2 * 6 + 2 * 3, 0: 48 - 27}
+    assert counts == {code: n * len(valid_blobs()) for code, n in per_blob.items()}
 
 
 @pytest.mark.slow
