@@ -107,25 +107,8 @@ def _partition_moments(part: Batch) -> tuple[InputMoments, InputMoments]:
     return InputMoments().update(X), InputMoments().update(y.reshape(-1, 1))
 
 
-def merge_moments(a: InputMoments, b: InputMoments) -> InputMoments:
-    """Chan et al.'s merge of two streaming moments (count, mean, squared deviations; min and max)."""
-    if b.n == 0:
-        return a
-    if a.n == 0:
-        return b
-    n = a.n + b.n
-    delta = b.mean - a.mean
-    out = InputMoments()
-    out.n = n
-    out.mean = a.mean + delta * (b.n / n)
-    out.m2 = a.m2 + b.m2 + delta**2 * (a.n * b.n / n)
-    if getattr(a, "low", None) is not None and getattr(b, "low", None) is not None:
-        out.low, out.high = np.minimum(a.low, b.low), np.maximum(a.high, b.high)
-    return out
-
-
 def _merge_moment_pairs(a: tuple, b: tuple) -> tuple[InputMoments, InputMoments]:
-    return merge_moments(a[0], b[0]), merge_moments(a[1], b[1])
+    return a[0] + b[0], a[1] + b[1]
 
 
 def _partition_scores(part: Batch, model) -> np.ndarray:

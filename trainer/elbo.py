@@ -46,6 +46,7 @@ class Problem:
         noise: np.ndarray,
         log_noise_prior: np.ndarray,
     ) -> Problem:
+        stats = stats.in_units(0.0, 1.0)  # the model is of y itself
         gram = np.ascontiguousarray(stats.gram, dtype=np.float64)
         return cls(
             int(stats.n),

@@ -20,12 +20,19 @@ from direct_edge.trainer.errors import DataError
 FEATURE_KINDS = ("linear", "rff")
 
 
+# A spread below this many ulps of a column's mean is rounding, not signal (InputMoments).
+CONSTANT_ULPS = 8
+
+
 @dataclass
 class InputMoments:
     """Streaming per-column count, mean, sum of squared deviations (Chan et al. merge), min and max.
 
     Used to learn the input standardisation in one pass over chunks; the range feeds the integer
-    export's input quantisation (docs/integer-spec.md §2).
+    export's input quantisation (docs/integer-spec.md §2).  Sums are kept in units of ``unit`` (per
+    column, the largest magnitude in the first rows seen), so that columns near the ends of the
+    float64 range (1e-300, 1e200, ±1.7e308) neither overflow nor underflow: ``mean`` is in the data's
+    units, ``m2`` is Σ((x − mean) / unit)².
     """
 
     n: int = 0
@@ -33,34 +40,63 @@ class InputMoments:
     m2: np.ndarray | None = None
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    unit: np.ndarray | None = None
 
     def update(self, X: np.ndarray) -> InputMoments:
         """Add a chunk ``X``: (k, d) float64.  Returns self."""
         X = np.asarray(X, dtype=np.float64)
-        k = X.shape[0]
-        if k == 0:
+        if X.shape[0] == 0:
             return self
-        mean_b = X.mean(axis=0)
-        m2_b = ((X - mean_b) ** 2).sum(axis=0)
-        low_b, high_b = X.min(axis=0), X.max(axis=0)
-        self.low = low_b if self.low is None else np.minimum(self.low, low_b)
-        self.high = high_b if self.high is None else np.maximum(self.high, high_b)
-        if self.n == 0:
-            self.n, self.mean, self.m2 = k, mean_b, m2_b
-            return self
-        n = self.n + k
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (k / n)
-        self.m2 = self.m2 + m2_b + delta**2 * (self.n * k / n)
-        self.n = n
+        if self.unit is None:
+            unit = np.max(np.abs(X), axis=0)
+            self.unit = np.where((unit > 0) & np.isfinite(unit), unit, 1.0)
+        Z = X / self.unit
+        mean_z = Z.mean(axis=0)
+        chunk = InputMoments(
+            X.shape[0],
+            mean_z * self.unit,
+            ((Z - mean_z) ** 2).sum(axis=0),
+            X.min(axis=0),
+            X.max(axis=0),
+            self.unit,
+        )
+        merged = self + chunk
+        self.n, self.mean, self.m2, self.low, self.high = (
+            merged.n,
+            merged.mean,
+            merged.m2,
+            merged.low,
+            merged.high,
+        )
         return self
 
+    def __add__(self, other: InputMoments) -> InputMoments:
+        """The moments of both row sets (Chan et al.'s merge, in this object's units)."""
+        if not isinstance(other, InputMoments):
+            return NotImplemented
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        m2_other = other.m2 * (other.unit / self.unit) ** 2
+        n = self.n + other.n
+        delta = other.mean / self.unit - self.mean / self.unit  # in units, so that it cannot overflow
+        mean = (self.mean / self.unit + delta * (other.n / n)) * self.unit
+        m2 = self.m2 + m2_other + delta**2 * (self.n * other.n / n)
+        low, high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
+        return InputMoments(n, mean, m2, low, high, self.unit)
+
     def offset_and_scale(self) -> tuple[np.ndarray, np.ndarray]:
-        """(d,) means and (d,) standard deviations; constant columns get scale 1."""
+        """(d,) means and (d,) standard deviations; constant columns get scale 1.
+
+        A column is constant when all its values are equal, or when its spread is below what float64
+        resolves at its own magnitude (a few ulps of the mean): a test relative to the column's
+        magnitude, so that units (1e-28 or 1e200) and offsets never decide what counts as constant."""
         if self.n == 0:
             raise DataError("no rows to learn the input standardisation from")
-        sd = np.sqrt(self.m2 / self.n)
-        sd[~(sd > 1e-12 * np.maximum(1.0, np.abs(self.mean)))] = 1.0
+        sd = self.unit * np.sqrt(self.m2 / self.n)
+        resolution = CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(self.mean)
+        sd[(self.high == self.low) | ~(sd > resolution)] = 1.0
         return self.mean.copy(), sd
 
 

@@ -7,6 +7,12 @@ One streaming pass over (X, y) chunks accumulates, in float64,
 Peak memory is O(b² + chunk·b).  Statistics of disjoint row sets add up (``a + b``), so they can be
 computed anywhere and merged.  Φᵀ1 and Σy let the target be centred and scaled afterwards
 (:meth:`SufficientStatistics.standardised`) without a second pass.
+
+The target sums are kept in the units u = (y − c) / k, with c and k the mean and the largest
+deviation of the first chunk a worker sees (h = Φᵀu, uᵀu and Σu): raw sums of a target with a large
+offset (timestamps, prices in cents, altitudes) would cancel catastrophically when centred, so that
+y + 10⁹ would fit another model than y, and raw squares of a target near 1e160 or 1e-170 overflow or
+underflow.  In these units centring and scaling lose nothing (docs/trainer.md §4).
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ MAX_THREADS = 8
 class SufficientStatistics:
     """Statistics of a Gaussian GLM over a set of rows.
 
-    ``gram``: (b, b) ΦᵀΦ; ``phi_y``: (b,) Φᵀy; ``y_sq``: yᵀy; ``phi_sum``: (b,) Φᵀ1;
-    ``y_sum``: Σy; ``n``: number of rows.  All float64.
+    The target sums are of u = (y − ``y_shift``) / ``y_unit`` (module docstring): ``gram``: (b, b)
+    ΦᵀΦ; ``phi_y``: (b,) Φᵀu; ``y_sq``: uᵀu; ``phi_sum``: (b,) Φᵀ1; ``y_sum``: Σu; ``n``: number
+    of rows.  All float64.  With the defaults (shift 0, unit 1) they are sums of y itself, as for
+    :meth:`standardised` statistics, which is what the ELBO takes.
     """
 
     n: int
@@ -43,6 +51,8 @@ class SufficientStatistics:
     y_sq: float
     phi_sum: np.ndarray
     y_sum: float
+    y_shift: float = 0.0
+    y_unit: float = 1.0
 
     @classmethod
     def from_basis(
@@ -60,18 +70,25 @@ class SufficientStatistics:
 
     @property
     def y_mean(self) -> float:
-        return self.y_sum / self.n
+        return self.y_shift + self.y_unit * (self.y_sum / self.n)
+
+    @property
+    def y_sd(self) -> float:
+        """Population standard deviation of y over the rows (0 for a constant target)."""
+        centre = self.y_sum / self.n
+        return self.y_unit * float(np.sqrt(max(self.y_sq / self.n - centre * centre, 0.0)))
 
     @property
     def y_var(self) -> float:
         """Population variance of y over the rows (0 for a constant target)."""
-        return max(self.y_sq / self.n - self.y_mean**2, 0.0)
+        return self.y_sd**2
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         if not isinstance(other, SufficientStatistics):
             return NotImplemented
         if other.n_features != self.n_features:
             raise DataError("cannot merge statistics of different feature maps")
+        other = other.in_units(self.y_shift, self.y_unit)
         return SufficientStatistics(
             self.n + other.n,
             self.gram + other.gram,
@@ -79,20 +96,40 @@ class SufficientStatistics:
             self.y_sq + other.y_sq,
             self.phi_sum + other.phi_sum,
             self.y_sum + other.y_sum,
+            self.y_shift,
+            self.y_unit,
+        )
+
+    def in_units(self, y_shift: float, y_unit: float) -> SufficientStatistics:
+        """The same statistics with the target sums of u' = (y − ``y_shift``) / ``y_unit`` (exact
+        algebra: u' = a·u + δ with a = k/k', δ = (c − c')/k')."""
+        c, k = float(y_shift), float(y_unit)
+        if c == self.y_shift and k == self.y_unit:
+            return self
+        a, delta = self.y_unit / k, self.y_shift / k - c / k  # no overflow near ±1.7e308
+        return SufficientStatistics(
+            self.n,
+            self.gram,
+            a * self.phi_y + delta * self.phi_sum,
+            a * a * self.y_sq + 2.0 * a * delta * self.y_sum + self.n * delta * delta,
+            self.phi_sum,
+            a * self.y_sum + self.n * delta,
+            c,
+            k,
         )
 
     def standardised(self, y_offset: float, y_scale: float) -> SufficientStatistics:
-        """Statistics of the target (y − y_offset) / y_scale, from the raw ones (exact algebra)."""
-        mu, s = float(y_offset), float(y_scale)
-        phi_y = (self.phi_y - mu * self.phi_sum) / s
-        y_sq = (self.y_sq - 2.0 * mu * self.y_sum + self.n * mu * mu) / (s * s)
-        y_sum = (self.y_sum - self.n * mu) / s
-        return SufficientStatistics(self.n, self.gram, phi_y, y_sq, self.phi_sum, y_sum)
+        """Statistics of the target (y − y_offset) / y_scale, as sums of that target itself (shift 0,
+        unit 1).  Exact algebra; with ``y_offset`` near the mean nothing cancels, as the sums are
+        kept in units near the data's own."""
+        own = self.in_units(y_offset, y_scale)
+        return SufficientStatistics(self.n, self.gram, own.phi_y, own.y_sq, self.phi_sum, own.y_sum)
 
     def residual_sum_of_squares(self, w: np.ndarray) -> float:
         """‖y − Φw‖² for weights ``w``: (b,), without touching the data."""
         w = np.asarray(w, dtype=np.float64)
-        return float(self.y_sq - 2.0 * w @ self.phi_y + w @ (self.gram @ w))
+        own = self.in_units(0.0, 1.0)
+        return float(own.y_sq - 2.0 * w @ own.phi_y + w @ (self.gram @ w))
 
 
 def check_memory_for(n_features: int, copies: int = 4) -> None:
@@ -208,11 +245,14 @@ class _Accumulator:
     releases the GIL, so worker threads run their products in parallel.  The product is added
     into a float64 (b + 2)² accumulator.
 
+    The target column holds u = (y − c) / k, with c and k the mean and the largest deviation of the
+    first chunk this worker sees (module docstring).
+
     float32: the buffer and the product are float32, so float32 sums never run over more than one
-    chunk.  The target column holds y − ȳ_chunk (the chunk's own mean): Φᵀy is recovered per chunk
-    as Φᵀ(y − ȳ_chunk) + ȳ_chunk·Φᵀ1 in float64, so a target with a large offset loses nothing to
-    float32 and the result does not depend on how chunks are grouped; yᵀy and Σy are summed from
-    y in float64.
+    chunk.  The target column holds the chunk's target in the chunk's own units, (y − c_j) / k_j:
+    Φᵀu is recovered per chunk as (k_j/k)·Φᵀ((y − c_j)/k_j) + ((c_j − c)/k)·Φᵀ1 in float64, so a
+    target with a large offset loses nothing to float32 and the float32 sums do not depend on how
+    chunks are grouped; uᵀu and Σu are summed in float64.
     """
 
     def __init__(self, b: int, fill: Callable[[np.ndarray, np.ndarray], None], precision: str) -> None:
@@ -222,9 +262,11 @@ class _Accumulator:
         self.part = np.empty((b + 2, b + 2), dtype=self.dtype)
         self.buf: np.ndarray | None = None
         self.n = 0
-        self.phi_y = np.zeros(b)  # float32 path only: Σ ȳ_chunk·Φᵀ1 over chunks
+        self.phi_y = np.zeros(b)  # float32 path only: Φᵀu, summed in float64 over chunks
         self.y_sq = 0.0
         self.y_sum = 0.0
+        self.y_shift: float | None = None  # c and k, set by the first chunk
+        self.y_unit = 1.0
 
     def add(self, X: np.ndarray, y: np.ndarray) -> None:
         k, b = int(X.shape[0]), self.b
@@ -236,34 +278,51 @@ class _Accumulator:
         self.fill(X, B[:, :b])
         B[:, b + 1] = 1.0
         self.n += k
+        y = np.asarray(y, dtype=np.float64)
+        if self.y_shift is None:
+            self.y_shift, self.y_unit = target_units(y)
+        u = y / self.y_unit - self.y_shift / self.y_unit  # never overflows, unlike y − c near ±1.7e308
         if not self.float32:
-            B[:, b] = y
+            B[:, b] = u
             np.matmul(B.T, B, out=self.part)  # syrk; the result is exactly symmetric
             self.acc += self.part
             return
-        y = np.asarray(y, dtype=np.float64)
-        y_sum = float(np.sum(y))
-        shift = y_sum / k
-        np.subtract(y, shift, out=B[:, b], casting="same_kind")
-        self.y_sq += float(y @ y)
-        self.y_sum += y_sum
+        self.y_sq += float(u @ u)
+        self.y_sum += float(np.sum(u))
+        # The float32 column is the chunk in its own units, so the float32 sums depend on the chunk
+        # alone (not on which worker or partition it went to); Φᵀu follows in float64.
+        c_chunk, k_chunk = target_units(y)
+        np.subtract(y / k_chunk, c_chunk / k_chunk, out=B[:, b], casting="same_kind")
         np.matmul(B.T, B, out=self.part)
         self.acc += self.part
-        # In float64 (a Python float times a float32 array would stay float32); the float32
-        # Φᵀ(y − ȳ) is summed in acc[:b, b].
-        self.phi_y += shift * self.part[:b, b + 1].astype(np.float64)
+        a, delta = k_chunk / self.y_unit, (c_chunk - self.y_shift) / self.y_unit
+        self.phi_y += a * self.part[:b, b].astype(np.float64) + delta * self.part[:b, b + 1].astype(
+            np.float64
+        )
 
     def statistics(self) -> SufficientStatistics:
         """The float64 statistics of every row added."""
         b, acc = self.b, self.acc
         gram = acc[:b, :b].copy()  # a sum of exactly symmetric products: exactly symmetric
         phi_sum = acc[:b, b + 1].copy()
+        units = (0.0 if self.y_shift is None else self.y_shift, self.y_unit)
         if not self.float32:
             return SufficientStatistics(
-                self.n, gram, acc[:b, b].copy(), float(acc[b, b]), phi_sum, float(acc[b, b + 1])
+                self.n, gram, acc[:b, b].copy(), float(acc[b, b]), phi_sum, float(acc[b, b + 1]), *units
             )
-        phi_y = acc[:b, b] + self.phi_y
-        return SufficientStatistics(self.n, gram, phi_y, self.y_sq, phi_sum, self.y_sum)
+        return SufficientStatistics(self.n, gram, self.phi_y.copy(), self.y_sq, phi_sum, self.y_sum, *units)
+
+
+def target_units(y: np.ndarray) -> tuple[float, float]:
+    """(c, k) for the target sums (module docstring): the mean of ``y`` and its largest deviation
+    from it, both computed in units of max |y| so that neither overflows; k = 1 when all are equal."""
+    top = float(np.max(np.abs(y)))
+    if not np.isfinite(top) or top == 0.0:
+        return 0.0, 1.0
+    z = y / top
+    mean_z = float(np.mean(z))
+    spread = float(np.max(np.abs(z - mean_z)))
+    return mean_z * top, (spread * top) if spread > 0.0 else 1.0
 
 
 def _statistics_pass(
