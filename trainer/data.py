@@ -146,11 +146,10 @@ def open_file(
         return open_npz(p, target)
     if not compression and kind == ".npy":
         return open_npy(p, target)
-    known = ", ".join(
-        [*TEXT_SUFFIXES, *(s + c for s in TEXT_SUFFIXES for c in COMPRESSION_SUFFIXES[:1]), *PARQUET_SUFFIXES]
-        + list(ARRAY_SUFFIXES)
+    known = [*TEXT_SUFFIXES, *(s + ".gz" for s in TEXT_SUFFIXES), *PARQUET_SUFFIXES, *ARRAY_SUFFIXES]
+    raise DataError(
+        f"{p}: unknown file type {''.join(p.suffixes) or '(no extension)'!r}; use one of {', '.join(known)}"
     )
-    raise DataError(f"{p}: unknown file type {''.join(p.suffixes) or '(no extension)'!r}; use one of {known}")
 
 
 def open_table(
