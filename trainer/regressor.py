@@ -283,7 +283,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             "The posterior is usable but may not be the optimum: increase max_iter to fit further, "
             f"e.g. DirectRegressor(max_iter={2 * self.max_iter}).",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
     def _learn_units(self, source) -> _Units:
@@ -467,17 +467,25 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         p_zero = np.einsum("k,kij,ij->i", post.mixture_weights, post.q_weights, zero)
         return float(p_zero.mean())
 
-    def predict_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact predictive mean (n,) and variance of y (n,) in target units for ``X``: (n, d)."""
+    def _standardised_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and variance (n,) of the standardised target for ``X``: (n, d)."""
         check_is_fitted(self, "posterior_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        mean, var = self.posterior_.predict_moments(self.feature_map_.transform(X))
-        return mean * self.y_scale_ + self.y_offset_, var * self.y_scale_**2
+        return self.posterior_.predict_moments(self.feature_map_.transform(X))
+
+    def predict_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact predictive mean (n,) and variance of y (n,) in target units for ``X``: (n, d).
+
+        A variance beyond float64's range (a target in units near 1e±160) is inf or 0 with numpy's
+        overflow warning; :meth:`predict` gives the standard deviation, which stays representable."""
+        mean, var = self._standardised_moments(X)
+        return mean * self.y_scale_ + self.y_offset_, var * np.square(np.float64(self.y_scale_))
 
     def predict(self, X: np.ndarray, return_std: bool = False):
         """Predictive mean (n,), and with ``return_std`` the predictive sd of y (n,)."""
-        mean, var = self.predict_moments(X)
-        return (mean, np.sqrt(var)) if return_std else mean
+        mean, var = self._standardised_moments(X)
+        mean = mean * self.y_scale_ + self.y_offset_
+        return (mean, np.sqrt(var) * self.y_scale_) if return_std else mean
 
     def sample(self, n_samples: int, seed: int = 0) -> PosteriorSamples:
         """Posterior samples: levels (S, b) int8, weights in units of the standardised target
