@@ -113,8 +113,12 @@ def sine_table() -> np.ndarray:
 
 def output_parameters(levels: np.ndarray) -> dict[str, int]:
     """IS §4, §5, §9: the smallest pre-shift r and the multipliers (M1, s1, M2, s2) for (S, b) levels."""
-    S = levels.shape[0]
     bound = int(np.abs(levels.astype(np.int64)).sum(axis=1).max())
+    return output_parameters_for(levels.shape[0], bound)
+
+
+def output_parameters_for(S: int, bound: int) -> dict[str, int]:
+    """:func:`output_parameters` for S samples of weight bound L = ``bound``; ExportError above 65536."""
     if not bounds.weight_bound_fits(bound):
         raise ExportError(f"a sample's Σ|level| = {bound} exceeds 65536; use fewer features")
     r = next(r for r in range(32) if bounds.ensemble_sum_fits(S, bound, r))
@@ -288,20 +292,8 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
         _exact_section(exact) if exact is not None else b"",
         meta,
     ]
-    table_entries, body, offset = [], bytearray(), HEADER_SIZE
-    for data in sections:
-        if not data:
-            table_entries += [0, 0]
-            continue
-        pad = (-offset) % 8
-        body += b"\0" * pad
-        offset += pad
-        table_entries += [offset, len(data)]
-        body += data
-        offset += len(data)
-    head = header.pack(
+    blob = frame(
         {
-            "total_size": offset + 4,
             "kind": model.kind,
             "layout": layout_code,
             "bits": model.bits,
@@ -319,13 +311,29 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
             "noise_exact_q": noise_exact_q,
             "mean_scale": mean_scale,
             "y_offset": model.y_offset,
-            "sections": table_entries,
-        }
+        },
+        sections,
     )
-    blob = head + bytes(body)
-    blob += struct.pack("<I", zlib.crc32(blob))
     parse(blob)  # the exporter never emits what the readers reject
     return blob
+
+
+def frame(values: dict, sections: list[bytes]) -> bytes:
+    """MF §1–§3, §8: the header (``values`` by field name, runtime/header.py, without total_size and
+    sections), the six sections at 8-byte aligned offsets with zero padding, and the CRC."""
+    table_entries, body, offset = [], bytearray(), HEADER_SIZE
+    for data in sections:
+        if not data:
+            table_entries += [0, 0]
+            continue
+        pad = (-offset) % 8
+        body += b"\0" * pad
+        offset += pad
+        table_entries += [offset, len(data)]
+        body += data
+        offset += len(data)
+    blob = header.pack({**values, "total_size": offset + 4, "sections": table_entries}) + bytes(body)
+    return blob + struct.pack("<I", zlib.crc32(blob))
 
 
 def _bits_of(levels: np.ndarray) -> int:

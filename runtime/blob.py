@@ -7,6 +7,7 @@ same byte strings.  Only numpy and the standard library are used.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import zlib
@@ -100,7 +101,8 @@ class Blob:
     ``input_scale``, ``input_zero``: float64 (d,) (MF §4); ``linear_m``, ``linear_b``: int32 (d,) for
     linear features, ``phase_c`` uint32 (F,), ``phase_w`` int32 (F, d) and ``table`` int16 (257,) for rff
     (MF §5), the others None;
-    ``levels``: (S, b) int16 weight levels per sample (duplicate grouped entries summed, MF §6.3);
+    ``sample_levels``: the weight levels per sample, sparse (:class:`SampleLevels`); ``levels``: the same
+    as a dense int16 (S, b) array, built on first use (S × b × 2 bytes; the readers never need it);
     ``weight_bound``: L = max_s Σ |stored level| (IS §9), computed from the stored entries;
     ``exact_mean`` int16 (b,), ``exact_var`` uint16 (b,) with the exact section (MF §7), else None.
     """
@@ -115,7 +117,7 @@ class Blob:
     phase_c: np.ndarray | None
     phase_w: np.ndarray | None
     table: np.ndarray | None
-    levels: np.ndarray
+    sample_levels: SampleLevels
     weight_bound: int
     exact_mean: np.ndarray | None
     exact_var: np.ndarray | None
@@ -126,6 +128,13 @@ class Blob:
         if values is not None and name in values:
             return values[name]
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    @functools.cached_property
+    def levels(self) -> np.ndarray:
+        """(S, b) int16 weight levels (duplicate grouped entries summed, MF §6.3), read-only."""
+        dense = self.sample_levels.dense()
+        dense.setflags(write=False)
+        return dense
 
     @property
     def has_exact(self) -> bool:
@@ -142,7 +151,7 @@ class Blob:
     @property
     def sparsity(self) -> float:
         """Share of zero levels over all samples and weights."""
-        return float(np.mean(self.levels == 0))
+        return 1.0 - len(self.sample_levels.value) / (self.n_samples * self.n_features)
 
     @property
     def samples_nbytes(self) -> int:
@@ -232,8 +241,8 @@ def _read_varint(raw: np.ndarray, pos: int, what: str) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
-def _decode_gap4(raw: np.ndarray, b: int, lo: int, hi: int, row: np.ndarray) -> int:
-    """MF §6.4: one sample's bytes into ``row``; returns Σ|level|."""
+def _decode_gap4(raw: np.ndarray, b: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """MF §6.4: one sample's bytes; returns (feature indices, levels, Σ|level|)."""
     g = raw & 0xF
     v = (raw >> 4).astype(np.int64)
     skip = v == 0
@@ -246,19 +255,134 @@ def _decode_gap4(raw: np.ndarray, b: int, lo: int, hi: int, row: np.ndarray) -> 
         raise BlobError("CONTENT", "feature index beyond the last feature")
     if np.any(vals < lo) or np.any(vals > hi):
         raise BlobError("CONTENT", "level outside the header's bits")
-    row[idx] = vals
-    return int(np.abs(vals).sum())
+    return idx, vals, int(np.abs(vals).sum())
 
 
-def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tuple[np.ndarray, int]:
-    """MF §6: decode and check the samples; returns (levels (S, b) int16, L).  Raises CONTENT."""
+def _decode_bitmap4_sample(raw: np.ndarray, pos: int, b: int, lo: int, hi: int):
+    """MF §6.2: one sample at ``pos``; returns (indices, levels, next pos)."""
+    n, nmap = len(raw), (b + 7) // 8
+    if n - pos < nmap:
+        raise BlobError("CONTENT", "bitmap runs past the section")
+    present = np.unpackbits(raw[pos : pos + nmap], bitorder="little")
+    pos += nmap
+    if np.any(present[b:]):
+        raise BlobError("CONTENT", "bitmap bit set beyond the last feature")
+    idx = np.flatnonzero(present[:b])
+    nbytes = (len(idx) + 1) // 2
+    if n - pos < nbytes:
+        raise BlobError("CONTENT", "nibbles run past the section")
+    packed = raw[pos : pos + nbytes]
+    pos += nbytes
+    nib = np.empty(2 * nbytes, dtype=np.int16)
+    nib[0::2], nib[1::2] = packed & 0xF, packed >> 4
+    if np.any(nib[: len(idx)] == 0) or (len(idx) % 2 and nib[-1] != 0):
+        raise BlobError("CONTENT", "bitmap nibble is zero where a level must be nonzero")
+    vals = (nib[: len(idx)] ^ 8) - 8
+    if np.any(vals < lo) or np.any(vals > hi):
+        raise BlobError("CONTENT", "level outside the header's bits")
+    return idx, vals, pos
+
+
+def _decode_grouped_sample(raw: np.ndarray, pos: int, b: int, lo: int, hi: int):
+    """MF §6.3: one sample at ``pos``; returns (indices, levels, Σ|level| over the entries, next pos)."""
+    n = len(raw)
+    if pos >= n:
+        raise BlobError("CONTENT", "grouped sample runs past the section")
+    groups, pos = int(raw[pos]), pos + 1
+    if groups > MAX_GROUPS:
+        raise BlobError("CONTENT", "more than 16 groups in a sample")
+    indices, values, total, previous_value = [], [], 0, None
+    for _ in range(groups):
+        if pos >= n:
+            raise BlobError("CONTENT", "group header runs past the section")
+        v = int(raw[pos]) - 256 if raw[pos] >= 128 else int(raw[pos])
+        pos += 1
+        if v == 0 or v < lo or v > hi or (previous_value is not None and v <= previous_value):
+            raise BlobError("CONTENT", "group level is zero, out of range or not increasing")
+        previous_value = v
+        count, pos = _read_varint(raw, pos, "group count")
+        if count < 1 or count > b:
+            raise BlobError("CONTENT", "group count out of range")
+        index = -1
+        for _ in range(count):
+            gap = 0
+            while True:
+                if pos >= n:
+                    raise BlobError("CONTENT", "gaps run past the section")
+                byte, pos = int(raw[pos]), pos + 1
+                gap += 255 if byte == 0 else byte
+                if index + gap >= b:
+                    raise BlobError("CONTENT", "feature index beyond the last feature")
+                if byte:
+                    break
+            index += gap
+            indices.append(index)
+            values.append(v)
+        total += abs(v) * count
+    return indices, values, total, pos
+
+
+@dataclass(frozen=True)
+class SampleLevels:
+    """The S samples' weight levels (MF §6) in compressed sparse rows, so memory follows the stored
+    entries rather than S × b: sample s holds ``value[start[s]:start[s + 1]]`` (int16, nonzero) at the
+    features ``index[start[s]:start[s + 1]]`` (int64, increasing); duplicate grouped entries are summed.
+    ``start``: int64 (S + 1,)."""
+
+    n_features: int
+    start: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.start) - 1
+
+    def dense(self, first: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``first`` … ``stop`` − 1 as int16 (stop − first, b)."""
+        stop = self.n_samples if stop is None else stop
+        out = np.zeros((stop - first, self.n_features), dtype=np.int16)
+        lo, hi = int(self.start[first]), int(self.start[stop])
+        rows = np.repeat(np.arange(stop - first), np.diff(self.start[first : stop + 1]))
+        out[rows, self.index[lo:hi]] = self.value[lo:hi]
+        return out
+
+
+def _sparse_rows(b: int, rows: list) -> SampleLevels:
+    """SampleLevels from per-sample (indices, levels), summing repeated indices and dropping zeros."""
+    indices, values = [], []
+    for idx, vals in rows:
+        idx, vals = np.asarray(idx, dtype=np.int64), np.asarray(vals, dtype=np.int16)
+        if len(idx) > 1 and np.any(np.diff(idx) <= 0):
+            idx, where = np.unique(idx, return_inverse=True)
+            summed = np.zeros(len(idx), dtype=np.int16)
+            np.add.at(summed, where, vals)
+            vals = summed
+        keep = vals != 0
+        indices.append(idx[keep])
+        values.append(vals[keep])
+    start = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(i) for i in indices], out=start[1:])
+    return SampleLevels(
+        b,
+        start,
+        np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
+        np.concatenate(values) if values else np.zeros(0, dtype=np.int16),
+    )
+
+
+def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tuple[SampleLevels, int]:
+    """MF §6: decode and check the samples; returns (levels, L).  Raises CONTENT.
+
+    Memory is proportional to the section's bytes, never to S × b (a few bytes can declare 2³² weights).
+    """
     lo, hi = _level_range(bits)
     raw = np.frombuffer(data, dtype=np.uint8)
     if layout == LAYOUT_DENSE4:
         row = (b + 1) // 2
         if len(raw) != S * row:
             raise BlobError("CONTENT", "dense4 samples have the wrong size")
-        nib = np.empty((S, 2 * row), dtype=np.int16)
+        nib = np.empty((S, 2 * row), dtype=np.int16)  # 4 bytes per stored byte
         pairs = raw.reshape(S, row)
         nib[:, 0::2], nib[:, 1::2] = pairs & 0xF, pairs >> 4
         if b % 2 and np.any(nib[:, -1]):
@@ -266,77 +390,27 @@ def _decode_samples(data: bytes, layout: int, S: int, b: int, bits: int) -> tupl
         levels = ((nib[:, :b] ^ 8) - 8).astype(np.int16)
         if np.any(levels < lo) or np.any(levels > hi):
             raise BlobError("CONTENT", "level outside the header's bits")
-        return levels, int(np.abs(levels).sum(axis=1).max())
-    levels = np.zeros((S, b), dtype=np.int16)
+        bound = int(np.abs(levels).sum(axis=1).max())
+        return _sparse_rows(b, [(np.flatnonzero(r), r[r != 0]) for r in levels]), bound
+    rows = []
     bound, pos, n = 0, 0, len(raw)
-    for s in range(S):
-        total = 0
+    for _ in range(S):
         if layout == LAYOUT_BITMAP4:
-            nmap = (b + 7) // 8
-            if n - pos < nmap:
-                raise BlobError("CONTENT", "bitmap runs past the section")
-            present = np.unpackbits(raw[pos : pos + nmap], bitorder="little")
-            pos += nmap
-            if np.any(present[b:]):
-                raise BlobError("CONTENT", "bitmap bit set beyond the last feature")
-            idx = np.flatnonzero(present[:b])
-            nbytes = (len(idx) + 1) // 2
-            if n - pos < nbytes:
-                raise BlobError("CONTENT", "nibbles run past the section")
-            packed = raw[pos : pos + nbytes]
-            pos += nbytes
-            nib = np.empty(2 * nbytes, dtype=np.int16)
-            nib[0::2], nib[1::2] = packed & 0xF, packed >> 4
-            if np.any(nib[: len(idx)] == 0) or (len(idx) % 2 and nib[-1] != 0):
-                raise BlobError("CONTENT", "bitmap nibble is zero where a level must be nonzero")
-            vals = (nib[: len(idx)] ^ 8) - 8
-            if np.any(vals < lo) or np.any(vals > hi):
-                raise BlobError("CONTENT", "level outside the header's bits")
-            levels[s, idx] = vals
+            idx, vals, pos = _decode_bitmap4_sample(raw, pos, b, lo, hi)
             total = int(np.abs(vals).sum())
         elif layout == LAYOUT_GAP4:
             nbytes, pos = _read_varint(raw, pos, "gap4 byte count")
             if n - pos < nbytes:
                 raise BlobError("CONTENT", "gap4 sample runs past the section")
-            total = _decode_gap4(raw[pos : pos + nbytes], b, lo, hi, levels[s])
+            idx, vals, total = _decode_gap4(raw[pos : pos + nbytes], b, lo, hi)
             pos += nbytes
         else:
-            if pos >= n:
-                raise BlobError("CONTENT", "grouped sample runs past the section")
-            groups, pos = int(raw[pos]), pos + 1
-            if groups > MAX_GROUPS:
-                raise BlobError("CONTENT", "more than 16 groups in a sample")
-            previous_value = None
-            for _ in range(groups):
-                if pos >= n:
-                    raise BlobError("CONTENT", "group header runs past the section")
-                v = int(raw[pos]) - 256 if raw[pos] >= 128 else int(raw[pos])
-                pos += 1
-                if v == 0 or v < lo or v > hi or (previous_value is not None and v <= previous_value):
-                    raise BlobError("CONTENT", "group level is zero, out of range or not increasing")
-                previous_value = v
-                count, pos = _read_varint(raw, pos, "group count")
-                if count < 1 or count > b:
-                    raise BlobError("CONTENT", "group count out of range")
-                index = -1
-                for _ in range(count):
-                    gap = 0
-                    while True:
-                        if pos >= n:
-                            raise BlobError("CONTENT", "gaps run past the section")
-                        byte, pos = int(raw[pos]), pos + 1
-                        gap += 255 if byte == 0 else byte
-                        if index + gap >= b:
-                            raise BlobError("CONTENT", "feature index beyond the last feature")
-                        if byte:
-                            break
-                    index += gap
-                    levels[s, index] += v
-                total += abs(v) * count
+            idx, vals, total, pos = _decode_grouped_sample(raw, pos, b, lo, hi)
+        rows.append((idx, vals))
         bound = max(bound, total)
     if pos != n:
         raise BlobError("CONTENT", "samples section has trailing bytes")
-    return levels, bound
+    return _sparse_rows(b, rows), bound
 
 
 def _section(data: bytes, where: tuple[int, int], dtype: str, count: int | None = None, start: int = 0):
@@ -426,7 +500,7 @@ def parse(data: bytes) -> Blob:
         sections=sections,
         input_scale=inputs[:, 0],
         input_zero=inputs[:, 1],
-        levels=levels,
+        sample_levels=levels,
         weight_bound=bound,
         **features,
         **exact,

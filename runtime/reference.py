@@ -76,9 +76,28 @@ def _mulshift96(num: np.ndarray, m2: int, s2: int) -> np.ndarray:
     return (hi + (lo >> np.uint64(32)) + np.uint64(1 << (s2 - 33))) >> np.uint64(s2 - 32)
 
 
+CHUNK = 1 << 22  # int64 elements per temporary (32 MB), whatever S × b is
+
+
 def sample_outputs(blob: Blob, q: np.ndarray) -> np.ndarray:
-    """IS §4: the pre-shifted per-sample outputs a_s, int64 (n, S)."""
-    acc = features(blob, q) @ blob.levels.astype(np.int64).T
+    """IS §4: the pre-shifted per-sample outputs a_s, int64 (n, S).
+
+    Up to CHUNK weights, one dense integer product φ · levelsᵀ.  Beyond, straight from the blob's sparse
+    levels, a block of rows at a time: memory is O(n·S + CHUNK) and time O(n·nnz), never O(S·b) (a
+    small blob can declare S × b = 2³² weights).  Integer sums are exact, so both give the same bits.
+    """
+    phi = features(blob, q)
+    levels = blob.sample_levels
+    if levels.n_samples * blob.n_features <= CHUNK:
+        return round_shift(phi @ levels.dense().astype(np.int64).T, blob.pre_shift)
+    n, weights = phi.shape[0], levels.value.astype(np.int64)
+    acc = np.empty((n, levels.n_samples), dtype=np.int64)
+    step = max(1, CHUNK // max(1, len(weights)))
+    for first in range(0, n, step):
+        block = phi[first : first + step]
+        running = np.zeros((block.shape[0], len(weights) + 1), dtype=np.int64)
+        np.cumsum(block[:, levels.index] * weights, axis=1, out=running[:, 1:])
+        acc[first : first + step] = running[:, levels.start[1:]] - running[:, levels.start[:-1]]
     return round_shift(acc, blob.pre_shift)
 
 

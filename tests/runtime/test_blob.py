@@ -31,7 +31,7 @@ def test_every_layout_decodes_to_the_levels_it_encoded(layout, S, b, zeros):
     from direct_edge.runtime.blob import _decode_samples
 
     decoded, bound = _decode_samples(data, code, S, b, 4)
-    assert np.array_equal(decoded, levels)
+    assert np.array_equal(decoded.dense(), levels)
     assert bound == int(np.abs(levels.astype(int)).sum(axis=1).max())
 
 
@@ -142,7 +142,7 @@ def test_grouped_sections_with_bad_indices_counts_or_order_are_rejected():
     levels[0, 299] = 1
     _, good = packed.encode_samples(levels, "grouped")
     assert good == bytes([1, 1, 1, 0, 45])  # G, level, count, gap 300 = one escape (255) + 45
-    assert _decode_samples(good, 2, 1, 300, 4)[0][0, 299] == 1
+    assert _decode_samples(good, 2, 1, 300, 4)[0].dense()[0, 299] == 1
     with pytest.raises(BlobError, match="beyond the last feature"):
         _decode_samples(bytes([1, 1, 1, 0, 46]), 2, 1, 300, 4)
     with pytest.raises(BlobError, match="past the section"):
@@ -163,7 +163,7 @@ def test_gap4_bytes_and_its_malformed_variants():
     _, good = packed.encode_samples(levels, "gap4")
     # count 5; (gap 1, +1); (gap 16, -1 = 0xF); gap 283 = skip 256 (g = 15) + skip 16 (g = 0) + (gap 11, 7)
     assert good == bytes([5, 0x10, 0xFF, 0x0F, 0x00, 0x7A])
-    assert np.array_equal(_decode_samples(good, 3, 1, 300, 4)[0], levels)
+    assert np.array_equal(_decode_samples(good, 3, 1, 300, 4)[0].dense(), levels)
     with pytest.raises(BlobError, match="beyond the last feature"):
         _decode_samples(bytes([5, 0x10, 0xFF, 0x0F, 0x00, 0x7B]), 3, 1, 300, 4)
     with pytest.raises(BlobError, match="ends with a skip"):
