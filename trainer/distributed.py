@@ -18,7 +18,6 @@ This module imports dask; nothing else in the trainer does (a plain ``direct-tra
 
 from __future__ import annotations
 
-import glob
 import operator
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from direct_edge.trainer.data import (
     _resolve_target,
     _split_target,
     _suffixes,
-    is_glob,
+    data_files,
     open_table,
 )
 from direct_edge.trainer.errors import DataError
@@ -54,6 +53,7 @@ from direct_edge.trainer.statistics import (
     array_batches,
     compute_statistics,
 )
+from direct_edge.trainer.tables import rechunk
 
 # ---- work done on the workers --------------------------------------------------------------------
 
@@ -210,19 +210,25 @@ class DaskSource(TableSource):
 
     @classmethod
     def from_files(
-        cls, pattern: str, target: str | None = None, blocksize: str | int | None = "64MB"
+        cls,
+        pattern: str,
+        target: str | None = None,
+        blocksize: str | int | None = "64MB",
+        **options,
     ) -> DaskSource:
-        """CSV/TSV/TXT (optionally compressed: one partition per file) or Parquet files matching the
-        glob ``pattern``, read by the Dask workers.  The first file (read here) fixes the format,
-        separator, header and columns; every file must have the same columns.  The paths must be
-        readable from this process and from every worker (a shared file system or object store)."""
+        """CSV/TSV/TXT (optionally compressed: one partition per file) or Parquet files: ``pattern``
+        is a file that exists or else a glob (the rule of :func:`direct_edge.trainer.data.data_files`),
+        read by the Dask workers.  The first file (read here, with ``options``: ``sep``, ``decimal``,
+        ``header`` as for ``open_table``) fixes the format, separator, header and columns; every file
+        must have the same columns.  The paths must be readable from this process and from every
+        worker (a shared file system or object store)."""
         import dask.dataframe as dd
 
-        files = sorted(glob.glob(pattern)) if is_glob(pattern) else [pattern]
-        if not files or not Path(files[0]).exists():
-            raise DataError(f"no data files match {pattern!r}")
+        files = data_files(pattern)
+        if not Path(files[0]).exists():
+            raise DataError(f"data file not found: {files[0]}")
         kind, compression = _suffixes(Path(files[0]))
-        first = open_table(files[0], target)
+        first = open_table(files[0], target, **options)
         if any(_suffixes(Path(f)) != (kind, compression) for f in files):
             raise DataError(f"{pattern}: all files must have the same type ({kind}{compression})")
         if kind in PARQUET_SUFFIXES:
@@ -233,7 +239,8 @@ class DaskSource(TableSource):
             columns = list(first.columns)
             frame = dd.read_csv(
                 files,
-                sep=first._sep,
+                sep=first.sep,
+                decimal=first.decimal,
                 header=0 if first.has_header else None,
                 names=None if first.has_header else list(range(len(columns))),
                 compression=first._compression,
@@ -304,8 +311,7 @@ class DaskSource(TableSource):
         for part in self.parts:
             X, y = self._compute(part)
             seen += len(y)
-            for start in range(0, len(y), int(chunk_rows)):
-                yield X[start : start + chunk_rows], y[start : start + chunk_rows]
+            yield from rechunk([(X, y)], int(chunk_rows))
         if seen == 0:
             raise DataError(f"{self.where}: no data rows")
         self.n_rows = seen

@@ -28,6 +28,7 @@ import numpy as np
 from direct_edge.trainer.blas import one_blas_thread
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.features import FeatureMap, _RffKernel
+from direct_edge.trainer.tables import rechunk
 
 DEFAULT_CHUNK_ROWS = 4096
 PRECISIONS = ("float64", "float32")
@@ -154,13 +155,15 @@ def iter_chunks(
     batches: Iterable[tuple[np.ndarray, np.ndarray]], chunk_rows: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Re-cut an iterable of (X, y) batches into chunks of at most ``chunk_rows`` rows."""
-    for X, y in batches:
-        X = np.asarray(X)
-        y = np.asarray(y).reshape(-1)
-        if X.ndim != 2 or X.shape[0] != y.shape[0]:
-            raise DataError(f"each batch must be (X: (k, d), y: (k,)); got {X.shape} and {y.shape}")
-        for start in range(0, X.shape[0], chunk_rows):
-            yield X[start : start + chunk_rows], y[start : start + chunk_rows]
+    return rechunk((_checked_batch(X, y) for X, y in batches), chunk_rows)
+
+
+def _checked_batch(X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    y = np.asarray(y).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise DataError(f"each batch must be (X: (k, d), y: (k,)); got {X.shape} and {y.shape}")
+    return X, y
 
 
 def compute_statistics(
@@ -410,5 +413,4 @@ def array_batches(
     X: np.ndarray, y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(X, y) chunks of in-memory or memory-mapped arrays, read one chunk at a time."""
-    for start in range(0, len(y), chunk_rows):
-        yield X[start : start + chunk_rows], y[start : start + chunk_rows]
+    return rechunk([(X, y)], chunk_rows)

@@ -201,10 +201,6 @@ class CSVSource(FrameSource):
         )
         self.n_rows = None
 
-    @property
-    def _sep(self) -> str:  # the name trainer/distributed.py reads
-        return self.sep
-
     def _read(self, source, **kwargs):
         import pandas as pd
 
