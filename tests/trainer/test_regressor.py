@@ -4,10 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
+from joblib import parallel_config
 from sklearn.datasets import load_diabetes
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import check_estimator
+from sklearn.utils.estimator_checks import check_estimator, check_regressors_train
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from direct_edge.export.packed import ExportError, pack
 from direct_edge.runtime.blob import BlobError, parse
@@ -35,12 +38,56 @@ def diabetes():
     return load_diabetes(return_X_y=True)
 
 
-@pytest.mark.slow
-def test_check_estimator_passes():
-    results = check_estimator(DirectRegressor(), on_fail=None)
+# Small configurations: no hyperparameter search, few features, few iterations (seconds, not minutes).
+SMALL_LINEAR = {"features": "linear", "grid_scale": 0.1, "prior_scale": 0.5, "max_iter": 30}
+SMALL_RFF = {"n_features": 8, "lengthscale": 1.0, "grid_scale": 0.2, "prior_scale": 0.5, "max_iter": 30}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("options", [SMALL_LINEAR, SMALL_RFF], ids=["linear", "rff"])
+def test_check_estimator_passes_on_a_small_configuration(options):
+    # scikit-learn's regression-quality check (R² > 0.5 on its linear data set) is configuration-
+    # dependent: 8 rff features with a fixed lengthscale miss it; the default configuration's test
+    # below runs it.
+    expected = {} if options is SMALL_LINEAR else {"check_regressors_train": "8 rff features score R² < 0.5"}
+    results = check_estimator(DirectRegressor(**options), on_fail=None, expected_failed_checks=expected)
     failed = [(r["check_name"], repr(r["exception"])) for r in results if r["status"] == "failed"]
     assert len(results) > 40
     assert failed == []
+    assert {r["check_name"] for r in results if r["status"] == "xfail"} == set(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_default_configuration_passes_sklearns_regression_quality_check():
+    """What only the default configuration can show: with its feature count and the ELBO's choice
+    of lengthscale, grid and prior scales, it scores R² > 0.5 on scikit-learn's data (also on a
+    memory map and with a wrong-length target refused).  The API checks run on the small ones."""
+    check_regressors_train("DirectRegressor", DirectRegressor())
+
+
+def test_grid_search_in_threads_leaves_the_blas_thread_count_as_it_was(diabetes):
+    """Fits in overlapping threads each hold BLAS at one thread (trainer/blas.py); the process's
+    own setting must come back when they are done, whichever thread finishes last."""
+    X, y = diabetes
+    # 27 fits on two threads: a per-fit limit that does not count its users (the second of two
+    # overlapping fits saves the first's 1 as "the original") was caught in 10 of 10 runs.
+    grid = {"grid_scale": [0.05, 0.1, 0.2], "prior_scale": [0.25, 0.5, 1.0]}
+    search = GridSearchCV(DirectRegressor(**SMALL_RFF), grid, cv=3, n_jobs=2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and set(before) == {2}
+        with warnings.catch_warnings(), parallel_config(backend="threading", n_jobs=2):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(X, y)
+        assert blas_threads() == before
+    assert len(search.cv_results_["params"]) == 9 and np.all(
+        np.isfinite(search.cv_results_["mean_test_score"])
+    )
+
+
+def blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
 
 
 def test_elbo_and_predictions_match_direct_glm_on_its_own_features(diabetes):
