@@ -14,11 +14,13 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from direct_edge.commands import command
 from direct_edge.files import check_not_an_input, check_writable, write_atomic
@@ -173,6 +175,16 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+def converged_text(summary: dict) -> str:
+    """The convergence row: yes, or a warning that the fit stopped at --max-iter."""
+    if summary.get("converged", True):
+        return "yes" + (f" ({summary['n_iter']} iterations)" if "n_iter" in summary else "")
+    return (
+        f"NO: the final fit stopped at --max-iter {summary['max_iter']} before the ELBO converged; "
+        "the model may be poor: train again with a larger --max-iter"
+    )
+
+
 def format_summary(summary: dict, model_path: Path | None = None, plot_path: Path | None = None) -> str:
     """The summary (as stored in the model file) as aligned lines of text."""
     s = summary
@@ -187,14 +199,17 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     if family == "mixture":
         family += f", {s['n_components']} components, entropy {s['entropy']}"
     prior = s["prior"] if s["prior_scale"] is None else f"{s['prior']}, scale {_fmt(s['prior_scale'])} sd(y)"
-    rows = [
-        ("data", f"{s['data']}, target {s['target']!r}"),
+    rows = [("data", f"{s['data']}, target {s['target']!r}")]
+    if len(s.get("files", ())) > 1:
+        rows.append(("files read", ", ".join(s["files"])))
+    rows += [
         ("rows n", f"{s['n_train']} train" + (f", {s['n_test']} test" if "n_test" in s else "")),
-        ("inputs d", str(s["n_inputs"])),
+        ("inputs d", f"{s['n_inputs']}: {', '.join(s['input_names'])}"),
         ("features b", f"{s['n_features']} ({s['features']})"),
         ("family", family),
         ("bits", f"{s['bits']} ({LEVELS[not s['symmetric']]} levels)"),
         ("ELBO", f"{s['elbo']:.4f} nats"),
+        ("converged", converged_text(s)),
         ("grid scale Δ", f"{_fmt(s['grid_scale'])} sd(y)"),
         ("prior", prior),
         ("lengthscale", ell_text),
@@ -226,7 +241,22 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
 @click.option(
     "--target",
     metavar="COL",
+    multiple=True,
     help="Target column: a name, or a 0-based index for files without column names.",
+)
+@click.option(
+    "--sep",
+    metavar="CHAR",
+    help="Text files: the field separator (default: ',' for .csv, a tab for .tsv, sniffed for .txt; "
+    "'\\s+' for whitespace).",
+)
+@click.option(
+    "--decimal", metavar="CHAR", default=".", show_default=True, help="Text files: the decimal mark."
+)
+@click.option(
+    "--header/--no-header",
+    default=None,
+    help="Text files: whether the first row names the columns [default: decided from the first row].",
 )
 @click.option(
     "-o",
@@ -317,7 +347,11 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
     trains on scikit-learn's diabetes data with 20% held out for testing.  The target is the last
     column unless --target names another.
     """
-    train(data, target, output, test_path, test_fraction, plot_path, quiet, **options)
+    if len(target) > 1:
+        raise DataError(
+            f"--target given {len(target)} times ({', '.join(target)}); a model predicts one target"
+        )
+    train(data, target[0] if target else None, output, test_path, test_fraction, plot_path, quiet, **options)
 
 
 def train(
@@ -347,6 +381,9 @@ def train(
     chunk_rows: int = 4096,
     precision: str = "float64",
     scheduler: str | None = None,
+    sep: str | None = None,
+    decimal: str = ".",
+    header: bool | None = None,
 ) -> DirectRegressor:
     """``direct-train`` as one call (arguments as the options, same defaults): check the outputs,
     open the data, hold out test rows, fit, summarise, write ``output`` (and ``plot_path``), print
@@ -367,11 +404,14 @@ def train(
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
             stack.enter_context(connect_to_cluster(scheduler))
-        source, data_label = open_training_data(data, target, scheduler)
+        reading = {"sep": sep, "decimal": decimal, "header": header}
+        source, data_label = open_training_data(data, target, scheduler, reading)
         if data is None and test_path is None and test_fraction is None:
             test_fraction = DEMO_TEST_FRACTION
         check_memory_for(features_for(features, n_features, source.n_inputs))
-        train_source, test_source = hold_out(source, test_path, test_fraction, target, seed, chunk_rows)
+        train_source, test_source = hold_out(
+            source, test_path, test_fraction, target, seed, chunk_rows, reading
+        )
 
         model = DirectRegressor(
             features=features,
@@ -394,7 +434,16 @@ def train(
         echo = (lambda *a, **k: None) if quiet else click.echo
         echo(f"training on {data_label}: {source.n_inputs} inputs, target {source.target_name!r}")
         progress = not quiet and sys.stderr.isatty()
-        model.fit_source(train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # said once below, in the CLI's words
+            model.fit_source(
+                train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo)
+            )
+        if not model.converged_:
+            click.echo(
+                f"{PROG}: warning: the final fit stopped at --max-iter {max_iter} before the ELBO converged",
+                err=True,
+            )
         echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
 
         chosen = [
@@ -444,16 +493,17 @@ def connect_to_cluster(scheduler: str):
 
 
 def open_training_data(
-    data: str | None, target: str | None, scheduler: str | None
+    data: str | None, target: str | None, scheduler: str | None, reading: dict
 ) -> tuple[TableSource, str]:
-    """(source, label): DATA on the cluster with ``scheduler``, DATA read here, or the demo data."""
+    """(source, label): DATA on the cluster with ``scheduler``, DATA read here, or the demo data.
+    ``reading``: the text-file options (sep, decimal, header) of :func:`open_table`."""
     if scheduler is not None:
         from direct_edge.trainer.distributed import DaskSource
 
-        return DaskSource.from_files(data, target), data
+        return DaskSource.from_files(data, target, **reading), data
     if data is None:
         return demo_data()
-    return open_table(data, target), data
+    return open_table(data, target, **reading), data
 
 
 def hold_out(
@@ -463,11 +513,12 @@ def hold_out(
     target: str | None,
     seed: int,
     chunk_rows: int,
+    reading: dict,
 ) -> tuple[TableSource, TableSource | None]:
     """(training rows, test rows or None): ``test_path`` read in full now (a bad test file fails
     before the fit), or a seeded ``test_fraction`` of ``source`` held out."""
     if test_path is not None:
-        test_source = open_table(test_path, target)
+        test_source = open_table(test_path, target, **reading)
         check_compatible(source, test_source)
         for _ in test_source.batches(chunk_rows):
             pass
@@ -498,6 +549,7 @@ def summarise(
         "data": data_label,
         "target": source.target_name,
         "input_names": source.input_names,
+        "files": list(getattr(source, "files", ()) or ()),
         "n_train": int(model.n_train_),
         "n_inputs": int(source.n_inputs),
         "n_features": int(model.feature_map_.n_features),
@@ -509,6 +561,9 @@ def summarise(
         "symmetric": params["symmetric"],
         "prior": params["prior"],
         "elbo": float(model.elbo_),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "max_iter": int(params["max_iter"]),
         "grid_scale": float(model.grid_scale_),
         "prior_scale": None if model.prior_scale_ is None else float(model.prior_scale_),
         "lengthscale": None if model.lengthscale_ is None else np.asarray(model.lengthscale_).tolist(),

@@ -375,3 +375,62 @@ def test_without_scheduler_nothing_about_dask_is_imported(tmp_path, csv):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "m.direct").exists()
+
+
+# ---- real files: separators, headers, names, several targets ----------------------------------
+
+
+def test_semicolons_with_decimal_commas_read_with_sep_and_decimal(tmp_path, data):
+    X, y = data
+    plain = write_csv(tmp_path / "plain.csv", X, y)
+    text = plain.read_text().replace(",", ";").replace(".", ",")
+    (tmp_path / "euro.csv").write_text(text)
+    refused = run(tmp_path / "euro.csv", "-o", tmp_path / "a.direct", *FAST)
+    assert refused.exit_code == 2 and "sep=';', decimal=','" in refused.stderr
+    read = run(tmp_path / "euro.csv", "-o", tmp_path / "b.direct", "--sep", ";", "--decimal", ",", *FAST)
+    same = run(plain, "-o", tmp_path / "c.direct", *FAST)
+    assert read.exit_code == same.exit_code == 0, read.output
+    assert load_model(tmp_path / "b.direct").elbo_ == load_model(tmp_path / "c.direct").elbo_
+
+
+def test_numeric_column_names_stay_names_and_the_summary_lists_the_inputs(tmp_path, data):
+    """pandas' to_csv(index=False) of an unnamed frame writes the header 0,1,2,3: names, not data.
+    A header of years is data-like, so --header says it; a column named 2022 is then the target."""
+    X, y = data
+    rows = [",".join(repr(float(v)) for v in row) for row in np.column_stack([X, y])]
+    (tmp_path / "years.csv").write_text("\n".join(["2020,2021,2022,2023", *rows]) + "\n")
+    result = run(tmp_path / "years.csv", "--header", "--target", "2022", "-o", tmp_path / "m.direct", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "inputs d           3: 2020, 2021, 2023" in result.stdout
+    assert load_model(tmp_path / "m.direct").summary_["n_train"] == len(y)
+    (tmp_path / "pandas.csv").write_text("\n".join(["0,1,2,3", *rows]) + "\n")
+    result = run(tmp_path / "pandas.csv", "-o", tmp_path / "p.direct", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "inputs d           3: 0, 1, 2" in result.stdout and "target '3'" in result.stdout
+    assert load_model(tmp_path / "p.direct").summary_["n_train"] == len(y)
+
+
+def test_several_targets_are_refused_in_one_line(tmp_path, csv):
+    out = tmp_path / "m.direct"
+    assert_user_error(
+        run(csv, "--target", "a0", "--target", "y", "-o", out, *FAST), out, "a model predicts one"
+    )
+
+
+def test_a_file_whose_name_looks_like_a_pattern_is_that_file(tmp_path, data):
+    X, y = data
+    path = write_csv(tmp_path / "sales [2023].csv", X, y)
+    write_csv(tmp_path / "sales 2.csv", X[:10], y[:10])  # what the pattern would match
+    result = run(path, "-o", tmp_path / "m.direct", *FAST)
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "m.direct").summary_["n_train"] == len(y)
+
+
+def test_a_fit_stopped_by_max_iter_says_so(tmp_path, csv):
+    result = run(csv, "-o", tmp_path / "m.direct", *FAST, "--max-iter", "1")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "direct-train: warning: the final fit stopped at --max-iter 1 before the ELBO converged"
+    ]
+    assert "converged          NO: the final fit stopped at --max-iter 1" in result.stdout
+    assert load_model(tmp_path / "m.direct").summary_["converged"] is False
