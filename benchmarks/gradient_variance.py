@@ -1,4 +1,4 @@
-"""Exact gradients against score-function estimates on the same discrete model (issue 3, benchmark 1).
+"""Exact gradients against score-function estimates on the same discrete model (the reproduction's benchmark 1).
 
     python benchmarks/gradient_variance.py --data-dir PATH/TO/uci [--dataset concrete] [--quick]
         [--out docs/figures/gradient_variance.png]
@@ -11,7 +11,7 @@ start x0: Q at the prior and q(σ²) at its optimum given that Q.
 
 - DIRECT: exact ELBO and gradient, L-BFGS-B on the joint logits from x0 (the paper's algorithm).
 - DIRECT (staged): the product's staged start (docs/trainer.md §8), shown for reference.
-- REINFORCE, S = 1 and S = 10 samples per step (trainer/baselines.py: leave-one-out / running-mean
+- REINFORCE, S = 1 and S = 10 samples per step (benchmarks/baselines.py: leave-one-out / running-mean
   control variates, exact KL terms, Adam).  The Adam learning rate is tuned per S over
   LEARNING_RATES by the exact ELBO after a short run; the reported run uses a fresh seed.
 

@@ -1,4 +1,4 @@
-"""The paper's UCI table (issue 3, benchmark 2): REPARAM, DIRECT mean-field, DIRECT mixture, BayesianRidge.
+"""The paper's UCI table (the reproduction's benchmark 2): REPARAM, DIRECT mean-field, DIRECT mixture, BayesianRidge.
 
     python benchmarks/uci_table.py --data-dir PATH/TO/uci [--datasets autos,gas,protein,electric]
         [--splits 10] [--electric-splits 3] [--features 512] [--quick] [--out bench-out/uci_table.md]
@@ -13,7 +13,7 @@ training rows, every method on the same rff features (b = --features):
    posterior of 1 (docs/trainer.md §6), entropy lower bound, L-BFGS-B.  Its time includes 1's.
 3. REPARAM: mean-field Gaussian VI, N(0, σ_p²) prior, DIRECT's noise grid, reparameterised gradients
    (10 draws per step) with Adam, 6,000 steps, step 0.03 decayed along a half cosine, q(σ²) by its
-   closed-form coordinate step (trainer/baselines.py).  σ_p ∈ REPARAM_PRIOR_SCALES chosen by its own
+   closed-form coordinate step (benchmarks/baselines.py).  σ_p ∈ REPARAM_PRIOR_SCALES chosen by its own
    final (exact) ELBO on the training rows; features = DIRECT's ELBO-chosen lengthscale.  Time
    includes all σ_p.
 4. BayesianRidge (scikit-learn, evidence maximisation, no intercept).  On electric it is fitted on a

@@ -241,7 +241,7 @@ def test_mixture_fit_on_collinear_features_beats_mean_field_and_stays_below_the_
 
 def staged_problem():
     """Smooth nonlinear target, small noise, rff features (b = 128), uniform prior: the setting of
-    docs/direct-method.md §9 in which the prior start stalls."""
+    docs/trainer.md §8 in which the prior start stalls."""
     rng = np.random.default_rng(0)
     n = 400
     X = rng.uniform(-2, 2, (n, 2))
