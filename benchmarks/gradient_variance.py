@@ -1,4 +1,4 @@
-"""Exact gradients against score-function estimates on the same discrete model (the reproduction's benchmark 1).
+"""Exact gradients against score-function estimates on the same discrete model (reproduction, benchmark 1).
 
     python benchmarks/gradient_variance.py --data-dir PATH/TO/uci [--dataset concrete] [--quick]
         [--out docs/figures/gradient_variance.png]

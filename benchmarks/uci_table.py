@@ -1,4 +1,4 @@
-"""The paper's UCI table (the reproduction's benchmark 2): REPARAM, DIRECT mean-field, DIRECT mixture, BayesianRidge.
+"""The paper's UCI table (reproduction, benchmark 2): REPARAM, DIRECT mean-field and mixture, BayesianRidge.
 
     python benchmarks/uci_table.py --data-dir PATH/TO/uci [--datasets autos,gas,protein,electric]
         [--splits 10] [--electric-splits 3] [--features 512] [--quick] [--out bench-out/uci_table.md]
