@@ -434,7 +434,7 @@ def train(
         echo = (lambda *a, **k: None) if quiet else click.echo
         echo(f"training on {data_label}: {source.n_inputs} inputs, target {source.target_name!r}")
         progress = not quiet and sys.stderr.isatty()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), on_the_cluster(scheduler):
             warnings.simplefilter("ignore", ConvergenceWarning)  # said once below, in the CLI's words
             model.fit_source(
                 train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo)
@@ -455,7 +455,10 @@ def train(
             )
             if given is None and applies
         ]
-        summary = summarise(model, source, train_source, test_source, data_label, chosen, samples, chunk_rows)
+        with on_the_cluster(scheduler):
+            summary = summarise(
+                model, source, train_source, test_source, data_label, chosen, samples, chunk_rows
+            )
         save_model(out, model, summary)  # no timings in the file: same data and seed, same bytes
         if plot is not None:
             shown, label = (
@@ -490,6 +493,16 @@ def connect_to_cluster(scheduler: str):
     except ImportError:
         raise DataError("--scheduler needs Dask; install it with: pip install 'direct-edge[dask]'") from None
     return connect(scheduler)
+
+
+def on_the_cluster(scheduler: str | None):
+    """Around work the Dask cluster does: its failures become one DataError naming the cause
+    (:func:`direct_edge.trainer.distributed.cluster_failures`); nothing without ``scheduler``."""
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from direct_edge.trainer.distributed import cluster_failures
+
+    return cluster_failures(scheduler)
 
 
 def open_training_data(

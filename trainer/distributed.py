@@ -18,6 +18,7 @@ This module imports dask; nothing else in the trainer does (a plain ``direct-tra
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -315,6 +316,42 @@ class DaskSource(TableSource):
         if seen == 0:
             raise DataError(f"{self.where}: no data rows")
         self.n_rows = seen
+
+
+@contextlib.contextmanager
+def cluster_failures(address: str) -> Iterator[None]:
+    """Context manager: a failure of the cluster while computing inside becomes one
+    :class:`DataError` naming the cause in the user's terms (docs/trainer.md §10): a worker that
+    died repeatedly on a task (most often for lack of memory), a lost scheduler, or a data file a
+    worker cannot read.  DataErrors pass through unchanged."""
+    from distributed import KilledWorker
+    from distributed.client import ClosedClientError, FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    try:
+        yield
+    except DataError:
+        raise
+    except KilledWorker:
+        raise DataError(
+            f"Dask workers at {address} died while computing the same partition several times, most "
+            "often for lack of memory: give the workers more memory (dask worker --memory-limit) or "
+            "split the data into smaller files"
+        ) from None
+    except (CommClosedError, ClosedClientError, FutureCancelledError, TimeoutError) as exc:
+        raise DataError(
+            f"lost the Dask scheduler at {address} ({type(exc).__name__}); check that it is still running"
+        ) from None
+    except OSError as exc:  # raised on a worker and sent back: a file it cannot read
+        where = f" {exc.filename}" if exc.filename else ""
+        raise DataError(
+            f"a Dask worker cannot read{where}: {exc.strerror or exc}; every worker needs the same "
+            "paths as this machine (a shared file system)"
+        ) from None
+    except MemoryError:
+        raise DataError(
+            f"a Dask worker at {address} ran out of memory; give the workers more memory"
+        ) from None
 
 
 def connect(address: str):

@@ -195,3 +195,52 @@ def test_unusable_inputs_raise_data_error(client, tmp_path):
     frame = dd.from_pandas(pd.DataFrame(X, columns=["p", "q", "r"]), npartitions=2)
     with pytest.raises(DataError, match="no column"):
         DaskSource.from_collection(frame, target="t")
+
+
+# ---- failures of the cluster: one DataError naming the cause ---------------------------------
+
+
+def test_a_data_file_a_worker_cannot_read_is_one_line(client, tmp_path):
+    from direct_edge.trainer.distributed import cluster_failures
+
+    X, y = data(n=300)
+    pattern = write_parts(tmp_path / "parts", X, y)
+    source = DaskSource.from_files(pattern, "y")
+    (tmp_path / "parts" / "part-1.csv").unlink()  # gone before the workers read it
+    with pytest.raises(DataError, match=r"a Dask worker cannot read .*part-1\.csv.*shared file system"):
+        with cluster_failures(client.scheduler.address):
+            source.statistics(rff_map(X))
+
+
+def test_a_worker_killed_repeatedly_is_one_line_naming_memory():
+    """A task that kills its worker process each time: the scheduler gives up (KilledWorker)."""
+    import os
+
+    from direct_edge.trainer.distributed import cluster_failures
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        with pytest.raises(DataError, match="died while computing the same partition.*memory"):
+            with cluster_failures(cluster.scheduler_address):
+                c.submit(os._exit, 1, pure=False).result(timeout=120)
+
+
+def test_a_lost_scheduler_is_one_line():
+    from direct_edge.trainer.distributed import cluster_failures
+
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    address = cluster.scheduler_address
+    with Client(cluster) as c:
+        X, y = data(n=200)
+        source = DaskSource.from_collection(da.from_array(X, chunks=50), da.from_array(y, chunks=50))
+        cluster.close()
+        with pytest.raises(DataError, match="lost the Dask scheduler"):
+            with cluster_failures(address):
+                source.statistics(rff_map(X))
+        del c
