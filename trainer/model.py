@@ -324,8 +324,10 @@ class DirectGLM:
 
     def _target_variance(self) -> float:
         """var(y), or the mean square of y when the statistics cannot centre it (both starts
-        scale their noise guess by it)."""
-        return self.stats.y_var if self.stats.y_var > 0 else self.problem.y_sq / self.problem.n
+        scale their noise guess by it); for a target that is exactly constant, ten times the
+        smallest noise variance on the grid, so the starts begin at the grid's smallest noise."""
+        spread = self.stats.y_var if self.stats.y_var > 0 else self.problem.y_sq / self.problem.n
+        return spread if spread > 0 else 10.0 * float(np.min(self.problem.noise))
 
     def _staged_start(self, x0: np.ndarray, stage_iter: int, tol: float, record: Callable) -> np.ndarray:
         p = self.problem
