@@ -87,7 +87,8 @@ class InputMoments:
         return InputMoments(n, mean, m2, low, high, self.unit)
 
     def offset_and_scale(self) -> tuple[np.ndarray, np.ndarray]:
-        """(d,) means and (d,) standard deviations; constant columns get scale 1.
+        """(d,) means and (d,) standard deviations; a constant column gets its own magnitude |mean|
+        as the scale (1 when it is all zeros).
 
         A column is constant when all its values are equal, or when its spread is below what float64
         resolves at its own magnitude (a few ulps of the mean): a test relative to the column's
@@ -95,8 +96,10 @@ class InputMoments:
         if self.n == 0:
             raise DataError("no rows to learn the input standardisation from")
         sd = self.unit * np.sqrt(self.m2 / self.n)
-        resolution = CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(self.mean)
-        sd[(self.high == self.low) | ~(sd > resolution)] = 1.0
+        magnitude = np.abs(self.mean)
+        constant = (self.high == self.low) | ~(sd > CONSTANT_ULPS * np.finfo(np.float64).eps * magnitude)
+        # A constant column's scale is its own magnitude (1 for zeros), so its units decide nothing.
+        sd[constant] = np.where(magnitude[constant] > 0, magnitude[constant], 1.0)
         return self.mean.copy(), sd
 
 
@@ -124,6 +127,17 @@ class FeatureMap:
             self.projection = np.asarray(self.projection, dtype=np.float64)
             if self.projection.ndim != 2 or self.projection.shape[0] != self.n_inputs:
                 raise DataError("rff projection must have shape (n_inputs, n_frequencies)")
+
+    def standardise(self, X: np.ndarray) -> np.ndarray:
+        """z = (x − input_offset) / input_scale for ``X``: (n, d) float64.  Where x − offset would
+        overflow (inputs near ±1.7e308), z is computed as x/scale − offset/scale instead."""
+        X = np.asarray(X, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = (X - self.input_offset) / self.input_scale
+        wide = ~np.isfinite(Z)
+        if wide.any():
+            Z[wide] = (X / self.input_scale - self.input_offset / self.input_scale)[wide]
+        return Z
 
     @classmethod
     def linear(cls, input_offset: np.ndarray, input_scale: np.ndarray) -> FeatureMap:
@@ -186,7 +200,7 @@ class FeatureMap:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise DataError(f"expected inputs with {self.n_inputs} columns, got shape {X.shape}")
-        Z = (X - self.input_offset) / self.input_scale
+        Z = self.standardise(X)
         if self.kind == "linear":
             out[:, :-1] = Z
             out[:, -1] = 1.0

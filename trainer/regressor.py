@@ -216,7 +216,10 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             from direct_edge.trainer.distributed import DaskSource
 
             return self.fit_source(DaskSource.from_collection(X, y))
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
+        with np.errstate(
+            over="ignore", invalid="ignore"
+        ):  # its finiteness check sums X (overflow near 1.7e308)
+            X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
         return self._fit(ArraySource(X, y), progress=False, callback=None)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -455,9 +458,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
     @property
     def noise_variance_(self) -> float:
-        """E_q[σ²] in target units²."""
+        """E_q[σ²] in target units² (inf or 0 with numpy's warning where that is beyond float64)."""
         check_is_fitted(self, "posterior_")
-        return self.posterior_.noise_variance_mean * self.y_scale_**2
+        return float(self.posterior_.noise_variance_mean * np.square(np.float64(self.y_scale_)))
 
     @property
     def sparsity_(self) -> float:
@@ -471,7 +474,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _standardised_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and variance (n,) of the standardised target for ``X``: (n, d)."""
         check_is_fitted(self, "posterior_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # scikit-learn's finiteness check sums X,
+            X = validate_data(self, X, reset=False, dtype=np.float64)  # which overflows near 1.7e308
         return self.posterior_.predict_moments(self.feature_map_.transform(X))
 
     def predict_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -199,7 +199,7 @@ def compute_statistics(
         feature_map._transform_into(X, out, kernel, interleaved=True)
 
     def features_float32(X: np.ndarray, out: np.ndarray) -> None:
-        Z = (np.asarray(X, dtype=np.float64) - feature_map.input_offset) / feature_map.input_scale
+        Z = feature_map.standardise(X)
         if rff:
             kernel.unit_features_float32(Z, out)
         else:

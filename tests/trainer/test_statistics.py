@@ -143,7 +143,7 @@ def test_iter_chunks_recuts_batches_without_losing_or_reordering_rows():
 def test_input_moments_over_chunks_equal_numpy_moments_of_the_whole(chunk):
     rng = np.random.default_rng(2)
     X = rng.normal([1e3, -2.0, 0.0], [1.0, 5.0, 1e-3], (301, 3))
-    X = np.column_stack([X, np.full(301, 7.5)])  # a constant column gets scale 1
+    X = np.column_stack([X, np.full(301, 7.5)])  # a constant column gets its magnitude as the scale
     moments = InputMoments()
     for start in range(0, len(X), chunk):
         moments.update(X[start : start + chunk])
@@ -152,7 +152,7 @@ def test_input_moments_over_chunks_equal_numpy_moments_of_the_whole(chunk):
     assert moments.n == len(X)
     np.testing.assert_allclose(offset, X.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(scale[:3], X[:, :3].std(axis=0), rtol=1e-9)
-    assert scale[3] == 1.0
+    assert scale[3] == 7.5
 
 
 def test_input_moments_without_rows_raise():
