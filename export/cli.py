@@ -13,6 +13,7 @@ spelling of the first argument and still works.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ import numpy as np
 
 from direct_edge.commands import command
 from direct_edge.export.c_header import c_identifier, render
-from direct_edge.export.packed import LAYOUTS, ExportError, pack, save_blob
+from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, save_blob
 from direct_edge.files import check_not_an_input
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
@@ -33,26 +34,42 @@ DEFAULT_MODEL = "model.direct"
 CHECK_ROWS = 1000
 
 
-def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> np.ndarray:
-    """int16 inputs (rows, d) spread over the whole input range, the extremes included."""
+def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(X, beyond): check inputs X (rows, d) float64 in input units, spread over the training range
+    (IS §2's [lo, hi]) and beyond it, and the (rows,) bool mask of the rows with an input outside.
+
+    Rows 0–3 are the range's corners (all lo, all hi, alternating both ways); then uniform rows inside;
+    the last fifth have one or more inputs up to a quarter of the width beyond an end.
+    """
     rng = np.random.default_rng(seed)
-    q = rng.integers(-32768, 32768, (rows, blob.n_inputs), dtype=np.int16)
-    q[0], q[1] = -32768, 32767
-    return q
+    lo, hi = blob_input_range(blob)
+    width = hi - lo
+    d = blob.n_inputs
+    X = lo + width * rng.uniform(0.0, 1.0, (rows, d))
+    alternate = np.arange(d) % 2 == 1
+    X[0], X[1] = lo, hi
+    X[2], X[3] = np.where(alternate, hi, lo), np.where(alternate, lo, hi)
+    outside = np.arange(rows) >= rows - rows // 5
+    for i in np.flatnonzero(outside):
+        k = rng.integers(0, d, rng.integers(1, d + 1))
+        beyond = width[k] * rng.uniform(0.0, 0.25, len(k))
+        X[i, k] = np.where(rng.random(len(k)) < 0.5, lo[k] - beyond, hi[k] + beyond)
+    return X, np.any((X < lo) | (X > hi), axis=1)
 
 
-def float64_samples(model, blob: Blob, q: np.ndarray) -> np.ndarray:
-    """The float64 per-sample predictions (n, S) in target units of the blob's samples at the
-    dequantised inputs (IS §2): what every export is compared with."""
-    Phi = model.feature_map_.transform(reference.dequantize_inputs(blob, q))
+def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
+    """The float64 per-sample predictions (n, S) in target units of the blob's samples at inputs
+    ``X`` (n, d) in input units: what the float graphs are compared with."""
+    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
     return Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T * model.y_scale_ + model.y_offset_
 
 
 def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
-    """(largest |integer − float64| over mean and sd, the IS §8 bound), both in target units."""
+    """(largest |integer − float64| over mean and sd, the IS §8 bound), both in target units, on int16
+    inputs ``q`` (n, d): the integer pipeline against the same samples at the dequantised inputs."""
     mean_q, var_q, _ = reference.predict(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_q)
-    f = float64_samples(model, blob, q)
+    f = float64_samples(model, blob, reference.dequantize_inputs(blob, q))
     diff = max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - f.std(axis=1))))
     return float(diff), float(blob.mean_scale * (reference.error_bound(blob) + 1))
 
@@ -64,62 +81,197 @@ def _moment_difference(f: np.ndarray, noise: float, mean: np.ndarray, variance: 
     return float(max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - sd64))))
 
 
-def render_onnx(model, blob: Blob, integer: bool) -> bytes:
-    """The .onnx bytes: the integer graph (IS §3–§5) or the float graph of the trainer's feature map."""
+@dataclass
+class TrainedCheck:
+    """The trained model's exact predictive moments on the check batch, and the comparison with them.
+
+    ``X``: (n, d) float64 inputs; ``beyond``: (n,) bool; ``mean``, ``sd``: (n,) float64 from
+    ``DirectRegressor.predict(X, return_std=True)``; ``sd_y``: the target's sd (the trainer's y_scale).
+    """
+
+    X: np.ndarray
+    beyond: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    sd_y: float
+
+    @classmethod
+    def of(cls, model, blob: Blob) -> TrainedCheck:
+        X, beyond = check_batch(blob)
+        mean, sd = model.predict(X, return_std=True)
+        return cls(X, beyond, mean, sd, float(model.y_scale_))
+
+    def difference(self, mean, sd) -> tuple[float, float]:
+        """Largest |Δ mean| or |Δ sd| against the trained model, in sd(y): (in range, beyond it)."""
+        gap = np.maximum(np.abs(np.asarray(mean) - self.mean), np.abs(np.asarray(sd) - self.sd)) / self.sd_y
+        inside = float(np.max(gap[~self.beyond]))
+        return inside, float(np.max(gap[self.beyond])) if self.beyond.any() else 0.0
+
+    def describe(self, what: str, mean, sd) -> str:
+        inside, beyond = self.difference(mean, sd)
+        return f"{what}: {inside:.3g} sd(y) in the training range, {beyond:.3g} beyond it"
+
+
+def integer_outputs(blob: Blob, X: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sd) in target units from the integer runtime (IS §2 quantisation, then §4–§5 or §6, §7)."""
+    q = reference.quantize_inputs(blob, X)
+    mean_q, _, var_y_q = (reference.predict_exact if exact else reference.predict)(blob, q)
+    return reference.to_target_units(blob, mean_q, var_y_q)
+
+
+def exact_graph(model, blob: Blob, ensemble: bool) -> bool:
+    """Whether a float graph (.onnx float, .tflite) carries the exact predictive moments: by default
+    when the blob has the exact-moment section and the posterior is mean-field (for a mixture the exact
+    mode leaves out the weights' covariance, IS §6); ``ensemble`` asks for the S-sample graph."""
+    return not ensemble and blob.has_exact and getattr(model, "family", "mean-field") == "mean-field"
+
+
+def render_onnx(model, blob: Blob, integer: bool, exact: bool = False) -> bytes:
+    """The .onnx bytes: the integer graph (IS §3–§5), or the float graph of the trainer's feature map
+    with the exact moments (``exact``) or the S samples."""
     from direct_edge.export import onnx_export
 
     if integer:
         return onnx_export.to_bytes(onnx_export.integer_model(blob))
-    return onnx_export.to_bytes(onnx_export.float_model(blob, onnx_export.features_from_model(model)))
+    feats = onnx_export.features_from_model(model)
+    if exact:
+        return onnx_export.to_bytes(
+            onnx_export.exact_model(blob, feats, onnx_export.moments_from_model(model))
+        )
+    return onnx_export.to_bytes(onnx_export.float_model(blob, feats))
 
 
-def check_onnx(model, blob: Blob, data: bytes, integer: bool, q: np.ndarray) -> str:
-    """Run the exported bytes in onnxruntime on the check batch and describe the largest difference."""
-    from direct_edge.export import onnx_export
+def render_tflite(model, blob: Blob, activations: int, exact: bool = False) -> bytes:
+    """The .tflite bytes: exact moments in float32 (``exact``), or the S samples' integer ensemble."""
+    from direct_edge.export import onnx_export, tflite_export
 
-    sess = onnx_export.session(data)
+    feats = onnx_export.features_from_model(model)
+    if exact:
+        return tflite_export.build_exact(blob, feats, onnx_export.moments_from_model(model))
+    data = tflite_export.build(blob, feats, activations)
+    tflite_export.check_int4_buffers(data)
+    return data
+
+
+def check_onnx(
+    model, blob: Blob, data: bytes, integer: bool, exact: bool, trained: TrainedCheck
+) -> list[str]:
+    """Run the exported bytes in onnxruntime (a default session, as users create it) on the check batch:
+    the difference from the trained model, and from the float64 samples or the integer reference."""
+    import onnxruntime
+
+    sess = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     if integer:
+        q = reference.quantize_inputs(blob, trained.X)
         got = sess.run(None, {"q": q})
         want = reference.predict(blob, q)
         diff = max(
             int(np.max(np.abs(g.astype(object) - w.astype(object)))) for g, w in zip(got, want, strict=True)
         )
         verdict = "bit-exact" if diff == 0 else "NOT bit-exact"
-        return f"max |onnxruntime - integer reference| = {diff} on {len(q)} inputs ({verdict})"
-    x = reference.dequantize_inputs(blob, q).astype(np.float32)
-    mean, variance = sess.run(None, {"x": x})[:2]
+        mean, sd = reference.to_target_units(blob, got[0], got[2])
+        return [
+            trained.describe(f"onnxruntime ({blob.n_samples} samples) - trained", mean, sd),
+            f"max |onnxruntime - integer reference| = {diff} on {len(q)} inputs ({verdict})",
+        ]
+    from direct_edge.export import onnx_export
+
+    mean, variance = sess.run(None, {"x": trained.X})[:2]
+    if exact:
+        return [trained.describe("onnxruntime exact moments - trained", mean, np.sqrt(variance))]
     diff = _moment_difference(
-        float64_samples(model, blob, q), onnx_export.noise_variance(blob), mean, variance
+        float64_samples(model, blob, trained.X), onnx_export.noise_variance(blob), mean, variance
     )
-    return f"max |onnxruntime float32 - float64| = {diff:.3g} on {len(q)} inputs"
+    return [
+        trained.describe(f"onnxruntime ({blob.n_samples} samples) - trained", mean, np.sqrt(variance)),
+        f"max |onnxruntime float - float64| = {diff:.3g} on {len(mean)} inputs (same samples)",
+    ]
 
 
-def check_tflite(model, blob: Blob, data: bytes, activations: int, q: np.ndarray) -> str:
-    """Run the exported bytes in LiteRT (reference kernels) and compare with float64, with the bound."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def check_tflite(
+    model, blob: Blob, data: bytes, activations: int, exact: bool, trained: TrainedCheck
+) -> list[str]:
+    """Run the exported bytes through LiteRT's signature runner (default resolver) on the check batch."""
+    from ai_edge_litert.interpreter import Interpreter
 
     from direct_edge.export import onnx_export, tflite_export
 
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.resize_tensor_input(it.get_input_details()[0]["index"], list(q.shape))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], q)
-    it.invoke()
-    mean, variance = (it.get_tensor(o["index"]) for o in it.get_output_details()[:2])
-    diff = _moment_difference(
-        float64_samples(model, blob, q), onnx_export.noise_variance(blob), mean, variance
-    )
+    runner = Interpreter(model_content=data).get_signature_runner()
+    x = (trained.X - tflite_export.host_origin(blob)).astype(np.float32)
+    out = runner(**{tflite_export.input_name(blob): x})
+    mean, variance = out["mean"], out["variance"]
     feats = onnx_export.features_from_model(model)
+    if exact:
+        bound = tflite_export.exact_error_bound(blob, feats, onnx_export.moments_from_model(model))
+        return [
+            trained.describe("LiteRT exact moments - trained", mean, np.sqrt(variance))
+            + f" (float32 bound {bound / trained.sd_y:.3g} sd(y))"
+        ]
+    diff = _moment_difference(
+        float64_samples(model, blob, trained.X), onnx_export.noise_variance(blob), mean, variance
+    )
     bound = tflite_export.error_bound(blob, feats, tflite_export.integer_parameters(blob, feats, activations))
-    return f"max |LiteRT - float64| = {diff:.3g} on {len(q)} inputs (bound {bound:.3g})"
+    return [
+        trained.describe(f"LiteRT ({blob.n_samples} samples) - trained", mean, np.sqrt(variance)),
+        f"max |LiteRT - float64| = {diff:.3g} on {len(mean)} inputs (same samples; bound {bound:.3g})",
+    ]
 
 
-def render_tflite(model, blob: Blob, activations: int) -> bytes:
-    from direct_edge.export import onnx_export, tflite_export
+def check_blob(model, blob: Blob, trained: TrainedCheck) -> list[str]:
+    """The integer runtime (bit-exact with the C library) on the check batch: exact-moment mode when
+    the blob has it, the ensemble, and the ensemble against the float64 samples (IS §8)."""
+    lines = []
+    if blob.has_exact:
+        lines.append(trained.describe("exact mode - trained", *integer_outputs(blob, trained.X, True)))
+    ensemble = integer_outputs(blob, trained.X, False)
+    lines.append(trained.describe(f"ensemble ({blob.n_samples} samples) - trained", *ensemble))
+    diff, bound = max_difference(model, blob, reference.quantize_inputs(blob, trained.X))
+    lines.append(
+        f"max |integer - float64| = {diff:.3g} on {len(trained.X)} inputs (same samples; bound {bound:.3g})"
+    )
+    return lines
 
-    data = tflite_export.build(blob, onnx_export.features_from_model(model), activations)
-    tflite_export.check_int4_buffers(data)
-    return data
+
+# Largest difference from the trained model's moments (sd(y) units, in the training range) that the
+# defaults aim at; above it the summary says what would bring it down.
+TOLERANCE = 0.05
+
+
+def notes(
+    blob: Blob,
+    trained: TrainedCheck,
+    exact_requested: bool,
+    ensemble_output: bool,
+    integer_inputs: bool,
+    exact_advice: str = "exact moments are closer",
+) -> list[str]:
+    """One line per choice that leaves the output far from the trained model, and what to change.
+
+    ``ensemble_output``: the file's main output is the S-sample ensemble; ``integer_inputs``: the
+    inputs are quantised by IS §2 (saturating at the training range); ``exact_advice``: how this
+    format gets the exact moments instead."""
+    out = []
+    if exact_requested and not blob.has_exact:
+        out.append(
+            "exact moments do not fit this model (IS §9: b·2^(18-r) must stay below 2^31); none stored"
+        )
+    if ensemble_output:
+        gap = trained.difference(*integer_outputs(blob, trained.X, False))[0]
+        if gap > TOLERANCE:
+            wanted = min(65535, int(np.ceil(blob.n_samples * (gap / (0.8 * TOLERANCE)) ** 2)))
+            advice = f"about --samples {wanted} for {TOLERANCE}"
+            if blob.has_exact:
+                advice = f"{exact_advice}; or {advice}"
+            out.append(f"{blob.n_samples} samples are {gap:.3g} sd(y) from the trained model: {advice}")
+    if integer_inputs and trained.beyond.any():
+        mean, sd = integer_outputs(blob, trained.X, blob.has_exact)
+        beyond = trained.difference(mean, sd)[1]
+        if beyond > TOLERANCE:
+            out.append(
+                f"inputs beyond the training range saturate (IS §2): {beyond:.3g} sd(y) from the trained "
+                "model up to a quarter of the range beyond its ends"
+            )
+    return out
 
 
 def write_output(path: Path, blob_bytes: bytes) -> None:
@@ -147,11 +299,18 @@ def export(
     samples: int,
     seed: int,
     layout: str,
-    exact: bool,
+    exact: bool = True,
     integer: bool = False,
     activations: int = 16,
+    ensemble: bool = False,
 ) -> str:
-    """Pack, write and describe; returns the summary text."""
+    """Pack, write and describe; returns the summary text.
+
+    The summary's check lines compare, on :func:`check_batch` (1,000 inputs over and beyond the training
+    range), what the written file outputs with the trained model's exact predictive mean and sd
+    (``DirectRegressor.predict(X, return_std=True)``, in sd(y) units), then with the float64 evaluation
+    of the same samples (or the integer reference).  Raises ExportError for anything the user can fix.
+    """
     out = Path(output)
     if out.suffix not in FORMATS:
         raise ExportError(f"cannot tell the format of {output}: use a {', '.join(FORMATS)} file name")
@@ -172,22 +331,41 @@ def export(
         raise ExportError(str(exc)) from None
     data = pack(model, n_samples=samples, seed=seed, layout=layout, exact=exact)
     blob = parse(data)
-    q = check_batch(blob)
+    trained = TrainedCheck.of(model, blob)
+    exact_graph_ = exact_graph(model, blob, ensemble) and not integer
     if out.suffix == ".onnx":
-        payload = render_onnx(model, blob, integer)
-        check = check_onnx(model, blob, payload, integer, q)
+        payload = render_onnx(model, blob, integer, exact_graph_)
+        checks = check_onnx(model, blob, payload, integer, exact_graph_, trained)
         save_blob(out, payload)
-        fmt = f"ONNX, {'integer graph (IS §3-§5)' if integer else 'float graph'} ({out})"
+        kind = (
+            "integer graph (IS §3-§5)"
+            if integer
+            else "float graph, " + ("exact moments" if exact_graph_ else f"{blob.n_samples} samples")
+        )
+        fmt = f"ONNX, {kind} ({out})"
     elif out.suffix == ".tflite":
-        payload = render_tflite(model, blob, activations)
-        check = check_tflite(model, blob, payload, activations, q)
+        payload = render_tflite(model, blob, activations, exact_graph_)
+        checks = check_tflite(model, blob, payload, activations, exact_graph_, trained)
         save_blob(out, payload)
-        fmt = f"TFLite, int{activations} features ({out})"
+        kind = (
+            "exact moments in float32"
+            if exact_graph_
+            else f"{blob.n_samples} samples, int{activations} features"
+        )
+        fmt = f"TFLite, {kind} ({out})"
     else:
-        diff, bound = max_difference(model, blob, q)
-        check = f"max |integer - float64| = {diff:.3g} on {CHECK_ROWS} inputs (bound {bound:.3g})"
+        checks = check_blob(model, blob, trained)
         write_output(out, data)
         fmt = f"{FORMATS[out.suffix]} ({out})"
+    integer_inputs = out.suffix in (".bin", ".h") or integer
+    ensemble_output = not exact_graph_ or out.suffix in (".bin", ".h")
+    exact_advice = (
+        "the exact mode is closer (direct_predict_exact, direct-run --exact)"
+        if out.suffix in (".bin", ".h")
+        else "without --ensemble the graph carries the exact moments"
+        if not integer
+        else "the .bin/.h exact mode or the float graph carry the exact moments"
+    )
     rows = [
         ("format", fmt),
         ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
@@ -195,7 +373,11 @@ def export(
         ("samples", f"{blob.n_samples} (seed {seed}), {blob.bits}-bit levels, layout {blob.layout_name}"),
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
-        ("check", check),
+        *(("check", line) for line in checks),
+        *(
+            ("note", line)
+            for line in notes(blob, trained, exact, ensemble_output, integer_inputs, exact_advice)
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
@@ -217,7 +399,12 @@ def export(
     show_default=True,
     help="Sparse layout of the samples (auto: the smallest).",
 )
-@click.option("--exact-moments", is_flag=True, help="Also store the exact-moment vectors (4·b bytes).")
+@click.option(
+    "--exact-moments/--no-exact-moments",
+    default=True,
+    show_default=True,
+    help="Store the exact-moment vectors (IS §6, 4·b bytes) where they fit.",
+)
 @click.option("--integer", is_flag=True, help="ONNX: export the integer spec (int16 in, integer outputs).")
 @click.option(
     "--activations",
@@ -226,11 +413,20 @@ def export(
     show_default=True,
     help="TFLite: feature width (16: int8 weights; 8: packed INT4 weights, coarser).",
 )
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Float .onnx and .tflite: the S-sample ensemble graph instead of the exact moments.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def main(paths, model_option, samples, seed, layout, exact_moments, integer, activations, quiet) -> None:
+def main(
+    paths, model_option, samples, seed, layout, exact_moments, integer, activations, ensemble, quiet
+) -> None:
     """Pack the trained MODEL (default model.direct) and write OUTPUT (.bin, .h, .onnx or .tflite)."""
     model_path, output = model_and_output(paths, model_option)
-    summary = export(model_path, output, samples, seed, layout, exact_moments, integer, int(activations))
+    summary = export(
+        model_path, output, samples, seed, layout, exact_moments, integer, int(activations), ensemble
+    )
     if not quiet:
         click.echo(summary)
 

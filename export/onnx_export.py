@@ -88,7 +88,9 @@ def _metadata(blob: Blob, graph_kind: str, extra: dict | None = None) -> dict[st
         "graph": graph_kind,
         "spec": "integer-spec 1"
         if graph_kind == "integer"
-        else "float32 evaluation of the posterior samples",
+        else "float32 evaluation of the posterior samples"
+        if graph_kind == "float"
+        else "float32 exact predictive moments (posterior weight means and variances)",
         "features": blob.kind_name,
         "inputs": str(blob.n_inputs),
         "weights": str(blob.n_features),
@@ -121,43 +123,88 @@ def _int4(levels: np.ndarray) -> np.ndarray:
 class FloatFeatures:
     """The float feature map in the graph's form, float64 until written.
 
-    linear: φ̃_k = x_k·gain_k + shift_k (k < d) and the bias feature 1; ``gain``, ``shift``: (d,).
-    rff: θ_j = Σ_k x_k·gain_kj + shift_j (radians), φ̃ = [cos θ, sin θ]; ``gain``: (d, F), ``shift``: (F,).
-    ``unit``: the target-units value of level 1 times φ̃ = 1 (y_scale·Δ·amplitude).
+    Both kinds first take the inputs relative to a per-input ``origin`` (d,) in input units (the
+    trainer's input mean), in float64, so that large input offsets cost no precision:
+    linear: φ̃_k = (x_k − origin_k)·gain_k + shift_k (k < d) and the bias feature 1; ``gain``, ``shift``: (d,).
+    rff: θ_j = Σ_k (x_k − origin_k)·gain_kj + shift_j (radians), φ̃ = [cos θ, sin θ]; ``gain``: (d, F),
+    ``shift``: (F,).  ``unit``: the target-units value of level 1 times φ̃ = 1 (y_scale·Δ·amplitude).
     """
 
     kind: int
     gain: np.ndarray
     shift: np.ndarray
     unit: float
+    origin: np.ndarray
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """φ̃ (n, b') in float64 for inputs ``X`` (n, d) in input units (linear: without the bias feature)."""
+        z = np.asarray(X, dtype=np.float64) - self.origin
+        if self.kind == KIND_LINEAR:
+            return z * self.gain + self.shift
+        theta = z @ self.gain + self.shift
+        return np.concatenate([np.cos(theta), np.sin(theta)], axis=1)
 
 
 def features_from_model(model) -> FloatFeatures:
-    """The trainer's own float parameters (a fitted DirectRegressor): the float64 model, exactly."""
+    """The trainer's own float parameters (a fitted DirectRegressor): the float64 model, exactly
+    (origin = the trainer's input offset, so ``shift`` is 0)."""
     fmap = model.feature_map_
     unit = float(model.y_scale_ * model.grid_scale_ * fmap.amplitude)
     inv = 1.0 / fmap.input_scale
+    origin = np.array(fmap.input_offset, dtype=np.float64)
     if fmap.kind == "linear":
-        return FloatFeatures(KIND_LINEAR, inv, -fmap.input_offset * inv, unit)
+        return FloatFeatures(KIND_LINEAR, inv, np.zeros_like(inv), unit, origin)
     gain = fmap.projection * inv[:, None]
-    shift = np.remainder(-(fmap.input_offset * inv) @ fmap.projection, 2 * math.pi)
-    return FloatFeatures(1, gain, shift, unit)
+    return FloatFeatures(1, gain, np.zeros(gain.shape[1]), unit, origin)
 
 
 def features_from_blob(blob: Blob) -> FloatFeatures:
     """The float reading of the blob's integer parameters (IS §2–§3 without rounding), for blobs with
-    no trained model behind them (synthetic benchmarks).  The IS §7 scale gives the level unit."""
+    no trained model behind them (synthetic benchmarks).  The IS §7 scale gives the level unit; the
+    origin is the middle of the IS §2 input range (q = −½)."""
     inv = 1.0 / blob.input_scale  # q = x/scale + zero, unrounded
+    origin = blob.input_scale * (-0.5 - blob.input_zero)
+    q0 = -0.5  # the q of the origin
     if blob.kind == KIND_LINEAR:
         coef = blob.linear_m.astype(np.float64) / 2.0 ** (15 + blob.feature_frac)
-        shift = (blob.linear_m * blob.input_zero + blob.linear_b) / 2.0 ** (15 + blob.feature_frac)
+        shift = (blob.linear_m * q0 + blob.linear_b) / 2.0 ** (15 + blob.feature_frac)
         unit = blob.mean_scale * 2.0 ** (blob.feature_frac - blob.pre_shift)
-        return FloatFeatures(KIND_LINEAR, coef * inv, shift, unit)
+        return FloatFeatures(KIND_LINEAR, coef * inv, shift, unit, origin)
     turn = 2 * math.pi / 2.0**32
     W = blob.phase_w.astype(np.float64)  # (F, d)
     gain = (W * inv[None, :]).T * turn
-    shift = np.remainder((blob.phase_c + W @ blob.input_zero) * turn, 2 * math.pi)
-    return FloatFeatures(1, gain, shift, blob.mean_scale * 2.0 ** (15 - blob.pre_shift))
+    shift = np.remainder((blob.phase_c + W @ np.full(blob.n_inputs, q0)) * turn, 2 * math.pi)
+    return FloatFeatures(1, gain, shift, blob.mean_scale * 2.0 ** (15 - blob.pre_shift), origin)
+
+
+@dataclass(frozen=True)
+class ExactMoments:
+    """Per-feature posterior moments of the weights in the graph's units (IS §6 in float): the
+    predictive mean is Σ_i φ̃_i·mean_i + y_offset and the variance Σ_i φ̃_i²·var_i + noise, ``mean``
+    and ``var`` (b,) in target units per unit of φ̃ (linear: the last entry is the bias feature's),
+    ``noise`` = E_q[σ²] in target units².  Exact for a mean-field posterior; for a mixture the variance
+    leaves out the covariance between weights (IS §6)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    noise: float
+
+
+def moments_from_model(model) -> ExactMoments:
+    """The trained posterior's own weight moments (float64, unquantised)."""
+    w_mean, w_var = model.posterior_.weight_moments()  # standardised target units per Φ (with amplitude)
+    unit = float(model.y_scale_ * model.feature_map_.amplitude)
+    return ExactMoments(w_mean * unit, w_var * unit**2, float(model.noise_variance_))
+
+
+def moments_from_blob(blob: Blob, feats: FloatFeatures) -> ExactMoments:
+    """The blob's exact-moment section (IS §6: μq/2^12 and vq/2^10 levels) in the graph's units;
+    ValueError when the blob has none."""
+    if not blob.has_exact:
+        raise ValueError("the blob has no exact-moment section")
+    mean = blob.exact_mean.astype(np.float64) / 4096.0 * feats.unit
+    var = blob.exact_var.astype(np.float64) / 1024.0 * feats.unit**2
+    return ExactMoments(mean, var, float(blob.noise_exact_q) * blob.mean_scale**2)
 
 
 def noise_variance(blob: Blob) -> float:
@@ -165,60 +212,122 @@ def noise_variance(blob: Blob) -> float:
     return float(blob.noise_q) * blob.mean_scale**2
 
 
-def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> onnx.ModelProto:
-    """The float graph: x float32 (n, d) -> mean, variance float32 (n,) [, samples float32 (n, S)].
+def _float_features(g: _Graph, feats: FloatFeatures) -> str:
+    """φ̃ float32 (n, b') of the graph input x float64 (n, d): Sub of the origin in float64, Cast to
+    float32, then the affine map (linear, without the bias feature) or MatMul, Add, Cos, Sin, Concat."""
+    z = g.op(
+        "Cast", g.op("Sub", "x", g.const(feats.origin, np.float64, "origin")), to=TensorProto.FLOAT, hint="z"
+    )
+    if feats.kind == KIND_LINEAR:
+        return g.op(
+            "Add", g.op("Mul", z, g.const(feats.gain, np.float32, "gain")), g.const(feats.shift, np.float32)
+        )
+    theta = g.op(
+        "Add",
+        g.op("MatMul", z, g.const(feats.gain, np.float32, "projection")),
+        g.const(feats.shift, np.float32),
+    )
+    return g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
 
-    The weights are ``blob.levels`` (the packed samples) as an INT4 initializer (b, S) with one
-    DequantizeLinear scale ``feats.unit``; the linear bias feature is folded into a per-sample bias.
+
+def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx.ModelProto:
+    """The exact-moment float graph (IS §6 in float): x float64 (n, d) in input units -> mean,
+    variance float64 (n,) in target units, from two MatMuls of φ̃ and φ̃² with the weights' posterior
+    means and variances (float32 initializers (b', 1)); the same precision steps as :func:`float_model`.
+    """
+    g = _Graph()
+    phi = _float_features(g, feats)
+    mean_w, var_w = np.asarray(moments.mean), np.asarray(moments.var)
+    mean_c, var_c = 0.0, moments.noise
+    if feats.kind == KIND_LINEAR:
+        mean_c, var_c = float(mean_w[-1]), var_c + float(var_w[-1])
+        mean_w, var_w = mean_w[:-1], var_w[:-1]
+    f64 = TensorProto.DOUBLE
+    flat = g.const([-1], np.int64, "flat")
+    m = g.op("MatMul", phi, g.const(mean_w[:, None], np.float32, "weight_mean"))
+    m = g.op("Cast", g.op("Reshape", m, flat), to=f64)
+    g.output("Add", [m, g.const(blob.y_offset + mean_c, np.float64, "y_offset")], "mean")
+    v = g.op("MatMul", g.op("Mul", phi, phi), g.const(var_w[:, None], np.float32, "weight_var"))
+    v = g.op("Cast", g.op("Reshape", v, flat), to=f64)
+    g.output("Add", [v, g.const(var_c, np.float64, "noise")], "variance")
+    doc = (
+        "DIRECT Bayesian GLM, exact-moment float graph: x (n, d) float64 in input units -> predictive "
+        "mean and variance (n,) float64 in target units, from the posterior means and variances of the "
+        "weights (no samples)."
+    )
+    return g.model(
+        "direct_edge_exact",
+        [helper.make_tensor_value_info("x", f64, ["n", blob.n_inputs])],
+        [
+            helper.make_tensor_value_info("mean", f64, ["n"]),
+            helper.make_tensor_value_info("variance", f64, ["n"]),
+        ],
+        _metadata(blob, "exact", {"origin": json.dumps(feats.origin.tolist())}),
+        doc,
+    )
+
+
+def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> onnx.ModelProto:
+    """The float graph: x float64 (n, d) in input units -> mean, variance float64 (n,) in target units
+    [, samples float64 (n, S)].
+
+    Precision: the first op subtracts ``feats.origin`` in float64 (so an input of 1e6 + [0, 10] keeps
+    its digits), then the feature map and the ensemble run in float32 on values near the training data,
+    and y_offset is added in float64 at the end.  The weights are ``blob.levels`` (the packed samples)
+    as an INT4 initializer (b, S), turned into float32 by Cast and Mul (``feats.unit``): onnxruntime
+    folds both into a float32 constant when it loads the file, and no optimisation level rewrites a
+    float MatMul with lower precision (a DequantizeLinear(INT4) + MatMul pair would be fused into
+    MatMulNBits with int8 activations at the default level).  The linear bias feature is folded into a
+    per-sample bias.  Raises ValueError for levels outside [−8, 7].
     """
     g = _Graph()
     S, d = blob.n_samples, blob.n_inputs
     levels = blob.levels.astype(np.int64)  # (S, b)
-    bias = np.full(S, blob.y_offset)
+    bias = np.zeros(S)
+    phi = _float_features(g, feats)
     if feats.kind == KIND_LINEAR:
         # φ̃ = [z, 1]: the constant feature's contribution is a per-sample constant, added after MatMul.
         bias = bias + feats.unit * levels[:, -1]
         levels = levels[:, :-1]
-        phi = g.op(
-            "Add", g.op("Mul", "x", g.const(feats.gain, np.float32, "gain")), g.const(feats.shift, np.float32)
-        )
-    else:
-        theta = g.op(
-            "Add",
-            g.op("MatMul", "x", g.const(feats.gain, np.float32, "projection")),
-            g.const(feats.shift, np.float32),
-        )
-        phi = g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
     weights = g.op(
-        "DequantizeLinear",
-        g.const(_int4(levels.T), ml_dtypes.int4, "levels"),
+        "Mul",
+        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
         g.const(feats.unit, np.float32, "unit"),
         hint="weights",
     )
-    samples_name = "samples" if per_sample else g.name("samples")
-    g.output("Add", [g.op("MatMul", phi, weights), g.const(bias, np.float32, "bias")], samples_name)
+    centred = g.op("MatMul", phi, weights, hint="centred")  # (n, S) float32, without y_offset
+    if np.any(bias):
+        centred = g.op("Add", centred, g.const(bias, np.float32, "bias"))
+    f64 = TensorProto.DOUBLE
+    y_offset = g.const(blob.y_offset, np.float64, "y_offset")
+    if per_sample:
+        g.output("Add", [g.op("Cast", centred, to=f64), y_offset], "samples")
     axis = g.const([1], np.int64, "axis")
-    mean_k = g.op("ReduceMean", samples_name, axis, keepdims=1)
-    g.output("Reshape", [mean_k, g.const([-1], np.int64)], "mean")
-    dev = g.op("Sub", samples_name, mean_k)
-    var_f = g.op("ReduceMean", g.op("Mul", dev, dev), axis, keepdims=0)
-    g.output("Add", [var_f, g.const(noise_variance(blob), np.float32, "noise")], "variance")
-    f32 = TensorProto.FLOAT
+    mean_k = g.op("ReduceMean", centred, axis, keepdims=1)
+    mean_64 = g.op("Cast", g.op("Reshape", mean_k, g.const([-1], np.int64)), to=f64)
+    g.output("Add", [mean_64, y_offset], "mean")
+    dev = g.op("Sub", centred, mean_k)
+    var_f = g.op("Cast", g.op("ReduceMean", g.op("Mul", dev, dev), axis, keepdims=0), to=f64)
+    g.output("Add", [var_f, g.const(noise_variance(blob), np.float64, "noise")], "variance")
     outputs = [
-        helper.make_tensor_value_info("mean", f32, ["n"]),
-        helper.make_tensor_value_info("variance", f32, ["n"]),
+        helper.make_tensor_value_info("mean", f64, ["n"]),
+        helper.make_tensor_value_info("variance", f64, ["n"]),
     ]
     if per_sample:
-        outputs.append(helper.make_tensor_value_info("samples", f32, ["n", S]))
+        outputs.append(helper.make_tensor_value_info("samples", f64, ["n", S]))
     doc = (
-        "DIRECT Bayesian GLM, float graph: x (n, d) float32 in input units -> predictive mean and variance "
-        "(n,) in target units; the ensemble of S posterior samples of 4-bit weights."
+        "DIRECT Bayesian GLM, float graph: x (n, d) float64 in input units -> predictive mean and variance "
+        "(n,) float64 in target units; the ensemble of S posterior samples of 4-bit weights."
     )
     return g.model(
         "direct_edge_float",
-        [helper.make_tensor_value_info("x", f32, ["n", d])],
+        [helper.make_tensor_value_info("x", f64, ["n", d])],
         outputs,
-        _metadata(blob, "float", {"noise_variance": repr(noise_variance(blob))}),
+        _metadata(
+            blob,
+            "float",
+            {"noise_variance": repr(noise_variance(blob)), "origin": json.dumps(feats.origin.tolist())},
+        ),
         doc,
     )
 
@@ -359,16 +468,11 @@ def to_bytes(model: onnx.ModelProto) -> bytes:
     return model.SerializeToString()
 
 
-def session(data: bytes, exact_float: bool = True):
-    """An onnxruntime CPU session for exported bytes.
-
-    ``exact_float``: keep onnxruntime from fusing DequantizeLinear(int4)+MatMul into MatMulNBits with
-    int8 activations (accuracy level 4 by default), which would add about 5e-3 relative error.
-    """
+def session(data: bytes):
+    """An onnxruntime CPU session for exported bytes with default options (every graph optimisation;
+    the float graphs hold their bound at every level), one intra-op thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if exact_float:
-        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
     options.intra_op_num_threads = 1
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

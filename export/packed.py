@@ -70,6 +70,12 @@ def input_quantization(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.n
     return scale, -32768.0 - lo / scale
 
 
+def blob_input_range(blob) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2: the input range (lo, hi) a parsed blob's scales and zero points stand for, the training
+    range (−32768 ↔ lo, 32767 ↔ hi); float64 (d,) each, in input units."""
+    return blob.input_scale * (-32768.0 - blob.input_zero), blob.input_scale * (32767.0 - blob.input_zero)
+
+
 def standardisation_coefficients(
     scale: np.ndarray, zero: np.ndarray, offset: np.ndarray, sd: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

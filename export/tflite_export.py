@@ -2,12 +2,16 @@
 
 One graph, every op in both LiteRT and TensorFlow Lite Micro (docs/export.md has the picture):
 
-    q int16 (n, d) ─DEQUANTIZE─► float32 ─FULLY_CONNECTED (float)─► θ or z ─[COS, SIN, CONCATENATION]─►
+    x float32 (n, d) ─SUB origin─► FULLY_CONNECTED (float) ─► θ or z ─[COS, SIN, CONCATENATION]─►
     φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─► samples_q (n, S) ─DEQUANTIZE─►
     MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─► mean, variance float32 (n,) in target units
 
-The inputs are the integer spec's int16 inputs (IS §2), so the host quantises exactly as for the C
-runtime.  Two integer modes, because of what the runtimes accept (measured, docs/export.md):
+The input is float32 x in input units, so it carries no quantisation parameters and a user feeds it as
+LiteRT's and TFLite Micro's documentation teach; the quantisation happens inside the graph (QUANTIZE of
+the features).  The first dimension is dynamic and the "serving_default" signature names ``x``, ``mean``
+and ``variance``.  Where float32 cannot hold an input to IS §2's resolution (a timestamp of 1e6 with a
+range of 10), the host subtracts a stated origin first (:func:`host_origin`; zero for most data).
+Two integer modes, because of what the runtimes accept (measured, docs/export.md):
 
 * ``activations=16`` (default): 16x8 mode, int16 features, int8 weights (the levels), int64 bias, int16
   per-sample outputs.  TFLite Micro's FULLY_CONNECTED needs input and output of one type and takes INT4
@@ -24,7 +28,6 @@ rounded by its own convention; :func:`integer_part` reproduces each convention b
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import flatbuffers
@@ -32,7 +35,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from direct_edge import __version__
-from direct_edge.export.onnx_export import FloatFeatures, noise_variance
+from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, noise_variance
+from direct_edge.export.packed import blob_input_range
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 _T = schema.TensorType
@@ -61,13 +65,27 @@ class IntegerPart:
         return (1 << (self.activations - 1)) - 1
 
 
-def _q_features(blob: Blob, feats: FloatFeatures) -> tuple[np.ndarray, np.ndarray]:
-    """The float feature map re-expressed on the int16 inputs q (x = scale·(q − zero)): (gain, shift)."""
-    scale, zero = blob.input_scale, blob.input_zero
-    if feats.kind == KIND_LINEAR:
-        return feats.gain * scale, feats.shift - feats.gain * scale * zero
-    gain = feats.gain * scale[:, None]  # (d, F)
-    return gain, np.remainder(feats.shift - (scale * zero) @ feats.gain, 2 * math.pi)
+def feature_domain(blob: Blob) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs the quantised features cover without saturating: the training range widened by half
+    its width on each side, float64 (d,) each (linear features beyond it saturate, as IS §2 inputs do
+    at the range's ends; rff features are bounded everywhere)."""
+    lo, hi = blob_input_range(blob)
+    half = (hi - lo) / 2
+    return lo - half, hi + half
+
+
+def host_origin(blob: Blob) -> np.ndarray:
+    """What the host subtracts (in float64) from each input before feeding float32 (d,): 0 wherever
+    float32 holds the input to 1/65536 of its range over :func:`feature_domain` (IS §2's own
+    resolution), else the middle of the range rounded to that resolution's power of ten, so that
+    x − origin is small and exact in float32.  All zeros for most data: the standard recipe (feed x)."""
+    lo, hi = feature_domain(blob)
+    width = hi - lo
+    largest = np.maximum(np.abs(lo), np.abs(hi)).astype(np.float32)
+    fine = np.spacing(largest).astype(np.float64) <= width / 65536.0
+    step = 10.0 ** np.floor(np.log10(width / 4))
+    middle = np.round((lo + hi) / 2 / step) * step
+    return np.where(fine, 0.0, middle)
 
 
 def _float32(value: float) -> float:
@@ -75,14 +93,14 @@ def _float32(value: float) -> float:
 
 
 def integer_parameters(blob: Blob, feats: FloatFeatures, activations: int = 16) -> IntegerPart:
-    """Choose the feature scale, the bias and the output shift k (the smallest with no clamping)."""
+    """Choose the feature scale s_φ (linear: the largest |z| over :func:`feature_domain`; rff: 1), the
+    bias and the output shift k (the smallest with no clamping).  ValueError for other ``activations``."""
     if activations not in (8, 16):
         raise ValueError("activations must be 8 or 16")
     qmax = (1 << (activations - 1)) - 1
     levels = blob.levels.astype(np.int64)
     if feats.kind == KIND_LINEAR:
-        gain, shift = _q_features(blob, feats)
-        zmax = float(np.max(np.abs(gain) * 32768 + np.abs(shift)))
+        zmax = float(np.max(_largest_features(blob, feats)))
         s_phi = _float32(max(zmax, 1.0) / qmax * (1 + 1e-6))
         bias = np.rint(levels[:, -1] / s_phi).astype(np.int64)  # the constant feature 1
         levels = levels[:, :-1]
@@ -131,31 +149,60 @@ def integer_part(part: IntegerPart, features_q: np.ndarray, rounding: str = "hal
     return np.clip(out, -part.qmax - 1, part.qmax)
 
 
-def float_features(blob: Blob, feats: FloatFeatures, q: np.ndarray) -> np.ndarray:
-    """φ̃ of the graph in float64 on int16 inputs q (n, d): (n, b') (linear: without the bias feature)."""
-    gain, shift = _q_features(blob, feats)
-    qf = np.asarray(q, dtype=np.float64)
+def input_name(blob: Blob) -> str:
+    """The graph input's name: "x", or "x_minus_origin" when :func:`host_origin` is not all zero, so a
+    caller that feeds x itself through the signature runner is stopped by the name."""
+    return "x_minus_origin" if np.any(host_origin(blob)) else "x"
+
+
+def _largest_inputs(blob: Blob, feats: FloatFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """(largest |x − host origin|, largest |x − feats.origin|) over :func:`feature_domain`, (d,) each."""
+    lo, hi = feature_domain(blob)
+    fed = host_origin(blob)
+    return (
+        np.maximum(np.abs(lo - fed), np.abs(hi - fed)),
+        np.maximum(np.abs(lo - feats.origin), np.abs(hi - feats.origin)),
+    )
+
+
+def _largest_features(blob: Blob, feats: FloatFeatures) -> np.ndarray:
+    """Linear: the largest |z_k| over :func:`feature_domain`, (d,); rff: the largest |θ_j|, (F,)."""
+    _, z = _largest_inputs(blob, feats)
     if feats.kind == KIND_LINEAR:
-        return qf * gain + shift
-    theta = qf @ gain + shift
-    return np.concatenate([np.cos(theta), np.sin(theta)], axis=1)
+        return np.abs(feats.gain) * z + np.abs(feats.shift)
+    return np.abs(feats.gain).T @ z + np.abs(feats.shift)
+
+
+def float_features(feats: FloatFeatures, x: np.ndarray) -> np.ndarray:
+    """φ̃ of the graph in float64 on inputs x (n, d) in input units: (n, b') (linear: no bias feature)."""
+    return feats.features(x)
+
+
+def feature_error(blob: Blob, feats: FloatFeatures) -> float:
+    """ε_f: the largest float32 error of a feature of the graph against float64, over
+    :func:`feature_domain`: the input fed as float32 (½ ulp), the float32 origin and SUB (½ ulp each),
+    then the affine map (linear) or the phase sum and COS/SIN (rff), 2^−24 relative per rounding."""
+    fed, z = _largest_inputs(blob, feats)
+    graph_origin = np.abs(feats.origin - host_origin(blob))
+    e_in = F32_EPS * (fed + graph_origin + z)  # error of z_k = x_k − origin_k in the graph
+    largest = _largest_features(blob, feats)
+    if feats.kind == KIND_LINEAR:
+        return float(np.max(np.abs(feats.gain) * e_in + 4 * F32_EPS * largest))
+    d = blob.n_inputs
+    return float(np.max(np.abs(feats.gain).T @ e_in + (d + 3) * F32_EPS * largest) + 4 * F32_EPS)
 
 
 def error_bound(blob: Blob, feats: FloatFeatures, part: IntegerPart) -> float:
-    """Bound on |mean − mean_float64| and |sd − sd_float64| in target units, on any int16 inputs.
+    """Bound on |mean − mean_float64| and |sd − sd_float64| in target units, for any input x in
+    :func:`feature_domain` fed as float32 (the float64 evaluation at the float64 x).
 
     Per sample, in units of s_φ: each feature is off by at most ½ (QUANTIZE) plus its float32 error
-    ε_f/s_φ; the bias by ½ (linear); the output rounding by 2^(k−1)·2 (2^(k−1) for single rounding, and
-    up to one more output step for the double rounding of TFLite Micro).  The ensemble mean and sd are
-    1-Lipschitz in the max-norm of the per-sample outputs; then the float32 tail (2^−18 of the range).
+    ε_f/s_φ (:func:`feature_error`); the bias by ½ (linear); the output rounding by 2^(k−1)·2 (2^(k−1)
+    for single rounding, and up to one more output step for the double rounding of TFLite Micro).  The
+    ensemble mean and sd are 1-Lipschitz in the max-norm of the per-sample outputs; then the float32
+    tail (2^−18 of the range).
     """
-    gain, shift = _q_features(blob, feats)
-    d = blob.n_inputs
-    if feats.kind == KIND_LINEAR:
-        eps_f = 4 * F32_EPS * float(np.max(np.abs(gain) * 32768 + np.abs(shift)))
-    else:
-        phase = float(np.max(np.abs(gain).sum(axis=0) * 32768 + np.abs(shift)))
-        eps_f = (d + 3) * F32_EPS * phase + 4 * F32_EPS  # phase sum, then cos/sin
+    eps_f = feature_error(blob, feats)
     s = part.feature_scale
     L = float(np.abs(part.levels.astype(np.int64)).sum(axis=1).max())
     per_sample = L * (0.5 + eps_f / s) + (0.5 if feats.kind == KIND_LINEAR else 0.0)
@@ -244,6 +291,7 @@ class _Builder:
         model.version, model.operatorCodes, model.subgraphs = 3, codes, [sub]
         model.description = description
         model.buffers = self.buffers
+        model.signatureDefs = [_signature(SIGNATURE_KEY, self.tensors, inputs, outputs)]
         model.metadata = []
         for key, value in meta.items():
             buf = schema.BufferT()
@@ -255,6 +303,26 @@ class _Builder:
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
+
+
+SIGNATURE_KEY = "serving_default"
+
+
+def _signature(key: str, tensors: list, inputs, outputs):
+    """The SignatureDef LiteRT's ``get_signature_runner()`` finds: inputs and outputs by tensor name."""
+
+    def entries(indices):
+        out = []
+        for i in indices:
+            m = schema.TensorMapT()
+            m.name, m.tensorIndex = tensors[i].name, i
+            out.append(m)
+        return out
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = key, 0
+    sig.inputs, sig.outputs = entries(inputs), entries(outputs)
+    return sig
 
 
 def _fc_options():
@@ -277,16 +345,20 @@ def build(
 ) -> bytes:
     """The .tflite bytes for ``blob``'s samples with the float feature map ``feats``.
 
-    ``batch``: the input's first dimension (LiteRT can resize it; TFLite Micro uses it as is);
-    ``debug_outputs``: also output features_q (n, b') and samples_q (n, S), for the exactness tests.
-    The graph: int16 q -> float features (:func:`_features`) -> quantised features times the
-    integer levels (:func:`_samples`) -> the samples' mean and variance (:func:`_moments`) -> target
-    units (:func:`_to_target_units`).
+    Input ``x`` float32 (batch, d) in input units minus :func:`host_origin` (zero for most data, then
+    simply x); outputs ``mean`` and ``variance`` float32 (batch,) in target units.  The first dimension
+    is dynamic (shape_signature −1: LiteRT resizes it, the signature runner does so by itself);
+    ``batch`` is the stored shape, the one TFLite Micro uses.  One SignatureDef, "serving_default",
+    names the inputs and outputs.  ``debug_outputs``: also output features_q (n, b') and samples_q
+    (n, S), for the exactness tests.  The graph: x -> float features (:func:`_features`) -> quantised
+    features times the integer levels (:func:`_samples`) -> the samples' mean and variance
+    (:func:`_moments`) -> target units (:func:`_to_target_units`).  ValueError for ``activations``
+    other than 8 or 16.
     """
     part = integer_parameters(blob, feats, activations)
     g = _Builder()
-    q = g.tensor("q", [batch, blob.n_inputs], _T.INT16, scale=1.0, dynamic=True)
-    phi = _features(g, blob, feats, q, batch)
+    x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
+    phi = _features(g, blob, feats, x, batch)
     fq, sq, f = _samples(g, part, phi, activations, batch)
     mean, variance = _moments(g, f, blob.n_samples, batch)
     outs = _to_target_units(g, blob, feats, mean, variance, batch)
@@ -294,28 +366,30 @@ def build(
         outs += [fq, sq]
     description = (
         f"direct-edge {__version__}: DIRECT Bayesian GLM, {blob.n_samples} posterior samples of "
-        f"{blob.bits}-bit weights; input q int16 (IS §2), outputs mean and predictive variance "
-        "in target units"
+        f"{blob.bits}-bit weights; input x float32 in input units"
+        + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
+        + ", outputs mean and predictive variance in target units"
     )
-    return g.finish([q], outs, description, _metadata(blob, part, activations))
+    return g.finish([x], outs, description, _metadata(blob, part, activations))
 
 
-def _features(g: _Builder, blob: Blob, feats: FloatFeatures, q: int, batch: int) -> int:
-    """Float32 features φ (batch, b') of the int16 inputs ``q``: one affine FULLY_CONNECTED folds
-    the dequantisation and the feature map's input weights; rff adds COS and SIN."""
+def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int) -> int:
+    """Float32 features φ (batch, b') of the float32 inputs ``x``: SUB of the float32 origin (what the
+    host did not subtract), then one affine FULLY_CONNECTED (the standardisation and the feature map's
+    input weights); rff adds COS and SIN."""
     d = blob.n_inputs
-    gain, shift = _q_features(blob, feats)
-    qf = g.tensor("q_float", [batch, d], _T.FLOAT32, dynamic=True)
-    g.op(_OP.DEQUANTIZE, [q], [qf])
+    origin = (feats.origin - host_origin(blob)).astype(np.float32)
+    z = g.tensor("x_centred", [batch, d], _T.FLOAT32, dynamic=True)
+    g.op(_OP.SUB, [x, g.const("origin", origin, _T.FLOAT32)], [z], _OPT.SubOptions, schema.SubOptionsT())
     if feats.kind == KIND_LINEAR:
-        w1 = np.diag(gain).astype(np.float32)  # (d, d): z_k = gain_k·q_k + shift_k
+        w1 = np.diag(feats.gain).astype(np.float32)  # (d, d): z_k·gain_k + shift_k
         width = d
     else:
-        w1 = gain.T.astype(np.float32)  # (F, d)
-        width = gain.shape[1]
+        w1 = feats.gain.T.astype(np.float32)  # (F, d)
+        width = feats.gain.shape[1]
     pre = g.tensor("z" if feats.kind == KIND_LINEAR else "theta", [batch, width], _T.FLOAT32, dynamic=True)
-    b1 = g.const("shift", shift.astype(np.float32), _T.FLOAT32)
-    g.op(_OP.FULLY_CONNECTED, [qf, g.const("gain", w1, _T.FLOAT32), b1], [pre], *_fc_options())
+    b1 = g.const("shift", feats.shift.astype(np.float32), _T.FLOAT32)
+    g.op(_OP.FULLY_CONNECTED, [z, g.const("gain", w1, _T.FLOAT32), b1], [pre], *_fc_options())
     if feats.kind == KIND_LINEAR:
         return pre
     cos = g.tensor("cos", [batch, width], _T.FLOAT32, dynamic=True)
@@ -327,6 +401,66 @@ def _features(g: _Builder, blob: Blob, feats: FloatFeatures, q: int, batch: int)
     opts.axis = 1
     g.op(_OP.CONCATENATION, [cos, sin], [phi], _OPT.ConcatenationOptions, opts)
     return phi
+
+
+def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: int = 1) -> bytes:
+    """The exact-moment .tflite (IS §6 in float32): x float32 (batch, d) as in :func:`build`, the same
+    float features, then FULLY_CONNECTED of φ̃ with the weights' posterior means and of φ̃² (MUL) with
+    their variances (float32 (1, b') each, the bias feature and the noise as the biases), RESHAPE ->
+    ``mean``, ``variance`` float32 (batch,) in target units.  Every op in LiteRT and TFLite Micro; a
+    "serving_default" signature and a dynamic first dimension as in :func:`build`."""
+    g = _Builder()
+    x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
+    phi = _features(g, blob, feats, x, batch)
+    mean_w, var_w = np.asarray(moments.mean, dtype=np.float64), np.asarray(moments.var, dtype=np.float64)
+    mean_c, var_c = blob.y_offset, moments.noise
+    if feats.kind == KIND_LINEAR:
+        mean_c, var_c = mean_c + float(mean_w[-1]), var_c + float(var_w[-1])
+        mean_w, var_w = mean_w[:-1], var_w[:-1]
+    width = len(mean_w)
+    square = g.tensor("phi_squared", [batch, width], _T.FLOAT32, dynamic=True)
+    g.op(_OP.MUL, [phi, phi], [square], _OPT.MulOptions, schema.MulOptionsT())
+    flat = g.const("flat", np.array([-1], dtype=np.int32), _T.INT32)
+    outs = []
+    for name, src, w, c in (("mean", phi, mean_w, mean_c), ("variance", square, var_w, var_c)):
+        col = g.tensor(f"{name}_2d", [batch, 1], _T.FLOAT32, dynamic=True)
+        weights = g.const(f"weight_{name}", w[None, :].astype(np.float32), _T.FLOAT32)
+        bias = g.const(f"{name}_constant", np.array([c], np.float32), _T.FLOAT32)
+        g.op(_OP.FULLY_CONNECTED, [src, weights, bias], [col], *_fc_options())
+        out = g.tensor(name, [batch], _T.FLOAT32, dynamic=True)
+        g.op(_OP.RESHAPE, [col, flat], [out])
+        outs.append(out)
+    description = (
+        f"direct-edge {__version__}: DIRECT Bayesian GLM, exact predictive moments (posterior weight means "
+        "and variances); input x float32 in input units"
+        + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
+        + ", outputs mean and predictive variance in target units"
+    )
+    meta = {
+        "producer": "direct-edge",
+        "version": __version__,
+        "graph": "exact",
+        "input": "x float32 (n, d) in input units minus input_origin",
+        "input_origin": json.dumps(host_origin(blob).tolist()),
+        "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
+        "input_high": json.dumps(blob_input_range(blob)[1].tolist()),
+        "training_summary": json.dumps(blob.meta.get("summary", {}), sort_keys=True),
+    }
+    return g.finish([x], outs, description, meta)
+
+
+def exact_error_bound(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> float:
+    """Bound on |mean − mean_float64| and |sd − sd_float64| (target units) of :func:`build_exact` on
+    inputs in :func:`feature_domain`: feature errors ε_f times Σ|mean_i| for the mean, plus
+    (b' + 4)·2^−24 of the largest Σ|φ̃_i·mean_i| + |constant| for the dot product; for the sd,
+    the variance's absolute error (2·ε_f + (b' + 4)·2^−24 relative per term) over √noise (both sds are
+    at least √noise), or its square root (√ is ½-Hölder), whichever is smaller."""
+    eps_f = feature_error(blob, feats)
+    b = len(moments.mean)
+    mean_abs, var_abs = float(np.abs(moments.mean).sum()), float(np.abs(moments.var).sum())
+    mean_err = eps_f * mean_abs + (b + 4) * F32_EPS * (mean_abs + abs(blob.y_offset))
+    var_err = (2 * eps_f + (b + 4) * F32_EPS) * var_abs + 4 * F32_EPS * moments.noise
+    return mean_err + float(min(np.sqrt(var_err), var_err / np.sqrt(moments.noise)))
 
 
 def _samples(g: _Builder, part: IntegerPart, phi: int, activations: int, batch: int) -> tuple[int, int, int]:
@@ -392,7 +526,7 @@ def _to_target_units(
 
 
 def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]:
-    """The custom metadata entries: producer, sizes, the integer parameters and the input scales."""
+    """The custom metadata entries: producer, sizes, the integer parameters, the input origin and range."""
     return {
         "producer": "direct-edge",
         "version": __version__,
@@ -403,8 +537,10 @@ def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]
         "activations": f"int{activations}",
         "feature_scale": repr(part.feature_scale),
         "output_shift": str(part.out_shift),
-        "input_scale": json.dumps(blob.input_scale.tolist()),
-        "input_zero": json.dumps(blob.input_zero.tolist()),
+        "input": "x float32 (n, d) in input units minus input_origin",
+        "input_origin": json.dumps(host_origin(blob).tolist()),
+        "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
+        "input_high": json.dumps(blob_input_range(blob)[1].tolist()),
         "training_summary": json.dumps(blob.meta.get("summary", {}), sort_keys=True),
     }
 

@@ -150,10 +150,11 @@ def test_a_missing_export_package_gives_the_install_line(trained, tmp_path):
 @pytest.mark.parametrize(
     "name,args,check",
     [
-        ("model.onnx", [], "onnxruntime float32 - float64"),
+        ("model.onnx", [], "onnxruntime exact moments - trained"),
+        ("model-ens.onnx", ["--ensemble"], "onnxruntime float - float64"),
         ("model-int.onnx", ["--integer"], "(bit-exact)"),
-        ("model.tflite", [], "LiteRT - float64"),
-        ("model8.tflite", ["--activations", "8"], "LiteRT - float64"),
+        ("model.tflite", [], "LiteRT exact moments - trained"),
+        ("model8.tflite", ["--activations", "8", "--ensemble"], "LiteRT - float64"),
     ],
 )
 def test_onnx_and_tflite_exports_from_the_command_line(trained, name, args, check):
@@ -168,3 +169,59 @@ def test_onnx_and_tflite_exports_from_the_command_line(trained, name, args, chec
     ).stdout
     assert check in out and "samples        8 (seed 0)" in out
     assert (trained / name).stat().st_size > 0
+
+
+def _checks(out: str) -> dict[str, tuple[float, float]]:
+    """{what: (in range, beyond)} from the summary's "check  WHAT: A sd(y) in ..., B beyond it" lines."""
+    found = {}
+    for line in out.splitlines():
+        if line.strip().startswith("check") and "sd(y) in the training range" in line:
+            what, rest = line.split("check", 1)[1].strip().split(": ", 1)
+            inside, beyond = rest.split(" sd(y) in the training range, ")
+            found[what] = (float(inside), float(beyond.split(" ")[0]))
+    return found
+
+
+def test_the_check_compares_with_the_trained_model_and_defaults_keep_it_small(trained, tmp_path):
+    """By default the blob carries exact moments, and the float graphs use them: the difference from
+    DirectRegressor.predict is small in the training range; the ensemble's is reported with a note."""
+    from direct_edge.export.cli import check_batch, integer_outputs
+    from direct_edge.trainer.model_file import load_model
+
+    model = load_model(trained / "model.direct")
+    out = CliRunner().invoke(main, [str(trained / "model.direct"), str(tmp_path / "m.bin")]).output
+    checks = _checks(out)
+    assert checks["exact mode - trained"][0] <= 1e-3
+    ensemble = checks["ensemble (32 samples) - trained"][0]
+    blob = parse((tmp_path / "m.bin").read_bytes())
+    X, beyond = check_batch(blob)
+    mean, sd = integer_outputs(blob, X, False)
+    m, s = model.predict(X, return_std=True)
+    want = np.max(np.maximum(np.abs(mean - m), np.abs(sd - s))[~beyond]) / model.y_scale_
+    assert ensemble == pytest.approx(want, rel=1e-2)
+    assert ("note           32 samples are" in out) == (ensemble > 0.05)
+    assert "direct_predict_exact" in out or ensemble <= 0.05
+    out = CliRunner().invoke(
+        main, [str(trained / "model.direct"), str(tmp_path / "n.bin"), "--no-exact-moments"]
+    )
+    assert "exact moments  no" in out.output and "exact mode - trained" not in out.output
+    for name in ("m.onnx", "m.tflite"):
+        pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+        pytest.importorskip("ai_edge_litert", reason="the export extra is not installed")
+        out = CliRunner().invoke(main, [str(trained / "model.direct"), str(tmp_path / name)]).output
+        ((inside, beyond),) = [v for k, v in _checks(out).items() if "exact moments" in k]
+        assert inside <= 1e-4 and beyond <= 1e-4 and "note" not in out
+
+
+def test_check_batch_covers_the_range_ends_and_beyond():
+    from direct_edge.export.cli import check_batch
+    from direct_edge.export.packed import blob_input_range, synthetic_blob
+
+    blob = parse(synthetic_blob("rff", 5, 64, 4, seed=2))
+    lo, hi = blob_input_range(blob)
+    X, beyond = check_batch(blob)
+    assert X.shape == (1000, 5) and beyond.sum() == 200 and not beyond[:800].any()
+    np.testing.assert_array_equal(X[0], lo)
+    np.testing.assert_array_equal(X[1], hi)
+    assert np.all(X.min(axis=0) < lo) and np.all(X.max(axis=0) > hi)
+    assert np.all(X >= lo - (hi - lo) / 4) and np.all(X <= hi + (hi - lo) / 4)

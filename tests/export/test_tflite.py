@@ -23,7 +23,6 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 from direct_edge.export import onnx_export, tflite_export  # noqa: E402
 from direct_edge.export.packed import synthetic_blob  # noqa: E402
-from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
 N = 10_000
@@ -47,43 +46,61 @@ def model_of(name: str):
     return blob, onnx_export.features_from_blob(blob)
 
 
-def inputs(d: int, n: int = N, seed: int = 0) -> np.ndarray:
-    q = np.random.default_rng(seed).integers(-32768, 32768, (n, d), dtype=np.int16)
-    q[0], q[1] = -32768, 32767
-    q[2] = np.where(np.arange(d) % 2, 32767, -32768)
-    return q
+def inputs(blob, n: int = N, seed: int = 0) -> np.ndarray:
+    """float64 inputs (n, d) in input units over tflite_export.feature_domain (the training range and
+    half its width beyond each end), its corners included."""
+    lo, hi = tflite_export.feature_domain(blob)
+    X = lo + (hi - lo) * np.random.default_rng(seed).uniform(0.0, 1.0, (n, blob.n_inputs))
+    X[0], X[1] = lo, hi
+    X[2] = np.where(np.arange(blob.n_inputs) % 2, hi, lo)
+    return X
 
 
-def float64_moments(blob, feats, q):
+def float64_moments(blob, feats, x):
     """Mean and predictive sd (n,) of the blob's samples with the float64 feature map."""
-    phi = tflite_export.float_features(blob, feats, q)
+    phi = tflite_export.float_features(feats, x)
     levels = blob.levels.astype(np.float64)
     f = phi @ levels[:, :-1].T + levels[:, -1] if feats.kind == KIND_LINEAR else phi @ levels.T
     f = f * feats.unit + blob.y_offset
     return f.mean(axis=1), np.sqrt(f.var(axis=1) + onnx_export.noise_variance(blob))
 
 
-def check(blob, feats, part, q, outs: dict, rounding: str) -> None:
+def check(blob, feats, part, x, outs: dict, rounding: str) -> None:
     """The three statements of the module docstring, on one runtime's outputs."""
     fq = outs["features_q"].astype(np.int64)
     np.testing.assert_array_equal(outs["samples_q"], tflite_export.integer_part(part, fq, rounding))
     ideal = np.clip(
-        np.round(tflite_export.float_features(blob, feats, q) / part.feature_scale), -part.qmax - 1, part.qmax
+        np.round(tflite_export.float_features(feats, x) / part.feature_scale), -part.qmax - 1, part.qmax
     )
     assert np.max(np.abs(fq - ideal)) <= 1
-    mean64, sd64 = float64_moments(blob, feats, q)
+    mean64, sd64 = float64_moments(blob, feats, x)
     bound = tflite_export.error_bound(blob, feats, part)
     assert np.max(np.abs(outs["mean"] - mean64)) <= bound
     assert np.max(np.abs(np.sqrt(outs["variance"]) - sd64)) <= bound
 
 
-def run_litert(data: bytes, q: np.ndarray) -> dict:
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.resize_tensor_input(it.get_input_details()[0]["index"], list(q.shape))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], q)
-    it.invoke()
-    return {o["name"]: it.get_tensor(o["index"]) for o in it.get_output_details()}
+def feed(blob, x: np.ndarray) -> np.ndarray:
+    """What the host feeds: float32 x minus the stated origin (zero for these models)."""
+    return (x - tflite_export.host_origin(blob)).astype(np.float32)
+
+
+def run_litert(data: bytes, x: np.ndarray, resolver=OpResolverType.BUILTIN_REF) -> dict:
+    """LiteRT as its documentation teaches: the "serving_default" signature runner, any batch."""
+    runner = Interpreter(model_content=data, experimental_op_resolver_type=resolver).get_signature_runner()
+    (name,) = runner.get_input_details()
+    return runner(**{name: x})
+
+
+def run_tflm(path, x: np.ndarray, n_outputs: int) -> list[np.ndarray]:
+    """TFLite Micro as its documentation teaches: the file, one invoke per row (its batch of 1)."""
+    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    interp = tfm.Interpreter.from_file(str(path))
+    rows = []
+    for row in x:
+        interp.set_input(row[None, :], 0)
+        interp.invoke()
+        rows.append([interp.get_output(i)[0] for i in range(n_outputs)])
+    return [np.array([r[i] for r in rows]) for i in range(n_outputs)]
 
 
 OUTPUT_NAMES = ("mean", "variance", "features_q", "samples_q")
@@ -94,24 +111,114 @@ OUTPUT_NAMES = ("mean", "variance", "features_q", "samples_q")
 def test_litert_reference_kernels_agree_with_the_integer_part_and_float64(name, activations):
     blob, feats = model_of(name)
     part = tflite_export.integer_parameters(blob, feats, activations)
-    q = inputs(blob.n_inputs)
-    outs = run_litert(tflite_export.build(blob, feats, activations, debug_outputs=True), q)
-    check(blob, feats, part, q, outs, ROUNDING["litert", activations])
+    x = inputs(blob)
+    outs = run_litert(tflite_export.build(blob, feats, activations, debug_outputs=True), feed(blob, x))
+    check(blob, feats, part, x, outs, ROUNDING["litert", activations])
 
 
 @pytest.mark.parametrize("activations", [16, 8])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_tflite_micro_agrees_with_the_integer_part_and_float64(name, activations):
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+def test_tflite_micro_agrees_with_the_integer_part_and_float64(tmp_path, name, activations):
     blob, feats = model_of(name)
     part = tflite_export.integer_parameters(blob, feats, activations)
-    q = inputs(blob.n_inputs)
-    data = tflite_export.build(blob, feats, activations, batch=N, debug_outputs=True)
-    interp = tfm.Interpreter.from_bytes(data, arena_size=256 << 20)
-    interp.set_input(q, 0)
-    interp.invoke()
-    outs = {k: interp.get_output(i) for i, k in enumerate(OUTPUT_NAMES)}
-    check(blob, feats, part, q, outs, ROUNDING["tflm", activations])
+    x = inputs(blob, 1000)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tflite_export.build(blob, feats, activations, debug_outputs=True))
+    outs = dict(zip(OUTPUT_NAMES, run_tflm(path, feed(blob, x), 4), strict=True))
+    check(blob, feats, part, x, outs, ROUNDING["tflm", activations])
+
+
+def test_the_input_needs_no_quantisation_recipe_and_the_signature_names_everything(tmp_path):
+    """The input is float32 with no quantisation parameters (so the standard recipe is: feed x), its
+    first dimension is dynamic, and "serving_default" names x, mean and variance."""
+    blob, feats = model_of("rff-d9-b512-S32")
+    moments = onnx_export.moments_from_blob(blob, feats)
+    for data in (tflite_export.build(blob, feats), tflite_export.build_exact(blob, feats, moments)):
+        it = Interpreter(model_content=data)
+        (detail,) = it.get_input_details()
+        assert detail["dtype"] == np.float32 and detail["quantization"] == (0.0, 0)
+        assert list(detail["shape_signature"]) == [-1, 9]
+        assert it.get_signature_list() == {
+            "serving_default": {"inputs": ["x"], "outputs": ["mean", "variance"]}
+        }
+        out = it.get_signature_runner("serving_default")(x=feed(blob, inputs(blob, 7)))
+        assert out["mean"].shape == out["variance"].shape == (7,)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_exact_graph_in_litert_and_tflite_micro_is_within_its_bound(tmp_path, name):
+    blob, feats = model_of(name)
+    moments = onnx_export.moments_from_blob(blob, feats)
+    path = tmp_path / "exact.tflite"
+    path.write_bytes(tflite_export.build_exact(blob, feats, moments))
+    x = inputs(blob)
+    phi = feats.features(x)
+    mean_w, var_w = moments.mean, moments.var
+    if feats.kind == KIND_LINEAR:
+        phi = np.concatenate([phi, np.ones((len(x), 1))], axis=1)
+    m64 = phi @ mean_w + blob.y_offset
+    sd64 = np.sqrt(phi**2 @ var_w + moments.noise)
+    bound = tflite_export.exact_error_bound(blob, feats, moments)
+    out = run_litert(path.read_bytes(), feed(blob, x), OpResolverType.AUTO)
+    mean, variance = run_tflm(path, feed(blob, x[:1000]), 2)
+    for m, v, k in ((out["mean"], out["variance"], len(x)), (mean, variance, 1000)):
+        assert np.max(np.abs(m - m64[:k])) <= bound
+        assert np.max(np.abs(np.sqrt(v) - sd64[:k])) <= bound
+
+
+@pytest.fixture(scope="module")
+def trained_models():
+    """The diabetes rff model and a timestamp model (an input at 1e6 + [0, 10]; outputs span 2)."""
+    import warnings
+
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+
+    from direct_edge.trainer import DirectRegressor
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([1e6 + rng.uniform(0, 10, 400), rng.normal(0, 1, 400)])
+    y = np.sin(X[:, 0] - 1e6) + 0.1 * rng.normal(size=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return [
+            DirectRegressor(n_features=64, max_iter=100).fit(*load_diabetes(return_X_y=True)),
+            DirectRegressor(n_features=64, max_iter=60).fit(X, y),
+        ]
+
+
+def test_trained_models_in_litert_and_tflite_micro_give_the_trained_moments(tmp_path, trained_models):
+    """Exact graph against DirectRegressor.predict and the ensemble graph against the float64 samples,
+    over and beyond the training range, fed as the runtimes teach (the timestamp model gets its stated
+    origin: fed x itself, its input name refuses it)."""
+    from direct_edge.export.cli import check_batch, float64_samples
+    from direct_edge.export.packed import pack
+
+    for model in trained_models:
+        blob = parse(pack(model, n_samples=16, seed=1, exact=True))
+        feats = onnx_export.features_from_model(model)
+        X, _ = check_batch(blob)
+        m, sd = model.predict(X, return_std=True)
+        moments = onnx_export.moments_from_model(model)
+        path = tmp_path / "exact.tflite"
+        path.write_bytes(tflite_export.build_exact(blob, feats, moments))
+        bound = tflite_export.exact_error_bound(blob, feats, moments)
+        out = run_litert(path.read_bytes(), feed(blob, X), OpResolverType.AUTO)
+        mean, variance = run_tflm(path, feed(blob, X[:300]), 2)
+        for mm, vv, k in ((out["mean"], out["variance"], len(X)), (mean, variance, 300)):
+            assert np.max(np.abs(mm - m[:k])) <= bound
+            assert np.max(np.abs(np.sqrt(vv) - sd[:k])) <= bound
+        assert bound <= 1e-3 * float(model.y_scale_)
+        part = tflite_export.integer_parameters(blob, feats, 16)
+        out = run_litert(tflite_export.build(blob, feats), feed(blob, X), OpResolverType.AUTO)
+        f = float64_samples(model, blob, X)
+        assert np.max(np.abs(out["mean"] - f.mean(axis=1))) <= tflite_export.error_bound(blob, feats, part)
+    runner = Interpreter(model_content=tflite_export.build(blob, feats)).get_signature_runner()
+    assert (
+        tflite_export.input_name(blob) == "x_minus_origin" and tflite_export.host_origin(blob)[0] == 1000005.0
+    )
+    with pytest.raises(ValueError):
+        runner(x=X.astype(np.float32))
 
 
 def test_int4_weights_are_packed_two_per_byte_low_nibble_first():
@@ -132,14 +239,10 @@ RUNNER = textwrap.dedent(
     import sys
     import numpy as np
     from tflite_runtime.interpreter import Interpreter, OpResolverType
-    model, q_path, out_path = sys.argv[1:]
-    q = np.load(q_path)
+    model, x_path, out_path = sys.argv[1:]
+    x = np.load(x_path)
     it = Interpreter(model_path=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.resize_tensor_input(it.get_input_details()[0]["index"], list(q.shape))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], q)
-    it.invoke()
-    np.savez(out_path, **{o["name"]: it.get_tensor(o["index"]) for o in it.get_output_details()})
+    np.savez(out_path, **it.get_signature_runner()(x=x))
     """
 )
 
@@ -176,28 +279,15 @@ def test_tflite_runtime_2_14_agrees_with_the_integer_part_and_float64(
 ):
     blob, feats = model_of("rff-d9-b512-S32")
     part = tflite_export.integer_parameters(blob, feats, activations)
-    q = inputs(blob.n_inputs)
+    x = inputs(blob)
     (tmp_path / "m.tflite").write_bytes(tflite_export.build(blob, feats, activations, debug_outputs=True))
-    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "x.npy", feed(blob, x))
     (tmp_path / "run.py").write_text(RUNNER)
     subprocess.run(
-        [tflite_runtime_python, "run.py", "m.tflite", "q.npy", "out.npz"],
+        [tflite_runtime_python, "run.py", "m.tflite", "x.npy", "out.npz"],
         cwd=tmp_path,
         check=True,
         capture_output=True,
     )
     outs = dict(np.load(tmp_path / "out.npz"))
-    check(blob, feats, part, q, outs, {16: "half_up", 8: "double"}[activations])
-
-
-def test_tflite_of_a_trained_model_is_within_its_bound_of_the_integer_reference():
-    """Against the spec's integer reference: both are within their bounds of float64."""
-    blob, feats = model_of("rff-d9-b512-S32")
-    part = tflite_export.integer_parameters(blob, feats, 16)
-    q = inputs(blob.n_inputs)
-    outs = run_litert(tflite_export.build(blob, feats, 16), q)
-    mean_q, _, var_y_q = reference.predict(blob, q)
-    mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
-    both = tflite_export.error_bound(blob, feats, part) + blob.mean_scale * (reference.error_bound(blob) + 2)
-    assert np.max(np.abs(outs["mean"] - mean)) <= both
-    assert np.max(np.abs(np.sqrt(outs["variance"]) - sd)) <= both
+    check(blob, feats, part, x, outs, {16: "half_up", 8: "double"}[activations])
