@@ -29,7 +29,9 @@ from direct_edge import __version__
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 OPSET = 21
-IR_VERSION = 10  # the IR version of opset 21 (onnx 1.16); onnxruntime >= 1.17 loads it
+# The IR version of opset 21 (onnx 1.16). onnxruntime loads the exact-moment graph from 1.18 (opset 21)
+# and the graphs with INT4 initializers (Cast from INT4) from 1.23: measured, docs/export.md.
+IR_VERSION = 10
 PRODUCER = "direct-edge"
 
 
