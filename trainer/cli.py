@@ -175,10 +175,18 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+def column_list(text: str | None) -> list[str] | None:
+    """``--inputs``/``--drop`` as a list of column names (None when not given); "" is the name of an
+    unnamed column, so ``--drop ''`` leaves out pandas' index column."""
+    if text is None:
+        return None
+    return [c.strip() for c in text.split(",")]
+
+
 def converged_text(summary: dict) -> str:
     """The convergence row: yes, or a warning that the fit stopped at --max-iter."""
     if summary.get("converged", True):
-        return "yes" + (f" ({summary['n_iter']} iterations)" if "n_iter" in summary else "")
+        return "yes" + (f" ({summary['n_iter']} optimiser steps)" if "n_iter" in summary else "")
     return (
         f"NO: the final fit stopped at --max-iter {summary['max_iter']} before the ELBO converged; "
         "the model may be poor: train again with a larger --max-iter"
@@ -257,6 +265,18 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     "--header/--no-header",
     default=None,
     help="Text files: whether the first row names the columns [default: decided from the first row].",
+)
+@click.option(
+    "--inputs",
+    metavar="COLS",
+    help="The input columns, comma-separated, in the order the model takes them "
+    "(0-based indices for files without column names) [default: every column but the target].",
+)
+@click.option(
+    "--drop",
+    metavar="COLS",
+    multiple=True,
+    help="Columns to leave out (an ID, a date), comma-separated; may be repeated.",
 )
 @click.option(
     "-o",
@@ -351,6 +371,8 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
         raise DataError(
             f"--target given {len(target)} times ({', '.join(target)}); a model predicts one target"
         )
+    options["inputs"] = column_list(options["inputs"])
+    options["drop"] = column_list(",".join(options["drop"])) if options["drop"] else None
     train(data, target[0] if target else None, output, test_path, test_fraction, plot_path, quiet, **options)
 
 
@@ -384,6 +406,8 @@ def train(
     sep: str | None = None,
     decimal: str = ".",
     header: bool | None = None,
+    inputs: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> DirectRegressor:
     """``direct-train`` as one call (arguments as the options, same defaults): check the outputs,
     open the data, hold out test rows, fit, summarise, write ``output`` (and ``plot_path``), print
@@ -394,6 +418,8 @@ def train(
     started = time.perf_counter()
     if test_path is not None and test_fraction is not None:
         raise DataError("give either --test or --test-fraction, not both")
+    if data is None and (inputs is not None or drop is not None):
+        raise DataError("--inputs and --drop choose columns of DATA; give a data file")
     if scheduler is not None and data is None:
         raise DataError("--scheduler needs DATA: a file or a glob that every Dask worker can read")
     if scheduler is not None and test_fraction is not None:
@@ -404,7 +430,7 @@ def train(
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
             stack.enter_context(connect_to_cluster(scheduler))
-        reading = {"sep": sep, "decimal": decimal, "header": header}
+        reading = {"sep": sep, "decimal": decimal, "header": header, "inputs": inputs, "drop": drop}
         source, data_label = open_training_data(data, target, scheduler, reading)
         if data is None and test_path is None and test_fraction is None:
             test_fraction = DEMO_TEST_FRACTION

@@ -123,10 +123,14 @@ def open_file(
     sep: str | None = None,
     decimal: str = ".",
     header: bool | None = None,
+    inputs: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> TableSource:
     """A :class:`TableSource` for one data file, chosen by extension (see the module docstring);
-    ``sep``, ``decimal`` and ``header`` apply to text files only.  Raises :class:`DataError` for a
-    missing, unreadable or empty file, an unknown extension or an unknown column."""
+    ``sep``, ``decimal`` and ``header`` apply to text files only; ``inputs`` or ``drop`` choose the
+    input columns of text and Parquet files (:func:`direct_edge.trainer.tables.choose_columns`).
+    Raises :class:`DataError` for a missing, unreadable or empty file, an unknown extension or an
+    unknown column."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
@@ -139,9 +143,11 @@ def open_file(
         raise DataError(f"cannot read {p}: {exc.strerror or one_line(exc)}") from None
     kind, compression = suffixes(p)
     if kind in TEXT_SUFFIXES:
-        return CSVSource(p, target, sep=sep, decimal=decimal, header=header)
+        return CSVSource(p, target, sep=sep, decimal=decimal, header=header, inputs=inputs, drop=drop)
     if not compression and kind in PARQUET_SUFFIXES:
-        return ParquetSource(p, target)
+        return ParquetSource(p, target, inputs, drop)
+    if inputs is not None or drop is not None:
+        raise DataError(f"{p}: choosing input columns needs a CSV, TSV, TXT or Parquet file")
     if not compression and kind == ".npz":
         return open_npz(p, target)
     if not compression and kind == ".npy":
@@ -159,9 +165,12 @@ def open_table(
     sep: str | None = None,
     decimal: str = ".",
     header: bool | None = None,
+    inputs: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> TableSource:
     """A :class:`TableSource` for a data file, or for every file a glob pattern matches read as one
-    table (see :func:`data_files`); ``source.files`` lists them.
+    table (see :func:`data_files`); ``source.files`` lists them.  ``inputs``/``drop``: as for
+    :func:`open_file`.
 
     ``target``: the target column's name (or, where columns have no names, its 0-based index);
     default the last column.  Text files only: ``sep`` (None: by extension, sniffed for .txt),
@@ -170,7 +179,9 @@ def open_table(
     column or files with different columns; bad values are reported during each pass.
     """
     files = data_files(path)
-    sources = [open_file(f, target, sep=sep, decimal=decimal, header=header) for f in files]
+    sources = [
+        open_file(f, target, sep=sep, decimal=decimal, header=header, inputs=inputs, drop=drop) for f in files
+    ]
     if len(sources) == 1:
         return sources[0]
     return MultiFileSource(sources, f"{os.fspath(path)} ({len(files)} files)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -232,36 +233,39 @@ class DaskSource(TableSource):
         first = open_table(files[0], target, **options)
         if any(_suffixes(Path(f)) != (kind, compression) for f in files):
             raise DataError(f"{pattern}: all files must have the same type ({kind}{compression})")
+        if kind not in PARQUET_SUFFIXES and kind not in TEXT_SUFFIXES:
+            raise DataError(f"{pattern}: Dask reads CSV/TSV/TXT or Parquet files, not {kind or 'this type'}")
+        columns = list(first.columns)
+        used = [columns[k] for k in first._used]  # the inputs in the model's order, then the target
         if kind in PARQUET_SUFFIXES:
-            columns = list(first.columns)
             frame = dd.read_parquet(files, columns=columns)
-        elif kind in TEXT_SUFFIXES:
+        else:
             assert isinstance(first, CSVSource)
-            columns = list(first.columns)
+            keys = columns if first.has_header else list(range(len(columns)))
             frame = dd.read_csv(
                 files,
                 sep=first.sep,
                 decimal=first.decimal,
                 header=0 if first.has_header else None,
-                names=None if first.has_header else list(range(len(columns))),
+                names=None if first.has_header else keys,
                 compression=first._compression,
                 blocksize=None if first._compression else blocksize,
-                # Every column as float64: dask would otherwise infer dtypes from a sample of the
-                # first block and fail on a later block (an int column that later holds 1.5).
-                dtype=np.float64,
+                # The columns used as float64: dask would otherwise infer dtypes from a sample of the
+                # first block and fail on a later block (an int column that later holds 1.5); a
+                # column left out stays text (an ID, a date).
+                dtype={key: (np.float64 if k in first._used else object) for k, key in enumerate(keys)},
                 skipinitialspace=True,
                 index_col=False,
             )
-        else:
-            raise DataError(f"{pattern}: Dask reads CSV/TSV/TXT or Parquet files, not {kind or 'this type'}")
-        names_in_frame = [str(c) for c in frame.columns]  # a headerless file's 0, 1, ... become "0", "1", ...
+        # A headerless file's 0, 1, ... become "0", "1", ...; pandas names an empty header "Unnamed: k".
+        names_in_frame = ["" if re.fullmatch(r"Unnamed: \d+", str(c)) else str(c) for c in frame.columns]
         if names_in_frame != columns:
             raise DataError(f"{pattern}: columns {names_in_frame}, expected {columns}")
         frame.columns = names_in_frame
-        index = first._target_index
+        frame = frame[used]
         where = f"{pattern} ({len(files)} files)"
         parts = [
-            delayed(_frame_to_arrays)(p, names_in_frame, index, f"{where} partition {i}")
+            delayed(_frame_to_arrays)(p, used, len(used) - 1, f"{where} partition {i}")
             for i, p in enumerate(frame.to_delayed())
         ]
         return cls(parts, first.input_names, first.target_name, where, first.named_columns)

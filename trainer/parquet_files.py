@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.tables import FrameSource, one_line, resolve_target
+from direct_edge.trainer.tables import FrameSource, choose_columns, one_line
 
 
 def _pyarrow_parquet(where: str):
@@ -32,7 +32,13 @@ class ParquetSource(FrameSource):
     Raises :class:`DataError` without pyarrow, for an unreadable file, an unknown target or no rows.
     """
 
-    def __init__(self, path: str | os.PathLike, target: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        target: str | None = None,
+        inputs: list[str] | None = None,
+        drop: list[str] | None = None,
+    ) -> None:
         pq = _pyarrow_parquet(str(path))
         self.path = Path(path)
         self.where = str(path)
@@ -46,8 +52,8 @@ class ParquetSource(FrameSource):
         index = (schema.pandas_metadata or {}).get("index_columns", [])
         self.columns = [c for c in schema.names if c not in index]  # a RangeIndex is a dict, not stored
         self.named_columns = True
-        self._target_index, self.input_names, self.target_name = resolve_target(
-            self.columns, target, self.where, allow_index=False
+        self._used, self.input_names, self.target_name = choose_columns(
+            self.columns, target, self.where, False, inputs, drop
         )
         if self.n_rows == 0:
             raise DataError(f"{self.where}: no data rows")

@@ -72,10 +72,10 @@ class TableSource:
 
 class FrameSource(TableSource):
     """A source whose pieces are pandas frames with the columns ``columns`` (a header, a schema or
-    0 .. D−1); column ``_target_index`` is the target."""
+    0 .. D−1); ``_used`` lists the input columns in the model's order, then the target."""
 
     columns: list[str]
-    _target_index: int
+    _used: list[int]  # the input columns in the model's order, then the target (choose_columns)
     comma_hint: bool = False  # name text such as "2,5" as a decimal comma that decimal="," reads
 
     def _values(self, frame, first_row: int) -> Batch:
@@ -84,8 +84,12 @@ class FrameSource(TableSource):
                 f"{self.where}: rows from data row {first_row + 1} on have {frame.shape[1]} fields, "
                 f"expected {len(self.columns)}"
             )
-        values = frame_values(frame, self.columns, self.where, first_row, self.comma_hint)
-        return split_target(values, self._target_index)
+        # Only the columns used are read as numbers: a left-out ID or date column may hold text.
+        used = frame.iloc[:, self._used]
+        values = frame_values(
+            used, [self.columns[i] for i in self._used], self.where, first_row, self.comma_hint
+        )
+        return split_target(values, len(self._used) - 1)
 
 
 def rechunk(pieces: Iterable[tuple], chunk_rows: int) -> Iterator[tuple]:
@@ -205,6 +209,70 @@ def split_target(values: np.ndarray, target_index: int) -> Batch:
     y = values[:, target_index].copy()
     X = np.delete(values, target_index, axis=1) if values.shape[1] > 1 else values[:, :0]
     return np.ascontiguousarray(X), y
+
+
+def choose_columns(
+    columns: list[str],
+    target: str | int | None,
+    where: str,
+    allow_index: bool,
+    inputs: list[str] | None = None,
+    drop: list[str] | None = None,
+) -> tuple[list[int], list[str], str]:
+    """(used, input names, target name): ``used`` holds the indices of the input columns in the
+    order the model takes them, then the target's (:func:`resolve_target` picks the target).
+
+    ``inputs``: the input columns by name (by 0-based index where the columns have no names), in
+    the model's order; ``drop``: columns to leave out; neither: every column but the target.  A
+    column without a name (pandas writes its index so) is never an input silently: it must be
+    dropped (``drop=[""]``) or named.  Raises :class:`DataError` for unknown, repeated or unnamed
+    columns, the target among the inputs or dropped, both options given, or no input left.
+    """
+    index, default_inputs, target_name = resolve_target(columns, target, where, allow_index)
+    if inputs is not None and drop is not None:
+        raise DataError("choose the inputs with --inputs or --drop, not both")
+
+    def position(column: str) -> int:
+        if allow_index:
+            try:
+                k = int(str(column).strip())
+            except ValueError:
+                raise DataError(
+                    f"{where}: the columns have no names, so inputs are 0-based indices, got {column!r}"
+                ) from None
+            if not 0 <= k < len(columns):
+                raise DataError(f"{where}: column index {k} is out of range (0 .. {len(columns) - 1})")
+            return k
+        if str(column) not in columns:
+            shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
+            raise DataError(f"{where}: no column named {str(column)!r}; available columns: {shown}")
+        return columns.index(str(column))
+
+    if inputs is not None:
+        chosen = [position(c) for c in inputs]
+        repeated = sorted({columns[k] for k in chosen if chosen.count(k) > 1})
+        if repeated:
+            raise DataError(f"{where}: inputs named more than once: {', '.join(repeated)}")
+        if index in chosen:
+            raise DataError(f"{where}: the target {target_name!r} cannot also be an input")
+    else:
+        dropped = {position(c) for c in drop or ()}
+        if index in dropped:
+            raise DataError(f"{where}: the target {target_name!r} cannot be dropped")
+        chosen = [k for k in range(len(columns)) if k != index and k not in dropped]
+    if not chosen:
+        raise DataError(f"{where}: no input columns left")
+    if allow_index:
+        names = default_inputs if inputs is None and not drop else default_names(len(chosen))
+    else:
+        unnamed = [k + 1 for k in chosen if not columns[k].strip() or columns[k].startswith("Unnamed: ")]
+        if unnamed:
+            raise DataError(
+                f"{where}: column {unnamed[0]} has no name (pandas writes its index so); save the file "
+                "with index=False, or leave the column out with --drop ''"
+            )
+        names = [columns[k] for k in chosen]
+    return [*chosen, index], names, target_name
 
 
 def resolve_target(

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.tables import FrameSource, is_number, one_line, resolve_target
+from direct_edge.trainer.tables import FrameSource, choose_columns, is_number, one_line
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
@@ -148,6 +148,8 @@ class CSVSource(FrameSource):
         sep: str | None = None,
         decimal: str = ".",
         header: bool | None = None,
+        inputs: list[str] | None = None,
+        drop: list[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.where = str(path)
@@ -196,8 +198,8 @@ class CSVSource(FrameSource):
             self.columns = first
         else:
             self.columns = [str(j) for j in range(len(first))]
-        self._target_index, self.input_names, self.target_name = resolve_target(
-            self.columns, target, self.where, allow_index=not self.has_header
+        self._used, self.input_names, self.target_name = choose_columns(
+            self.columns, target, self.where, not self.has_header, inputs, drop
         )
         self.n_rows = None
 
