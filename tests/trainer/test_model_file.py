@@ -2,18 +2,29 @@
 
 import json
 import struct
+import warnings
 import zlib
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
+from sklearn.exceptions import ConvergenceWarning
 
 from direct_edge.trainer import DirectRegressor, ModelFileError, load_model, save_model
 from direct_edge.trainer.model_file import (
     _PREFIX,
+    ARRAYS,
+    HEADER,
     MAGIC,
+    META,
+    ListOf,
+    Nullable,
+    Object,
+    RegressorParams,
+    check_content,
     decode,
     encode,
+    json_depth,
     model_from_arrays,
     model_to_arrays,
 )
@@ -132,17 +143,17 @@ def test_content_behind_a_valid_crc_is_still_checked(small_model):
     # Probabilities that do not sum to one.
     m, arrays = decode(blob)
     arrays["posterior.q_noise"] = arrays["posterior.q_noise"] * 2
-    with pytest.raises(ModelFileError, match="probability"):
+    with pytest.raises(ModelFileError, match="must hold probabilities"):
         model_from_arrays(*decode(encode(m, arrays)))
     # Posterior shape that does not match the feature map.
     m, arrays = decode(blob)
     arrays["posterior.q_weights"] = arrays["posterior.q_weights"][:, :-1]
-    with pytest.raises(ModelFileError, match="do not match"):
+    with pytest.raises(ModelFileError, match="need b = 2F >= 2, got b = 15, F = 8"):
         model_from_arrays(*decode(encode(m, arrays)))
     # Missing metadata.
     m, arrays = decode(blob)
     del m["params"]
-    with pytest.raises(ModelFileError, match="malformed"):
+    with pytest.raises(ModelFileError, match="^model file is malformed: meta has no 'params'$"):
         model_from_arrays(*decode(encode(m, arrays)))
 
 
@@ -178,3 +189,199 @@ def test_failed_save_leaves_previous_file_untouched(tmp_path, small_model, monke
         save_model(path, small_model)
     assert path.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.direct"]
+
+
+# ---- the schema (docs/model-file.md §2, §5) ---------------------------------------------------------
+
+
+def _unnamed_keys(value, rule, where="header") -> list[str]:
+    """Keys in ``value`` that ``rule`` does not name (free-form objects and parameters excepted)."""
+    if isinstance(rule, Nullable):
+        rule = rule.rule
+    if isinstance(rule, RegressorParams):
+        return [f"{where}.{k}" for k in value if k not in RegressorParams.names()]
+    if isinstance(rule, Object) and not rule.free:
+        missing = [f"{where}.{k}" for k in value if k not in rule.fields]
+        return missing + [
+            x
+            for k, v in value.items()
+            if k in rule.fields
+            for x in _unnamed_keys(v, rule.fields[k], f"{where}.{k}")
+        ]
+    if isinstance(rule, ListOf):
+        return [x for i, v in enumerate(value) for x in _unnamed_keys(v, rule.item, f"{where}[{i}]")]
+    return []
+
+
+CONFIGURATIONS = [
+    {"features": "linear", "max_iter": 20},
+    {"n_features": 8, "lengthscale": [2.0] * 10, "grid_scale": 0.1, "prior_scale": 0.5, "max_iter": 20},
+    {"n_features": 8, "family": "mixture", "n_components": 2, "bits": 3, "symmetric": False, "max_iter": 20},
+]
+
+
+@pytest.mark.parametrize("params", CONFIGURATIONS)
+def test_every_file_the_writer_produces_validates_and_the_schema_names_every_key(diabetes, params):
+    X, y = diabetes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = DirectRegressor(**params).fit(X, y)
+    meta, arrays = model_to_arrays(model, {"test_rmse": 1.5})
+    blob = encode(meta, arrays)
+    header = json.loads(blob[16 : 16 + struct.unpack_from("<I", blob, 12)[0]])
+    HEADER.check(header, "header")
+    assert _unnamed_keys(header, HEADER) == []
+    assert set(arrays) <= {spec.name for spec in ARRAYS}
+    dims = check_content(*decode(blob))
+    assert (
+        dims["d"] == 10
+        and dims["b"] == model.feature_map_.n_features
+        and dims["m"] == arrays["grid.levels"].size
+    )
+    assert set(RegressorParams.names()) == set(meta["params"])
+    assert "fit_time_" not in meta["fitted"], "timings make files differ between identical fits"
+
+
+def test_the_schema_rejects_each_kind_of_bad_value_with_its_path():
+    fitted = META.fields["fitted"]
+    good = {
+        "elbo_": -1.5,
+        "n_iter_": 3,
+        "converged_": True,
+        "grid_scale_": 0.2,
+        "prior_scale_": None,
+        "n_train_": 10,
+        "train_rmse_": 0.5,
+        "y_offset_": 0.0,
+        "y_scale_": 1.0,
+        "n_features_in_": 2,
+    }
+    fitted.check(good, "meta.fitted")
+    fitted.check({**good, "fit_time_": 0.25, "unknown_key": [1]}, "meta.fitted")  # older and newer files
+    cases = [
+        ("y_scale_", float("inf"), "meta.fitted.y_scale_ must be a finite number > 0, got inf"),
+        ("y_scale_", 0, "meta.fitted.y_scale_ must be a finite number > 0, got 0"),
+        ("y_offset_", float("nan"), "meta.fitted.y_offset_ must be a finite number, got nan"),
+        ("y_offset_", 2**1024, "meta.fitted.y_offset_ must be a finite number, got 1797"),
+        ("n_iter_", 2.0, "meta.fitted.n_iter_ must be an integer >= 0, got 2.0"),
+        ("n_iter_", True, "meta.fitted.n_iter_ must be an integer >= 0, got True"),
+        ("converged_", 1, "meta.fitted.converged_ must be true or false, got 1"),
+        ("prior_scale_", -1.0, "meta.fitted.prior_scale_ must be null or a finite number > 0, got -1.0"),
+        ("n_features_in_", [2], "meta.fitted.n_features_in_ must be an integer >= 1, got [2]"),
+    ]
+    for key, value, message in cases:
+        with pytest.raises(ModelFileError) as info:
+            fitted.check({**good, key: value}, "meta.fitted")
+        assert str(info.value).startswith(f"model file is malformed: {message}"), str(info.value)
+    with pytest.raises(ModelFileError, match=r"^model file is malformed: meta.fitted has no 'y_scale_'$"):
+        fitted.check({k: v for k, v in good.items() if k != "y_scale_"}, "meta.fitted")
+
+
+def test_json_depth_counts_brackets_outside_strings():
+    assert json_depth("{}") == 1
+    assert json_depth('{"a": [1, {"b": []}]}') == 4
+    assert json_depth('{"a": "[[[[{{{{"}') == 1
+    assert json_depth('{"a": "\\"[[["}') == 1
+    assert json_depth("[" * 5000 + "]" * 5000) == 5000
+
+
+def _edit_header(blob: bytes, edit) -> bytes:
+    meta, table, payload = _parts(blob)
+    edit(meta, table)
+    return _reencode(meta, table, payload)
+
+
+def _entry(table: list, name: str) -> dict:
+    return next(e for e in table if e["name"] == name)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # Numbers that overflowed int conversion or numpy (OverflowError before).
+        (
+            lambda m, t: _entry(t, "trace").update(offset=float("inf")),
+            "header.arrays[8].offset must be an integer",
+        ),
+        (
+            lambda m, t: _entry(t, "trace").update(offset=2**64),
+            "header.arrays[8].offset must be an integer in",
+        ),
+        (
+            lambda m, t: _entry(t, "trace").update(shape=[2**64]),
+            "header.arrays[8].shape[0] must be an integer in",
+        ),
+        (
+            lambda m, t: _entry(t, "trace").update(shape=[0, 2**40, 2**40]),
+            "array 'trace' has too many elements",
+        ),
+        (lambda m, t: _entry(t, "trace").update(offset=8), "header.arrays[8].offset must be an integer in"),
+        # A 0-d lengthscale (IndexError before).
+        (
+            lambda m, t: _entry(t, "lengthscale").update(shape=[], nbytes=8),
+            "array 'lengthscale' must be <f8 with 1 dimension(s)",
+        ),
+        # Types and values the content rules refuse.
+        (
+            lambda m, t: m["fitted"].update(y_scale_=float("-inf")),
+            "meta.fitted.y_scale_ must be a finite number > 0",
+        ),
+        (lambda m, t: m["grid"].update(bits=9), "meta.grid.bits must be an integer in [2, 8], got 9"),
+        (
+            lambda m, t: m["feature_map"].update(kind="poly"),
+            "meta.feature_map.kind must be one of 'linear', 'rff'",
+        ),
+        (lambda m, t: m["params"].update(bits="4"), "meta.params holds a bad option: The 'bits' parameter"),
+        (lambda m, t: m["params"].update(lengthscale=[[1.0], [2.0, 3.0]]), "meta.params holds a bad option"),
+        (lambda m, t: m["fitted"].update(n_features_in_=9), "fitted.n_features_in_ must equal d = 10"),
+        (lambda m, t: m.update(arrays=None, selection={}), "meta.selection must be a list, got {}"),
+        (lambda m, t: t.append(dict(t[0])), "arrays[12] repeats the name 'feature_map.input_offset'"),
+        (lambda m, t: t.remove(_entry(t, "posterior.noise")), "the file has no array 'posterior.noise'"),
+    ],
+)
+def test_header_values_behind_a_valid_crc_raise_one_model_file_error(small_model, edit, message):
+    blob = _edit_header(encode(*model_to_arrays(small_model)), edit)
+    with pytest.raises(ModelFileError) as info:
+        model_from_arrays(*decode(blob))
+    text = str(info.value)
+    assert text.startswith("model file is malformed: ") and message in text and "\n" not in text, text
+
+
+def test_deep_or_huge_headers_are_refused_before_parsing(small_model, monkeypatch):
+    meta, table, payload = _parts(encode(*model_to_arrays(small_model)))
+    deep = json.dumps({"meta": meta, "arrays": table})[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    body = _PREFIX.pack(MAGIC, 1, 1, len(deep) + (-(16 + len(deep)) % 16))
+    body += deep.encode() + b" " * (-(16 + len(deep)) % 16) + payload
+    with pytest.raises(ModelFileError, match="^model file header nests deeper than 32 levels$"):
+        decode(body + struct.pack("<I", zlib.crc32(body)))  # RecursionError before
+    import direct_edge.trainer.model_file as mf
+
+    monkeypatch.setattr(mf, "MAX_HEADER_BYTES", 1024)
+    with pytest.raises(ModelFileError, match="^model file header is larger than 0 MiB$"):
+        decode(encode(*model_to_arrays(small_model)))
+
+
+def test_values_that_overflow_together_are_refused(small_model):
+    meta, arrays = model_to_arrays(small_model)
+    meta["fitted"]["y_scale_"] = 1e308  # each value finite, the predictive sd (>= 3e308) is not
+    arrays["posterior.noise"] = arrays["posterior.noise"] * 1e4
+    with pytest.raises(ModelFileError, match="overflows when it predicts in its training range"):
+        model_from_arrays(*decode(encode(meta, arrays)))
+    meta, arrays = model_to_arrays(small_model)
+    arrays["feature_map.input_scale"] = arrays["feature_map.input_scale"] * 1e-30
+    with pytest.raises(ModelFileError, match="must exceed 8 ulps of the input offset"):
+        model_from_arrays(*decode(encode(meta, arrays)))
+
+
+def test_files_in_the_current_format_from_before_the_schema_still_load(diabetes, small_model):
+    """1.1 files that store fit_time_ (written before timings left the file) and 1.0 files without
+    the training range load and predict as the model does."""
+    X, _ = diabetes
+    meta, arrays = model_to_arrays(small_model)
+    meta["fitted"]["fit_time_"] = 1.25
+    old = model_from_arrays(*decode(encode(meta, arrays)))
+    np.testing.assert_array_equal(old.predict(X), small_model.predict(X))
+    del arrays["data.input_min"], arrays["data.input_max"]
+    oldest = model_from_arrays(*decode(encode(meta, arrays)))
+    np.testing.assert_array_equal(oldest.predict(X), small_model.predict(X))
+    assert not hasattr(oldest, "input_min_") and not hasattr(oldest, "fit_time_")
