@@ -32,6 +32,9 @@ FORMATS = {".bin": "packed blob", ".h": "C header", ".onnx": "ONNX", ".tflite": 
 FORMAT_PACKAGES = {".onnx": ("onnx", "onnxruntime"), ".tflite": ("ai_edge_litert",)}
 DEFAULT_MODEL = "model.direct"
 CHECK_ROWS = 1000
+# The largest C array each target's compiler accepts, in bytes (avr-gcc: "size of array is too large"
+# above 32,767, its ptrdiff_t being 16 bits).  "any" makes no promise.
+TARGET_ARRAY_LIMITS = {"any": None, "avr": 32767}
 
 
 def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +277,23 @@ def notes(
     return out
 
 
+def check_target(suffix: str, size: int, target: str) -> list[str]:
+    """The C array limits of ``target`` for a .h of a ``size``-byte blob: ExportError when the target's
+    compiler would refuse the array, else a note when some supported compiler would (avr-gcc)."""
+    if suffix != ".h":
+        return []
+    limit = TARGET_ARRAY_LIMITS[target]
+    if limit is not None and size > limit:
+        raise ExportError(
+            f"the blob is {size:,} bytes and {target} C arrays hold at most {limit:,}: "
+            "use fewer --samples or features, or --no-exact-moments"
+        )
+    avr = TARGET_ARRAY_LIMITS["avr"]
+    if size > avr:
+        return [f"avr-gcc refuses arrays over {avr:,} bytes: this header builds for 32-bit targets, not AVR"]
+    return []
+
+
 def write_output(path: Path, blob_bytes: bytes) -> None:
     if path.suffix == ".bin":
         save_blob(path, blob_bytes)
@@ -303,6 +323,7 @@ def export(
     integer: bool = False,
     activations: int = 16,
     ensemble: bool = False,
+    target: str = "any",
 ) -> str:
     """Pack, write and describe; returns the summary text.
 
@@ -330,6 +351,7 @@ def export(
     except (ModelFileError, OSError) as exc:
         raise ExportError(str(exc)) from None
     data = pack(model, n_samples=samples, seed=seed, layout=layout, exact=exact)
+    target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
     trained = TrainedCheck.of(model, blob)
     exact_graph_ = exact_graph(model, blob, ensemble) and not integer
@@ -378,6 +400,7 @@ def export(
             ("note", line)
             for line in notes(blob, trained, exact, ensemble_output, integer_inputs, exact_advice)
         ),
+        *(("note", line) for line in target_notes),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
@@ -418,14 +441,21 @@ def export(
     is_flag=True,
     help="Float .onnx and .tflite: the S-sample ensemble graph instead of the exact moments.",
 )
+@click.option(
+    "--target",
+    type=click.Choice(list(TARGET_ARRAY_LIMITS)),
+    default="any",
+    show_default=True,
+    help=".h: refuse a blob the target's compiler cannot hold in one array (avr: 32,767 bytes).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def main(
-    paths, model_option, samples, seed, layout, exact_moments, integer, activations, ensemble, quiet
+    paths, model_option, samples, seed, layout, exact_moments, integer, activations, ensemble, target, quiet
 ) -> None:
     """Pack the trained MODEL (default model.direct) and write OUTPUT (.bin, .h, .onnx or .tflite)."""
     model_path, output = model_and_output(paths, model_option)
     summary = export(
-        model_path, output, samples, seed, layout, exact_moments, integer, int(activations), ensemble
+        model_path, output, samples, seed, layout, exact_moments, integer, int(activations), ensemble, target
     )
     if not quiet:
         click.echo(summary)

@@ -225,3 +225,41 @@ def test_check_batch_covers_the_range_ends_and_beyond():
     np.testing.assert_array_equal(X[1], hi)
     assert np.all(X.min(axis=0) < lo) and np.all(X.max(axis=0) > hi)
     assert np.all(X >= lo - (hi - lo) / 4) and np.all(X <= hi + (hi - lo) / 4)
+
+
+def test_avr_target_refuses_headers_avr_gcc_cannot_build(trained, tmp_path):
+    """A header over 32,767 bytes: --target avr refuses it in one line (no file), the default writes it
+    with a note; avr-gcc (when installed) rejects that header and builds one under the limit."""
+    model = str(trained / "model.direct")
+    big = ["--samples", "1100", "--layout", "dense4", "--no-exact-moments"]
+    refused = CliRunner().invoke(main, [model, str(tmp_path / "big.h"), *big, "--target", "avr"])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1 and "at most 32,767" in refused.output
+    assert not (tmp_path / "big.h").exists()
+    written = CliRunner().invoke(main, [model, str(tmp_path / "big.h"), *big])
+    assert written.exit_code == 0 and "avr-gcc refuses arrays over 32,767 bytes" in written.output
+    small = CliRunner().invoke(main, [model, str(tmp_path / "small.h"), "--target", "avr"])
+    assert small.exit_code == 0 and "avr-gcc" not in small.output
+    avr_gcc = shutil.which("avr-gcc")
+    if avr_gcc is None:
+        pytest.skip("avr-gcc is not installed (Debian: gcc-avr avr-libc)")
+    for name, ok in (("big", False), ("small", True)):
+        src = tmp_path / f"use_{name}.c"
+        src.write_text(f'#include "{name}.h"\nint main(void) {{ return {name}_blob.bytes[0]; }}\n')
+        done = subprocess.run(
+            [
+                avr_gcc,
+                "-mmcu=atmega2560",
+                "-Os",
+                "-std=c99",
+                "-c",
+                str(src),
+                "-o",
+                str(tmp_path / f"{name}.o"),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert (done.returncode == 0) == ok, done.stderr
+        if not ok:
+            assert "size of array" in done.stderr and "too large" in done.stderr
