@@ -61,8 +61,12 @@ def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.n
 
 
 def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
-    """The float64 per-sample predictions (n, S) in target units of the blob's samples at inputs
-    ``X`` (n, d) in input units: what the float graphs are compared with."""
+    """The float64 per-sample predictions (n, S) in target units of the blob's samples at inputs ``X``
+    (n, d): float inputs are in input units; int16 inputs are IS §2's q, dequantised first.  What the
+    exports are compared with."""
+    X = np.asarray(X)
+    if X.dtype == np.int16:
+        X = reference.dequantize_inputs(blob, X)
     Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
     return Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T * model.y_scale_ + model.y_offset_
 
@@ -72,7 +76,7 @@ def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
     inputs ``q`` (n, d): the integer pipeline against the same samples at the dequantised inputs."""
     mean_q, var_q, _ = reference.predict(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_q)
-    f = float64_samples(model, blob, reference.dequantize_inputs(blob, q))
+    f = float64_samples(model, blob, q)
     diff = max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - f.std(axis=1))))
     return float(diff), float(blob.mean_scale * (reference.error_bound(blob) + 1))
 
