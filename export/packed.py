@@ -41,6 +41,7 @@ LAYOUTS = {name: code for code, name in LAYOUT_NAMES.items()}
 # Preference among layouts of equal size: the fastest to evaluate first (docs/benchmarks.md).
 _SPEED_ORDER = (LAYOUT_GROUPED, LAYOUT_DENSE4, LAYOUT_GAP4, LAYOUT_BITMAP4)
 CLIP_SDS = 8.0
+MAX_BITS = 4  # MF §6: levels of 2, 3 or 4 bits
 
 
 class ExportError(UserError):
@@ -274,6 +275,11 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
     r = out["r"]
     unit = model.grid_scale * model.amplitude * 2.0 ** (r - model.feature_frac)  # IS §7, standardised
     mean_scale = model.y_scale * unit
+    if not (np.isfinite(unit) and unit * unit > 0 and np.isfinite(mean_scale) and mean_scale > 0):
+        raise ExportError(
+            f"the model's grid step ({model.grid_scale:.3g} sd(y)) is out of the range the integer "
+            "arithmetic resolves; retrain with the grid scale chosen by the ELBO (no --grid-scale)"
+        )
     noise_q = round(float(np.mean(model.noise_variance)) / unit**2)
     exact = model.exact
     if exact is not None and not bounds.exact_mean_fits(b, r):
@@ -347,7 +353,7 @@ def _bits_of(levels: np.ndarray) -> int:
     for bits in (2, 3, 4):
         if -(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1:
             return bits
-    raise ExportError(f"levels {lo}..{hi} do not fit 4 bits; retrain with bits <= 4")
+    raise ExportError(f"levels {lo}..{hi} do not fit {MAX_BITS} bits; retrain with bits <= {MAX_BITS}")
 
 
 def _feature_params(kind: int, a: np.ndarray, c: np.ndarray, projection: np.ndarray | None):
@@ -380,6 +386,11 @@ def pack(
     fmap, post = model.feature_map_, model.posterior_
     if post.weight_grid is None:
         raise ExportError("the posterior's grid is not integer levels × scale; it cannot be packed")
+    if post.weight_grid.bits > MAX_BITS:
+        raise ExportError(
+            f"the model's weights use {post.weight_grid.bits}-bit levels and the packed format holds at "
+            f"most {MAX_BITS} (MF §6); retrain with bits <= {MAX_BITS}"
+        )
     kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
     if clip_range is None:
         lo, hi = input_range(

@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import check_estimator, check_regressors_tra
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from direct_edge.export.packed import ExportError, pack
-from direct_edge.runtime.blob import BlobError, parse
+from direct_edge.runtime.blob import parse
 from direct_edge.trainer import (
     DataError,
     DirectGLM,
@@ -303,15 +303,7 @@ def test_the_extreme_scales_allowed_train_and_export_without_numerical_warnings(
     "grid_scale",
     [
         0.05,  # samples use levels beyond ±7
-        pytest.param(
-            5.0,  # every sample fits in ±7, but the grid is wider than 4 bits
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=BlobError,
-                reason="export/packed.py pack() checks the sampled levels, not the grid's bits: "
-                "it emits a 5..8-bit header that its own reader rejects",
-            ),
-        ),
+        5.0,  # every sample fits in ±7, but the grid is wider than 4 bits
     ],
 )
 def test_grids_wider_than_4_bits_train_and_the_export_asks_to_retrain(diabetes, bits, grid_scale):
