@@ -43,7 +43,8 @@ def sizes(data: bytes) -> dict[str, int]:
 
 
 def engines(data: bytes) -> dict[str, Callable[[np.ndarray], object]]:
-    """Batch-1 predict callables on int16 inputs (1, d) (float engines get the dequantised input)."""
+    """Batch-1 predict callables on int16 inputs (1, d) (float engines get the dequantised input, so
+    their time includes that numpy step)."""
     from ai_edge_litert.interpreter import Interpreter
 
     blob = parse(data)
@@ -63,8 +64,10 @@ def engines(data: bytes) -> dict[str, Callable[[np.ndarray], object]]:
     s_int = onnx_export.session(onnx_export.to_bytes(onnx_export.integer_model(blob)))
     out["onnxruntime integer"] = lambda q: s_int.run(None, {"q": q})
     s_float = onnx_export.session(onnx_export.to_bytes(onnx_export.float_model(blob, feats)))
-    scale, zero = blob.input_scale.astype(np.float32), blob.input_zero.astype(np.float32)
-    out["onnxruntime float"] = lambda q: s_float.run(None, {"x": scale * (q - zero)})
+    # The float graphs take real inputs: float64 for ONNX, float32 minus the host origin for TFLite
+    # (docs/export.md); the dequantised int16 rows are the same points.
+    out["onnxruntime float"] = lambda q: s_float.run(None, {"x": reference.dequantize_inputs(blob, q)})
+    origin = tflite_export.host_origin(blob)
     for act in (16, 8):
         it = Interpreter(model_content=tflite_export.build(blob, feats, act), num_threads=1)
         it.allocate_tensors()
@@ -72,7 +75,7 @@ def engines(data: bytes) -> dict[str, Callable[[np.ndarray], object]]:
         outs = [o["index"] for o in it.get_output_details()]
 
         def run(q, it=it, inp=inp, outs=outs):
-            it.set_tensor(inp, q)
+            it.set_tensor(inp, (reference.dequantize_inputs(blob, q) - origin).astype(np.float32))
             it.invoke()
             return [it.get_tensor(i) for i in outs]
 
