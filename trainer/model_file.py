@@ -88,10 +88,6 @@ class Rule:
         return True
 
 
-class AnyValue(Rule):
-    """Free-form JSON (already bounded in size and depth by §2)."""
-
-
 @dataclass(frozen=True)
 class Number(Rule):
     """A JSON number (not a bool) in [low, high] (``open_low``: > low); ``integer``: an int;
