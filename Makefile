@@ -3,7 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+# The oldest supported releases (constraints/minimum.txt) in a venv of their own, rebuilt from scratch when
+# the constraints or pyproject.toml change.
+VENV_MIN ?= .venv-min
+MIN      := $(VENV_MIN)/bin
+# The tests that exercise the pinned libraries: the trainer's (scipy, scikit-learn, threadpoolctl, pandas,
+# pyarrow, dask, matplotlib, click, tqdm), the exporters' (onnx, onnxruntime, ml_dtypes, ai-edge-litert,
+# tflite-micro) and the distribution's (build, setuptools). The runtime and firmware tests use numpy and
+# the C compilers only.
+MIN_TESTS ?= tests/trainer tests/export tests/test_distribution.py
+
+.PHONY: setup demo test test-quick test-min lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +39,21 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The edit-run loop: everything but the tests marked slow (the fuzzer, the builds of the sdist and wheel,
+# the largest bit-exactness sweeps) and firmware (cross builds run under QEMU and simavr); no lint.
+test-quick: setup
+	$(BIN)/python -m pytest -q -m "not slow and not firmware"
+
+$(VENV_MIN)/.installed: constraints/minimum.txt pyproject.toml
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(MIN)/python -m pip install --quiet --upgrade pip
+	$(MIN)/python -m pip install --quiet -c constraints/minimum.txt -e '.[test]'
+	touch $@
+
+# The minimum versions: the tests of the pinned libraries in .venv-min (CI runs it after `make test`).
+test-min: $(VENV_MIN)/.installed
+	$(MIN)/python -m pytest -q $(MIN_TESTS)
+
 clean:
-	rm -rf $(VENV) model.direct model.png model.bin demo-rows.csv
+	rm -rf $(VENV) $(VENV_MIN) model.direct model.png model.bin demo-rows.csv
