@@ -10,6 +10,12 @@ gives exact instruction counts (QEMU counts instructions, not cycles). Side by s
 the same model in float (cosf/sinf features, float weights) and a dense int8 fully connected loop of the
 same size (S x b). Reported per stored nonzero weight per sample: (predict - features) / sum_s nnz_s.
 Flash is the runtime's code (-O2) plus the blob; RAM is the scratch (2·b) plus the direct_model struct.
+
+CMSIS-NN as a measured peer: unless --cmsis-nn is given an empty string, CMSIS-NN is compiled from
+--cmsis-nn (default ../shared/peers/cmsis-nn next to this checkout; read, never copied) into the same
+image with the same flags, and the same S x b layer runs through arm_fully_connected_s8 (int8 weights,
+int8 input) and arm_fully_connected_s4 (the same levels packed two per byte), batch 1. Its rows are per
+multiply-accumulate (S·b); "ours/s8" is this product's per-nonzero cost over CMSIS-NN s8's per MAC.
 """
 
 from __future__ import annotations
@@ -41,6 +47,13 @@ TARGETS = {
     ),
 }
 D = 8
+CMSIS_DEFAULT = ROOT.parent / "shared" / "peers" / "cmsis-nn"
+CMSIS_SOURCES = [
+    "Source/FullyConnectedFunctions/arm_fully_connected_s8.c",
+    "Source/FullyConnectedFunctions/arm_fully_connected_s4.c",
+    "Source/NNSupportFunctions/arm_nn_vec_mat_mult_t_s8.c",
+    "Source/NNSupportFunctions/arm_nn_vec_mat_mult_t_s4.c",
+]
 
 
 def _array(ctype: str, name: str, values, fmt=str) -> str:
@@ -61,6 +74,11 @@ def bench_header(blob_bytes: bytes, reps: int, float_reps: int, seed: int) -> st
     w_f = blob.phase_w.astype(np.float64).ravel() * turn
     c_f = blob.phase_c.astype(np.float64) * turn
     levels = blob.levels.astype(np.int64)
+    nibbles = (levels.ravel() & 15).astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, 0)
+    packed = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.int64)
+    packed = np.where(packed >= 128, packed - 256, packed)  # int8 bytes, low nibble first (CMSIS-NN s4)
     return (
         render(blob_bytes, "model")
         + f"\n#define BENCH_B {blob.n_features}u\n#define BENCH_S {blob.n_samples}u\n"
@@ -72,16 +90,24 @@ def bench_header(blob_bytes: bytes, reps: int, float_reps: int, seed: int) -> st
         + _array("float", "bench_c_f", c_f, _float)
         + _array("float", "bench_weights_f", (0.1 * levels).ravel(), _float)
         + _array("int8_t", "bench_weights_i8", levels.ravel())
+        + _array("int8_t", "bench_weights_i4", packed)
+        + _array("int8_t", "bench_input_i8", rng.integers(-128, 128, blob.n_features))
+        + _array("int32_t", "bench_bias", rng.integers(-1000, 1000, blob.n_samples))
     )
 
 
-def build(work: Path, target: str) -> Path:
+def build(work: Path, target: str, cmsis: Path | None = None) -> Path:
     machine, lds, cpu = TARGETS[target]
     elf = work / f"bench_{target}.elf"
+    peer = (
+        []
+        if cmsis is None
+        else ["-DBENCH_CMSIS", f"-I{cmsis / 'Include'}"] + [str(cmsis / f) for f in CMSIS_SOURCES]
+    )
     args = [
         "arm-none-eabi-gcc", "-std=c99", "-O2", *cpu, "-Wall", "-Wextra", "-Werror", "-ffunction-sections",
         "-fdata-sections", f"-I{RUNTIME}", f"-I{work}", str(EXAMPLE / "bench.c"), str(EXAMPLE / "startup.c"),
-        str(RUNTIME / "direct.c"), str(RUNTIME / "direct_predict.c"), "--specs=nano.specs",
+        str(RUNTIME / "direct.c"), str(RUNTIME / "direct_predict.c"), *peer, "--specs=nano.specs",
         "--specs=rdimon.specs",
         "-nostartfiles", "-Wl,--gc-sections", f"-L{EXAMPLE}", f"-T{lds}", "-lm", "-o", str(elf),
     ]  # fmt: skip
@@ -121,8 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="b = 256 and S = 8 only")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--layout", default="auto", help="sample layout (MF §6) [auto: the exporter's smallest]")
+    ap.add_argument("--b", type=int, nargs="+", help="feature counts (default 64 256 1024; --quick 256)")
+    ap.add_argument("--S", type=int, nargs="+", help="sample counts (default 1 8 32; --quick 8)")
+    ap.add_argument("--zeros", type=float, nargs="+", default=[0.0, 0.5, 0.9], help="shares of zero levels")
+    ap.add_argument(
+        "--cmsis-nn",
+        default=str(CMSIS_DEFAULT),
+        help="CMSIS-NN source tree built as the peer ('' to leave it out) [../shared/peers/cmsis-nn]",
+    )
     args = ap.parse_args(argv)
+    cmsis = Path(args.cmsis_nn) if args.cmsis_nn else None
+    if cmsis is not None and not (cmsis / "Include" / "arm_nnfunctions.h").is_file():
+        print(f"CMSIS-NN not found at {cmsis}: peer rows left out", file=sys.stderr)
+        cmsis = None
     bs, Ss = ((256,), (8,)) if args.quick else ((64, 256, 1024), (1, 8, 32))
+    bs, Ss = args.b or bs, args.S or Ss
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -130,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for target in TARGETS:
             for b in bs:
                 for S in Ss:
-                    for zeros in (0.0, 0.5, 0.9):
+                    for zeros in args.zeros:
                         data = synthetic_blob(
                             "rff", D, b, S, zeros=zeros, seed=b + S, exact=False, layout=args.layout
                         )
@@ -139,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                         reps = int(np.clip(2_000_000 // (b * S), 2, 200))
                         float_reps = int(np.clip(reps // (16 if target == "M0" else 4), 1, 50))
                         (work / "bench_model.h").write_text(bench_header(data, reps, float_reps, b))
-                        r = run(build(work, target), target)
+                        r = run(build(work, target, cmsis), target)
                         weights = r["predict"] - r["features"]
                         row = {
                             "target": target, "b": b, "S": S, "zeros": zeros, "layout": blob.layout_name,
@@ -151,14 +190,25 @@ def main(argv: list[str] | None = None) -> int:
                             "flash_bytes": code[target] + len(data),
                             "ram_bytes": 2 * (b + b % 2) + r["model_struct"],
                         }  # fmt: skip
+                        peer = ""
+                        if "cmsis_s8" in r:
+                            row["cmsis_s8"], row["cmsis_s4"] = r["cmsis_s8"], r["cmsis_s4"]
+                            row["cmsis_s8_per_mac"] = r["cmsis_s8"] / (b * S)
+                            row["cmsis_s4_per_mac"] = r["cmsis_s4"] / (b * S)
+                            row["ours_over_s8"] = row["per_nonzero"] / row["cmsis_s8_per_mac"]
+                            peer = (
+                                f" | cmsis-nn s8/mac {row['cmsis_s8_per_mac']:5.2f} s4/mac "
+                                f"{row['cmsis_s4_per_mac']:5.2f} ours/s8 {row['ours_over_s8']:5.2f}"
+                            )
                         rows.append(row)
                         print(
                             f"{target} b={b:5d} S={S:2d} zeros={zeros:.0%} {row['layout']:8s} "
                             f"predict {row['predict']:9d} features {row['features']:7d} "
                             f"per-nnz {row['per_nonzero']:5.2f} int8/w {row['int8_per_weight']:5.2f} "
+                            f"feat/b {row['features'] / b:5.1f} "
                             f"float {row['float']:10d} float/w {row['float_per_weight']:6.1f} "
                             f"float/int {row['float_over_int']:6.1f} blob {len(data)} "
-                            f"flash {row['flash_bytes']} ram {row['ram_bytes']}",
+                            f"flash {row['flash_bytes']} ram {row['ram_bytes']}{peer}",
                             flush=True,
                         )
     if args.json:

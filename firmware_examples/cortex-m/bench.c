@@ -12,6 +12,9 @@
  *   float     the same model in float: phases, cosf/sinf features, float weights, mean and variance
  *   float_dot the float model's S dot products alone (phi given)
  *   int8_dot  a dense int8 fully connected loop of the same size (S x b int8 weights, int16 phi)
+ *   cmsis_s8  with -DBENCH_CMSIS (CMSIS-NN built alongside): arm_fully_connected_s8, S outputs over b int8
+ *             inputs, the same levels as int8 weights
+ *   cmsis_s4  arm_fully_connected_s4 on the same levels packed two per byte (low nibble first)
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,12 +22,15 @@
 
 #include "bench_model.h"
 #include "direct.h"
+#ifdef BENCH_CMSIS
+#include "arm_nnfunctions.h"
+#endif
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
-static int16_t scratch[MODEL_SCRATCH_BYTES / 2u + 2u];
+static int16_t scratch[MODEL_SCRATCH_BYTES / 2u + 2u] __attribute__((aligned(4))); /* 4-byte aligned, as docs/runtime.md advises */
 static float phi_f[BENCH_B];
 static volatile int32_t sink_i;
 static volatile float sink_f;
@@ -84,6 +90,26 @@ static int32_t int8_dots(const int16_t *phi) {
     }
     return total;
 }
+
+#ifdef BENCH_CMSIS
+static int8_t cmsis_out[BENCH_S];
+
+/* One S x b fully connected layer (batch 1), per-tensor requantisation, as TFLite Micro calls it. */
+static void cmsis_fc(int s4) {
+    const cmsis_nn_context ctx = {NULL, 0};
+    const cmsis_nn_fc_params fc = {-3, 0, 5, {-128, 127}}; /* input, filter, output offsets; activation */
+    const cmsis_nn_per_tensor_quant_params quant = {1518500250, -9};
+    const cmsis_nn_dims in_dims = {1, 1, 1, BENCH_B}, filter_dims = {BENCH_B, 1, 1, BENCH_S};
+    const cmsis_nn_dims bias_dims = {1, 1, 1, BENCH_S}, out_dims = {1, 1, 1, BENCH_S};
+    if (s4) {
+        arm_fully_connected_s4(&ctx, &fc, &quant, &in_dims, bench_input_i8, &filter_dims, bench_weights_i4,
+                               &bias_dims, bench_bias, &out_dims, cmsis_out);
+    } else {
+        arm_fully_connected_s8(&ctx, &fc, &quant, &in_dims, bench_input_i8, &filter_dims, bench_weights_i8,
+                               &bias_dims, bench_bias, &out_dims, cmsis_out);
+    }
+}
+#endif
 
 static void report(const char *name, uint32_t t, uint32_t reps, uint32_t per_tick_x1000) {
     /* instructions = ticks * (instructions per tick); per call, rounded */
@@ -149,6 +175,22 @@ int main(void) {
     }
     t1 = ticks();
     report("float_dot", elapsed(t0, t1), BENCH_FLOAT_REPS, per_tick_x1000);
+#ifdef BENCH_CMSIS
+    t0 = ticks();
+    for (r = 0; r < BENCH_REPS; ++r) {
+        cmsis_fc(0);
+    }
+    t1 = ticks();
+    report("cmsis_s8", elapsed(t0, t1), BENCH_REPS, per_tick_x1000);
+
+    t0 = ticks();
+    for (r = 0; r < BENCH_REPS; ++r) {
+        cmsis_fc(1);
+    }
+    t1 = ticks();
+    report("cmsis_s4", elapsed(t0, t1), BENCH_REPS, per_tick_x1000);
+    sink_i = cmsis_out[0];
+#endif
     printf("mean_q %ld\nmodel_struct %lu\n", (long)p.mean, (unsigned long)sizeof m);
     return 0;
 }
