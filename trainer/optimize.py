@@ -33,12 +33,14 @@ def maximise_lbfgs(
     max_iter: int,
     tol: float = 1e-9,
     callback: Callable[[int, float], None] | None = None,
+    maxcor: int = 10,
 ) -> OptimResult:
     """Maximise ``objective`` (value, gradient) with scipy's L-BFGS-B from ``x0``: (p,) float64.
 
     At most ``max_iter`` iterations (and 2·max_iter + 20 objective evaluations).  ``tol`` is the
     relative change of the objective at which L-BFGS-B stops (its ``ftol``); ``gtol`` is 1e-8.
-    ``callback(iteration, value)`` runs after every iteration.  The result's ``limit_reached`` says
+    ``callback(iteration, value)`` runs after every iteration; ``maxcor`` is the number of stored
+    correction pairs (L-BFGS memory).  The result's ``limit_reached`` says
     that it stopped at one of the two limits instead.
     """
     trace: list[float] = []
@@ -66,7 +68,7 @@ def maximise_lbfgs(
             "maxfun": 2 * int(max_iter) + 20,
             "ftol": tol,
             "gtol": 1e-8,
-            "maxcor": 10,
+            "maxcor": int(maxcor),
         },
     )
     return OptimResult(

@@ -44,6 +44,9 @@ SELECTION_MAX_ITER = 150
 # A best candidate on the edge of its set is followed outwards by halving/doubling, this many times.
 MAX_EDGE_STEPS = 2
 SELECTION_STAGE_ITER = 100
+# The mean-field optimiser of every fit (DirectGLM.fit's ``optimizer``, docs/trainer.md §5):
+# "coordinate" (exact coordinate steps with L-BFGS-B), or "lbfgs", L-BFGS-B alone as before.
+OPTIMIZER = "coordinate"
 
 ProgressCallback = Callable[[str, int, float], None]
 
@@ -101,12 +104,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     n_entropy_samples : int >= 1, default 10
         Samples per step of the score-function estimate (entropy "reinforce" only).
     max_iter : int >= 1, default 2000
-        Bound on the iterations of the final fit (§9 step 4): the L-BFGS-B iterations that optimise
-        q(w) and q(σ²) jointly (for a mixture, those of the mixture fit, after a mean-field final fit
-        with the same bound), or the Adam steps of entropy "reinforce", which always runs all of
-        them.  Not counted: the short fits that score the candidates of the search (§9) and, when
-        nothing is searched, the starts of §8 that run before the joint optimisation.  A fit that
-        stops at this bound warns (``ConvergenceWarning``).
+        Bound on the iterations of the final fit (§9 step 4): the coordinate sweeps and L-BFGS-B
+        iterations that optimise q(w) and q(σ²) jointly (§5; for a mixture, those of the mixture
+        fit, after a mean-field final fit with the same bound), or the Adam steps of entropy
+        "reinforce", which always runs all of them.  Not counted: the short fits that score the
+        candidates of the search (§9) and, when nothing is searched, the starts of §8 that run
+        before the joint optimisation.  A fit that stops at this bound warns (``ConvergenceWarning``).
     chunk_rows : int >= 1, default 4096
         Rows per chunk in the statistics pass (memory O(b² + chunk_rows·b)).
     precision : {"float64", "float32"}, default "float64"
@@ -120,8 +123,10 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     n_iter_ : int
         Iterations of the final fit, <= max_iter.
     converged_ : bool
-        The final fit's L-BFGS-B convergence test passed (relative ELBO change below 1e-10, or a
-        vanishing gradient).  False when it stopped at max_iter, and always for entropy "reinforce".
+        The final fit's convergence test passed (mean-field, §5: a round of L-BFGS-B and coordinate
+        sweeps gained at most 1e-10 of the ELBO and the last sweep moved no weight mean by more than
+        1e-6 grid steps; mixture: L-BFGS-B's relative ELBO change below 1e-10, or a vanishing
+        gradient).  False when it stopped at max_iter, and always for entropy "reinforce".
     trace_ : list of float
         ELBO (nats) after every iteration of the chosen candidate's short fit (if any), the final
         fit and, for a mixture, the mixture fit: longer than ``n_iter_``.
@@ -282,7 +287,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _warn_not_converged(self) -> None:
         """One ConvergenceWarning for a final fit that stopped at its iteration limit."""
         warnings.warn(
-            f"DirectRegressor: the final fit stopped at its limit of max_iter={self.max_iter} L-BFGS-B "
+            f"DirectRegressor: the final fit stopped at its limit of max_iter={self.max_iter} "
             f"iterations before the ELBO converged (ELBO {self.elbo_:.6g} nats; converged_ is False). "
             "The posterior is usable but may not be the optimum: increase max_iter to fit further, "
             f"e.g. DirectRegressor(max_iter={2 * self.max_iter}).",
@@ -382,7 +387,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         Returns (the fitted model, the ELBO trace of the candidate and the final fits)."""
         mf = search.fitted.get(scales) or self._glm(stats, *scales, "mean-field")
         trace = list(mf.trace_)
-        mf.fit(int(self.max_iter), init="warm" if mf.trace_ else "auto", callback=search.reporter("fit"))
+        mf.fit(
+            int(self.max_iter),
+            init="warm" if mf.trace_ else "auto",
+            callback=search.reporter("fit"),
+            optimizer=OPTIMIZER,
+        )
         glm = mf
         if self.family == "mixture":
             glm = self._glm(stats, *scales, "mixture")
@@ -555,7 +565,12 @@ class _CandidateSearch:
         recorded in ``selection``."""
         reg = self.regressor
         glm = reg._glm(stats, *scales, "mean-field")
-        glm.fit(SELECTION_MAX_ITER, stage_iter=SELECTION_STAGE_ITER, callback=self.reporter(stage))
+        glm.fit(
+            SELECTION_MAX_ITER,
+            stage_iter=SELECTION_STAGE_ITER,
+            callback=self.reporter(stage),
+            optimizer=OPTIMIZER,
+        )
         self.selection.append(reg._row(stage, ell, *scales, glm.elbo_))
         return glm
 
