@@ -23,16 +23,38 @@ static const uint8_t lowest_bit[256] DIRECT_ROM = {
     5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
 };
 
-/* Which MF §6.1 kernel this build uses: SIMD-friendly arithmetic (hosts), SMLAD (Arm DSP cores), or tables. */
-#if defined(DIRECT_VECTORIZE)
-#define DIRECT_DENSE4_VECTOR 1
-#elif defined(__ARM_FEATURE_DSP) && !DIRECT_PROGMEM
-#define DIRECT_DENSE4_SMLAD 1
+
+/*
+ * Kernels, chosen at build time. DIRECT_KERNEL may be set on the command line to build any of them on any
+ * host (the tests build each one, and check it bit for bit against the reference):
+ *   DIRECT_KERNEL_TABLES  byte-wise table decoding: AVR (program memory) and the portable host build
+ *   DIRECT_KERNEL_VECTOR  straight-line arithmetic that compilers vectorise (hosts, -DDIRECT_VECTORIZE)
+ *   DIRECT_KERNEL_DSP     Arm cores with the DSP extension (Cortex-M4/M7/M33, Armv7-A): dual 16-bit
+ *                         multiply-accumulates (SMLAD, SMLSD); elsewhere the same operations in plain C
+ *   DIRECT_KERNEL_LEAN    Armv6-M (Cortex-M0/M0+/M23): word loads and shifts, few live registers
+ */
+#define DIRECT_KERNEL_TABLES 1
+#define DIRECT_KERNEL_VECTOR 2
+#define DIRECT_KERNEL_DSP 3
+#define DIRECT_KERNEL_LEAN 4
+#ifndef DIRECT_KERNEL
+#if DIRECT_PROGMEM
+#define DIRECT_KERNEL DIRECT_KERNEL_TABLES
+#elif defined(DIRECT_VECTORIZE)
+#define DIRECT_KERNEL DIRECT_KERNEL_VECTOR
+#elif defined(__ARM_FEATURE_DSP)
+#define DIRECT_KERNEL DIRECT_KERNEL_DSP
+#elif defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
+#define DIRECT_KERNEL DIRECT_KERNEL_LEAN
 #else
-#define DIRECT_DENSE4_TABLES 1
+#define DIRECT_KERNEL DIRECT_KERNEL_TABLES
+#endif
+#endif
+#if DIRECT_PROGMEM && DIRECT_KERNEL != DIRECT_KERNEL_TABLES
+#error "program-memory builds read the blob byte-wise: only DIRECT_KERNEL_TABLES applies"
 #endif
 
-#ifdef DIRECT_DENSE4_TABLES
+#if DIRECT_KERNEL == DIRECT_KERNEL_TABLES
 /* MF §6: signed level of a byte's low nibble, ((byte & 15) ^ 8) − 8. */
 static const int8_t low_level[256] DIRECT_ROM = {
     0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, -8, -7, -6, -5, -4, -3,
@@ -73,6 +95,7 @@ static const uint16_t gap4_step[256] DIRECT_ROM = {
     13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 };
 
+#if DIRECT_KERNEL != DIRECT_KERNEL_DSP
 /* IS §3.3: linear interpolation between two table entries, f a 15-bit fraction. |(y1 − y0)·f| < 2^31 − 2^14
  * (IS §9), so the bounded, branch-free rounding applies. */
 static int32_t interpolate(int32_t y0, int32_t y1, uint32_t f) {
@@ -96,6 +119,95 @@ static void cos_sin16(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn)
     *sn = (int16_t)sv;
 }
 
+#endif
+
+/* Portable sign extensions of a u32's low and high halves; compilers emit one SXTH/ASR (or a shift pair). */
+#define direct_sext16(v) direct_floor_shift32(direct_i32_from_u32((uint32_t)(v) << 16), 16u)
+#define direct_high16(v) direct_floor_shift32(direct_i32_from_u32((uint32_t)(v)), 16u)
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#include <arm_acle.h>
+/* ACLE intrinsics: one instruction each. Operands are pairs of i16 halves; the sums wrap mod 2^32. */
+#define direct_smlad(a, b, acc) ((uint32_t)__smlad((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
+#define direct_smlsd(a, b, acc) ((uint32_t)__smlsd((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
+#define direct_smlsdx(a, b, acc) ((uint32_t)__smlsdx((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
+#else
+/* The same operations in C (hosts build this kernel for the tests): each 16×16 product fits i32. */
+static inline uint32_t direct_smlad(uint32_t a, uint32_t b, uint32_t acc) {
+    return acc + (uint32_t)(direct_sext16(a) * direct_sext16(b)) + (uint32_t)(direct_high16(a) * direct_high16(b));
+}
+
+static inline uint32_t direct_smlsd(uint32_t a, uint32_t b, uint32_t acc) {
+    return acc + (uint32_t)(direct_sext16(a) * direct_sext16(b)) - (uint32_t)(direct_high16(a) * direct_high16(b));
+}
+
+static inline uint32_t direct_smlsdx(uint32_t a, uint32_t b, uint32_t acc) {
+    return acc + (uint32_t)(direct_sext16(a) * direct_high16(b)) - (uint32_t)(direct_high16(a) * direct_sext16(b));
+}
+#endif
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+/* IS §3.2: the phases of features j and j + 1 together (rows w and w + d of W), sharing the input loads;
+ * four inputs per pass. Products and sums in u32: the wrap-around is the reduction mod one turn. */
+static void phase_pair(const int32_t *w, const int16_t *x, uint32_t d, uint32_t *t) {
+    const int32_t *v = w + d;
+    uint32_t t0 = t[0], t1 = t[1], k;
+    for (k = 0u; k + 4u <= d; k += 4u) {
+        uint32_t x0 = (uint32_t)(int32_t)x[k], x1 = (uint32_t)(int32_t)x[k + 1u];
+        uint32_t x2 = (uint32_t)(int32_t)x[k + 2u], x3 = (uint32_t)(int32_t)x[k + 3u];
+        t0 += (uint32_t)DIRECT_I32(w + k) * x0 + (uint32_t)DIRECT_I32(w + k + 1u) * x1 +
+              (uint32_t)DIRECT_I32(w + k + 2u) * x2 + (uint32_t)DIRECT_I32(w + k + 3u) * x3;
+        t1 += (uint32_t)DIRECT_I32(v + k) * x0 + (uint32_t)DIRECT_I32(v + k + 1u) * x1 +
+              (uint32_t)DIRECT_I32(v + k + 2u) * x2 + (uint32_t)DIRECT_I32(v + k + 3u) * x3;
+    }
+    for (; k < d; ++k) {
+        uint32_t xk = (uint32_t)(int32_t)x[k];
+        t0 += (uint32_t)DIRECT_I32(w + k) * xk;
+        t1 += (uint32_t)DIRECT_I32(v + k) * xk;
+    }
+    t[0] = t0;
+    t[1] = t1;
+}
+
+/* IS §3.2 for one feature j (odd F's last one). */
+static uint32_t phase_one(const int32_t *w, const int16_t *x, uint32_t d, uint32_t t) {
+    uint32_t k;
+    for (k = 0u; k < d; ++k) {
+        t += (uint32_t)DIRECT_I32(w + k) * (uint32_t)(int32_t)x[k];
+    }
+    return t;
+}
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+/* IS §3.3 with dual multiply-accumulates. v = y0 + round_shift((y1 − y0)·f, 15) equals
+ * ⌊(y0·(2^15 − f) + y1·f + 2^14) / 2^15⌋, a two-term dot product whose value stays below 2^30 in magnitude.
+ * With fw = (f − 2^15, f) as i16 halves and the table pairs read as one word each, A (on T[i], T[i+1]) comes
+ * out negated from one SMLSD and B (on T[256−i], T[255−i], stored the other way round) from one SMLSDX:
+ *   −A = ⌊(T[i]·(f − 2^15) − T[i+1]·f + 2^14 − 1) / 2^15⌋,   B = ⌊(T[255−i]·f − T[256−i]·(f − 2^15) + 2^14) / 2^15⌋
+ * Quadrants: (cos, sin) = (B, A), (−A, B), (−B, −A), (A, −B) for qd = 0 … 3. */
+static void cos_sin16_dsp(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn) {
+    uint32_t i = (t >> 22) & UINT32_C(0xFF), f = (t >> 7) & UINT32_C(0x7FFF), qd = t >> 30, wa, wb;
+    uint32_t fw = (f | (f << 16)) ^ UINT32_C(0x8000);
+    int32_t na, b, cv, sv;
+    memcpy(&wa, table + i, sizeof wa);         /* (T[i], T[i+1]) */
+    memcpy(&wb, table + (255u - i), sizeof wb); /* (T[255−i], T[256−i]) */
+    na = direct_floor_shift32(direct_i32_from_u32(direct_smlsd(wa, fw, UINT32_C(0x3FFF))), 15u);
+    b = direct_floor_shift32(direct_i32_from_u32(direct_smlsdx(wb, fw, UINT32_C(0x4000))), 15u);
+    cv = (qd & 1u) ? na : b;
+    sv = (qd & 1u) ? b : -na;
+    if ((qd & 2u) != 0u) {
+        cv = -cv;
+        sv = -sv;
+    }
+    *c = (int16_t)cv;
+    *sn = (int16_t)sv;
+}
+#define cos_sin16_fast cos_sin16_dsp
+#endif
+
 /* IS §3: the b features into phi (feature k at phi[k]). */
 static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     uint32_t d = m->n_inputs, k, j;
@@ -109,6 +221,21 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     } else {
         uint32_t F = (uint32_t)m->n_features / 2u;
         const int32_t *w = m->phase_w;
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+        const int16_t *table = m->table;
+        int16_t *sn = phi + F;
+        uint32_t t[2];
+        for (j = 0u; j + 2u <= F; j += 2u, w += 2u * d) {
+            t[0] = DIRECT_U32(m->phase_c + j);
+            t[1] = DIRECT_U32(m->phase_c + j + 1u);
+            phase_pair(w, x, d, t);
+            cos_sin16_fast(table, t[0], phi + j, sn + j);
+            cos_sin16_fast(table, t[1], phi + j + 1u, sn + j + 1u);
+        }
+        if (j < F) {
+            cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), phi + j, sn + j);
+        }
+#else
         for (j = 0u; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
             uint32_t t = DIRECT_U32(m->phase_c + j);
             for (k = 0u; k < d; ++k) {
@@ -116,70 +243,261 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
             }
             cos_sin16(m->table, t, &phi[j], &phi[F + j]);
         }
+#endif
     }
 }
 
-#if defined(DIRECT_DENSE4_VECTOR)
-/* MF §6.1, for hosts with SIMD (build with -O3 -DDIRECT_VECTORIZE): nibble n holds level (n ^ 8) − 8, so
+/*
+ * MF §6.1 dense4 kernels. Each computes the dot products of samples with the features; the caller rounds
+ * them (IS §4). Sums are kept in u32: every partial sum of the true products fits i32 (IS §9), and where a
+ * kernel adds offset levels it wraps mod 2^32 and the final value is still exact.
+ */
+#if DIRECT_KERNEL == DIRECT_KERNEL_VECTOR
+/* For hosts with SIMD (build with -O3 -DDIRECT_VECTORIZE): nibble n holds level (n ^ 8) − 8, so
  * (byte ^ 0x88) gives the offset levels w + 8 of both nibbles as plain unsigned fields; the caller
  * subtracts 8·Σφ once per sample. Straight-line arithmetic that compilers vectorise. */
-static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes, int32_t phi_sum) {
-    int32_t acc = 0;
-    uint32_t i;
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes) {
+    uint32_t acc = 0u, i;
     for (i = 0u; i < nbytes; ++i) {
         uint32_t c = (uint32_t)DIRECT_U8(w + i) ^ UINT32_C(0x88);
-        acc += (int32_t)(c & UINT32_C(0xF)) * phi[2u * i] + (int32_t)(c >> 4) * phi[2u * i + 1u];
-    }
-    return acc - 8 * phi_sum;
-}
-#elif defined(DIRECT_DENSE4_SMLAD)
-#include <arm_acle.h>
-
-/* MF §6.1 on Arm cores with the DSP extension (Cortex-M4/M7/M33, Armv7E-M and later): the two levels of a
- * byte as the int16 halves of one word, multiplied with two adjacent features by one SMLAD (dual 16×16
- * multiply-accumulate). Exact: SMLAD's 32-bit accumulation cannot overflow here (IS §9). */
-#define DIRECT_LEVEL(n) ((uint32_t)(uint16_t)(int16_t)((int32_t)((n) ^ 8u) - 8))
-#define DIRECT_PAIR(b) (DIRECT_LEVEL((b) & 15u) | (DIRECT_LEVEL((b) >> 4) << 16))
-#define DIRECT_PAIR4(b) DIRECT_PAIR(b), DIRECT_PAIR((b) + 1u), DIRECT_PAIR((b) + 2u), DIRECT_PAIR((b) + 3u)
-#define DIRECT_PAIR16(b) DIRECT_PAIR4(b), DIRECT_PAIR4((b) + 4u), DIRECT_PAIR4((b) + 8u), DIRECT_PAIR4((b) + 12u)
-#define DIRECT_PAIR64(b) DIRECT_PAIR16(b), DIRECT_PAIR16((b) + 16u), DIRECT_PAIR16((b) + 32u), DIRECT_PAIR16((b) + 48u)
-static const uint32_t pair_levels[256] = {DIRECT_PAIR64(0u), DIRECT_PAIR64(64u), DIRECT_PAIR64(128u),
-                                          DIRECT_PAIR64(192u)};
-#undef DIRECT_PAIR64
-#undef DIRECT_PAIR16
-#undef DIRECT_PAIR4
-#undef DIRECT_PAIR
-#undef DIRECT_LEVEL
-
-static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes, int32_t phi_sum) {
-    int32_t acc = 0;
-    uint32_t i, f0, f1;
-    (void)phi_sum;
-    for (i = 0u; i + 2u <= nbytes; i += 2u) { /* two bytes, four weights per iteration */
-        memcpy(&f0, phi + 2u * i, sizeof f0);    /* features 2i, 2i+1 (low half first: little-endian) */
-        memcpy(&f1, phi + 2u * i + 2u, sizeof f1);
-        acc = __smlad((int32_t)pair_levels[w[i]], (int32_t)f0, acc);
-        acc = __smlad((int32_t)pair_levels[w[i + 1u]], (int32_t)f1, acc);
-    }
-    if (i < nbytes) {
-        memcpy(&f0, phi + 2u * i, sizeof f0);
-        acc = __smlad((int32_t)pair_levels[w[i]], (int32_t)f0, acc);
+        uint32_t f0 = (uint32_t)(int32_t)phi[2u * i], f1 = (uint32_t)(int32_t)phi[2u * i + 1u];
+        acc += (c & UINT32_C(0xF)) * f0 + (c >> 4) * f1;
     }
     return acc;
 }
+#define DIRECT_DENSE4_OFFSET 1
+#elif DIRECT_KERNEL == DIRECT_KERNEL_DSP
+/*
+ * On the DSP extension, table-free: each 32-bit word of a row holds nibbles n0 … n7 (weights 8g … 8g+7);
+ * c = word ^ 0x88888888 turns them into offset levels w + 8 in [0, 15], and (c >> 4m) & 0x000F000F is the
+ * pair (w_{8g+m} + 8, w_{8g+m+4} + 8) as two 16-bit halves: one AND and one SMLAD per two weights. The
+ * features of each full group of 8 are stored to match, pairs (φ_m, φ_{m+4}) (pair_features), and the
+ * caller subtracts 8·Σφ once per sample. Two samples per pass share the feature loads; bytes after the last
+ * full word use the natural feature order. Words are read with memcpy (any alignment: LDR on Armv7-M).
+ */
+#define DIRECT_NIB2 UINT32_C(0x000F000F)
+#define DIRECT_NIB8 UINT32_C(0x88888888)
+static inline uint32_t ld32(const void *p) { /* any alignment; one LDR on Armv7-M */
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void st32(void *p, uint32_t v) {
+    memcpy(p, &v, sizeof v);
+}
+
+/* Pairs the features of each full group of 8 as (φm, φm+4) in place; returns Σφ over those groups. */
+static uint32_t pair_features(int16_t *phi, uint32_t groups) {
+    uint32_t g, sum = 0u;
+    for (g = 0u; g < groups; ++g, phi += 8) {
+        uint32_t v0 = ld32(phi), v1 = ld32(phi + 2), v2 = ld32(phi + 4), v3 = ld32(phi + 6);
+        sum = direct_smlad(v0, UINT32_C(0x00010001), sum);
+        sum = direct_smlad(v1, UINT32_C(0x00010001), sum);
+        sum = direct_smlad(v2, UINT32_C(0x00010001), sum);
+        sum = direct_smlad(v3, UINT32_C(0x00010001), sum);
+        st32(phi, (v0 & UINT32_C(0xFFFF)) | (v2 << 16));         /* (φ0, φ4): PKHBT */
+        st32(phi + 2, (v0 >> 16) | (v2 & UINT32_C(0xFFFF0000))); /* (φ1, φ5): PKHTB */
+        st32(phi + 4, (v1 & UINT32_C(0xFFFF)) | (v3 << 16));
+        st32(phi + 6, (v1 >> 16) | (v3 & UINT32_C(0xFFFF0000)));
+    }
+    return sum;
+}
+
+/* The nibble-pair mask, kept in a register: AND then takes the word's shift for free (AND Rd, Rm, Rn, LSR #k)
+ * instead of a separate LSR before an AND with an immediate. */
+#if defined(__GNUC__) && defined(__ARM_FEATURE_DSP)
+#define DIRECT_MASK_IN_REGISTER(m) __asm__("" : "+r"(m))
 #else
-/* MF §6.1: one sample, two nibbles per byte; phi has an even count (a zero pad for odd b). The signed
- * levels of a byte come from two 256-entry tables: the cheapest decode without SIMD (6 instructions per
- * weight on x86 -O2, against 7 for a plain int8 loop). */
-static int32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes, int32_t phi_sum) {
+#define DIRECT_MASK_IN_REGISTER(m) ((void)0)
+#endif
+
+#define DIRECT_DSP_WORD(acc, c, f0, f1, f2, f3)                                                        \
+    do {                                                                                               \
+        acc = direct_smlad((c) & mask, f0, acc);                                                       \
+        acc = direct_smlad(((c) >> 4) & mask, f1, acc);                                                \
+        acc = direct_smlad(((c) >> 8) & mask, f2, acc);                                                \
+        acc = direct_smlad(((c) >> 12) & mask, f3, acc);                                               \
+    } while (0)
+
+static inline uint32_t dsp_byte_pair(uint32_t byte) { /* (low + 8, high + 8) of one byte as halves */
+    uint32_t c = byte ^ UINT32_C(0x88);
+    return (c | (c << 12)) & DIRECT_NIB2;
+}
+
+/* Samples at w0 and w1 (row bytes each) into acc[0] and acc[1]: 16 weights of each per pass. */
+static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi, uint32_t row, uint32_t *acc) {
+    uint32_t a0 = 0u, a1 = 0u, i, n = row / 4u, mask = DIRECT_NIB2;
+    const uint8_t *end = w0 + 4u * (n & ~1u);
+    DIRECT_MASK_IN_REGISTER(mask);
+    while (w0 != end) {
+        uint32_t f0 = ld32(phi), f1 = ld32(phi + 2), f2 = ld32(phi + 4), f3 = ld32(phi + 6);
+        uint32_t c0 = ld32(w0) ^ DIRECT_NIB8, c1 = ld32(w1) ^ DIRECT_NIB8;
+        DIRECT_DSP_WORD(a0, c0, f0, f1, f2, f3);
+        DIRECT_DSP_WORD(a1, c1, f0, f1, f2, f3);
+        f0 = ld32(phi + 8);
+        f1 = ld32(phi + 10);
+        f2 = ld32(phi + 12);
+        f3 = ld32(phi + 14);
+        c0 = ld32(w0 + 4) ^ DIRECT_NIB8;
+        c1 = ld32(w1 + 4) ^ DIRECT_NIB8;
+        DIRECT_DSP_WORD(a0, c0, f0, f1, f2, f3);
+        DIRECT_DSP_WORD(a1, c1, f0, f1, f2, f3);
+        w0 += 8;
+        w1 += 8;
+        phi += 16;
+    }
+    if ((n & 1u) != 0u) {
+        uint32_t f0 = ld32(phi), f1 = ld32(phi + 2), f2 = ld32(phi + 4), f3 = ld32(phi + 6);
+        uint32_t c0 = ld32(w0) ^ DIRECT_NIB8, c1 = ld32(w1) ^ DIRECT_NIB8;
+        DIRECT_DSP_WORD(a0, c0, f0, f1, f2, f3);
+        DIRECT_DSP_WORD(a1, c1, f0, f1, f2, f3);
+        w0 += 4;
+        w1 += 4;
+        phi += 8;
+    }
+    for (i = 0u; i < row - 4u * n; ++i) { /* the last row % 4 bytes: natural feature order */
+        uint32_t f = ld32(phi + 2u * i);
+        a0 = direct_smlad(dsp_byte_pair(w0[i]), f, a0);
+        a1 = direct_smlad(dsp_byte_pair(w1[i]), f, a1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t row) {
+    uint32_t a = 0u, i, n = row / 4u, mask = DIRECT_NIB2;
+    const uint8_t *end = w + 4u * n;
+    DIRECT_MASK_IN_REGISTER(mask);
+    while (w != end) {
+        uint32_t f0 = ld32(phi), f1 = ld32(phi + 2), f2 = ld32(phi + 4), f3 = ld32(phi + 6);
+        uint32_t c = ld32(w) ^ DIRECT_NIB8;
+        DIRECT_DSP_WORD(a, c, f0, f1, f2, f3);
+        w += 4;
+        phi += 8;
+    }
+    for (i = 0u; i < row - 4u * n; ++i) {
+        a = direct_smlad(dsp_byte_pair(w[i]), ld32(phi + 2u * i), a);
+    }
+    return a;
+}
+#undef DIRECT_DSP_WORD
+#define DIRECT_DENSE4_OFFSET 1
+#define DIRECT_DENSE4_PAIRS 1
+#elif DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+/*
+ * Armv6-M: the signed level of nibble m of a word is (word << (28 − 4m)) >> 28, an arithmetic shift (two
+ * instructions, one for the top nibble), so no table base stays live. Two samples per pass share each
+ * feature, read two at a time from a word; words need 4-byte aligned rows and features (an unaligned LDR
+ * faults on these cores), otherwise the byte-wise loop below runs.
+ */
+#define DIRECT_LEVEL_AT(c, m) direct_floor_shift32(direct_i32_from_u32((c) << (28u - 4u * (m))), 28u)
+#define DIRECT_LEAN_STEP(f, m)                                                                         \
+    do {                                                                                               \
+        uint32_t p_ = (uint32_t)direct_sext16(f);                                                      \
+        a0 += (uint32_t)DIRECT_LEVEL_AT(c0, (m)) * p_;                                                 \
+        a1 += (uint32_t)DIRECT_LEVEL_AT(c1, (m)) * p_;                                                 \
+        p_ = (uint32_t)direct_high16(f);                                                               \
+        a0 += (uint32_t)DIRECT_LEVEL_AT(c0, (m) + 1u) * p_;                                            \
+        a1 += (uint32_t)DIRECT_LEVEL_AT(c1, (m) + 1u) * p_;                                            \
+    } while (0)
+
+#if defined(__GNUC__) && defined(__thumb__) && !defined(__thumb2__) && !defined(__OPTIMIZE_SIZE__) && \
+    !defined(DIRECT_NO_ASM)
+/* Cortex-M0/M0+ (Thumb-1): the loop below in assembly, because the compiler hoists the feature
+ * extractions and spills them. Per word of each sample (8 weights × 2 samples): 77 instructions, about
+ * 4.8 per weight. Same arithmetic as the C loop (which the tests run on the host), instruction for
+ * instruction: SXTH/ASR split a feature word, LSLS+ASRS extract a signed nibble, MULS+ADD accumulate. */
+#define DIRECT_M0_LEVEL(c, a, sh) "lsls %[t], %[" c "], #" sh "\n\tasrs %[t], %[t], #28\n\tmuls %[t], %[p], %[t]\n\tadd %[" a "], %[t]\n\t"
+#define DIRECT_M0_TOP(c, a) "asrs %[t], %[" c "], #28\n\tmuls %[t], %[f], %[t]\n\tadd %[" a "], %[t]\n\t"
+#define DIRECT_M0_HIGH(c, a, sh) "lsls %[t], %[" c "], #" sh "\n\tasrs %[t], %[t], #28\n\tmuls %[t], %[f], %[t]\n\tadd %[" a "], %[t]\n\t"
+#define DIRECT_M0_PAIR(sl, sh)                                                                              \
+    "ldm %[ph]!, {%[f]}\n\tsxth %[p], %[f]\n\t" DIRECT_M0_LEVEL("c0", "a0", sl) DIRECT_M0_LEVEL("c1", "a1", sl) \
+    "asrs %[f], %[f], #16\n\t" DIRECT_M0_HIGH("c0", "a0", sh) DIRECT_M0_HIGH("c1", "a1", sh)
+__attribute__((noinline)) static void dot2_dense4_words(const uint32_t *w0, const uint32_t *w1, const uint32_t *ph, uint32_t n,
+                              uint32_t *acc) {
+    /* The accumulators and the second row's pointer live in high registers (ADD, MOV and CMP reach them). */
+    register uint32_t a0 __asm__("r8") = 0u, a1 __asm__("r9") = 0u;
+    register const uint32_t *w1h __asm__("r10") = w1, *end __asm__("r11") = w0 + n;
+    uint32_t c0, c1, f, p, t;
+    if (n == 0u) {
+        acc[0] = acc[1] = 0u;
+        return;
+    }
+    __asm__ volatile(".syntax unified\n"
+                     "1:\n\t"
+                     "mov %[t], %[w1]\n\tldm %[t]!, {%[c1]}\n\tmov %[w1], %[t]\n\t"
+                     "ldm %[w0]!, {%[c0]}\n\t"
+                     DIRECT_M0_PAIR("28", "24") DIRECT_M0_PAIR("20", "16") DIRECT_M0_PAIR("12", "8")
+                     "ldm %[ph]!, {%[f]}\n\tsxth %[p], %[f]\n\t"
+                     DIRECT_M0_LEVEL("c0", "a0", "4") DIRECT_M0_LEVEL("c1", "a1", "4")
+                     "asrs %[f], %[f], #16\n\t" DIRECT_M0_TOP("c0", "a0") DIRECT_M0_TOP("c1", "a1")
+                     "cmp %[w0], %[end]\n\tbne 1b\n"
+                     : [w0] "+l"(w0), [ph] "+l"(ph), [a0] "+h"(a0), [a1] "+h"(a1), [w1] "+h"(w1h),
+                       [c0] "=&l"(c0), [c1] "=&l"(c1), [f] "=&l"(f), [p] "=&l"(p), [t] "=&l"(t)
+                     : [end] "h"(end)
+                     : "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#undef DIRECT_M0_PAIR
+#undef DIRECT_M0_HIGH
+#undef DIRECT_M0_TOP
+#undef DIRECT_M0_LEVEL
+#else
+static void dot2_dense4_words(const uint32_t *w0, const uint32_t *w1, const uint32_t *ph, uint32_t n,
+                              uint32_t *acc) {
+    uint32_t a0 = 0u, a1 = 0u;
+    const uint32_t *end = w0 + n;
+    while (w0 != end) {
+        uint32_t c0 = *w0++, c1 = *w1++, f;
+        f = *ph++;
+        DIRECT_LEAN_STEP(f, 0u);
+        f = *ph++;
+        DIRECT_LEAN_STEP(f, 2u);
+        f = *ph++;
+        DIRECT_LEAN_STEP(f, 4u);
+        f = *ph++;
+        DIRECT_LEAN_STEP(f, 6u);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+#undef DIRECT_LEAN_STEP
+
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t row) {
+    uint32_t a = 0u, i;
+    for (i = 0u; i < row; ++i, phi += 2) {
+        uint32_t c = w[i];
+        a += (uint32_t)DIRECT_LEVEL_AT(c, 0u) * (uint32_t)(int32_t)phi[0] +
+             (uint32_t)DIRECT_LEVEL_AT(c, 1u) * (uint32_t)(int32_t)phi[1];
+    }
+    return a;
+}
+
+static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi, uint32_t row, uint32_t *acc) {
+    if ((((uintptr_t)w0 | (uintptr_t)w1 | (uintptr_t)phi | (uintptr_t)row) & (uintptr_t)3u) == 0u) {
+        dot2_dense4_words((const uint32_t *)(const void *)w0, (const uint32_t *)(const void *)w1,
+                          (const uint32_t *)(const void *)phi, row / 4u, acc);
+    } else {
+        acc[0] = dot_dense4(w0, phi, row);
+        acc[1] = dot_dense4(w1, phi, row);
+    }
+}
+#undef DIRECT_LEVEL_AT
+#else
+/* One sample, two nibbles per byte; phi has an even count (a zero pad for odd b). The signed levels of a
+ * byte come from two 256-entry tables: the cheapest decode without SIMD (6 instructions per weight on x86
+ * -O2, against 7 for a plain int8 loop), and byte-wise program-memory reads on AVR. */
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes) {
     int32_t acc = 0;
     uint32_t i;
-    (void)phi_sum;
     for (i = 0u; i < nbytes; ++i, phi += 2) {
         uint32_t byte = DIRECT_U8(w + i);
         acc += (int32_t)DIRECT_I8(&low_level[byte]) * phi[0] + (int32_t)DIRECT_I8(&high_level[byte]) * phi[1];
     }
-    return acc;
+    return (uint32_t)acc;
 }
 #endif
 
@@ -291,6 +609,13 @@ direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *
     return DIRECT_OK;
 }
 
+/* IS §4: a_s = round_shift(acc_s, r) (acc_s as computed mod 2^32, exact in i32), into ΣA and ΣA2. */
+static inline void add_sample(uint32_t acc, uint32_t r, int32_t *sum_a, int64_t *sum_a2) {
+    int32_t a = direct_round_shift32(direct_i32_from_u32(acc), r);
+    *sum_a += a;
+    *sum_a2 += (int64_t)a * a;
+}
+
 /* IS §4-§5 for one row; arguments already checked. */
 static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, direct_prediction *out) {
     const uint8_t *p = m->samples;
@@ -305,39 +630,51 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
     }
     switch (m->layout) {
     case DIRECT_LAYOUT_DENSE4: {
-        uint32_t row = (b + 1u) / 2u, i;
-        int32_t phi_sum = 0; /* |Σφ| ≤ 32767·b < 2^31 */
-        for (i = 0u; i < 2u * row; ++i) {
-            phi_sum += phi[i];
+        uint32_t row = (b + 1u) / 2u, off = 0u;
+#if defined(DIRECT_DENSE4_OFFSET)
+        uint32_t i = 0u;
+#if defined(DIRECT_DENSE4_PAIRS)
+        off = pair_features(phi, row / 4u);
+        i = 8u * (row / 4u);
+#endif
+        for (; i < 2u * row; ++i) { /* the kernel's offset levels w + 8 add 8·Σφ (mod 2^32) */
+            uint32_t v = (uint32_t)(int32_t)phi[i];
+            off += v;
         }
+        off <<= 3;
+#endif
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+        for (s = 0u; s + 2u <= S; s += 2u, p += 2u * row) {
+            uint32_t acc[2];
+            dot2_dense4(p, p + row, phi, row, acc);
+            add_sample(acc[0] - off, r, &sum_a, &sum_a2);
+            add_sample(acc[1] - off, r, &sum_a, &sum_a2);
+        }
+        if (s < S) {
+            add_sample(dot_dense4(p, phi, row) - off, r, &sum_a, &sum_a2);
+        }
+#else
         for (s = 0u; s < S; ++s, p += row) {
-            int32_t a = direct_round_shift32(dot_dense4(p, phi, row, phi_sum), r);
-            sum_a += a;
-            sum_a2 += (int64_t)a * a;
+            add_sample(dot_dense4(p, phi, row) - off, r, &sum_a, &sum_a2);
         }
+#endif
         break;
     }
     case DIRECT_LAYOUT_BITMAP4: {
         uint32_t nmap = (b + 7u) / 8u;
         for (s = 0u; s < S; ++s) {
-            int32_t a = direct_round_shift32(dot_bitmap4(&p, phi, nmap), r);
-            sum_a += a;
-            sum_a2 += (int64_t)a * a;
+            add_sample((uint32_t)dot_bitmap4(&p, phi, nmap), r, &sum_a, &sum_a2);
         }
         break;
     }
     case DIRECT_LAYOUT_GROUPED:
         for (s = 0u; s < S; ++s) {
-            int32_t a = direct_round_shift32(dot_grouped(&p, phi), r);
-            sum_a += a;
-            sum_a2 += (int64_t)a * a;
+            add_sample((uint32_t)dot_grouped(&p, phi), r, &sum_a, &sum_a2);
         }
         break;
     default:
         for (s = 0u; s < S; ++s) {
-            int32_t a = direct_round_shift32(dot_gap4(&p, phi), r);
-            sum_a += a;
-            sum_a2 += (int64_t)a * a;
+            add_sample((uint32_t)dot_gap4(&p, phi), r, &sum_a, &sum_a2);
         }
         break;
     }
