@@ -54,11 +54,18 @@ class ExportError(UserError):
 def input_range(
     offset: np.ndarray, scale: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IS §2 clipping range per input: the training [min, max] clipped to μ ± 8σ (μ ± 8σ without them)."""
-    low, high = offset - CLIP_SDS * scale, offset + CLIP_SDS * scale
+    """IS §2 clipping range per input: the training [min, max], so that every training value reaches the
+    device unclipped (a heavy tail costs resolution, never a clipped training row); μ ± 8σ for older
+    model files without a recorded range.  Kept inside float64's range (inputs near ±1.7e308)."""
+    top = np.finfo(np.float64).max
     if lo is not None and hi is not None:
-        low, high = np.maximum(low, lo), np.minimum(high, hi)
-    width = high - low
+        low, high = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    else:
+        with np.errstate(over="ignore"):
+            low = np.clip(offset - CLIP_SDS * scale, -top, top)
+            high = np.clip(offset + CLIP_SDS * scale, -top, top)
+    with np.errstate(over="ignore"):
+        width = high - low  # inf only for ranges wider than float64 holds: a real range, not a bad one
     tiny = 1e-9 * np.maximum(1.0, np.abs(offset))
     bad = ~(width > tiny)
     low, high = np.where(bad, offset - scale, low), np.where(bad, offset + scale, high)
@@ -67,7 +74,7 @@ def input_range(
 
 def input_quantization(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IS §2: (scale, zero point) mapping −32768 ↔ lo and 32767 ↔ hi; float64 (d,) each."""
-    scale = (hi - lo) / 65535.0
+    scale = hi / 65535.0 - lo / 65535.0  # never overflows, unlike (hi − lo) near ±1.7e308
     return scale, -32768.0 - lo / scale
 
 
@@ -280,11 +287,15 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
             f"the model's grid step ({model.grid_scale:.3g} sd(y)) is out of the range the integer "
             "arithmetic resolves; retrain with the grid scale chosen by the ELBO (no --grid-scale)"
         )
-    noise_q = round(float(np.mean(model.noise_variance)) / unit**2)
     exact = model.exact
     if exact is not None and not bounds.exact_mean_fits(b, r):
         exact = None  # IS §9: the exact-moment mean could not fit i32
-    noise_exact_q = round(model.noise_expected / unit**2) if exact is not None else 0
+    with np.errstate(over="ignore"):
+        noise = float(np.mean(model.noise_variance)) / unit**2
+        noise_exact = model.noise_expected / unit**2 if exact is not None else 0.0
+    if not (np.isfinite(noise) and np.isfinite(noise_exact)):
+        raise ExportError("the noise variance is too large next to the weights' resolution")
+    noise_q, noise_exact_q = round(noise), round(noise_exact)
     if not (bounds.noise_fits(noise_q) and bounds.noise_fits(noise_exact_q)):
         raise ExportError("the noise variance is too large next to the weights' resolution")
     layout_code, samples = encode_samples(levels, layout)

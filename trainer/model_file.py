@@ -644,7 +644,12 @@ def _check_predictions(model) -> None:
     range without a floating-point overflow or invalid operation, and gives finite means and sds:
     parameters that are each finite can still overflow together."""
     fmap = model.feature_map_
-    rows = [fmap.input_offset, fmap.input_offset - fmap.input_scale, fmap.input_offset + fmap.input_scale]
+    with np.errstate(
+        over="ignore"
+    ):  # offset ± scale beyond float64 (inputs near ±1.7e308): the largest float
+        around = [fmap.input_offset - fmap.input_scale, fmap.input_offset + fmap.input_scale]
+    top = np.finfo(np.float64).max
+    rows = [fmap.input_offset, *(np.clip(r, -top, top) for r in around)]
     if getattr(model, "input_min_", None) is not None:
         rows += [model.input_min_, model.input_max_]
     try:
