@@ -4,6 +4,7 @@ Public API: :class:`DirectGLM` (the paper's model on a given basis) and :class:`
 (scikit-learn estimator with its own feature map).  See docs/trainer.md.
 """
 
+from direct_edge.trainer.classifier import DirectClassifier
 from direct_edge.trainer.data import ArraySource, IterableSource, TableSource, open_table, split_source
 from direct_edge.trainer.errors import DataError, ModelFileError
 from direct_edge.trainer.features import FeatureMap
@@ -20,6 +21,7 @@ __all__ = [
     "open_table",
     "split_source",
     "DataError",
+    "DirectClassifier",
     "DirectGLM",
     "DirectRegressor",
     "FeatureMap",

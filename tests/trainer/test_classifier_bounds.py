@@ -254,3 +254,19 @@ def test_jj_lambda_is_continuous_at_zero():
     assert lam[1] == pytest.approx(0.125, rel=1e-12)
     assert lam[3] == pytest.approx(np.tanh(0.5e-5) / 4e-5, rel=1e-12)
     assert lam[4] == lam[5] == pytest.approx(np.tanh(1.0) / 8.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("K,b,bits", CASES)
+@pytest.mark.parametrize("kind", ["exp", "jensen"])
+def test_the_tilted_fast_path_equals_the_log_space_bound(K, b, bits, kind):
+    Phi, labels, grid, _, theta, _ = tiny(K, b, bits, seed=7, n=30)
+    value, grad = C.exp_bound_log_lik(Phi, labels, theta, grid, kind)
+    fast_value, fast_grad = C.tilted_bound_log_lik(C.Tilts.build(Phi, grid), labels, theta, kind)
+    assert fast_value == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(fast_grad, grad, rtol=1e-9, atol=1e-12)
+
+
+def test_tilts_are_refused_where_they_would_overflow():
+    grid = np.broadcast_to(WeightGrid.from_bits(4, 10.0).values, (2, 15))
+    assert C.Tilts.build(np.array([[5.0, 0.1]]), grid) is None  # |Φ W| = 350
+    assert C.Tilts.build(np.array([[4.0, 0.1]]), grid) is not None
