@@ -1,0 +1,212 @@
+"""DirectClassifier against logistic regression, float and with 4-bit weights, on the same features.
+
+Benchmark code, not part of the product.  Data: scikit-learn's bundled breast_cancer (binary) and
+digits (10 classes), one seeded, stratified 70/30 split each.  Features: the rff map DirectClassifier
+chose by its ELBO (default options, b = 256); both logistic regressions are fitted on those same
+features.
+
+- ``direct``: ``DirectClassifier()`` (bound "auto": candidates scored on Jaakkola–Jordan or Böhning,
+  the chosen one continued on the Jensen bound; model average over 512 posterior samples).
+- ``logreg``: ``LogisticRegressionCV`` (10 values of C, 5 folds, chosen by log loss), float64.
+- ``logreg-4bit``: its weights quantised to 4 bits after training, symmetric per tensor
+  (w_q = clip(round(w / s), −7, 7)·s, s = max|w| / 7), the intercept kept in float.
+
+Metrics on the test rows: accuracy, log loss, Brier score (Σ_k (p_k − y_k)², mean over rows),
+ECE (15 equal-width bins of the top-class confidence).
+
+``--bounds`` also fits each bound of docs/trainer.md §11 on the hyperparameters the default chose,
+from the prior, and reports its own ELBO, the Jensen ELBO of the q it reached (the tightest of the
+four, so one yardstick for all), test accuracy, log loss and fit time.
+
+    python benchmarks/classification_benchmark.py --bounds --json classification-results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import train_test_split
+
+from direct_edge.trainer import DirectClassifier
+from direct_edge.trainer import classification_elbo as C
+from direct_edge.trainer.classifier import _Rows, fit_posterior
+from direct_edge.trainer.elbo import log_softmax
+
+DATASETS = {"breast_cancer": load_breast_cancer, "digits": load_digits}
+SEED = 0
+
+
+def brier(y_index: np.ndarray, proba: np.ndarray) -> float:
+    onehot = np.eye(proba.shape[1])[y_index]
+    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+
+
+def ece(y_index: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence, ``bins`` equal-width bins on [0, 1]."""
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_index
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for k in range(bins):
+        sel = which == k
+        if sel.any():
+            total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(total)
+
+
+def scores(y_index: np.ndarray, proba: np.ndarray) -> dict:
+    return {
+        "accuracy": accuracy_score(y_index, proba.argmax(axis=1)),
+        "log_loss": log_loss(y_index, proba, labels=np.arange(proba.shape[1])),
+        "brier": brier(y_index, proba),
+        "ece": ece(y_index, proba),
+    }
+
+
+def quantised(lr: LogisticRegressionCV, bits: int = 4) -> LogisticRegressionCV:
+    """A copy with coef_ on a symmetric per-tensor grid of 2^(bits−1) − 1 positive levels."""
+    out = copy.deepcopy(lr)
+    top = 2 ** (bits - 1) - 1
+    scale = np.max(np.abs(lr.coef_)) / top
+    out.coef_ = np.clip(np.round(lr.coef_ / scale), -top, top) * scale
+    return out
+
+
+def jensen_elbo(model: DirectClassifier, rows: _Rows, theta: np.ndarray) -> float:
+    """The Jensen-bound ELBO (§11) of q = softmax(θ) on the model's grid and prior."""
+    grid = np.broadcast_to(model.grid_levels_ * model.grid_scale_, theta.shape[1:])
+    lp = model._log_prior(model._grid(model.grid_scale_), model.prior_scale_, theta.shape[1])
+    value = 0.0
+    for Phi, labels in rows.blocks():
+        value += C.exp_bound_log_lik(Phi, labels, theta, np.ascontiguousarray(grid), "jensen")[0]
+    return value + C.kl_terms(theta, lp)[0]
+
+
+def compare_bounds(model: DirectClassifier, X, y_index, Xte, yte_index) -> list[dict]:
+    K = model.q_weights_.shape[0]
+    rows = _Rows(model.feature_map_, X, y_index, 4096)
+    Phi = rows.cache
+    gram = Phi.T @ Phi
+    b = Phi.shape[1]
+    grid_obj = model._grid(model.grid_scale_)
+    log_prior = model._log_prior(grid_obj, model.prior_scale_, b)
+    grid = np.ascontiguousarray(np.broadcast_to(grid_obj.values, log_prior.shape))
+    out = []
+    for bound in C.BOUNDS:
+        if bound == "jj" and K > 1:
+            continue
+        theta0 = np.broadcast_to(log_prior, (K, *log_prior.shape)).copy()
+        start = time.perf_counter()
+        fit = fit_posterior(bound, rows, gram, grid, log_prior, theta0, 1000)
+        seconds = time.perf_counter() - start
+        probe = copy.copy(model)
+        probe.q_weights_ = np.exp(log_softmax(fit.theta))
+        probe.sample_levels_ = probe.sample(512, 0)
+        proba = probe.predict_proba(Xte)
+        row = {
+            "bound": bound,
+            "elbo_own": fit.elbo,
+            "elbo_jensen": jensen_elbo(model, rows, fit.theta),
+            "iterations": fit.n_iter,
+            "converged": fit.converged,
+            "seconds": seconds,
+            **scores(yte_index, proba),
+        }
+        print(f"    bound {bound}: {row}", flush=True)
+        out.append(row)
+    return out
+
+
+def run(name: str, with_bounds: bool) -> dict:
+    X, y = DATASETS[name](return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=SEED, stratify=y)
+    start = time.perf_counter()
+    model = DirectClassifier(random_state=SEED).fit(Xtr, ytr)
+    fit_seconds = time.perf_counter() - start
+    classes = model.classes_
+    yte_index = np.searchsorted(classes, yte)
+    result = {
+        "dataset": name,
+        "n_train": len(ytr),
+        "n_test": len(yte),
+        "classes": len(classes),
+        "features": model.feature_map_.n_features,
+        "lengthscale": model.lengthscale_,
+        "grid_scale": model.grid_scale_,
+        "prior_scale": model.prior_scale_,
+        "elbo": model.elbo_,
+        "direct_fit_seconds": fit_seconds,
+        "direct_sparsity": model.sparsity_,
+        "methods": {},
+    }
+    result["methods"]["direct"] = scores(yte_index, model.predict_proba(Xte))
+    Ftr, Fte = model.feature_map_.transform(Xtr), model.feature_map_.transform(Xte)
+    start = time.perf_counter()
+    lr = LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=10000).fit(Ftr, ytr)
+    result["logreg_fit_seconds"] = time.perf_counter() - start
+    result["logreg_C"] = float(np.mean(lr.C_))
+    result["methods"]["logreg"] = scores(yte_index, lr.predict_proba(Fte))
+    result["methods"]["logreg-4bit"] = scores(yte_index, quantised(lr).predict_proba(Fte))
+    _, u_mi = model.predict_uncertainty(Xte)
+    wrong = model.predict(Xte) != yte
+    result["mutual_information"] = {
+        "correct": float(u_mi[~wrong].mean()),
+        "wrong": float(u_mi[wrong].mean()) if wrong.any() else None,
+    }
+    print(json.dumps(result, indent=1, default=float), flush=True)
+    if with_bounds:
+        result["bounds"] = compare_bounds(model, Xtr, np.searchsorted(classes, ytr), Xte, yte_index)
+    return result
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| data set | method | accuracy | log loss | Brier | ECE |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for method, s in r["methods"].items():
+            lines.append(
+                f"| {r['dataset']} | {method} | {s['accuracy']:.4f} | {s['log_loss']:.4f} | "
+                f"{s['brier']:.4f} | {s['ece']:.4f} |"
+            )
+    if any("bounds" in r for r in results):
+        lines += [
+            "",
+            "| data set | bound | own ELBO | Jensen ELBO of its q | accuracy | log loss | iterations | s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results:
+            for b in r.get("bounds", []):
+                lines.append(
+                    f"| {r['dataset']} | {b['bound']} | {b['elbo_own']:.1f} | {b['elbo_jensen']:.1f} | "
+                    f"{b['accuracy']:.4f} | {b['log_loss']:.4f} | {b['iterations']} | {b['seconds']:.1f} |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="breast_cancer,digits")
+    parser.add_argument("--bounds", action="store_true", help="also compare the four bounds")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    results = [run(name, args.bounds) for name in args.datasets.split(",")]
+    print(markdown(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
