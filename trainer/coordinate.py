@@ -56,32 +56,39 @@ def weight_sweep(
 ) -> float:
     """One pass of exact weight steps over ``order`` (default 0..b−1), in place on ``theta`` (b, m).
 
-    Returns the largest change of a mean E[w_i] in units of that weight's grid step.  Gs is computed
-    once (a gemv) and then updated by one axpy with G's i-th row per changed mean.
+    Returns the largest change of a mean E[w_i] in units of that weight's grid step.  Only the rows
+    in ``order`` change.  Per weight the loop does seven numpy calls on length-b or length-m vectors:
+    (Gs)_i as a dot of G's i-th row with the current means (so no running sum drifts), the logits,
+    their shift, exp, and one (2, m) product for Σ e·W and Σ e.  The new logits of every visited row
+    are then formed in one vectorised log-softmax from the stored (Gs)_i − g_i s_i − h_i, which is
+    the same expression the loop used, so the stored q(w_i) has the mean the later weights saw.
     """
     p = problem
-    Q = np.exp(E.log_softmax(theta))
-    s = np.sum(Q * p.grid, axis=1)
-    Gs = p.gram @ s
-    grid, grid_sq, log_prior, gram, g, h = p.grid, p.grid * p.grid, p.log_prior, p.gram, p.gram_diag, p.phi_y
-    half_k = 0.5 * kappa
-    base = log_prior - half_k * g[:, None] * grid_sq  # the part of the logits that s does not move
-    step = _grid_steps(p)
-    largest = 0.0
-    for i in range(p.shape[0]) if order is None else order:
-        lin = Gs[i] - g[i] * s[i] - h[i]
-        logits = base[i] - (kappa * lin) * grid[i]
+    b = p.shape[0]
+    grid = p.grid
+    s = np.sum(np.exp(E.log_softmax(theta)) * grid, axis=1)
+    start = s.copy()
+    base = p.log_prior - (0.5 * kappa) * p.gram_diag[:, None] * (grid * grid)  # s does not move this
+    moments = np.stack([grid, np.ones_like(grid)], axis=1)  # (b, 2, m): Σ e·W and Σ e in one product
+    # Row views and Python floats up front: indexing a 2-D array per weight costs as much as a ufunc.
+    g, h = p.gram_diag.tolist(), p.phi_y.tolist()
+    gram_rows, base_rows, grid_rows, moment_rows = list(p.gram), list(base), list(grid), list(moments)
+    visit = list(range(b)) if order is None else [int(i) for i in order]
+    lin = np.zeros(b)
+    exp, dot = np.exp, np.dot
+    for i in visit:
+        s_i = float(s[i])
+        li = float(dot(gram_rows[i], s)) - g[i] * s_i - h[i]
+        logits = base_rows[i] - (kappa * li) * grid_rows[i]
         logits -= logits.max()
-        e = np.exp(logits)
-        z = e.sum()
-        s_new = float(e @ grid[i]) / z
-        theta[i] = logits - np.log(z)
-        delta = s_new - s[i]
-        if delta != 0.0:
-            Gs += delta * gram[i]
-            s[i] = s_new
-            largest = max(largest, abs(delta) / step[i])
-    return largest
+        total, z = dot(moment_rows[i], exp(logits))
+        s[i] = total / z
+        lin[i] = li
+    rows = np.asarray(visit, dtype=np.intp)
+    theta[rows] = E.log_softmax(base[rows] - kappa * lin[rows, None] * grid[rows])
+    if rows.size == 0:
+        return 0.0
+    return float(np.max(np.abs(s[rows] - start[rows]) / _grid_steps(p)[rows]))
 
 
 def _grid_steps(problem: E.Problem) -> np.ndarray:
