@@ -7,6 +7,7 @@ only through :class:`SufficientStatistics`; the numerics live in :mod:`direct_ed
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,10 +24,41 @@ from direct_edge.trainer.statistics import SufficientStatistics
 FAMILIES = ("mean-field", "mixture")
 ENTROPIES = ("bound", "reinforce")
 INITS = ("auto", "gaussian", "staged", "prior", "warm")
-OPTIMIZERS = ("coordinate", "lbfgs")
+OPTIMIZERS = ("combined", "coordinate", "lbfgs")
+LBFGS_STARTS = ("gaussian", "staged")  # the starts of "auto" for "lbfgs" and "coordinate" (§8)
+# "combined" (docs/trainer.md §5, §8): the coordinate optimiser from these starts under init="auto"
+# (from the given start otherwise, when COMBINED_SAME_START), and the old L-BFGS-B fit from
+# LBFGS_STARTS (or the given start).  COMBINED_KEEP "guard": keep the coordinate run when its ELBO is
+# at least the L-BFGS-B fit's (it is the same for statistics equal to round-off), else continue the
+# L-BFGS-B fit with coordinate steps; "best": continue every L-BFGS-B run and keep the highest.
+COMBINED_COORDINATE_STARTS = ("gaussian",)
+COMBINED_SAME_START = True
+COMBINED_KEEP = "guard"
 # Two starts whose ELBOs differ by at most this much (relative) are a tie, and the first start of
 # "auto" is kept: statistics that agree to round-off then choose the same start (docs/trainer.md §8).
 ELBO_TIE_TOL = 1e-9
+_POLISHED = "lbfgs-then-coordinate"  # internal: L-BFGS-B, then coordinate steps (a run of "combined")
+
+
+@dataclass
+class _Run:
+    """One fit's answer and record, as :meth:`DirectGLM._fit_best_of` compares them."""
+
+    elbo: float
+    params: np.ndarray
+    converged: bool
+    message: str
+    trace: list[float]
+    n_iter: int
+    limit_reached: bool
+
+
+def _better(first: _Run | None, second: _Run | None) -> _Run | None:
+    """``second`` if its ELBO beats ``first``'s by more than ELBO_TIE_TOL·max(1, |ELBO|), else
+    ``first`` (either may be None: no run)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return second if second.elbo > first.elbo + ELBO_TIE_TOL * max(1.0, abs(first.elbo)) else first
 
 
 class DirectGLM:
@@ -209,15 +241,19 @@ class DirectGLM:
         stage_iter: int = 300,
         learning_rate: float = 0.01,
         callback: Callable[[int, float], None] | None = None,
-        optimizer: str = "coordinate",
+        optimizer: str = "combined",
     ) -> DirectGLM:
         """Maximise the ELBO.  Returns self.
 
-        ``optimizer`` (mean-field, docs/trainer.md §5): "coordinate" (default) alternates exact
-        coordinate steps (q(σ²) given q(w), then each q(w_i) given the rest) with L-BFGS-B on the logits
-        and ends with coordinate steps; "lbfgs" is L-BFGS-B alone (the optimiser before coordinate
-        steps, kept for comparison).  A mixture's own fit is always L-BFGS-B (or Adam); ``optimizer``
-        then applies to its mean-field start.
+        ``optimizer`` (mean-field, docs/trainer.md §5): "combined" (default) runs the old L-BFGS-B
+        path from each of its starts and continues each with coordinate steps to a fixed point, and
+        also runs the coordinate optimiser from its own start (``COMBINED_COORDINATE_STARTS`` under
+        "auto", the given start otherwise), keeping the highest ELBO, so it never ends below
+        "lbfgs" from the same starts; "coordinate" alternates exact coordinate steps (q(σ²) given
+        q(w), then each q(w_i) given the rest) with L-BFGS-B on the logits and ends with coordinate
+        steps; "lbfgs" is L-BFGS-B alone (the optimiser before coordinate steps, kept for
+        comparison).  A mixture's own fit is always L-BFGS-B (or Adam); ``optimizer`` then applies
+        to its mean-field start.
 
         ``init`` (docs/trainer.md §8): "staged" restarts from the prior, first fits q(w) with q(σ²)
         held on the noise level nearest 0.1·var(y) for ``stage_iter`` iterations, then sets q(σ²) to
@@ -229,7 +265,8 @@ class DirectGLM:
         Mixtures start from a fitted mean-field posterior with perturbed components (unless "warm").
 
         ``max_iter`` bounds the iterations of the joint optimisation: coordinate sweeps plus L-BFGS-B
-        iterations (each L-BFGS-B run makes at most 2·its limit + 20 ELBO evaluations), or Adam steps
+        iterations (each L-BFGS-B run makes at most 2·its limit + 20 ELBO evaluations; for "combined"
+        the L-BFGS-B iterations and the coordinate steps after them share max_iter), or Adam steps
         for entropy "reinforce" (exactly max_iter).  The staged start's first stage and a mixture's
         mean-field start run before it, each with its own limit; with "auto" each start has max_iter.
         ``tol``: L-BFGS-B's relative change of the ELBO at which it stops, and for "coordinate" also
@@ -238,9 +275,10 @@ class DirectGLM:
 
         Sets ``elbo_`` (nats), ``params``, ``trace_`` (the ELBO after every iteration of the kept
         run, stages included), ``n_iter_`` (its joint iterations, <= max_iter), ``converged_``
-        (the convergence test passed: L-BFGS-B's, or for "coordinate" a round that gained at most
-        ``tol``; always False for Adam, which has none),
-        ``limit_reached_`` (the joint optimisation stopped at max_iter or at the evaluation limit)
+        (the convergence test passed: L-BFGS-B's, or for "coordinate" and "combined" a round that
+        gained at most ``tol`` and ends at a coordinate fixed point; always False for Adam, which has
+        none), ``limit_reached_`` (the joint optimisation stopped at max_iter or at the evaluation
+        limit; for "coordinate" and "combined" exactly ``not converged_``)
         and ``message_``.  Raises DataError for an unknown ``init`` or ``optimizer``.
         """
         if init not in INITS:
@@ -262,7 +300,7 @@ class DirectGLM:
         stage_iter: int,
         learning_rate: float,
         callback: Callable[[int, float], None] | None,
-        optimizer: str = "coordinate",
+        optimizer: str = "combined",
     ) -> DirectGLM:
         self.trace_ = []
 
@@ -271,10 +309,11 @@ class DirectGLM:
             if callback is not None:
                 callback(len(self.trace_), value)
 
+        if self.family == "mean-field" and optimizer == "combined":
+            return self._fit_combined(max_iter, init, tol, stage_iter, learning_rate, callback)
         if self.family == "mean-field" and init == "auto":
-            return self._fit_best_of(
-                ("gaussian", "staged"), max_iter, tol, stage_iter, learning_rate, callback, optimizer
-            )
+            runs = [(start, optimizer) for start in LBFGS_STARTS]
+            return self._restore(self._fit_best_of(runs, max_iter, tol, stage_iter, learning_rate, callback))
         x0 = self.params if init == "warm" else self.initial_params()
         if self.family == "mean-field":
             if init == "staged":
@@ -283,6 +322,8 @@ class DirectGLM:
                 x0 = self._gaussian_start()
             if optimizer == "coordinate":
                 res = self._maximise_coordinate(x0, max_iter, tol, record)
+            elif optimizer == _POLISHED:
+                res = self._maximise_polished(x0, max_iter, tol, record)
             else:
                 res = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
         else:
@@ -298,42 +339,101 @@ class DirectGLM:
         self._finish(res)
         return self
 
+    def _fit_combined(
+        self,
+        max_iter: int,
+        init: str,
+        tol: float,
+        stage_iter: int,
+        learning_rate: float,
+        callback: Callable[[int, float], None] | None,
+    ) -> DirectGLM:
+        """The "combined" mean-field fit (§5, §8).  The coordinate optimiser runs from its own starts
+        and L-BFGS-B alone from the old default's starts (the old default's answer, its tie rule
+        included).  With COMBINED_KEEP "guard", the coordinate run is kept when its ELBO is at least
+        the L-BFGS-B answer's (within the tie tolerance); otherwise that answer is continued by
+        coordinate steps to a fixed point for the iterations it left.  With "best", every L-BFGS-B run
+        is continued so and the highest ELBO of all runs is kept (ties to the earlier run).  Either
+        way the result is at least the old default's ELBO (less the tie tolerance)."""
+        warm = self.params.copy()
+        if init == "auto":
+            own_starts, lbfgs_starts = COMBINED_COORDINATE_STARTS, LBFGS_STARTS
+        else:
+            own_starts, lbfgs_starts = ((init,) if COMBINED_SAME_START else ()), (init,)
+        args = (max_iter, tol, stage_iter, learning_rate, callback)
+        own = self._fit_best_of([(start, "coordinate") for start in own_starts], *args)
+        if COMBINED_KEEP == "best":
+            polished = self._fit_best_of([(start, _POLISHED) for start in lbfgs_starts], *args)
+            return self._restore(_better(own, polished))
+        self.params = warm
+        old = self._fit_best_of([(start, "lbfgs") for start in lbfgs_starts], *args)
+        if own is not None and _better(own, old) is own:
+            return self._restore(own)
+        self._restore(old)
+        res = self._continue_with_coordinate(max_iter, tol, callback)
+        self._finish(res)
+        return self
+
+    def _continue_with_coordinate(
+        self, max_iter: int, tol: float, callback: Callable[[int, float], None] | None
+    ) -> OptimResult:
+        """Continue the L-BFGS-B run held now (``trace_``, ``n_iter_``) with the "coordinate"
+        optimisation for the iterations of ``max_iter`` it left; the result counts both."""
+
+        def record(it: int, value: float) -> None:
+            self.trace_.append(value)
+            if callback is not None:
+                callback(len(self.trace_), value)
+
+        used, first = self.n_iter_, self.message_
+        left = int(max_iter) - used
+        if left <= 0:
+            message = f"L-BFGS-B used all max_iter iterations ({first}); no coordinate steps"
+            return OptimResult(self.params, self.elbo_, used, False, message, [], True)
+        cd = self._maximise_coordinate(self.params, left, tol, record)
+        message = f"L-BFGS-B ({first}), then {cd.message}"
+        return OptimResult(cd.x, cd.value, used + cd.n_iter, cd.converged, message, [], cd.limit_reached)
+
     def _fit_best_of(
         self,
-        inits: tuple[str, ...],
+        runs: list[tuple[str, str]],
         max_iter: int,
         tol: float,
         stage_iter: int,
         learning_rate: float,
         callback: Callable[[int, float], None] | None,
-        optimizer: str,
-    ) -> DirectGLM:
-        """Fit from each start in ``inits`` and keep the run with the highest ELBO (its ``trace_``,
-        ``n_iter_``, ``converged_``, ``limit_reached_`` and ``message_``).  A later start replaces an
-        earlier one only when its ELBO is higher by more than ``ELBO_TIE_TOL``·max(1, |ELBO|), so a
-        tie goes to the earlier start whatever the round-off."""
+    ) -> _Run | None:
+        """Fit each (start, optimiser) of ``runs`` and return the run with the highest ELBO (None for
+        no runs).  A later run replaces an earlier one only when its ELBO is higher by more than
+        ``ELBO_TIE_TOL``·max(1, |ELBO|), so a tie goes to the earlier run whatever the round-off.
+        Every "warm" run starts from the parameters held when this is called."""
         best = None
-        for init in inits:
+        warm = self.params.copy()
+        for init, optimizer in runs:
+            self.params = warm.copy()
             self._fit(max_iter, init, tol, stage_iter, learning_rate, callback, optimizer)
-            if best is None or self.elbo_ > best[0] + ELBO_TIE_TOL * max(1.0, abs(best[0])):
-                best = (
-                    self.elbo_,
-                    self.params.copy(),
-                    self.converged_,
-                    self.message_,
-                    self.trace_,
-                    self.n_iter_,
-                    self.limit_reached_,
-                )
-        (
-            self.elbo_,
-            self.params,
-            self.converged_,
-            self.message_,
-            self.trace_,
-            self.n_iter_,
-            self.limit_reached_,
-        ) = best
+            run = _Run(
+                self.elbo_,
+                self.params.copy(),
+                self.converged_,
+                self.message_,
+                list(self.trace_),
+                self.n_iter_,
+                self.limit_reached_,
+            )
+            best = run if best is None else _better(best, run)
+        self.params = warm
+        return best
+
+    def _restore(self, run: _Run) -> DirectGLM:
+        """Hold ``run``'s parameters and fit attributes."""
+        self.elbo_, self.params, self.converged_, self.message_ = (
+            run.elbo,
+            run.params,
+            run.converged,
+            run.message,
+        )
+        self.trace_, self.n_iter_, self.limit_reached_ = list(run.trace), run.n_iter, run.limit_reached
         return self
 
     def _finish(self, res: OptimResult) -> None:
@@ -362,6 +462,23 @@ class DirectGLM:
         limit = not res.converged and res.n_iter >= max_iter
         return OptimResult(x, res.value, res.n_iter, res.converged, res.message, res.trace, limit)
 
+    def _maximise_polished(self, x0: np.ndarray, max_iter: int, tol: float, record: Callable) -> OptimResult:
+        """L-BFGS-B alone from ``x0`` (the old optimiser, ``max_iter`` iterations), then the
+        "coordinate" optimisation from its end for the iterations it left (§5).  The coordinate part
+        never lowers the ELBO, so the result is at least L-BFGS-B's.  It converges only at a
+        coordinate fixed point; when L-BFGS-B used every iteration, it stops at the limit."""
+        lb = maximise_lbfgs(self.elbo_and_grad, x0, max_iter, tol, record)
+        left = int(max_iter) - lb.n_iter
+        if left <= 0:
+            message = f"L-BFGS-B used all max_iter iterations ({lb.message}); no coordinate steps"
+            return OptimResult(lb.x, lb.value, lb.n_iter, False, message, lb.trace, True)
+        cd = self._maximise_coordinate(lb.x, left, tol, record)
+        message = f"L-BFGS-B ({lb.message}), then {cd.message}"
+        n_iter = lb.n_iter + cd.n_iter
+        return OptimResult(
+            cd.x, cd.value, n_iter, cd.converged, message, lb.trace + cd.trace, cd.limit_reached
+        )
+
     def _staged_start(
         self, x0: np.ndarray, stage_iter: int, tol: float, record: Callable, optimizer: str = "lbfgs"
     ) -> np.ndarray:
@@ -371,7 +488,7 @@ class DirectGLM:
         rho = np.zeros(p.noise.size)
         rho[np.argmin(np.abs(np.log(p.noise) - np.log(max(target, 1e-300))))] = 1.0
         theta_shape = q["theta"].shape
-        if optimizer == "coordinate":
+        if optimizer == "coordinate":  # the polished runs take the old L-BFGS-B stage below
             res = CD.maximise_mean_field(
                 p, q["theta"], q["eta"], stage_iter, tol, fixed_rho=rho, callback=record
             )

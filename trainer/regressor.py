@@ -44,9 +44,12 @@ SELECTION_MAX_ITER = 150
 # A best candidate on the edge of its set is followed outwards by halving/doubling, this many times.
 MAX_EDGE_STEPS = 2
 SELECTION_STAGE_ITER = 100
-# The mean-field optimiser of every fit (DirectGLM.fit's ``optimizer``, docs/trainer.md §5):
-# "coordinate" (exact coordinate steps with L-BFGS-B), or "lbfgs", L-BFGS-B alone as before.
-OPTIMIZER = "coordinate"
+# The mean-field optimisers (DirectGLM.fit's ``optimizer``, docs/trainer.md §5, §9): the candidates'
+# short fits keep L-BFGS-B alone, so the search chooses what it chose before coordinate steps existed;
+# the final fit is "combined" (that L-BFGS-B fit continued by coordinate steps to a fixed point, and the
+# coordinate optimiser from the same start), so it never ends below L-BFGS-B alone.
+SEARCH_OPTIMIZER = "lbfgs"
+OPTIMIZER = "combined"
 
 ProgressCallback = Callable[[str, int, float], None]
 
@@ -569,7 +572,7 @@ class _CandidateSearch:
             SELECTION_MAX_ITER,
             stage_iter=SELECTION_STAGE_ITER,
             callback=self.reporter(stage),
-            optimizer=OPTIMIZER,
+            optimizer=SEARCH_OPTIMIZER,
         )
         self.selection.append(reg._row(stage, ell, *scales, glm.elbo_))
         return glm
