@@ -264,7 +264,9 @@ def notes(
         )
     if ensemble_output:
         gap = trained.difference(*integer_outputs(blob, trained.X, False))[0]
-        if gap > TOLERANCE:
+        if not np.isfinite(gap):
+            out.append("the difference from the trained model is not a finite number: its outputs overflow")
+        elif gap > TOLERANCE:
             wanted = min(65535, int(np.ceil(blob.n_samples * (gap / (0.8 * TOLERANCE)) ** 2)))
             advice = f"about --samples {wanted} for {TOLERANCE}"
             if blob.has_exact:

@@ -290,12 +290,13 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
     exact = model.exact
     if exact is not None and not bounds.exact_mean_fits(b, r):
         exact = None  # IS §9: the exact-moment mean could not fit i32
+    unit_sq = np.square(np.float64(unit))  # numpy floats: an overflow is inf, not an exception
     with np.errstate(over="ignore"):
-        noise = float(np.mean(model.noise_variance)) / unit**2
-        noise_exact = model.noise_expected / unit**2 if exact is not None else 0.0
+        noise = np.float64(np.mean(model.noise_variance)) / unit_sq
+        noise_exact = np.float64(model.noise_expected) / unit_sq if exact is not None else 0.0
     if not (np.isfinite(noise) and np.isfinite(noise_exact)):
         raise ExportError("the noise variance is too large next to the weights' resolution")
-    noise_q, noise_exact_q = round(noise), round(noise_exact)
+    noise_q, noise_exact_q = round(float(noise)), round(float(noise_exact))
     if not (bounds.noise_fits(noise_q) and bounds.noise_fits(noise_exact_q)):
         raise ExportError("the noise variance is too large next to the weights' resolution")
     layout_code, samples = encode_samples(levels, layout)
