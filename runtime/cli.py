@@ -94,17 +94,65 @@ def has_header(first: list[str], header: bool | None) -> bool:
     return False
 
 
-def read_rows(path: str, n_inputs: int, integer: bool, header: bool | None = None) -> np.ndarray:
+def input_names(blob: Blob) -> list[str] | None:
+    """The model's input names in the order it takes them, from the blob's host metadata (MF §3:
+    ``input_names``, or the training summary's), or None when the model knows only positions (no
+    names recorded, or the generic x0 .. x{d-1} of data without a header)."""
+    meta = blob.meta
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+    names = meta.get("input_names") or summary.get("input_names")
+    if (
+        not isinstance(names, list)
+        or len(names) != blob.n_inputs
+        or not all(isinstance(n, str) for n in names)
+    ):
+        return None
+    if names == [f"x{j}" for j in range(blob.n_inputs)]:
+        return None
+    return names
+
+
+def column_order(path: str, first: list[str], names: list[str]) -> list[int]:
+    """For a header ``first`` naming the model's inputs ``names`` in any order, the column holding each
+    input.  Raises RunError naming the missing and the unknown columns otherwise."""
+    given = [c.strip() for c in first]
+    if sorted(given) == sorted(names) and len(set(given)) == len(given):
+        return [given.index(n) for n in names]
+    missing = [n for n in names if n not in given]
+    unknown = [c for c in given if c not in names]
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"unknown {', '.join(unknown)}"] if unknown else []
+    )
+    raise RunError(
+        f"{path}: the header names {', '.join(given)}; the model's inputs are {', '.join(names)} "
+        f"({'; '.join(parts) or 'a name repeated'})"
+    )
+
+
+def read_rows(
+    path: str, n_inputs: int, integer: bool, header: bool | None = None, names: list[str] | None = None
+) -> np.ndarray:
     """Rows of ``n_inputs`` numbers from a CSV file ("-": stdin), as (n, n_inputs) float64 (int16
-    with ``integer``).  A UTF-8 byte-order mark is ignored; the first row is a header as
-    :func:`has_header` decides.  Raises RunError naming the row of any missing or non-numeric value."""
+    with ``integer``), in the model's input order.
+
+    A UTF-8 byte-order mark is ignored.  With the model's input ``names``, a first row that names
+    columns is matched to them by name (reordered when the same names come in another order, refused
+    with the difference otherwise) and a first row of numbers is data, by position; without names,
+    the first row is a header as :func:`has_header` decides and columns are positional.  Raises
+    RunError naming the row of any missing or non-numeric value."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunError(f"cannot read inputs {path}: {getattr(exc, 'strerror', None) or exc}") from None
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if rows and has_header(rows[0], header):
+    order = None
+    names_the_inputs = (
+        names is not None and header is None and rows and sorted(c.strip() for c in rows[0]) == sorted(names)
+    )
+    if rows and (names_the_inputs or has_header(rows[0], header)):
+        if names is not None:
+            order = column_order(path, rows[0], names)
         rows = rows[1:]
     if not rows:
         raise RunError(f"{path}: no input rows")
@@ -121,6 +169,8 @@ def read_rows(path: str, n_inputs: int, integer: bool, header: bool | None = Non
             raise RunError(f"{path}: data row {i + 1} has a value that is not a number") from None
     if not np.all(np.isfinite(values)):
         raise RunError(f"{path}: inputs contain NaN or infinity")
+    if order is not None:
+        values = values[:, order]
     if integer:
         if np.any(values != np.round(values)) or np.any(np.abs(values + 0.5) > 32768):
             raise RunError(f"{path}: --quantized inputs must be integers in [-32768, 32767]")
@@ -158,7 +208,7 @@ def run(
     blob = read_blob(model)
     if exact and not blob.has_exact:
         raise RunError(f"{model} has no exact-moment section; export with --exact-moments or drop --exact")
-    values = read_rows(inputs, blob.n_inputs, quantized, header)
+    values = read_rows(inputs, blob.n_inputs, quantized, header, input_names(blob))
     q = values if quantized else reference.quantize_inputs(blob, values)
     try:
         mean_q, _, var_y_q = predict(blob, q, engine, exact)

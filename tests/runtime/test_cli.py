@@ -149,3 +149,62 @@ def test_version_and_help():
     result = run_cli("--version")
     assert result.exit_code == 0 and result.output == f"direct-run {__version__}\n"
     assert run_cli("-h").exit_code == 0
+
+
+# ---- inputs matched by name ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def named_model(tmp_path_factory):
+    """A blob packed from a model trained on a CSV whose columns are named a, b, c (target y)."""
+    from direct_edge.export.packed import pack
+    from direct_edge.trainer.cli import train
+
+    work = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] - 2 * X[:, 2] + 0.1 * rng.standard_normal(200)
+    lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in row) for row in np.column_stack([X, y])]
+    (work / "train.csv").write_text("\n".join(lines) + "\n")
+    model = train(
+        str(work / "train.csv"), "y", str(work / "m.direct"), quiet=True, features="linear", max_iter=300
+    )
+    (work / "m.bin").write_bytes(pack(model, n_samples=8))
+    return work, X[:20]
+
+
+def write_columns(path, X, names):
+    order = {"a": 0, "b": 1, "c": 2}
+    cols = [X[:, order[n]] if n in order else np.zeros(len(X)) for n in names]
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in row) for row in np.column_stack(cols)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("engine", ["reference", "c"])
+def test_columns_in_another_order_are_matched_by_name(named_model, engine):
+    work, X = named_model
+    write_columns(work / "abc.csv", X, ["a", "b", "c"])
+    write_columns(work / "cab.csv", X, ["c", "a", "b"])
+    np.savetxt(work / "plain.csv", X, delimiter=",")  # no header: positional, the training order
+    outs = [
+        run_cli(work / "m.bin", work / f, "--engine", engine) for f in ("abc.csv", "cab.csv", "plain.csv")
+    ]
+    assert all(r.exit_code == 0 for r in outs), [r.output for r in outs]
+    assert outs[0].output == outs[1].output == outs[2].output
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["a", "b", "x"], "missing c; unknown x"),
+        (["a", "b"], "missing c"),
+        (["a", "b", "c", "d"], "unknown d"),
+        (["a", "a", "c"], "missing b"),
+    ],
+)
+def test_a_header_that_does_not_name_the_inputs_is_refused(named_model, names, message):
+    work, X = named_model
+    write_columns(work / "bad.csv", X, names)
+    result = run_cli(work / "m.bin", work / "bad.csv")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "the model's inputs are a, b, c" in result.output and message in result.output
