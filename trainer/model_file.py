@@ -269,8 +269,11 @@ META = Object(
                 "y_offset_": _FINITE,
                 "y_scale_": _POSITIVE,
                 "n_features_in_": Number(1, integer=True),
+                # the input names of data that named its columns (a DataFrame, a header); 1.1 files
+                # written before it have none
+                "feature_names_in_": ListOf(String()),
             },
-            optional=frozenset({"fit_time_"}),
+            optional=frozenset({"fit_time_", "feature_names_in_"}),
         ),
         "feature_map": Object(
             {
@@ -485,6 +488,12 @@ _FITTED_SCALARS = (
 )
 
 
+def _input_names(model) -> list | None:
+    """``feature_names_in_`` of a model fitted on named columns, else None."""
+    names = getattr(model, "feature_names_in_", None)
+    return None if names is None else list(names)
+
+
 def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Split a fitted DirectRegressor into JSON metadata and arrays (§5).  ``summary``: JSON-able
     facts stored under meta["summary"]; keep timings and machine paths out of it so that the same
@@ -496,7 +505,12 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
         "producer": "direct-edge",
         "producer_version": _version(),
         "params": _jsonable(model.get_params()),
-        "fitted": {k: _jsonable(getattr(model, k)) for k in _FITTED_SCALARS},
+        "fitted": {k: _jsonable(getattr(model, k)) for k in _FITTED_SCALARS}
+        | (
+            {"feature_names_in_": [str(n) for n in names]}
+            if (names := _input_names(model)) is not None
+            else {}
+        ),
         "feature_map": _jsonable(fmap_meta),
         "grid": {"scale": float(grid.scale), "bits": int(model.bits), "symmetric": bool(model.symmetric)},
         "selection": _jsonable(model.selection_),
@@ -573,6 +587,10 @@ def _check_dimensions(meta: dict, dims: dict[str, int], kind: str) -> None:
     rules = [
         (d >= 1 and dims["m"] >= 1 and r >= 1 and dims["K"] >= 1, "needs d, m, r, K >= 1"),
         (fitted["n_features_in_"] == d, f"fitted.n_features_in_ must equal d = {d}"),
+        (
+            len(fitted.get("feature_names_in_", [None] * d)) == d,
+            f"fitted.feature_names_in_ must hold d = {d} names",
+        ),
         (fitted["grid_scale_"] == meta["grid"]["scale"], "fitted.grid_scale_ must equal grid.scale"),
         (params.get("features", kind) == kind, "params.features must equal feature_map.kind"),
         (
@@ -627,6 +645,8 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     )
     for key in _FITTED_SCALARS:
         setattr(model, key, meta["fitted"][key])
+    if "feature_names_in_" in meta["fitted"]:
+        model.feature_names_in_ = np.asarray(meta["fitted"]["feature_names_in_"], dtype=object)
     ls = arrays.get("lengthscale")
     model.lengthscale_ = None if ls is None else (ls if ls.size > 1 else float(ls[0]))
     model.trace_ = arrays["trace"].tolist()

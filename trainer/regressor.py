@@ -241,6 +241,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         candidate.  ``callback(stage, iteration, elbo)`` reports the optimisation.
         """
         self.n_features_in_ = int(source.n_inputs)
+        # scikit-learn's convention: names when the data named its columns, none otherwise (never
+        # the names of an earlier fit)
+        if getattr(source, "named_columns", False):
+            self.feature_names_in_ = np.asarray(source.input_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self._fit(source, progress=progress, callback=callback)
 
     def _validate_params(self) -> None:

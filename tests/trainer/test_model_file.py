@@ -385,3 +385,38 @@ def test_files_in_the_current_format_from_before_the_schema_still_load(diabetes,
     oldest = model_from_arrays(*decode(encode(meta, arrays)))
     np.testing.assert_array_equal(oldest.predict(X), small_model.predict(X))
     assert not hasattr(oldest, "input_min_") and not hasattr(oldest, "fit_time_")
+
+
+def test_input_names_survive_save_and_load(tmp_path):
+    """A model fitted on a DataFrame keeps feature_names_in_ through the file, so a pipeline that
+    predicts on a DataFrame still works (scikit-learn checks the names)."""
+    import pandas as pd
+
+    from direct_edge.trainer import DirectRegressor, load_model, save_model
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(80, 3)), columns=["temp", "load", "speed"])
+    y = frame["temp"] - frame["speed"] + 0.1 * rng.standard_normal(80)
+    model = DirectRegressor(features="linear", max_iter=100).fit(frame, y)
+    save_model(tmp_path / "m.direct", model)
+    loaded = load_model(tmp_path / "m.direct")
+    assert list(loaded.feature_names_in_) == ["temp", "load", "speed"]
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+
+
+def test_a_later_fit_on_unnamed_data_forgets_the_old_names():
+    import pandas as pd
+
+    from direct_edge.trainer import DirectRegressor
+    from direct_edge.trainer.data import ArraySource
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(60, 2)), columns=["p", "q"])
+    y = frame["p"].to_numpy()
+    model = DirectRegressor(features="linear", max_iter=100).fit(frame, y)
+    assert list(model.feature_names_in_) == ["p", "q"]
+    model.fit_source(ArraySource(frame.to_numpy(), y))
+    assert not hasattr(model, "feature_names_in_")
+    model.predict(frame.to_numpy())  # no stale names to complain about
+    model.fit_source(ArraySource(frame.to_numpy(), y, ["u", "v"]))
+    assert list(model.feature_names_in_) == ["u", "v"]
