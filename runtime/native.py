@@ -86,7 +86,12 @@ class _Model(ctypes.Structure):
 class _Prediction(ctypes.Structure):
     """Mirror of ``direct_prediction``."""
 
-    _fields_ = [("mean", ctypes.c_int32), ("var_f", ctypes.c_uint64), ("var_y", ctypes.c_uint64)]
+    _fields_ = [
+        ("mean", ctypes.c_int32),
+        ("out_of_range", ctypes.c_uint32),
+        ("var_f", ctypes.c_uint64),
+        ("var_y", ctypes.c_uint64),
+    ]
 
 
 PREDICTION_DTYPE = np.dtype(_Prediction)
@@ -237,6 +242,7 @@ def load_library(path: str | None = None) -> ctypes.CDLL:
         "direct_model_open": (ctypes.c_int, [model_p, vp, u32]),
         "direct_scratch_size": (u32, [model_p]),
         "direct_features": (ctypes.c_int, [model_p, i16p, i16p, u32]),
+        "direct_out_of_range": (u32, [model_p, vp]),
         "direct_predict": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
         "direct_predict_exact": (ctypes.c_int, [model_p, i16p, vp, u32, pred_p]),
         # Batch calls take plain addresses: the per-call cost of ctypes pointer objects is microseconds.
@@ -316,7 +322,7 @@ class NativeModel:
 
         return check_inputs(q, self.n_inputs)
 
-    def _run(self, fn_name: str, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, fn_name: str, q: np.ndarray, return_mask: bool = False) -> tuple[np.ndarray, ...]:
         q = self._inputs(q)
         n = q.shape[0]
         model, scratch = self._addresses
@@ -333,16 +339,24 @@ class NativeModel:
                 raise _blob_error(self._lib, code, "the prediction call")
         elif fn_name == "direct_predict_exact_batch" and not self.has_exact:
             raise _blob_error(self._lib, STATUS_NO_EXACT, "the prediction call")
-        return out["mean"].copy(), out["var_f"].copy(), out["var_y"].copy()
+        result = out["mean"].copy(), out["var_f"].copy(), out["var_y"].copy()
+        return (*result, out["out_of_range"].copy()) if return_mask else result
 
-    def predict(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """IS §3–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,)."""
-        return self._run("direct_predict_batch", q)
+    def predict(self, q: np.ndarray, return_mask: bool = False) -> tuple[np.ndarray, ...]:
+        """IS §3–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,);
+        ``return_mask`` adds ``direct_prediction.out_of_range``, the IS §2.1 at-the-edge mask (uint32)."""
+        return self._run("direct_predict_batch", q, return_mask)
 
-    def predict_exact(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """IS §6 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64); BlobError NO_EXACT
-        on a blob without the exact section."""
-        return self._run("direct_predict_exact_batch", q)
+    def predict_exact(self, q: np.ndarray, return_mask: bool = False) -> tuple[np.ndarray, ...]:
+        """IS §6 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64) [+ the mask as in
+        :meth:`predict`]; BlobError NO_EXACT on a blob without the exact section."""
+        return self._run("direct_predict_exact_batch", q, return_mask)
+
+    def out_of_range(self, q: np.ndarray) -> np.ndarray:
+        """IS §2.1 masks of int16 inputs (n, d) from ``direct_out_of_range``: uint32 (n,), a call per row."""
+        q = self._inputs(q)
+        fn, model = self._lib.direct_out_of_range, ctypes.byref(self._model)
+        return np.array([fn(model, q[i].ctypes.data) for i in range(q.shape[0])], np.uint32)
 
     def features(self, q: np.ndarray) -> np.ndarray:
         """IS §3 features of int16 inputs (n, d): int16 (n, b), one C call per row (for tests)."""

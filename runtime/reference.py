@@ -16,15 +16,93 @@ from direct_edge.runtime.blob import KIND_LINEAR, PHI_MAX, Blob, BlobError, roun
 _U32 = np.int64(0xFFFFFFFF)
 
 
-def quantize_inputs(blob: Blob, X: np.ndarray) -> np.ndarray:
-    """IS §2: real inputs ``X`` (n, d) -> int16 (n, d), saturating outside the clipping range."""
+def _unclamped(blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §2: ⌊x/scale + zero + ½⌋ in float64 before the clamp, (n, d)."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != blob.n_inputs:
         raise ValueError(f"expected inputs with {blob.n_inputs} columns, got shape {X.shape}")
     if not np.all(np.isfinite(X)):
         raise ValueError("inputs contain NaN or infinity")
-    q = np.floor(X / blob.input_scale + blob.input_zero + 0.5)
-    return np.clip(q, -32768, 32767).astype(np.int16)
+    return np.floor(X / blob.input_scale + blob.input_zero + 0.5)
+
+
+def input_mask(flags: np.ndarray) -> np.ndarray:
+    """IS §2.1: per-input booleans (n, d) -> the u32 row mask (n,): bit k for input k < 31, bit 31 for any
+    input k ≥ 31 (so the mask is nonzero exactly when some input is flagged)."""
+    flags = np.asarray(flags, dtype=bool)
+    mask = np.zeros(flags.shape[0], dtype=np.uint32)
+    for k in range(min(flags.shape[1], 31)):
+        mask |= flags[:, k].astype(np.uint32) << np.uint32(k)
+    if flags.shape[1] > 31:
+        mask |= flags[:, 31:].any(axis=1).astype(np.uint32) << np.uint32(31)
+    return mask
+
+
+def quantize_inputs(blob: Blob, X: np.ndarray, return_mask: bool = False):
+    """IS §2: real inputs ``X`` (n, d) -> int16 (n, d), saturating outside the clipping range.
+
+    With ``return_mask``: ``(q, mask)``, mask the IS §2.1 out-of-range mask, uint32 (n,), of the inputs
+    the clamp changed (nonzero: the row's prediction is the edge's)."""
+    u = _unclamped(blob, X)
+    q = np.clip(u, -32768, 32767).astype(np.int16)
+    if return_mask:
+        return q, input_mask((u < -32768) | (u > 32767))
+    return q
+
+
+def out_of_range(blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §2.1: the out-of-range mask of real inputs ``X`` (n, d), uint32 (n,); nonzero rows were clipped."""
+    return quantize_inputs(blob, X, return_mask=True)[1]
+
+
+def at_edge(q: np.ndarray) -> np.ndarray:
+    """IS §2.1 for int16 inputs ``q`` (n, d): the mask of inputs at −32768 or 32767 ("at or beyond the
+    edge"), uint32 (n,); what the C library reports in ``direct_prediction.out_of_range``."""
+    q = np.asarray(q)
+    if q.ndim != 2 or q.dtype != np.int16:
+        raise ValueError(f"expected int16 inputs of shape (n, d), got {q.dtype} {q.shape}")
+    return input_mask((q == -32768) | (q == 32767))
+
+
+def range_thresholds(blob: Blob, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2.1 as two comparisons: per input the smallest values ``lo``, ``hi`` of ``dtype`` (float64 or
+    float32) with x/scale + zero + ½ ≥ −32768 and ≥ 32768 in float64, so that for every finite x of
+    that dtype the input is out of range exactly when ``x < lo`` or ``x >= hi``.  Bisection over the
+    ordered values of the dtype (the quantity is monotone in x: scale > 0, rounding is monotone)."""
+    dtype = np.dtype(dtype)
+    itype = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[dtype]
+    big = np.finfo(dtype).max
+
+    def key_to_value(key: np.ndarray) -> np.ndarray:
+        # Ordered integer keys: non-negative keys are the bit patterns of +values, negative ones of −values.
+        bits = np.where(key >= 0, key, np.iinfo(itype).min - key).astype(itype)
+        return bits.view(dtype)
+
+    def smallest(k: int, limit: float) -> float:
+        def ok(key: int) -> bool:
+            x = float(key_to_value(np.array([key], dtype=np.int64))[0])
+            with np.errstate(over="ignore"):  # ±inf compares as the huge value it stands for
+                return bool(x / blob.input_scale[k] + blob.input_zero[k] + 0.5 >= limit)
+
+        lo = int(np.array([-big], dtype=dtype).view(itype)[0])
+        lo = np.iinfo(itype).min - lo  # the key of −max
+        hi = int(np.array([big], dtype=dtype).view(itype)[0])
+        if ok(lo):
+            return float(key_to_value(np.array([lo], dtype=np.int64))[0])
+        if not ok(hi):
+            return float(np.inf)
+        while hi - lo > 1:  # ok(hi) and not ok(lo)
+            mid = (lo + hi) // 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return float(key_to_value(np.array([hi], dtype=np.int64))[0])
+
+    d = blob.n_inputs
+    lo = np.array([smallest(k, -32768.0) for k in range(d)], dtype=dtype)
+    hi = np.array([smallest(k, 32768.0) for k in range(d)], dtype=dtype)
+    return lo, hi
 
 
 def dequantize_inputs(blob: Blob, q: np.ndarray) -> np.ndarray:

@@ -528,6 +528,21 @@ direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size
     return st;
 }
 
+/* IS §2.1 (int16 inputs): inputs at the ends of the i16 range, as a u32 mask (bit 31: any input k >= 31). */
+uint32_t direct_out_of_range(const direct_model *m, const int16_t *x) {
+    uint32_t mask = 0u, k, d;
+    if (m == NULL || x == NULL) {
+        return 0u;
+    }
+    d = m->n_inputs;
+    for (k = 0u; k < d; ++k) {
+        if (x[k] == INT16_MIN || x[k] == INT16_MAX) {
+            mask |= UINT32_C(1) << (k < 31u ? k : 31u);
+        }
+    }
+    return mask;
+}
+
 uint32_t direct_n_inputs(const direct_model *m) {
     return m != NULL ? m->n_inputs : 0u;
 }

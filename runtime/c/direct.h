@@ -117,9 +117,12 @@ typedef struct {
 
 /* One prediction in the model's output units (IS §5, §7: target = y_offset + mean_scale · mean). */
 typedef struct {
-    int32_t mean;   /* mean_q: ensemble mean of f */
-    uint64_t var_f; /* var_q: ensemble variance of f, < 2^60 */
-    uint64_t var_y; /* var_y_q = var_q + noise_q: predictive variance of y, < 2^63 */
+    int32_t mean;          /* mean_q: ensemble mean of f */
+    uint32_t out_of_range; /* IS §2.1 mask of inputs at -32768 or 32767 (at or beyond the training range's
+                              edge): bit k for input k < 31, bit 31 for any input k >= 31; nonzero means the
+                              prediction is the edge's (an extrapolation; the variance does not grow there) */
+    uint64_t var_f;        /* var_q: ensemble variance of f, < 2^60 */
+    uint64_t var_y;        /* var_y_q = var_q + noise_q: predictive variance of y, < 2^63 */
 } direct_prediction;
 
 /*
@@ -141,6 +144,15 @@ int direct_has_exact(const direct_model *m);
  * count (2·b bytes, +2 for odd b). The buffer must be 2-byte aligned (int16_t); 4 is a safe choice.
  */
 uint32_t direct_scratch_size(const direct_model *m);
+
+/*
+ * IS §2.1 for int16 inputs: the mask of the n_inputs values of x that sit at -32768 or 32767, i.e. at or
+ * beyond the edge of the training range (host quantisation saturates there): bit k for input k < 31, bit 31
+ * for any input k >= 31; 0 when none is (or for a NULL argument). The prediction calls store the same mask
+ * in direct_prediction.out_of_range. A host that quantises real inputs knows more: only the inputs its
+ * clamp changed are beyond the range (IS §2.1, real inputs).
+ */
+uint32_t direct_out_of_range(const direct_model *m, const int16_t *x);
 
 /*
  * Feature map (IS §3): x has n_inputs int16 values; writes the b int16 features to phi (n_phi >= b).

@@ -685,6 +685,7 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
     out->mean = direct_i32_from_u32((uint32_t)(uint64_t)mean);
     out->var_f = mulshift96(num, m->m2, m->s2);
     out->var_y = out->var_f + m->noise_q;
+    out->out_of_range = direct_out_of_range(m, x);
 }
 
 /* IS §6 for one row; arguments already checked. */
@@ -711,6 +712,7 @@ static void predict_exact_one(const direct_model *m, const int16_t *x, int16_t *
     out->mean = (int32_t)direct_round_shift64(sum_m, 12u + m->pre_shift); /* fits i32: MF §9 OVERFLOW check */
     out->var_f = var;
     out->var_y = var + m->noise_exact_q;
+    out->out_of_range = direct_out_of_range(m, x);
 }
 
 direct_status direct_predict(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
