@@ -4,8 +4,10 @@ MODEL is a packed blob (``direct-export model.direct model.bin``, docs/model-for
 one row of real input values per line (comma-separated, an optional header line); they are quantised
 on the host (docs/integer-spec.md §2), predicted in integer arithmetic by the numpy reference or the C
 library, and shown in target units (the only float step, IS §7).  The output is CSV with the header
-``mean,std``.  Problems a user can cause end with one line on stderr, ``direct-run: error: ...``, and
-exit code 2; an output file is written atomically or not at all, and never over MODEL or INPUT.
+``mean,std,clipped`` (clipped: 1 where an input lay outside the training range, IS §2.1, with a note
+on stderr counting those rows).  Problems a user can cause end with one line on stderr,
+``direct-run: error: ...``, and exit code 2; an output file is written atomically or not at all, and
+never over MODEL or INPUT.
 """
 
 from __future__ import annotations
@@ -178,19 +180,37 @@ def read_rows(
     return values
 
 
-def predict(blob: Blob, q: np.ndarray, engine: str, exact: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean_q, var_q, var_y_q) from the chosen engine (both follow docs/integer-spec.md bit for bit)."""
+def predict(blob: Blob, q: np.ndarray, engine: str, exact: bool) -> tuple[np.ndarray, ...]:
+    """(mean_q, var_q, var_y_q, edge) from the chosen engine (both follow docs/integer-spec.md bit for
+    bit); edge is the IS §2.1 at-the-edge mask of the int16 inputs (the C library's out_of_range)."""
     if engine == "reference":
-        return (reference.predict_exact if exact else reference.predict)(blob, q)
+        return (*(reference.predict_exact if exact else reference.predict)(blob, q), reference.at_edge(q))
     from direct_edge.runtime.native import NativeModel
 
     model = NativeModel(blob.data)
-    return (model.predict_exact if exact else model.predict)(q)
+    return (model.predict_exact if exact else model.predict)(q, return_mask=True)
 
 
-def format_rows(mean: np.ndarray, sd: np.ndarray) -> str:
-    lines = ["mean,std"] + [f"{m:.9g},{s:.9g}" for m, s in zip(mean.tolist(), sd.tolist(), strict=True)]
+def format_rows(mean: np.ndarray, sd: np.ndarray, clipped: np.ndarray) -> str:
+    rows = zip(mean.tolist(), sd.tolist(), (np.asarray(clipped) != 0).tolist(), strict=True)
+    lines = ["mean,std,clipped"] + [f"{m:.9g},{s:.9g},{int(c)}" for m, s, c in rows]
     return "\n".join(lines) + "\n"
+
+
+def range_note(clipped: np.ndarray, quantized: bool) -> str | None:
+    """The one stderr line for rows outside the training range (IS §2.1), or None when there are none."""
+    n = int(np.count_nonzero(clipped))
+    if n == 0:
+        return None
+    if quantized:
+        return (
+            f"{PROG}: note: {n} of {len(clipped)} rows had inputs at -32768 or 32767, at or beyond the "
+            "edge of the training range (clipped there; predictions are the edge's)"
+        )
+    return (
+        f"{PROG}: note: {n} of {len(clipped)} rows had inputs outside the training range "
+        "(clipped; predictions there are the edge's)"
+    )
 
 
 def run(
@@ -209,12 +229,18 @@ def run(
     if exact and not blob.has_exact:
         raise RunError(f"{model} has no exact-moment section; export with --exact-moments or drop --exact")
     values = read_rows(inputs, blob.n_inputs, quantized, header, input_names(blob))
-    q = values if quantized else reference.quantize_inputs(blob, values)
+    # IS §2.1: real inputs are out of range when the host's clamp changes them (the engines see only
+    # int16 and report the wider "at the edge", which is the flag for --quantized inputs).
+    q, clipped = (values, None) if quantized else reference.quantize_inputs(blob, values, return_mask=True)
     try:
-        mean_q, _, var_y_q = predict(blob, q, engine, exact)
+        mean_q, _, var_y_q, edge = predict(blob, q, engine, exact)
     except (OSError, RuntimeError) as exc:
         raise RunError(f"the C engine is not available: {exc}") from None
-    text = format_rows(*reference.to_target_units(blob, mean_q, var_y_q))
+    clipped = edge if clipped is None else clipped
+    text = format_rows(*reference.to_target_units(blob, mean_q, var_y_q), clipped)
+    note = range_note(clipped, quantized)
+    if note is not None:
+        click.echo(note, err=True)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -245,7 +271,9 @@ def run(
 def main(model, inputs, engine, exact, quantized, header, output) -> None:
     """Predict with the packed model MODEL on every row of INPUT.csv ("-" reads standard input).
 
-    Prints CSV with the header mean,std: the predictive mean and standard deviation of each row in
-    target units.
+    Prints CSV with the header mean,std,clipped: the predictive mean and standard deviation of each
+    row in target units, and 1 where an input lay outside the training range (with --quantized: at
+    -32768 or 32767).  Those inputs were clipped to the range's edge, so the prediction is the edge's
+    (an extrapolation whose sd does not grow); a note on stderr counts them.
     """
     run(model, inputs, engine, exact, quantized, output, header)

@@ -21,7 +21,7 @@ def model(tmp_path):
 
 def parse_output(text: str) -> np.ndarray:
     lines = text.splitlines()
-    assert lines[0] == "mean,std"
+    assert lines[0] == "mean,std,clipped"
     return np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
 
 
@@ -38,7 +38,7 @@ def test_rows_in_give_reference_mean_and_sd_out(model, exact):
     q = reference.quantize_inputs(blob, X)
     mean_q, _, var_y_q = (reference.predict_exact if exact else reference.predict)(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
-    got = parse_output(result.output)
+    got = parse_output(result.stdout)
     assert np.allclose(got[:, 0], mean, rtol=1e-8, atol=0) and np.allclose(got[:, 1], sd, rtol=1e-8)
 
 
@@ -50,7 +50,12 @@ def test_quantized_inputs_and_output_file(model):
     result = CliRunner().invoke(
         main, [str(tmp_path / "m.bin"), str(tmp_path / "q.csv"), "--quantized", "-o", str(out)]
     )
-    assert result.exit_code == 0 and result.output == ""
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == (
+        "direct-run: note: 1 of 2 rows had inputs at -32768 or 32767, at or beyond the "
+        "edge of the training range (clipped there; predictions are the edge's)\n"
+    )
+    assert parse_output(out.read_text())[:, 2].tolist() == [1, 0]
     mean_q, _, var_y_q = reference.predict(blob, q)
     assert np.allclose(
         parse_output(out.read_text())[:, 0], reference.to_target_units(blob, mean_q, var_y_q)[0]
@@ -113,7 +118,7 @@ def test_a_byte_order_mark_is_not_data_and_never_costs_a_row(model, header):
         run_cli(tmp_path / "m.bin", tmp_path / "plain.csv"),
     )
     assert with_bom.exit_code == plain.exit_code == 0
-    assert with_bom.output == plain.output and len(parse_output(plain.output)) == 3
+    assert with_bom.output == plain.output and len(parse_output(plain.stdout)) == 3
 
 
 def test_header_options_override_the_rule(model):
@@ -122,9 +127,9 @@ def test_header_options_override_the_rule(model):
     tmp_path, _ = model
     (tmp_path / "numnames.csv").write_text("2020,2021,2022\n1,2,3\n")
     decided = run_cli(tmp_path / "m.bin", tmp_path / "numnames.csv")
-    assert decided.exit_code == 0 and len(parse_output(decided.output)) == 2
+    assert decided.exit_code == 0 and len(parse_output(decided.stdout)) == 2
     forced = run_cli(tmp_path / "m.bin", tmp_path / "numnames.csv", "--header")
-    assert forced.exit_code == 0 and len(parse_output(forced.output)) == 1
+    assert forced.exit_code == 0 and len(parse_output(forced.stdout)) == 1
     (tmp_path / "names.csv").write_text("a,b,c\n1,2,3\n")
     refused = run_cli(tmp_path / "m.bin", tmp_path / "names.csv", "--no-header")
     assert refused.exit_code == 2 and "data row 1 has a value that is not a number" in refused.output
@@ -208,3 +213,53 @@ def test_a_header_that_does_not_name_the_inputs_is_refused(named_model, names, m
     result = run_cli(work / "m.bin", work / "bad.csv")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "the model's inputs are a, b, c" in result.output and message in result.output
+
+
+@pytest.mark.parametrize("engine", ["reference", "c"])
+def test_rows_outside_the_training_range_are_flagged_and_counted(model, engine):
+    """IS §2.1: the clipped column is the reference's out-of-range flag of the real inputs, for both
+    engines; rows beyond an end get the end's prediction, and stderr says how many there were."""
+    tmp_path, blob = model
+    lo = blob.input_scale * (-32768 - blob.input_zero)
+    hi = blob.input_scale * (32767 - blob.input_zero)
+    rng = np.random.default_rng(4)
+    X = rng.uniform(lo - (hi - lo) / 4, hi + (hi - lo) / 4, (2000, 3))
+    X[:4] = [lo, hi, hi + (hi - lo), hi + 100 * (hi - lo)]
+    X[4:8] = (lo + hi) / 2
+    X[4:8, 0] = [lo[0], hi[0], hi[0] + 2 * (hi[0] - lo[0]), hi[0] + 5 * (hi[0] - lo[0])]
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%.17g")
+    args = [str(tmp_path / "m.bin"), str(tmp_path / "x.csv"), "--engine", engine]
+    result = CliRunner().invoke(main, args)
+    if engine == "c" and result.exit_code == 2 and "C engine is not available" in result.output:
+        pytest.skip("C runtime unavailable")
+    assert result.exit_code == 0, result.output
+    got = parse_output(result.stdout)
+    want = reference.out_of_range(blob, X) != 0
+    assert got[:, 2].tolist() == want.astype(int).tolist()
+    assert want[:8].tolist() == [False, False, True, True, False, False, True, True]
+    assert 0 < want.sum() < len(want)
+    assert np.array_equal(got[6:8], got[[5, 5]] * [1, 1, 0] + [0, 0, 1])  # the edge's mean and sd
+    assert result.stderr == (
+        f"direct-run: note: {want.sum()} of 2000 rows had inputs outside the training range "
+        "(clipped; predictions there are the edge's)\n"
+    )
+    inside = CliRunner().invoke(main, [str(tmp_path / "m.bin"), "-", "--engine", engine], input="0,0,0\n")
+    assert inside.exit_code == 0 and inside.stderr == "" and inside.stdout.endswith(",0\n")
+
+
+def test_quantized_inputs_flag_the_edges_in_both_engines(model):
+    tmp_path, blob = model
+    rng = np.random.default_rng(5)
+    q = rng.choice(np.array([-32768, -32767, 0, 32766, 32767], np.int16), (500, 3))
+    np.savetxt(tmp_path / "q.csv", q, delimiter=",", fmt="%d")
+    outs = [
+        CliRunner().invoke(
+            main, [str(tmp_path / "m.bin"), str(tmp_path / "q.csv"), "--quantized", "--engine", e]
+        )
+        for e in ("reference", "c")
+    ]
+    if "C engine is not available" in outs[1].output:
+        pytest.skip("C runtime unavailable")
+    assert [o.exit_code for o in outs] == [0, 0]
+    assert outs[0].stdout == outs[1].stdout and outs[0].stderr == outs[1].stderr
+    assert parse_output(outs[0].stdout)[:, 2].tolist() == (reference.at_edge(q) != 0).astype(int).tolist()
