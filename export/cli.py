@@ -170,7 +170,7 @@ def check_onnx(
     sess = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     if integer:
         q = reference.quantize_inputs(blob, trained.X)
-        got = sess.run(None, {"q": q})
+        got = sess.run(["mean_q", "var_q", "var_y_q"], {"q": q})
         want = reference.predict(blob, q)
         diff = max(
             int(np.max(np.abs(g.astype(object) - w.astype(object)))) for g, w in zip(got, want, strict=True)

@@ -26,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from direct_edge import __version__
+from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 OPSET = 21
@@ -232,6 +233,25 @@ def _float_features(g: _Graph, feats: FloatFeatures) -> str:
     return g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
 
 
+def _out_of_range(g: _Graph, flags: str) -> str:
+    """The IS §2.1 row flag ``out_of_range`` bool (n,) from per-input booleans (n, d): any of them."""
+    per_input = g.op("Cast", flags, to=TensorProto.INT32, hint="flag_i32")
+    any_flag = g.op("ReduceMax", per_input, g.const([1], np.int64, "axis"), keepdims=0, hint="any_flag")
+    return g.output("Cast", [any_flag], "out_of_range", to=TensorProto.BOOL)
+
+
+def _real_out_of_range(g: _Graph, blob: Blob) -> str:
+    """IS §2.1 for the float64 input x: x < lo or x >= hi with the per-input float64 thresholds of
+    :func:`reference.range_thresholds` (the same bits as the reference's quantisation for every x)."""
+    lo, hi = reference.range_thresholds(blob, np.float64)
+    below = g.op("Less", "x", g.const(lo, np.float64, "range_lo"))
+    beyond = g.op("GreaterOrEqual", "x", g.const(hi, np.float64, "range_hi"))
+    return _out_of_range(g, g.op("Or", below, beyond))
+
+
+OUT_OF_RANGE = helper.make_tensor_value_info("out_of_range", TensorProto.BOOL, ["n"])
+
+
 def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx.ModelProto:
     """The exact-moment float graph (IS §6 in float): x float64 (n, d) in input units -> mean,
     variance float64 (n,) in target units, from two MatMuls of φ̃ and φ̃² with the weights' posterior
@@ -252,10 +272,11 @@ def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx
     v = g.op("MatMul", g.op("Mul", phi, phi), g.const(var_w[:, None], np.float32, "weight_var"))
     v = g.op("Cast", g.op("Reshape", v, flat), to=f64)
     g.output("Add", [v, g.const(var_c, np.float64, "noise")], "variance")
+    _real_out_of_range(g, blob)
     doc = (
         "DIRECT Bayesian GLM, exact-moment float graph: x (n, d) float64 in input units -> predictive "
         "mean and variance (n,) float64 in target units, from the posterior means and variances of the "
-        "weights (no samples)."
+        "weights (no samples); out_of_range (n,) bool: an input outside the training range."
     )
     return g.model(
         "direct_edge_exact",
@@ -263,6 +284,7 @@ def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx
         [
             helper.make_tensor_value_info("mean", f64, ["n"]),
             helper.make_tensor_value_info("variance", f64, ["n"]),
+            OUT_OF_RANGE,
         ],
         _metadata(blob, "exact", {"origin": json.dumps(feats.origin.tolist())}),
         doc,
@@ -311,15 +333,18 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     dev = g.op("Sub", centred, mean_k)
     var_f = g.op("Cast", g.op("ReduceMean", g.op("Mul", dev, dev), axis, keepdims=0), to=f64)
     g.output("Add", [var_f, g.const(noise_variance(blob), np.float64, "noise")], "variance")
+    _real_out_of_range(g, blob)
     outputs = [
         helper.make_tensor_value_info("mean", f64, ["n"]),
         helper.make_tensor_value_info("variance", f64, ["n"]),
     ]
     if per_sample:
         outputs.append(helper.make_tensor_value_info("samples", f64, ["n", S]))
+    outputs.append(OUT_OF_RANGE)
     doc = (
         "DIRECT Bayesian GLM, float graph: x (n, d) float64 in input units -> predictive mean and variance "
-        "(n,) float64 in target units; the ensemble of S posterior samples of 4-bit weights."
+        "(n,) float64 in target units; the ensemble of S posterior samples of 4-bit weights; "
+        "out_of_range (n,) bool: an input outside the training range."
     )
     return g.model(
         "direct_edge_float",
@@ -445,6 +470,9 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     var = _mulshift96(g, g.op("Cast", num, to=TensorProto.UINT64), blob.m2, blob.s2)
     g.output("Identity", [var], "var_q")
     g.output("Add", [var, g.const(blob.noise_q, np.uint64, "noise_q")], "var_y_q")
+    # IS §2.1 for int16 inputs: an input at −32768 or 32767 (at or beyond the edge).
+    at_min = g.op("Equal", q, g.const(-32768, np.int64, "q_min"))
+    _out_of_range(g, g.op("Or", at_min, g.op("Equal", q, g.const(32767, np.int64, "q_max"))))
     outputs = [
         helper.make_tensor_value_info("mean_q", TensorProto.INT32, ["n"]),
         helper.make_tensor_value_info("var_q", TensorProto.UINT64, ["n"]),
@@ -452,10 +480,12 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     ]
     if per_sample:
         outputs.append(helper.make_tensor_value_info("samples_q", TensorProto.INT32, ["n", S]))
+    outputs.append(OUT_OF_RANGE)
     doc = (
         "DIRECT Bayesian GLM, integer graph (docs/integer-spec.md v1): q (n, d) int16 -> mean_q int32, "
         "var_q and var_y_q uint64; target units: mean = y_offset + mean_scale*mean_q, "
-        "sd = mean_scale*sqrt(var_y_q) (metadata mean_scale, y_offset)."
+        "sd = mean_scale*sqrt(var_y_q) (metadata mean_scale, y_offset); out_of_range (n,) bool: an input "
+        "at -32768 or 32767, at or beyond the training range's edge."
     )
     return g.model(
         "direct_edge_integer",

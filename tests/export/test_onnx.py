@@ -48,7 +48,9 @@ def test_integer_graph_is_bit_exact_with_the_reference_in_onnxruntime(name):
     blob = blob_of(name)
     model = onnx_export.integer_model(blob, per_sample=True)
     q = inputs(blob.n_inputs)
-    mean_q, var_q, var_y_q, samples_q = onnx_export.session(onnx_export.to_bytes(model)).run(None, {"q": q})
+    mean_q, var_q, var_y_q, samples_q, _ = onnx_export.session(onnx_export.to_bytes(model)).run(
+        None, {"q": q}
+    )
     want = reference.predict(blob, q)
     assert mean_q.dtype == np.int32 and var_q.dtype == np.uint64 and var_y_q.dtype == np.uint64
     for got, exp in zip((mean_q, var_q, var_y_q), want, strict=True):
@@ -60,6 +62,7 @@ def test_integer_graph_is_bit_exact_in_the_reference_evaluator():
     blob = parse(synthetic_blob("rff", 3, 64, 4, zeros=0.3, seed=7))
     q = inputs(3)
     got = ReferenceEvaluator(onnx_export.integer_model(blob)).run(None, {"q": q})
+    np.testing.assert_array_equal(got.pop(), reference.at_edge(q) != 0)
     for g, w in zip(got, reference.predict(blob, q), strict=True):
         np.testing.assert_array_equal(np.asarray(g).astype(w.dtype), w)
     linear = blob_of("linear-d9-S8")
@@ -94,6 +97,7 @@ def test_integer_graph_is_bit_exact_at_every_optimisation_level(tmp_path, level)
     blob = blob_of("rff-d9-b512-S32")
     q = inputs(blob.n_inputs)
     got = user_session(saved(tmp_path, onnx_export.integer_model(blob)), level).run(None, {"q": q})
+    np.testing.assert_array_equal(got.pop(), reference.at_edge(q) != 0)
     for g, w in zip(got, reference.predict(blob, q), strict=True):
         np.testing.assert_array_equal(g, w)
     linear = blob_of("linear-d9-S8")
@@ -137,7 +141,7 @@ def test_float_graph_is_within_the_float32_tolerance_at_every_optimisation_level
     feats = onnx_export.features_from_blob(blob)
     path = saved(tmp_path, onnx_export.float_model(blob, feats, per_sample=True))
     x = float_inputs(blob)
-    mean, variance, samples = user_session(path, level).run(None, {"x": x})
+    mean, variance, samples, _ = user_session(path, level).run(None, {"x": x})
     assert mean.dtype == np.float64 and variance.shape == (N,)
     m64, v64, f64 = float64_outputs(blob, feats, x)
     tol = float_tolerance(blob, feats, x)
@@ -209,7 +213,7 @@ def test_graphs_of_trained_models_agree_with_float64_and_the_trained_moments(
         assert beyond.sum() == 200 and np.all(X[0] == X.min(axis=0, where=~beyond[:, None], initial=np.inf))
         mean, variance = user_session(saved(tmp_path, onnx_export.float_model(blob, feats)), level).run(
             None, {"x": X}
-        )
+        )[:2]
         f = float64_samples(model, blob, X)
         span = np.ptp(f)
         assert np.max(np.abs(mean - f.mean(axis=1))) <= 2e-6 * span
@@ -217,7 +221,7 @@ def test_graphs_of_trained_models_agree_with_float64_and_the_trained_moments(
         assert np.max(np.abs(np.sqrt(variance) - sd64)) <= 2e-6 * span
         moments = onnx_export.moments_from_model(model)
         exact = saved(tmp_path, onnx_export.exact_model(blob, feats, moments), "exact.onnx")
-        mean, variance = user_session(exact, level).run(None, {"x": X})
+        mean, variance = user_session(exact, level).run(None, {"x": X})[:2]
         m, sd = model.predict(X, return_std=True)
         assert np.max(np.abs(mean - m)) <= 2e-6 * span
         assert np.max(np.abs(np.sqrt(variance) - sd)) <= 2e-6 * span
