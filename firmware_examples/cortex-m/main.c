@@ -7,8 +7,16 @@
  *
  *     <row> <mean_q> <var_f_q> <var_y_q>
  *
- * and returns 0 only when every output equals the reference bit for bit. Output goes through newlib's
- * semihosting (rdimon), so QEMU prints it on stdout and exits with main's return value.
+ * and returns 0 only when every output equals the reference bit for bit. With WITH_ROWS defined (the Makefile
+ * does when MODEL_DIR has a rows.h from firmware_examples/make_rows.py), it then predicts your own rows:
+ * real inputs turned into int16 by model.h's generated helpers (model_quantize_fixed on a core without
+ * an FPU, model_quantize_f32 with one), the outputs turned into target units by model_output_fixed, and
+ * prints, in integers only (newlib-nano's printf has no %f),
+ *
+ *     row <i> <q_0> .. <q_d-1> <mean_q> <var_y_q> <mean> <sd>     (mean, sd in 10^-ROWS_DECIMALS units)
+ *
+ * Output goes through newlib's semihosting (rdimon), so QEMU prints it on stdout and exits with main's
+ * return value.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +24,12 @@
 #include "direct.h"
 #include "model.h"
 #include "test_vectors.h"
+#ifdef WITH_ROWS
+#include "rows.h"
+#if ROWS_N_INPUTS != MODEL_N_INPUTS
+#error "rows.h was made for another model.h: run make_rows.py on this model.h"
+#endif
+#endif
 
 #if MODEL_N_INPUTS != TV_N_INPUTS || MODEL_SIZE != TV_BLOB_SIZE
 #error "test_vectors.h was made for another model.h: run make_test_vectors.py on this model.h"
@@ -33,6 +47,35 @@ static const char *u64_text(uint64_t v, char *buf) {
 }
 
 static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
+
+#ifdef WITH_ROWS
+/* Your rows: quantise with model.h's helper, predict, print integers. 0, or 2 when a call fails. */
+static int predict_rows(const direct_model *m) {
+    uint32_t i, k;
+    char b[21];
+    for (i = 0u; i < ROWS_N; ++i) {
+        int16_t q[MODEL_N_INPUTS];
+        int32_t mean, sd;
+        direct_prediction p;
+#if defined(__ARM_FP)
+        model_quantize_f32(&rows_x[i * MODEL_N_INPUTS], q); /* FPU: the real values */
+#else
+        model_quantize_fixed(&rows_v[i * MODEL_N_INPUTS], q); /* no FPU: x * 2^MODEL_INPUT_FRAC_BITS[k] */
+#endif
+        if (direct_predict(m, q, scratch, sizeof scratch, &p) != DIRECT_OK ||
+            model_output_fixed(p.mean, p.var_y, ROWS_DECIMALS, &mean, &sd) != 0) {
+            printf("row %lu failed\n", (unsigned long)i);
+            return 2;
+        }
+        printf("row %lu", (unsigned long)i);
+        for (k = 0u; k < MODEL_N_INPUTS; ++k) {
+            printf(" %d", (int)q[k]);
+        }
+        printf(" %ld %s %ld %ld\n", (long)p.mean, u64_text(p.var_y, b), (long)mean, (long)sd);
+    }
+    return 0;
+}
+#endif
 
 int main(void) {
     direct_model m;
@@ -60,5 +103,10 @@ int main(void) {
     }
     printf("%s: %lu of %lu rows match the reference\n", bad == 0u ? "PASS" : "FAIL",
            (unsigned long)(TV_ROWS - bad), (unsigned long)TV_ROWS);
+#ifdef WITH_ROWS
+    if (predict_rows(&m) != 0) {
+        return 2;
+    }
+#endif
     return bad == 0u ? 0 : 1;
 }

@@ -3,11 +3,15 @@ under qemu-system-arm with semihosting, outputs bit-exact with runtime/reference
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 
+import numpy as np
 import pytest
 
 from .conftest import (
+    EXAMPLES,
     elf_size,
     make,
     require_newlib,
@@ -102,3 +106,53 @@ def test_cortex_m_example_exits_nonzero_when_outputs_differ(tmp_path):
     (tmp_path / "other" / "model.h").write_text(header)  # same size and d, different expected outputs
     stdout, code = _build_and_run("m4", tmp_path / "other", tmp_path / "build")
     assert code == 1 and "FAIL" in stdout
+
+
+def _rows(model_dir, target: str) -> list[str]:
+    """rows.csv (columns in another order than the model's) through make_rows.py into rows.h; the lines
+    the example must print for them, from make_rows.py --print (the numpy reference)."""
+    names = ["s6", "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5"]
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-0.12, 0.12, (12, len(names)))
+    values[0] = 0.0
+    values[1, 0] = 1.0  # beyond the training range: saturates
+    csv_text = ",".join(names) + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in values)
+    (model_dir / "rows.csv").write_text(csv_text + "\n")
+    script = str(EXAMPLES / "make_rows.py")
+    made = run(
+        [
+            sys.executable,
+            script,
+            str(model_dir / "model.h"),
+            str(model_dir / "rows.csv"),
+            "-o",
+            str(model_dir / "rows.h"),
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+    path = "float" if target == "m4" else "fixed"
+    printed = run(
+        [sys.executable, script, str(model_dir / "model.h"), str(model_dir / "rows.csv"), "--print", path]
+    )
+    assert printed.returncode == 0, printed.stderr
+    return printed.stdout.splitlines()
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_cortex_m_predicts_your_rows_with_the_generated_helpers(target, trained_header, tmp_path):
+    """Your CSV rows via make_rows.py: quantised on the device by model.h's helpers (fixed point on the
+    M0, float on the M4F), outputs in target units by model_output_fixed, all printed as integers and
+    equal to the numpy reference bit for bit."""
+    _tools()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(trained_header, model_dir / "model.h")
+    write_vectors(model_dir, 8, seed=1)
+    want = _rows(model_dir, target)
+    stdout, code = _build_and_run(target, model_dir, tmp_path / "build")
+    assert code == 0, stdout[-2000:]
+    got = [line.strip() for line in stdout.splitlines() if line.startswith("row ")]
+    assert got == want and len(got) == 12
+    assert not re.search(
+        r'printf\("[^"]*%[-+ #0-9.]*[fgeFGE]', (EXAMPLES / "cortex-m" / "main.c").read_text()
+    )
