@@ -1,9 +1,12 @@
 """Instructions per prediction on Cortex-M0 and Cortex-M4 under ``qemu-system-arm -icount shift=0``.
 
     .venv/bin/python benchmarks/firmware_benchmark.py [--quick] [--json out.json]
+    .venv/bin/python benchmarks/firmware_benchmark.py --cores M0 M4 x86 --layout dense4 bitmap4 grouped gap4 \
+        --cmsis-nn '' --json layout_costs.json     # the counts export/layout_cost.py is fitted on
 
 For b in {64, 256, 1024}, S in {1, 8, 32} and 0 / 50 / 90 % zero levels, a synthetic rff model
-(export/packed.py ``synthetic_blob``, d = 8 inputs, the exporter's smallest layout) is compiled into
+(export/packed.py ``synthetic_blob``, d = 8 inputs, each --layout; auto: the exporter's default choice,
+the fastest on Cortex-M4 no larger than dense4) is compiled into
 firmware_examples/cortex-m/bench.c with the same flags as the example (gcc -O2; M0 soft-float on the
 QEMU microbit, M4 with the FPU on mps2-an386) and run once. SysTick, calibrated on a loop of known length,
 gives exact instruction counts (QEMU counts instructions, not cycles). Side by side in the same image:
@@ -21,6 +24,7 @@ multiply-accumulate (S·b); "ours/s8" is this product's per-nonzero cost over CM
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from direct_edge.export.c_header import render
+from direct_edge.export.layout_cost import level_stats
 from direct_edge.export.packed import synthetic_blob
 from direct_edge.runtime.blob import parse
 
@@ -142,11 +147,48 @@ def runtime_code_bytes(target: str, work: Path) -> int:
     return total
 
 
+def host_row(work: Path, data: bytes, blob, zeros: float) -> dict:
+    """Callgrind's exact instructions per direct_predict / direct_features call of the portable -O2 host
+    build (benchmarks/runtime_benchmark.py's harness), 20 calls each."""
+    from runtime_benchmark import build_harness, callgrind
+
+    exe = work / "bench_predict"
+    if not exe.exists():
+        build_harness(work)
+    path = work / "host.bin"
+    path.write_bytes(data)
+    predict = callgrind(exe, path, "predict", "direct_predict", 20)
+    features = callgrind(exe, path, "features", "direct_features", 20)
+    row = {
+        "target": "x86", "b": blob.n_features, "S": blob.n_samples, "zeros": zeros,
+        "layout": blob.layout_name, "predict": round(predict), "features": round(features),
+        "blob_bytes": len(data), **level_stats(blob.levels),
+    }  # fmt: skip
+    print(
+        f"x86 b={row['b']:5d} S={row['S']:2d} zeros={zeros:.0%} {row['layout']:8s} "
+        f"predict {row['predict']:9d} features {row['features']:7d}",
+        flush=True,
+    )
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="b = 256 and S = 8 only")
     ap.add_argument("--json", help="also write the rows to this JSON file")
-    ap.add_argument("--layout", default="auto", help="sample layout (MF §6) [auto: the exporter's smallest]")
+    ap.add_argument(
+        "--layout",
+        nargs="+",
+        default=["auto"],
+        help="sample layouts (MF §6), each measured on every configuration [auto: the exporter's choice]",
+    )
+    ap.add_argument(
+        "--cores",
+        nargs="+",
+        choices=[*TARGETS, "x86"],
+        default=list(TARGETS),
+        help="cores [M0 M4]; x86: this host's portable -O2 build under callgrind (instructions only)",
+    )
     ap.add_argument("--b", type=int, nargs="+", help="feature counts (default 64 256 1024; --quick 256)")
     ap.add_argument("--S", type=int, nargs="+", help="sample counts (default 1 8 32; --quick 8)")
     ap.add_argument("--zeros", type=float, nargs="+", default=[0.0, 0.5, 0.9], help="shares of zero levels")
@@ -165,56 +207,60 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        code = {t: runtime_code_bytes(t, work) for t in TARGETS}
-        for target in TARGETS:
-            for b in bs:
-                for S in Ss:
-                    for zeros in args.zeros:
-                        data = synthetic_blob(
-                            "rff", D, b, S, zeros=zeros, seed=b + S, exact=False, layout=args.layout
-                        )
-                        blob = parse(data)
-                        nnz = int(np.count_nonzero(blob.levels))
-                        reps = int(np.clip(2_000_000 // (b * S), 2, 200))
-                        float_reps = int(np.clip(reps // (16 if target == "M0" else 4), 1, 50))
-                        (work / "bench_model.h").write_text(bench_header(data, reps, float_reps, b))
-                        try:
-                            elf = build(work, target, cmsis)
-                        except RuntimeError:  # the peer's extra code and int4 copy may not fit the M0's flash
-                            elf = build(work, target, None)
-                        r = run(elf, target)
-                        weights = r["predict"] - r["features"]
-                        row = {
-                            "target": target, "b": b, "S": S, "zeros": zeros, "layout": blob.layout_name,
-                            "nnz": nnz, "predict": r["predict"], "features": r["features"],
-                            "per_nonzero": weights / max(nnz, 1), "int8_dot": r["int8_dot"],
-                            "int8_per_weight": r["int8_dot"] / (b * S), "float": r["float"],
-                            "float_dot": r["float_dot"], "float_per_weight": r["float_dot"] / (b * S),
-                            "float_over_int": r["float"] / r["predict"], "blob_bytes": len(data),
-                            "flash_bytes": code[target] + len(data),
-                            "ram_bytes": 2 * (b + b % 2) + r["model_struct"],
-                        }  # fmt: skip
-                        peer = ""
-                        if "cmsis_s8" in r:
-                            row["cmsis_s8"], row["cmsis_s4"] = r["cmsis_s8"], r["cmsis_s4"]
-                            row["cmsis_s8_per_mac"] = r["cmsis_s8"] / (b * S)
-                            row["cmsis_s4_per_mac"] = r["cmsis_s4"] / (b * S)
-                            row["ours_over_s8"] = row["per_nonzero"] / row["cmsis_s8_per_mac"]
-                            peer = (
-                                f" | cmsis-nn s8/mac {row['cmsis_s8_per_mac']:5.2f} s4/mac "
-                                f"{row['cmsis_s4_per_mac']:5.2f} ours/s8 {row['ours_over_s8']:5.2f}"
-                            )
-                        rows.append(row)
-                        print(
-                            f"{target} b={b:5d} S={S:2d} zeros={zeros:.0%} {row['layout']:8s} "
-                            f"predict {row['predict']:9d} features {row['features']:7d} "
-                            f"per-nnz {row['per_nonzero']:5.2f} int8/w {row['int8_per_weight']:5.2f} "
-                            f"feat/b {row['features'] / b:5.1f} "
-                            f"float {row['float']:10d} float/w {row['float_per_weight']:6.1f} "
-                            f"float/int {row['float_over_int']:6.1f} blob {len(data)} "
-                            f"flash {row['flash_bytes']} ram {row['ram_bytes']}{peer}",
-                            flush=True,
-                        )
+        code = {t: runtime_code_bytes(t, work) for t in args.cores if t in TARGETS}
+        for target, b, S, zeros, layout in itertools.product(args.cores, bs, Ss, args.zeros, args.layout):
+            data = synthetic_blob("rff", D, b, S, zeros=zeros, seed=b + S, exact=False, layout=layout)
+            blob = parse(data)
+            if target == "x86":
+                rows.append(host_row(work, data, blob, zeros))
+                continue
+            nnz = int(np.count_nonzero(blob.levels))
+            reps = int(np.clip(2_000_000 // (b * S), 2, 200))
+            float_reps = int(np.clip(reps // (16 if target == "M0" else 4), 1, 50))
+            (work / "bench_model.h").write_text(bench_header(data, reps, float_reps, b))
+            try:
+                elf = build(work, target, cmsis)
+            except RuntimeError:  # the peer's extra code and int4 copy may not fit the M0's flash
+                try:
+                    elf = build(work, target, None)
+                except RuntimeError as e:  # nor may a large layout next to the float and int8 copies
+                    why = str(e).splitlines()[-2]
+                    print(f"{target} b={b:5d} S={S:2d} zeros={zeros:.0%} {layout}: not built ({why})")
+                    continue
+            r = run(elf, target)
+            weights = r["predict"] - r["features"]
+            row = {
+                "target": target, "b": b, "S": S, "zeros": zeros, "layout": blob.layout_name,
+                "nnz": nnz, "predict": r["predict"], "features": r["features"],
+                "per_nonzero": weights / max(nnz, 1), "int8_dot": r["int8_dot"],
+                "int8_per_weight": r["int8_dot"] / (b * S), "float": r["float"],
+                "float_dot": r["float_dot"], "float_per_weight": r["float_dot"] / (b * S),
+                "float_over_int": r["float"] / r["predict"], "blob_bytes": len(data),
+                "flash_bytes": code[target] + len(data),
+                "ram_bytes": 2 * (b + b % 2) + r["model_struct"],
+                **level_stats(blob.levels),
+            }  # fmt: skip
+            peer = ""
+            if "cmsis_s8" in r:
+                row["cmsis_s8"], row["cmsis_s4"] = r["cmsis_s8"], r["cmsis_s4"]
+                row["cmsis_s8_per_mac"] = r["cmsis_s8"] / (b * S)
+                row["cmsis_s4_per_mac"] = r["cmsis_s4"] / (b * S)
+                row["ours_over_s8"] = row["per_nonzero"] / row["cmsis_s8_per_mac"]
+                peer = (
+                    f" | cmsis-nn s8/mac {row['cmsis_s8_per_mac']:5.2f} s4/mac "
+                    f"{row['cmsis_s4_per_mac']:5.2f} ours/s8 {row['ours_over_s8']:5.2f}"
+                )
+            rows.append(row)
+            print(
+                f"{target} b={b:5d} S={S:2d} zeros={zeros:.0%} {row['layout']:8s} "
+                f"predict {row['predict']:9d} features {row['features']:7d} "
+                f"per-nnz {row['per_nonzero']:5.2f} int8/w {row['int8_per_weight']:5.2f} "
+                f"feat/b {row['features'] / b:5.1f} "
+                f"float {row['float']:10d} float/w {row['float_per_weight']:6.1f} "
+                f"float/int {row['float_over_int']:6.1f} blob {len(data)} "
+                f"flash {row['flash_bytes']} ram {row['ram_bytes']}{peer}",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"runtime_code_bytes": code, "rows": rows}, indent=1))
     return 0
