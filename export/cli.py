@@ -21,6 +21,7 @@ import numpy as np
 
 from direct_edge.commands import command
 from direct_edge.export.c_header import c_identifier, render
+from direct_edge.export.layout_cost import DEFAULT_TARGET
 from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, save_blob
 from direct_edge.files import check_not_an_input
 from direct_edge.runtime import reference
@@ -34,7 +35,16 @@ DEFAULT_MODEL = "model.direct"
 CHECK_ROWS = 1000
 # The largest C array each target's compiler accepts, in bytes (avr-gcc: "size of array is too large"
 # above 32,767, its ptrdiff_t being 16 bits).  "any" makes no promise.
-TARGET_ARRAY_LIMITS = {"any": None, "avr": 32767}
+TARGET_ARRAY_LIMITS = {"any": None, "avr": 32767, "cortex-m0": None, "cortex-m4": None, "host": None}
+# The cost table (export/layout_cost.py) --layout auto --optimize speed uses per target: "any" takes the
+# default (Cortex-M4); AVR is not measured and takes Cortex-M0's (no DSP, no dual MAC; the nearest).
+TARGET_COSTS = {
+    "any": DEFAULT_TARGET,
+    "avr": "cortex-m0",
+    "cortex-m0": "cortex-m0",
+    "cortex-m4": "cortex-m4",
+    "host": "host",
+}
 
 
 def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -330,8 +340,13 @@ def export(
     activations: int = 16,
     ensemble: bool = False,
     target: str = "any",
+    optimize: str = "speed",
+    max_bytes: int | None = None,
 ) -> str:
     """Pack, write and describe; returns the summary text.
+
+    ``layout`` "auto" picks with ``optimize`` ("speed": the fastest on ``target`` by the cost model and
+    never larger than dense4; "size": the smallest) among the layouts whose blob fits ``max_bytes``.
 
     The summary's check lines compare, on :func:`check_batch` (1,000 inputs over and beyond the training
     range), what the written file outputs with the trained model's exact predictive mean and sd
@@ -356,7 +371,16 @@ def export(
         model = load_model(model_path)
     except (ModelFileError, OSError) as exc:
         raise ExportError(str(exc)) from None
-    data = pack(model, n_samples=samples, seed=seed, layout=layout, exact=exact)
+    data = pack(
+        model,
+        n_samples=samples,
+        seed=seed,
+        layout=layout,
+        exact=exact,
+        optimize=optimize,
+        target=TARGET_COSTS[target],
+        max_bytes=max_bytes,
+    )
     target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
     trained = TrainedCheck.of(model, blob)
@@ -394,11 +418,21 @@ def export(
         if not integer
         else "the .bin/.h exact mode or the float graph carry the exact moments"
     )
+    why = ""
+    if layout == "auto":
+        why = (
+            f" (auto: the fastest on {TARGET_COSTS[target]} no larger than dense4"
+            if optimize == "speed"
+            else " (auto: the smallest"
+        ) + (f", blob within {max_bytes:,} bytes)" if max_bytes is not None else ")")
     rows = [
         ("format", fmt),
         ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
         ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights"),
-        ("samples", f"{blob.n_samples} (seed {seed}), {blob.bits}-bit levels, layout {blob.layout_name}"),
+        (
+            "samples",
+            f"{blob.n_samples} (seed {seed}), {blob.bits}-bit levels, layout {blob.layout_name}{why}",
+        ),
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
         *(("check", line) for line in checks),
@@ -426,7 +460,21 @@ def export(
     type=click.Choice(["auto", *LAYOUTS]),
     default="auto",
     show_default=True,
-    help="Sparse layout of the samples (auto: the smallest).",
+    help="Sparse layout of the samples (auto: chosen by --optimize for --target).",
+)
+@click.option(
+    "--optimize",
+    type=click.Choice(["speed", "size"]),
+    default="speed",
+    show_default=True,
+    help="--layout auto: the fewest instructions per prediction on --target by the cost model, never "
+    "larger than dense4 (speed), or the fewest bytes (size).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--layout auto: the blob's byte budget (the fastest or smallest layout that fits; error if none).",
 )
 @click.option(
     "--exact-moments/--no-exact-moments",
@@ -452,16 +500,40 @@ def export(
     type=click.Choice(list(TARGET_ARRAY_LIMITS)),
     default="any",
     show_default=True,
-    help=".h: refuse a blob the target's compiler cannot hold in one array (avr: 32,767 bytes).",
+    help="The device: --layout auto's cost model (any: cortex-m4; avr: cortex-m0's table) and, for .h, "
+    "the compiler's array limit (avr: 32,767 bytes).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def main(
-    paths, model_option, samples, seed, layout, exact_moments, integer, activations, ensemble, target, quiet
+    paths,
+    model_option,
+    samples,
+    seed,
+    layout,
+    optimize,
+    max_bytes,
+    exact_moments,
+    integer,
+    activations,
+    ensemble,
+    target,
+    quiet,
 ) -> None:
     """Pack the trained MODEL (default model.direct) and write OUTPUT (.bin, .h, .onnx or .tflite)."""
     model_path, output = model_and_output(paths, model_option)
     summary = export(
-        model_path, output, samples, seed, layout, exact_moments, integer, int(activations), ensemble, target
+        model_path,
+        output,
+        samples,
+        seed,
+        layout,
+        exact_moments,
+        integer,
+        int(activations),
+        ensemble,
+        target,
+        optimize,
+        max_bytes,
     )
     if not quiet:
         click.echo(summary)

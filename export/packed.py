@@ -3,9 +3,10 @@
 The blob layout is docs/model-format.md (MF §n); the integer parameters chosen here follow
 docs/integer-spec.md (IS §n).  :func:`pack` takes a fitted ``DirectRegressor`` (or a ``model.direct``
 path), draws S posterior samples, folds the input standardisation into integer feature parameters,
-picks the pre-shift and the output multipliers, encodes the samples in the smallest layout, and
-returns the bytes.  :func:`synthetic_blob` builds blobs with chosen sizes, bits and sparsity for tests and
-benchmarks through the same functions.  Every blob is re-read by ``direct_edge.runtime.blob.parse``
+picks the pre-shift and the output multipliers, encodes the samples in the layout the cost model
+(export/layout_cost.py) predicts fastest within a byte budget, or the smallest, and returns the bytes.
+:func:`synthetic_blob` builds blobs with chosen sizes, bits and sparsity for tests and benchmarks
+through the same functions.  Every blob is re-read by ``direct_edge.runtime.blob.parse``
 before it is returned, so the exporter cannot emit what the runtimes would reject.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from direct_edge.errors import UserError
+from direct_edge.export import layout_cost
+from direct_edge.export.layout_cost import DEFAULT_TARGET
 from direct_edge.files import write_atomic
 from direct_edge.runtime import bounds, header
 from direct_edge.runtime.blob import (
@@ -224,16 +227,50 @@ _ENCODERS = {
 }
 
 
-def encode_samples(levels: np.ndarray, layout: str = "auto") -> tuple[int, bytes]:
-    """Encode (S, b) levels in ``layout`` ("auto": the smallest, the faster one on a tie)."""
+OPTIMIZE = ("speed", "size")
+
+
+def rank_layouts(
+    levels: np.ndarray, encoded: dict[int, bytes], optimize: str = "speed", target: str = DEFAULT_TARGET
+) -> list[int]:
+    """The layouts for (S, b) ``levels``, best first, given each one's ``encoded`` bytes.  "size": the
+    smallest first (the faster one on a tie, docs/benchmarks.md).  "speed": the fewest instructions
+    per prediction on ``target`` by the cost model (export/layout_cost.py), the smaller on a tie.
+    ``auto`` writes the first that fits its budget."""
+    if optimize not in OPTIMIZE:
+        raise ExportError(f"unknown optimize {optimize!r}; choose speed or size")
+    if optimize == "size":
+        return sorted(encoded, key=lambda c: (len(encoded[c]), _SPEED_ORDER.index(c)))
+    if target not in layout_cost.TARGETS:
+        raise ExportError(f"unknown target {target!r}; choose {', '.join(layout_cost.TARGETS)}")
+    predicted = layout_cost.costs(levels, target)
+    return sorted(encoded, key=lambda c: (predicted[LAYOUT_NAMES[c]], len(encoded[c])))
+
+
+def encode_samples(
+    levels: np.ndarray,
+    layout: str = "auto",
+    optimize: str = "size",
+    target: str = DEFAULT_TARGET,
+    max_bytes: int | None = None,
+) -> tuple[int, bytes]:
+    """Encode (S, b) levels in ``layout``; "auto": the first of :func:`rank_layouts` (``optimize``,
+    ``target``) whose encoding is at most ``max_bytes`` (by default, for "speed", dense4's size;
+    ExportError when none fits).  This low-level encoder's ``optimize`` defaults to "size" (the
+    smallest); :func:`pack` and :func:`assemble` default to "speed"."""
     if layout != "auto":
         if layout not in LAYOUTS:
             raise ExportError(f"unknown layout {layout!r}; choose auto, {', '.join(LAYOUTS)}")
         code = LAYOUTS[layout]
         return code, _ENCODERS[code](levels)
     encoded = {code: _ENCODERS[code](levels) for code in _SPEED_ORDER}
-    code = min(_SPEED_ORDER, key=lambda c: (len(encoded[c]), _SPEED_ORDER.index(c)))
-    return code, encoded[code]
+    if max_bytes is None and optimize == "speed":
+        max_bytes = len(encoded[LAYOUT_DENSE4])
+    for code in rank_layouts(levels, encoded, optimize, target):
+        if max_bytes is None or len(encoded[code]) <= max_bytes:
+            return code, encoded[code]
+    smallest = min(len(v) for v in encoded.values())
+    raise ExportError(f"the samples need at least {smallest:,} bytes, over the budget of {max_bytes:,}")
 
 
 # ---- MF §2–§8: assembling the blob ----------------------------------------------------------------
@@ -273,8 +310,18 @@ def _exact_section(exact: tuple[np.ndarray, np.ndarray]) -> bytes:
     return mq.tobytes() + vq.tobytes()
 
 
-def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
-    """Pack ``model`` into blob bytes (MF §1–§8) and verify them with the runtime's reader."""
+def assemble(
+    model: IntegerModel,
+    layout: str = "auto",
+    optimize: str = "speed",
+    target: str = DEFAULT_TARGET,
+    max_bytes: int | None = None,
+) -> bytes:
+    """Pack ``model`` into blob bytes (MF §1–§8) and verify them with the runtime's reader.
+
+    ``layout`` "auto": with ``optimize`` "speed" the layout the cost model predicts fastest on
+    ``target`` (export/layout_cost.py), with "size" the smallest, whose whole blob is at most
+    ``max_bytes`` bytes (by default, for "speed", the dense4 blob's size; ExportError when none fits)."""
     levels = np.asarray(model.levels, dtype=np.int8)
     S, b = levels.shape
     d = len(model.input_scale)
@@ -299,7 +346,6 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
     noise_q, noise_exact_q = round(float(noise)), round(float(noise_exact))
     if not (bounds.noise_fits(noise_q) and bounds.noise_fits(noise_exact_q)):
         raise ExportError("the noise variance is too large next to the weights' resolution")
-    layout_code, samples = encode_samples(levels, layout)
     M, B = model.feature_params
     if model.kind == KIND_LINEAR:
         feature_bytes = np.stack([M, B], axis=1).astype("<i4").tobytes()
@@ -308,36 +354,57 @@ def assemble(model: IntegerModel, layout: str = "auto") -> bytes:
         feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
         table = sine_table().astype("<i2").tobytes()
     meta = json.dumps(model.meta or {}, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    sections = [
+    sections = [  # the samples (index 3) go in below
         np.stack([model.input_scale, model.input_zero], axis=1).astype("<f8").tobytes(),
         feature_bytes,
         table,
-        samples,
+        b"",
         _exact_section(exact) if exact is not None else b"",
         meta,
     ]
-    blob = frame(
-        {
-            "kind": model.kind,
-            "layout": layout_code,
-            "bits": model.bits,
-            "flags": FLAG_EXACT if exact is not None else 0,
-            "n_inputs": d,
-            "n_features": b,
-            "n_samples": S,
-            "feature_frac": model.feature_frac,
-            "pre_shift": r,
-            "m1": out["m1"],
-            "s1": out["s1"],
-            "s2": out["s2"],
-            "m2": out["m2"],
-            "noise_q": noise_q,
-            "noise_exact_q": noise_exact_q,
-            "mean_scale": mean_scale,
-            "y_offset": model.y_offset,
-        },
-        sections,
-    )
+
+    def framed(code: int, samples: bytes) -> bytes:
+        return frame(
+            {
+                "kind": model.kind,
+                "layout": code,
+                "bits": model.bits,
+                "flags": FLAG_EXACT if exact is not None else 0,
+                "n_inputs": d,
+                "n_features": b,
+                "n_samples": S,
+                "feature_frac": model.feature_frac,
+                "pre_shift": r,
+                "m1": out["m1"],
+                "s1": out["s1"],
+                "s2": out["s2"],
+                "m2": out["m2"],
+                "noise_q": noise_q,
+                "noise_exact_q": noise_exact_q,
+                "mean_scale": mean_scale,
+                "y_offset": model.y_offset,
+            },
+            sections[:3] + [samples] + sections[4:],
+        )
+
+    if layout != "auto":
+        blob = framed(*encode_samples(levels, layout))
+        if max_bytes is not None and len(blob) > max_bytes:
+            raise ExportError(
+                f"the blob in {layout} is {len(blob):,} bytes, over the budget of {max_bytes:,}"
+            )
+    else:
+        encoded = {code: _ENCODERS[code](levels) for code in _SPEED_ORDER}
+        if max_bytes is None and optimize == "speed":
+            max_bytes = len(framed(LAYOUT_DENSE4, encoded[LAYOUT_DENSE4]))
+        candidates = (framed(c, encoded[c]) for c in rank_layouts(levels, encoded, optimize, target))
+        blob = next((data for data in candidates if max_bytes is None or len(data) <= max_bytes), None)
+        if blob is None:
+            smallest = len(framed(*min(encoded.items(), key=lambda kv: len(kv[1]))))
+            raise ExportError(
+                f"the smallest blob is {smallest:,} bytes, over the budget of {max_bytes:,}; "
+                "use fewer samples or features"
+            )
     parse(blob)  # the exporter never emits what the readers reject
     return blob
 
@@ -382,12 +449,17 @@ def pack(
     layout: str = "auto",
     exact: bool = False,
     clip_range: tuple[np.ndarray, np.ndarray] | None = None,
+    optimize: str = "speed",
+    target: str = DEFAULT_TARGET,
+    max_bytes: int | None = None,
 ) -> bytes:
     """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
 
     ``n_samples``: S posterior samples (1 … 65535) drawn with ``seed``; ``layout``: "auto" or a name of
     MF §6; ``exact``: also store the exact-moment section (IS §6); ``clip_range``: (lo, hi) (d,) each
-    in input units, overriding IS §2's default.
+    in input units, overriding IS §2's default.  ``optimize``, ``target``, ``max_bytes``: how "auto"
+    chooses (:func:`assemble`): "speed" (the fastest on ``target``, one of ``layout_cost.TARGETS``)
+    or "size" (the smallest), within ``max_bytes`` bytes of blob (default for "speed": dense4's).
     """
     if isinstance(model, str | os.PathLike):
         from direct_edge.trainer.model_file import load_model
@@ -458,6 +530,9 @@ def pack(
             meta=meta,
         ),
         layout,
+        optimize,
+        target,
+        max_bytes,
     )
 
 
@@ -471,6 +546,8 @@ def synthetic_blob(
     seed: int = 0,
     layout: str = "auto",
     exact: bool = True,
+    optimize: str = "speed",
+    target: str = DEFAULT_TARGET,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks."""
@@ -510,6 +587,8 @@ def synthetic_blob(
             meta={"producer": "direct-edge", "synthetic": True, "seed": seed},
         ),
         layout,
+        optimize,
+        target,
     )
 
 
