@@ -54,8 +54,9 @@ def test_train_export_run_round_trip_agrees_with_the_reference(trained):
         [tool("direct-run"), "model.bin", "in.csv"], cwd=trained, check=True, capture_output=True, text=True
     )
     lines = run.stdout.splitlines()
-    assert lines[0] == "mean,std" and len(lines) == 201
+    assert lines[0] == "mean,std,clipped" and len(lines) == 201
     got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    assert np.all(got[:, 2] == 0)  # training rows are inside the training range: nothing clipped
     blob = parse((trained / "model.bin").read_bytes())
     mean_q, _, var_y_q = reference.predict(blob, reference.quantize_inputs(blob, X))
     mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
