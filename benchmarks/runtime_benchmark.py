@@ -91,7 +91,7 @@ def configs(quick: bool):
 
 def bytes_table(quick: bool) -> list[str]:
     rows = [
-        "| b | S | zeros | float32 | int8 | int4 | dense4 | bitmap4 | grouped | auto (layout) "
+        "| b | S | zeros | float32 | int8 | int4 | dense4 | bitmap4 | grouped | smallest (layout) "
         "| entropy | auto / entropy | auto / int4 |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
