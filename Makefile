@@ -52,8 +52,9 @@ $(VENV_MIN)/.installed: constraints/minimum.txt pyproject.toml
 	touch $@
 
 # The minimum versions: the tests of the pinned libraries in .venv-min (CI runs it after `make test`).
+# A test stuck for 5 minutes prints every thread's traceback (faulthandler), so a hang is diagnosable.
 test-min: $(VENV_MIN)/.installed
-	$(MIN)/python -m pytest -q $(MIN_TESTS)
+	$(MIN)/python -m pytest -q -o faulthandler_timeout=300 $(MIN_TESTS)
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) model.direct model.png model.bin demo-rows.csv
