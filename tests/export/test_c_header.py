@@ -206,6 +206,7 @@ def test_fixed_quantiser_tables_equal_the_reference_at_every_threshold():
             assert got == want, (k, v)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiler", sorted(COMPILERS))
 def test_fixed_helper_is_bit_exact_at_every_step_of_the_int16_range(model, compiler):
     blob, work = model
@@ -240,6 +241,7 @@ def _boundary_values(blob, dtype) -> np.ndarray:
     return np.concatenate(pieces)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiler", sorted(COMPILERS))
 def test_float_helpers_are_bit_exact_where_double_is_binary64(model, compiler):
     blob, work = model
@@ -257,6 +259,7 @@ def test_float_helpers_are_bit_exact_where_double_is_binary64(model, compiler):
     assert np.array_equal(got, want.astype(np.int64))
 
 
+@pytest.mark.slow
 def test_float32_only_path_is_within_one_step_inside_the_documented_band(model):
     blob, work = model
     exe = _compile(work, "gcc", "-DMODEL_QUANTIZE_SINGLE")

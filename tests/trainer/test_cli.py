@@ -169,6 +169,7 @@ def test_plot_writes_a_png(tmp_path, csv):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
+@pytest.mark.slow
 def test_installed_console_script_runs(tmp_path, csv):
     out = tmp_path / "m.direct"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}

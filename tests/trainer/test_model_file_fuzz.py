@@ -293,6 +293,7 @@ def run_fuzz(files: dict[str, bytes], check, seconds: float, seed: int) -> tuple
     return counts, escapes
 
 
+@pytest.mark.slow
 def test_mutants_load_and_predict_or_raise_model_file_error(files, diabetes):
     rows = diabetes[0][:5]
     counts, escapes = run_fuzz(files, lambda blob: outcome(blob, rows), SECONDS, SEED)
@@ -301,6 +302,7 @@ def test_mutants_load_and_predict_or_raise_model_file_error(files, diabetes):
     assert counts["rejected"] > 0 and counts["loaded"] > 0
 
 
+@pytest.mark.slow
 def test_direct_export_ends_every_mutant_with_exit_0_or_one_error_line(files, tmp_path):
     """Through the CLI (in process): a mutant the reader rejects ends with exit code 2 and the
     reader's message on one line; a mutant it loads is exported (exit 0) or refused the same way.
