@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from itertools import product
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from scipy.special import log_expit, log_softmax
@@ -35,12 +35,17 @@ from direct_edge.trainer import classification_elbo as C
 from direct_edge.trainer.blas import one_blas_thread
 from direct_edge.trainer.elbo import log_softmax as row_log_softmax
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap, InputMoments
-from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, prior_log_probs
+from direct_edge.trainer.features import FeatureMap, InputMoments
+from direct_edge.trainer.grid import WeightGrid, prior_log_probs
 from direct_edge.trainer.optimize import maximise_lbfgs
 from direct_edge.trainer.posterior import sample_indices
-from direct_edge.trainer.regressor import LENGTHSCALE_FACTORS, ParameterError, search_past_edge
-from direct_edge.trainer.statistics import PRECISIONS, array_batches, check_memory_for, compute_statistics
+from direct_edge.trainer.regressor import (
+    LENGTHSCALE_FACTORS,
+    MODEL_CONSTRAINTS,
+    ParameterError,
+    search_past_edge,
+)
+from direct_edge.trainer.statistics import array_batches, check_memory_for, compute_statistics
 
 # Candidate sets searched by the ELBO (§11), in logit units: a weight's value adds Δ·level·φ_j to a
 # logit.  Lengthscales are those of regression (multiples of sqrt(d)); each set is followed past its
@@ -226,21 +231,9 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "features": [StrOptions(set(FEATURE_KINDS))],
-        "n_features": [Interval(Integral, 2, None, closed="left")],
-        "lengthscale": [None, Interval(Real, 0, None, closed="neither"), "array-like"],
-        "bits": [Interval(Integral, 2, 8, closed="both")],
-        "symmetric": ["boolean"],
-        "grid_scale": [None, Interval(Real, 1e-4, 1e2, closed="both")],
-        "prior": [StrOptions(set(PRIOR_KINDS))],
-        "prior_scale": [None, Interval(Real, 1e-4, 1e2, closed="both")],
-        "zero_mass": [Interval(Real, 0, 1, closed="left")],
+        **MODEL_CONSTRAINTS,
         "bound": [StrOptions({"auto", *C.BOUNDS})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(

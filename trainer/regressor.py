@@ -70,6 +70,24 @@ class ParameterError(DataError, InvalidParameterError):
 # 2..8 bits is finite (|level·Δ/s| <= 127·1e6).
 SCALE_RANGE = (1e-4, 1e2)
 
+# The options every DIRECT estimator shares (the feature map, the grid and prior, the optimiser and the
+# statistics pass), in scikit-learn's declarative form; each estimator adds its own.
+MODEL_CONSTRAINTS: dict = {
+    "features": [StrOptions(set(FEATURE_KINDS))],
+    "n_features": [Interval(Integral, 2, None, closed="left")],
+    "lengthscale": [None, Interval(Real, 0, None, closed="neither"), "array-like"],
+    "bits": [Interval(Integral, 2, 8, closed="both")],
+    "symmetric": ["boolean"],
+    "grid_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
+    "prior": [StrOptions(set(PRIOR_KINDS))],
+    "prior_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
+    "zero_mass": [Interval(Real, 0, 1, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "random_state": [Interval(Integral, 0, None, closed="left")],
+}
+
 
 class DirectRegressor(RegressorMixin, BaseEstimator):
     """Bayesian regression with 4-bit (by default) discrete weights, fitted by exact VI.
@@ -153,23 +171,11 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "features": [StrOptions(set(FEATURE_KINDS))],
-        "n_features": [Interval(Integral, 2, None, closed="left")],
-        "lengthscale": [None, Interval(Real, 0, None, closed="neither"), "array-like"],
-        "bits": [Interval(Integral, 2, 8, closed="both")],
-        "symmetric": ["boolean"],
-        "grid_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
-        "prior": [StrOptions(set(PRIOR_KINDS))],
-        "prior_scale": [None, Interval(Real, *SCALE_RANGE, closed="both")],
-        "zero_mass": [Interval(Real, 0, 1, closed="left")],
+        **MODEL_CONSTRAINTS,
         "family": [StrOptions(set(FAMILIES))],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "entropy": [StrOptions(set(ENTROPIES))],
         "n_entropy_samples": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
