@@ -157,3 +157,5 @@ def test_wheel_carries_the_license_and_the_c_runtime_and_no_tests(dists):
     for package in ("", "trainer/", "export/", "runtime/"):
         assert f"direct_edge/{package}__init__.py" in files
     assert not [f for f in files if f.startswith("tests/") or "__pycache__" in f]
+    c_tools = ("direct_edge/runtime/c/fuzz/", "direct_edge/runtime/c/test/")  # the sdist's, for the tests
+    assert not [f for f in files if f.startswith(c_tools)]
