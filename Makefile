@@ -52,9 +52,13 @@ $(VENV_MIN)/.installed: constraints/minimum.txt pyproject.toml
 	touch $@
 
 # The minimum versions: the tests of the pinned libraries in .venv-min (CI runs it after `make test`).
-# A test stuck for 5 minutes prints every thread's traceback (faulthandler), so a hang is diagnosable.
+# Left out: with distributed 2025.4.0, LocalCluster.close() after a KilledWorker hangs now and then (seen in 2
+# of 3 full runs, in the test's teardown after its assertion passed; the newest release does not).
+MIN_DESELECT := --deselect tests/trainer/test_distributed.py::test_a_worker_killed_repeatedly_is_one_line_naming_memory
+# A test stuck for 5 minutes prints every thread's traceback (faulthandler); after 20 minutes the run is
+# interrupted, so a hang fails CI instead of using up its time.
 test-min: $(VENV_MIN)/.installed
-	$(MIN)/python -m pytest -q -o faulthandler_timeout=300 $(MIN_TESTS)
+	timeout -s INT -k 60 1200 $(MIN)/python -m pytest -q -o faulthandler_timeout=300 $(MIN_DESELECT) $(MIN_TESTS)
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) model.direct model.png model.bin demo-rows.csv
