@@ -27,7 +27,7 @@ setup: $(VENV)/.installed
 # for the integer runtime, and predict five rows with the C library (compiled on first use).
 demo: setup
 	$(BIN)/direct-train --output model.direct --plot model.png
-	$(BIN)/direct-export --model model.direct model.bin
+	$(BIN)/direct-export model.direct model.bin
 	$(BIN)/python -c "from sklearn.datasets import load_diabetes; import numpy as np; \
 	    np.savetxt('demo-rows.csv', load_diabetes().data[:5], delimiter=',')"
 	$(BIN)/direct-run model.bin demo-rows.csv --engine c
