@@ -115,7 +115,7 @@ class TrainedCheck:
     @classmethod
     def of(cls, model, blob: Blob) -> TrainedCheck:
         X, beyond = check_batch(blob)
-        mean, sd = model.predict(X, return_std=True)
+        mean, sd = model.predict_rows(X)
         return cls(X, beyond, mean, sd, float(model.y_scale_))
 
     def difference(self, mean, sd) -> tuple[float, float]:

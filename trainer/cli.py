@@ -58,7 +58,8 @@ def evaluate(model, source: TableSource, chunk_rows: int = 4096) -> Scores:
     else:
         n, sq, nlpd = 0, 0.0, 0.0
         for X, y in source.batches(chunk_rows):
-            mean, var = model.predict_moments(X)
+            mean, sd = model.predict_rows(X)
+            var = sd * sd
             resid2 = (y - mean) ** 2
             n += len(y)
             sq += float(resid2.sum())
@@ -152,7 +153,7 @@ def plot_fit(path: Path, model, X: np.ndarray, y: np.ndarray, label: str) -> Non
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    mean, sd = model.predict(X, return_std=True)
+    mean, sd = model.predict_rows(X)
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax_trace, ax_pred = fig.subplots(1, 2)
     trace = np.asarray(model.trace_, dtype=np.float64)

@@ -118,7 +118,8 @@ def _partition_scores(part: Batch, model) -> np.ndarray:
     X, y = part
     if len(y) == 0:
         return np.zeros(3)
-    mean, var = model.predict_moments(X)
+    mean, sd = model.predict_rows(X)
+    var = sd * sd
     resid2 = (y - mean) ** 2
     return np.array([len(y), resid2.sum(), np.sum(0.5 * np.log(2.0 * np.pi * var) + resid2 / (2.0 * var))])
 

@@ -674,7 +674,7 @@ def _check_predictions(model) -> None:
         rows += [model.input_min_, model.input_max_]
     try:
         with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            mean, sd = model.predict(np.stack(rows), return_std=True)
+            mean, sd = model.predict_rows(np.stack(rows))
         finite = bool(np.all(np.isfinite(mean)) and np.all(np.isfinite(sd)))
     except FloatingPointError:
         finite = False

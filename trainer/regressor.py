@@ -503,6 +503,18 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             X = validate_data(self, X, reset=False, dtype=np.float64)  # which overflows near 1.7e308
         return self.posterior_.predict_moments(self.feature_map_.transform(X))
 
+    def predict_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and sd (n,) in target units, like ``predict(X, return_std=True)``, for rows
+        already in the model's input order as the product's own passes hold them (a table source's
+        chunks, the export's check batch): ``X``: (n, d) float64 array, no comparison of column
+        names, which an array does not carry.  Raises DataError for another number of columns."""
+        check_is_fitted(self, "posterior_")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise DataError(f"expected rows of {self.n_features_in_} inputs, got shape {X.shape}")
+        mean, var = self.posterior_.predict_moments(self.feature_map_.transform(X))
+        return mean * self.y_scale_ + self.y_offset_, np.sqrt(var) * self.y_scale_
+
     def predict_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact predictive mean (n,) and variance of y (n,) in target units for ``X``: (n, d).
 

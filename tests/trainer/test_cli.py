@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ def csv(tmp_path, data):
 
 def test_demo_without_data_trains_on_diabetes_and_prints_the_summary(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("--n-features", "32", "--max-iter", "100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # scikit-learn's feature-name warnings included
+        result = run("--n-features", "32", "--max-iter", "100")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.direct").is_file()
     out = result.stdout
