@@ -11,18 +11,9 @@ from __future__ import annotations
 import click
 
 from direct_edge import __version__
-from direct_edge.errors import UserError
+from direct_edge.errors import UserError, one_line
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message folded onto one line (an OSError's ``strerror`` and file name)."""
-    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    else:
-        text = str(exc)
-    return " ".join(text.split()) or type(exc).__name__
 
 
 class OneLineUsageError(click.UsageError):

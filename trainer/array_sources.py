@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from direct_edge.errors import one_line
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.tables import (
     Batch,
@@ -23,7 +24,6 @@ from direct_edge.trainer.tables import (
     check_batch,
     check_numeric_array,
     default_names,
-    one_line,
     rechunk,
     resolve_target,
     split_target,

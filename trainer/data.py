@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from direct_edge.errors import one_line
 from direct_edge.trainer.array_sources import ArraySource, IterableSource, MatrixSource, open_npy, open_npz
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.features import FeatureMap, InputMoments
@@ -48,7 +49,6 @@ from direct_edge.trainer.tables import (
     TableSource,
     check_finite,
     frame_values,
-    one_line,
     resolve_target,
     split_target,
 )

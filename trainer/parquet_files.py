@@ -11,8 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from direct_edge.errors import one_line
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.tables import FrameSource, choose_columns, one_line
+from direct_edge.trainer.tables import FrameSource, choose_columns
 
 
 def _pyarrow_parquet(where: str):

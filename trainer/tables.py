@@ -111,11 +111,6 @@ def default_names(n_inputs: int) -> list[str]:
     return [f"x{j}" for j in range(n_inputs)]
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def is_number(text: str, decimal: str = ".") -> bool:
     """True when ``text`` reads as a number (also nan, inf) with the decimal mark ``decimal``."""
     text = text.strip()

@@ -32,8 +32,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from direct_edge.errors import one_line
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.tables import FrameSource, choose_columns, is_number, one_line
+from direct_edge.trainer.tables import FrameSource, choose_columns, is_number
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
