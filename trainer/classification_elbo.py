@@ -246,6 +246,25 @@ def quadratic_bound(
 # ---- the paper's bound and its Jensen form ---------------------------------------------------------
 
 
+def _softmax_bound_terms(L: np.ndarray, labels: np.ndarray, kind: str):
+    """Per-row bound f (r,) and its weights ω, β (r, K) from L (r, K), the log of each wrong class's
+    factor (the true class's entry is set to −inf here): "exp" sums −exp(L); "jensen" is −log(1 + Σ exp L),
+    evaluated stably.  β holds Σ_k ω at the true class, the weight of its own factor."""
+    idx = np.arange(L.shape[0])
+    L[idx, labels] = -np.inf
+    if kind == "exp":
+        omega = -np.exp(L)
+        f = omega.sum(axis=1)
+    else:
+        top = np.maximum(L.max(axis=1), 0.0)
+        lse = top + np.log(np.exp(-top) + np.exp(L - top[:, None]).sum(axis=1))
+        f = -lse
+        omega = -np.exp(L - lse[:, None])
+    beta = np.zeros_like(omega)
+    beta[idx, labels] = omega.sum(axis=1)
+    return f, omega, beta
+
+
 def _row_blocks(n: int, per_row: int) -> Iterator[slice]:
     rows = max(1, _BLOCK_ENTRIES // max(per_row, 1))
     for a in range(0, n, rows):
@@ -298,18 +317,8 @@ def exp_bound_log_lik(
         log_neg = logsumexp(E_neg, axis=-1)
         idx = np.arange(P.shape[0])
         L = log_pos.sum(axis=-1) + log_neg.sum(axis=-1)[idx, t][:, None]  # (r, K)
-        L[idx, t] = -np.inf
-        if kind == "exp":
-            omega = -np.exp(L)
-            f = omega.sum(axis=1)
-        else:
-            top = np.maximum(L.max(axis=1), 0.0)
-            lse = top + np.log(np.exp(-top) + np.exp(L - top[:, None]).sum(axis=1))
-            f = -lse
-            omega = -np.exp(L - lse[:, None])
+        f, omega, beta = _softmax_bound_terms(L, t, kind)
         value += float(f.sum())
-        beta = np.zeros_like(omega)
-        beta[idx, t] = omega.sum(axis=1)
         grad += np.einsum("ik,ikjl->kjl", omega, np.exp(E_pos - log_pos[..., None]))
         grad += np.einsum("ik,ikjl->kjl", beta, np.exp(E_neg - log_neg[..., None]))
         grad -= (omega.sum(axis=0) + beta.sum(axis=0))[:, None, None] * Q
@@ -385,17 +394,7 @@ def tilted_bound_log_lik(
         A = np.log(M_pos).sum(axis=0)  # (n, K)
         B = np.log(M_neg).sum(axis=0)
         L = A + B[idx, labels][:, None]
-        L[idx, labels] = -np.inf
-        if kind == "exp":
-            omega = -np.exp(L)
-            f = omega.sum(axis=1)
-        else:
-            top = np.maximum(L.max(axis=1), 0.0)
-            lse = top + np.log(np.exp(-top) + np.exp(L - top[:, None]).sum(axis=1))
-            f = -lse
-            omega = -np.exp(L - lse[:, None])
-        beta = np.zeros_like(omega)
-        beta[idx, labels] = omega.sum(axis=1)
+        f, omega, beta = _softmax_bound_terms(L, labels, kind)
         w_pos = omega[None] / M_pos  # (b, n, K)
         w_neg = beta[None] / M_neg
     dQ = np.matmul(w_pos.transpose(0, 2, 1), tilts.pos) + np.matmul(w_neg.transpose(0, 2, 1), tilts.neg)
