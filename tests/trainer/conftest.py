@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
+from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid, prior_log_probs
 from direct_edge.trainer.model import DirectGLM
 
@@ -228,3 +229,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests that take ``tiny_case`` run once per (grid family, prior kind, b) in TINY_CASES."""
     if "tiny_case" in metafunc.fixturenames:
         metafunc.parametrize("tiny_case", TINY_CASES, ids=[f"{g}-{p}-b{b}" for g, p, b in TINY_CASES])
+
+
+@pytest.fixture(scope="module")
+def linear_problem():
+    """A well-posed regression: 5 standardised inputs plus a bias (b = 6), n = 500."""
+    rng = np.random.default_rng(0)
+    n, d = 500, 5
+    X = rng.standard_normal((n, d))
+    y = X @ np.array([0.8, -0.5, 0.3, 0.0, 0.1]) + 0.2 + 0.3 * rng.standard_normal(n)
+    Phi = FeatureMap.linear(X.mean(axis=0), X.std(axis=0)).transform(X)
+    grid = WeightGrid.from_bits(4, 0.1)
+    return Phi, y, grid, prior_log_probs(grid.values, "gaussian", 0.5)

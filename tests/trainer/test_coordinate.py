@@ -153,18 +153,6 @@ def test_fixed_noise_sweeps_keep_q_sigma_and_raise_the_elbo(brute):
 # ---- the fit ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def linear_problem():
-    """5 standardised inputs plus a bias (b = 6), n = 500 (as in test_model.py)."""
-    rng = np.random.default_rng(0)
-    n, d = 500, 5
-    X = rng.standard_normal((n, d))
-    y = X @ np.array([0.8, -0.5, 0.3, 0.0, 0.1]) + 0.2 + 0.3 * rng.standard_normal(n)
-    Phi = FeatureMap.linear(X.mean(axis=0), X.std(axis=0)).transform(X)
-    grid = WeightGrid.from_bits(4, 0.1)
-    return Phi, y, grid, prior_log_probs(grid.values, "gaussian", 0.5)
-
-
 def staged_problem():
     """Smooth target, small noise, rff b = 128, uniform prior: where L-BFGS-B from the prior stalls
     with q(σ²) on the top of the noise grid (test_model.py)."""

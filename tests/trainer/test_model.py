@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from direct_edge.trainer import DataError, DirectGLM, FeatureMap, WeightGrid, prior_log_probs
+from direct_edge.trainer import DataError, DirectGLM, FeatureMap, WeightGrid
 from direct_edge.trainer import elbo as E
 from direct_edge.trainer.statistics import SufficientStatistics
 
@@ -18,18 +18,6 @@ def exact_elbo_of(brute, glm, data) -> float:
     post = glm.posterior()
     log_q = (np.log(post.q_weights), np.log(post.mixture_weights), np.log(post.q_noise))
     return brute.data_elbo_parts(data, *log_q)["elbo"]
-
-
-@pytest.fixture(scope="module")
-def linear_problem():
-    """A well-posed regression: 5 standardised inputs plus a bias (b = 6), n = 500."""
-    rng = np.random.default_rng(0)
-    n, d = 500, 5
-    X = rng.standard_normal((n, d))
-    y = X @ np.array([0.8, -0.5, 0.3, 0.0, 0.1]) + 0.2 + 0.3 * rng.standard_normal(n)
-    Phi = FeatureMap.linear(X.mean(axis=0), X.std(axis=0)).transform(X)
-    grid = WeightGrid.from_bits(4, 0.1)
-    return Phi, y, grid, prior_log_probs(grid.values, "gaussian", 0.5)
 
 
 def linear_glm(linear_problem, **kwargs) -> DirectGLM:
