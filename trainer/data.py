@@ -47,10 +47,6 @@ from direct_edge.trainer.statistics import SufficientStatistics, compute_statist
 from direct_edge.trainer.tables import (
     Batch,
     TableSource,
-    check_finite,
-    frame_values,
-    resolve_target,
-    split_target,
 )
 from direct_edge.trainer.text_files import COMPRESSION_SUFFIXES, TEXT_SUFFIXES, CSVSource, suffixes
 
@@ -79,15 +75,6 @@ __all__ = [
     "source_statistics",
     "split_source",
 ]
-
-# The names trainer/distributed.py imports from here.
-_check_finite, _frame_values, _resolve_target, _split_target, _suffixes = (
-    check_finite,
-    frame_values,
-    resolve_target,
-    split_target,
-    suffixes,
-)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARRAY_SUFFIXES = (".npz", ".npy")

@@ -39,11 +39,6 @@ from direct_edge.trainer.data import (
     Batch,
     CSVSource,
     TableSource,
-    _check_finite,
-    _frame_values,
-    _resolve_target,
-    _split_target,
-    _suffixes,
     data_files,
     open_table,
 )
@@ -55,7 +50,8 @@ from direct_edge.trainer.statistics import (
     array_batches,
     compute_statistics,
 )
-from direct_edge.trainer.tables import rechunk
+from direct_edge.trainer.tables import check_finite, frame_values, rechunk, resolve_target, split_target
+from direct_edge.trainer.text_files import suffixes
 
 # ---- work done on the workers --------------------------------------------------------------------
 
@@ -64,16 +60,16 @@ def _frame_to_arrays(frame, names: list[str], target_index: int, where: str) -> 
     """A pandas partition -> validated float64 (X: (k, d), y: (k,))."""
     if list(frame.columns) != names:
         raise DataError(f"{where}: columns {list(frame.columns)}, expected {names}")
-    return _split_target(_frame_values(frame, names, where, 0), target_index)
+    return split_target(frame_values(frame, names, where, 0), target_index)
 
 
 def _frame_pair_to_arrays(frame, target, names: list[str], where: str) -> Batch:
     """Partitions of an input DataFrame and of a target Series/DataFrame -> (X, y)."""
-    X = _frame_values(frame, names, where, 0)
+    X = frame_values(frame, names, where, 0)
     y_values = np.asarray(target, dtype=np.float64).reshape(len(frame), -1)
     if y_values.shape != (X.shape[0], 1):
         raise DataError(f"{where}: target partition has shape {y_values.shape}, inputs {X.shape}")
-    _check_finite(y_values, ["y"], where, 0)
+    check_finite(y_values, ["y"], where, 0)
     return X, y_values[:, 0]
 
 
@@ -83,15 +79,15 @@ def _blocks_to_arrays(X, y, names: list[str], target_name: str, where: str) -> B
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:
         raise DataError(f"{where}: blocks X {X.shape} and y {y.shape} do not line up")
-    _check_finite(X, names, where, 0)
-    _check_finite(y[:, None], [target_name], where, 0)
+    check_finite(X, names, where, 0)
+    check_finite(y[:, None], [target_name], where, 0)
     return X, y
 
 
 def _matrix_block_to_arrays(M, target_index: int, names: list[str], where: str) -> Batch:
     M = np.asarray(M, dtype=np.float64)
-    _check_finite(M, names, where, 0)
-    return _split_target(M, target_index)
+    check_finite(M, names, where, 0)
+    return split_target(M, target_index)
 
 
 def _partition_statistics(
@@ -169,7 +165,7 @@ class DaskSource(TableSource):
         if hasattr(X, "columns"):  # dask DataFrame
             columns = [str(c) for c in X.columns]
             if y is None:
-                index, names, target_name = _resolve_target(
+                index, names, target_name = resolve_target(
                     columns, target, "dask DataFrame", allow_index=False
                 )
                 where = "dask DataFrame"
@@ -193,7 +189,7 @@ class DaskSource(TableSource):
         d = X.shape[1]
         if y is None:
             columns = [str(j) for j in range(d)]
-            index, names, target_name = _resolve_target(columns, target, "dask Array", allow_index=True)
+            index, names, target_name = resolve_target(columns, target, "dask Array", allow_index=True)
             blocks = X.to_delayed().ravel()
             parts = [
                 delayed(_matrix_block_to_arrays)(blk, index, [*names, target_name], f"dask Array block {i}")
@@ -230,9 +226,9 @@ class DaskSource(TableSource):
         files = data_files(pattern)
         if not Path(files[0]).exists():
             raise DataError(f"data file not found: {files[0]}")
-        kind, compression = _suffixes(Path(files[0]))
+        kind, compression = suffixes(Path(files[0]))
         first = open_table(files[0], target, **options)
-        if any(_suffixes(Path(f)) != (kind, compression) for f in files):
+        if any(suffixes(Path(f)) != (kind, compression) for f in files):
             raise DataError(f"{pattern}: all files must have the same type ({kind}{compression})")
         if kind not in PARQUET_SUFFIXES and kind not in TEXT_SUFFIXES:
             raise DataError(f"{pattern}: Dask reads CSV/TSV/TXT or Parquet files, not {kind or 'this type'}")
