@@ -3,11 +3,13 @@
 MODEL is a packed blob (``direct-export model.direct model.bin``, docs/model-format.md).  INPUT holds
 one row of real input values per line (comma-separated, an optional header line); they are quantised
 on the host (docs/integer-spec.md §2), predicted in integer arithmetic by the numpy reference or the C
-library, and shown in target units (the only float step, IS §7).  The output is CSV with the header
-``mean,std,clipped`` (clipped: 1 where an input lay outside the training range, IS §2.1, with a note
-on stderr counting those rows).  Problems a user can cause end with one line on stderr,
-``direct-run: error: ...``, and exit code 2; an output file is written atomically or not at all, and
-never over MODEL or INPUT.
+library, and shown in target units (the only float step, IS §7).  The answer is the trained model's
+exact predictive moments (IS §6) when the blob carries them, as ``direct-export`` writes by default,
+else the S-sample ensemble (IS §4-§5) with a note on stderr; ``--ensemble`` asks for the samples.
+The output is CSV with the header ``mean,std,clipped`` (clipped: 1 where an input lay outside the
+training range, IS §2.1, with a note on stderr counting those rows).  Problems a user can cause end
+with one line on stderr, ``direct-run: error: ...``, and exit code 2; an output file is written
+atomically or not at all, and never over MODEL or INPUT.
 """
 
 from __future__ import annotations
@@ -213,34 +215,68 @@ def range_note(clipped: np.ndarray, quantized: bool) -> str | None:
     )
 
 
+def ensemble_note(model: str, blob: Blob, mean_q: np.ndarray, var_q: np.ndarray, var_y_q: np.ndarray) -> str:
+    """The one stderr line for a blob without the exact-moment section: the output is the S-sample
+    ensemble, and how far its mean can be from the trained model's on these rows.
+
+    The ensemble mean of S posterior draws has a Monte Carlo standard error of sd_f/√S, with sd_f² the
+    spread of the samples (IS §5 var_q); the line gives its largest value over the rows, in target
+    units and as a fraction of that row's predictive sd."""
+    s = blob.n_samples
+    head = f"{PROG}: note: {model} has no exact-moment section, so this is the {s}-sample ensemble"
+    tail = "direct-export stores the exact moments by default where they fit"
+    if s < 2:
+        return f"{head}: one posterior draw, about the function's posterior sd from the trained mean; {tail}"
+    _, sd_f = reference.to_target_units(blob, mean_q, var_q)
+    _, sd_y = reference.to_target_units(blob, mean_q, var_y_q)
+    se = sd_f / np.sqrt(s)
+    ratio = np.divide(se, sd_y, out=np.zeros_like(se), where=sd_y > 0)
+    return (
+        f"{head}: the standard error of its mean against the trained model's (sd_f/sqrt(S)) is up to "
+        f"{float(se.max()):.3g} in target units ({float(ratio.max()):.3g} of the predictive sd) on these "
+        f"rows; {tail}"
+    )
+
+
 def run(
     model: str,
     inputs: str,
     engine: str = "reference",
-    exact: bool = False,
+    exact: bool | None = None,
     quantized: bool = False,
     output: str | None = None,
     header: bool | None = None,
 ) -> None:
-    """``direct-run`` as one call (arguments as the options); raises RunError or BlobError."""
+    """``direct-run`` as one call (arguments as the options); raises RunError or BlobError.
+
+    ``exact``: True for the exact moments (RunError when the blob lacks them), False for the S-sample
+    ensemble, None (the default) for the exact moments where the blob has them, else the ensemble with
+    a note on stderr."""
     if output is not None:
         check_not_an_input(output, [model] + ([] if inputs == "-" else [inputs]))
     blob = read_blob(model)
     if exact and not blob.has_exact:
-        raise RunError(f"{model} has no exact-moment section; export with --exact-moments or drop --exact")
+        raise RunError(
+            f"{model} has no exact-moment section; re-export it without --no-exact-moments or drop --exact"
+        )
+    fallback = exact is None and not blob.has_exact
+    exact = blob.has_exact if exact is None else exact
     values = read_rows(inputs, blob.n_inputs, quantized, header, input_names(blob))
     # IS §2.1: real inputs are out of range when the host's clamp changes them (the engines see only
     # int16 and report the wider "at the edge", which is the flag for --quantized inputs).
     q, clipped = (values, None) if quantized else reference.quantize_inputs(blob, values, return_mask=True)
     try:
-        mean_q, _, var_y_q, edge = predict(blob, q, engine, exact)
+        mean_q, var_q, var_y_q, edge = predict(blob, q, engine, exact)
     except (OSError, RuntimeError) as exc:
         raise RunError(f"the C engine is not available: {exc}") from None
     clipped = edge if clipped is None else clipped
     text = format_rows(*reference.to_target_units(blob, mean_q, var_y_q), clipped)
-    note = range_note(clipped, quantized)
-    if note is not None:
-        click.echo(note, err=True)
+    for note in (
+        ensemble_note(model, blob, mean_q, var_q, var_y_q) if fallback else None,
+        range_note(clipped, quantized),
+    ):
+        if note is not None:
+            click.echo(note, err=True)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -260,7 +296,12 @@ def run(
     show_default=True,
     help="numpy reference or the C library (compiled on first use); identical results.",
 )
-@click.option("--exact", is_flag=True, help="Exact-moment mode (two dot products) instead of the samples.")
+@click.option(
+    "--exact/--ensemble",
+    default=None,
+    help="The trained model's exact moments (IS §6), or the S-sample ensemble "
+    "[default: --exact where the blob carries the exact moments, else the ensemble with a note].",
+)
 @click.option("--quantized", is_flag=True, help="INPUT holds int16 values already quantised for the model.")
 @click.option(
     "--header/--no-header",
@@ -272,7 +313,8 @@ def main(model, inputs, engine, exact, quantized, header, output) -> None:
     """Predict with the packed model MODEL on every row of INPUT.csv ("-" reads standard input).
 
     Prints CSV with the header mean,std,clipped: the predictive mean and standard deviation of each
-    row in target units, and 1 where an input lay outside the training range (with --quantized: at
+    row in target units (the trained model's exact moments where the blob carries them, else the
+    S-sample ensemble), and 1 where an input lay outside the training range (with --quantized: at
     -32768 or 32767).  Those inputs were clipped to the range's edge, so the prediction is the edge's
     (an extrapolation whose sd does not grow); a note on stderr counts them.
     """

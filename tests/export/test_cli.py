@@ -61,7 +61,8 @@ def test_train_export_run_round_trip_agrees_with_the_reference(trained):
     blob = parse((trained / "model.bin").read_bytes())
     _, mask = reference.quantize_inputs(blob, X, return_mask=True)  # held-out rows may leave the range
     np.testing.assert_array_equal(got[:, 2], (mask != 0).astype(float))
-    mean_q, _, var_y_q = reference.predict(blob, reference.quantize_inputs(blob, X))
+    assert blob.has_exact and run.stderr.count("ensemble") == 0  # the default: exact moments
+    mean_q, _, var_y_q = reference.predict_exact(blob, reference.quantize_inputs(blob, X))
     mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
     assert np.allclose(got[:, 0], mean, rtol=1e-8) and np.allclose(got[:, 1], sd, rtol=1e-8)
 

@@ -25,16 +25,18 @@ def parse_output(text: str) -> np.ndarray:
     return np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
 
 
-@pytest.mark.parametrize("exact", [False, True])
-def test_rows_in_give_reference_mean_and_sd_out(model, exact):
+@pytest.mark.parametrize("flag, exact", [([], True), (["--exact"], True), (["--ensemble"], False)])
+def test_rows_in_give_reference_mean_and_sd_out(model, flag, exact):
+    """The blob has the exact-moment section: the default and --exact give the exact moments,
+    --ensemble the samples, and nothing is said on stderr."""
     tmp_path, blob = model
     X = reference.dequantize_inputs(
         blob, np.random.default_rng(0).integers(-30000, 30000, (50, 3)).astype(np.int16)
     )
     np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b,c", comments="")
-    args = [str(tmp_path / "m.bin"), str(tmp_path / "x.csv")] + (["--exact"] if exact else [])
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [str(tmp_path / "m.bin"), str(tmp_path / "x.csv"), *flag])
     assert result.exit_code == 0, result.output
+    assert result.stderr == ""
     q = reference.quantize_inputs(blob, X)
     mean_q, _, var_y_q = (reference.predict_exact if exact else reference.predict)(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
@@ -56,7 +58,7 @@ def test_quantized_inputs_and_output_file(model):
         "edge of the training range (clipped there; predictions are the edge's)\n"
     )
     assert parse_output(out.read_text())[:, 2].tolist() == [1, 0]
-    mean_q, _, var_y_q = reference.predict(blob, q)
+    mean_q, _, var_y_q = reference.predict_exact(blob, q)  # the blob has the section: the default
     assert np.allclose(
         parse_output(out.read_text())[:, 0], reference.to_target_units(blob, mean_q, var_y_q)[0]
     )
@@ -263,3 +265,108 @@ def test_quantized_inputs_flag_the_edges_in_both_engines(model):
     assert [o.exit_code for o in outs] == [0, 0]
     assert outs[0].stdout == outs[1].stdout and outs[0].stderr == outs[1].stderr
     assert parse_output(outs[0].stdout)[:, 2].tolist() == (reference.at_edge(q) != 0).astype(int).tolist()
+
+
+# ---- exact moments by default ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A model trained by direct-train and packed by direct-export with its default options, as a user
+    would: the blob carries the exact-moment section (IS §6)."""
+    from direct_edge.export.cli import main as export_main
+    from direct_edge.trainer.cli import main as train_main
+
+    work = tmp_path_factory.mktemp("exported")
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(300, 3))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.1 * rng.standard_normal(300)
+    np.savetxt(work / "train.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,y", comments="")
+    trained = CliRunner().invoke(
+        train_main,
+        [str(work / "train.csv"), "--target", "y", "-o", str(work / "m.direct"), "-q"]
+        + ["--n-features", "64", "--max-iter", "100"],
+    )
+    assert trained.exit_code == 0, trained.output
+    done = CliRunner().invoke(export_main, [str(work / "m.direct"), str(work / "m.bin")])
+    assert done.exit_code == 0, done.output
+    blob = parse((work / "m.bin").read_bytes())
+    assert blob.has_exact and blob.n_samples == 32
+    rows = rng.normal(size=(200, 3)) * 1.5
+    np.savetxt(work / "rows.csv", rows, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+    return work, blob, rows
+
+
+@pytest.mark.parametrize("engine", ["reference", "c"])
+def test_a_default_export_runs_the_exact_moments_bit_for_bit(exported, engine):
+    """direct-run's default on a blob written by a default direct-export is reference.predict_exact:
+    the same integers from the engine it runs, and the same printed rows; --ensemble is the samples."""
+    from direct_edge.runtime.cli import format_rows, predict
+
+    work, blob, rows = exported
+    q, mask = reference.quantize_inputs(blob, rows, return_mask=True)
+    want = reference.predict_exact(blob, q)
+    try:
+        got = predict(blob, q, engine, exact=True)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"C runtime unavailable: {exc}")
+    for g, w in zip(got[:3], want, strict=True):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+    result = run_cli(work / "m.bin", work / "rows.csv", "--engine", engine)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == format_rows(*reference.to_target_units(blob, want[0], want[2]), mask)
+    assert "ensemble" not in result.stderr
+    mean_exact = parse_output(result.stdout)[:, 0]
+    ensemble = run_cli(work / "m.bin", work / "rows.csv", "--engine", engine, "--ensemble")
+    assert ensemble.exit_code == 0 and "ensemble" not in ensemble.stderr
+    mean_q, _, var_y_q = reference.predict(blob, q)
+    assert ensemble.stdout == format_rows(*reference.to_target_units(blob, mean_q, var_y_q), mask)
+    assert not np.array_equal(parse_output(ensemble.stdout)[:, 0], mean_exact)
+
+
+@pytest.fixture()
+def no_exact(tmp_path):
+    data = synthetic_blob("rff", 3, 32, 8, seed=2, exact=False)
+    (tmp_path / "s.bin").write_bytes(data)
+    blob = parse(data)
+    q = np.random.default_rng(3).integers(-20000, 20000, (20, 3)).astype(np.int16)  # inside the range
+    np.savetxt(tmp_path / "x.csv", reference.dequantize_inputs(blob, q), delimiter=",", fmt="%.17g")
+    return tmp_path, blob
+
+
+@pytest.mark.parametrize("engine", ["reference", "c"])
+def test_without_the_section_the_samples_run_with_one_note(no_exact, engine):
+    """No exact-moment section: the default is the ensemble, bit for bit, and stderr has one line saying
+    so, with the largest Monte Carlo standard error sd_f/sqrt(S) of the mean over the rows."""
+    tmp_path, blob = no_exact
+    result = run_cli(tmp_path / "s.bin", tmp_path / "x.csv", "--engine", engine)
+    if engine == "c" and "C engine is not available" in result.output:
+        pytest.skip("C runtime unavailable")
+    assert result.exit_code == 0, result.output
+    q, mask = reference.quantize_inputs(blob, np.loadtxt(tmp_path / "x.csv", delimiter=","), return_mask=True)
+    mean_q, var_q, var_y_q = reference.predict(blob, q)
+    from direct_edge.runtime.cli import format_rows
+
+    assert result.stdout == format_rows(*reference.to_target_units(blob, mean_q, var_y_q), mask)
+    _, sd_f = reference.to_target_units(blob, mean_q, var_q)
+    _, sd = reference.to_target_units(blob, mean_q, var_y_q)
+    se = sd_f / np.sqrt(8)
+    assert result.stderr == (
+        f"direct-run: note: {tmp_path / 's.bin'} has no exact-moment section, so this is the 8-sample "
+        "ensemble: the standard error of its mean against the trained model's (sd_f/sqrt(S)) is up to "
+        f"{se.max():.3g} in target units ({(se / sd).max():.3g} of the predictive sd) on these rows; "
+        "direct-export stores the exact moments by default where they fit\n"
+    )
+    assert se.max() > 0
+    asked = run_cli(tmp_path / "s.bin", tmp_path / "x.csv", "--engine", engine, "--ensemble")
+    assert asked.exit_code == 0 and asked.stdout == result.stdout and asked.stderr == ""
+
+
+def test_exact_on_a_blob_without_the_section_is_one_line(no_exact):
+    tmp_path, _ = no_exact
+    result = run_cli(tmp_path / "s.bin", tmp_path / "x.csv", "--exact")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.output == (
+        f"direct-run: error: {tmp_path / 's.bin'} has no exact-moment section; "
+        "re-export it without --no-exact-moments or drop --exact\n"
+    )
