@@ -47,12 +47,27 @@ uint32_t direct_crc32(const void *data, uint32_t len) {
     return crc ^ UINT32_C(0xFFFFFFFF);
 }
 
+/* The names as one constant table (flash on every target): an array of pointers to string literals
+ * would be copied into RAM on AVR, 114 bytes of a 2 KB part. The last entry is for unknown codes. */
+#define N_STATUS_NAMES 13u
+#define STATUS_NAME_SIZE 9u /* "OVERFLOW" and "NO_EXACT" with their terminator */
+static const char status_names[N_STATUS_NAMES + 1u][STATUS_NAME_SIZE] DIRECT_ROM = {
+    "OK",   "ARG",    "ALIGN",   "MAGIC",   "VERSION",  "SIZE",    "CRC",
+    "HEADER", "SECTION", "CONTENT", "OVERFLOW", "SCRATCH", "NO_EXACT", "?"};
+
 const char *direct_status_name(direct_status status) {
-    static const char *const names[] = {"OK",      "ARG",     "ALIGN",   "MAGIC",    "VERSION",
-                                        "SIZE",    "CRC",     "HEADER",  "SECTION",  "CONTENT",
-                                        "OVERFLOW", "SCRATCH", "NO_EXACT"};
-    uint32_t code = (uint32_t)status;
-    return code < (uint32_t)(sizeof names / sizeof names[0]) ? names[code] : "?";
+    uint32_t code = (uint32_t)status < N_STATUS_NAMES ? (uint32_t)status : N_STATUS_NAMES;
+#if DIRECT_PROGMEM
+    /* A flash address is not a C string the caller can print: copy the name into RAM (9 bytes). */
+    static char name[STATUS_NAME_SIZE];
+    uint32_t i;
+    for (i = 0u; i < STATUS_NAME_SIZE; ++i) {
+        name[i] = (char)DIRECT_U8((const uint8_t *)&status_names[code][i]);
+    }
+    return name;
+#else
+    return status_names[code];
+#endif
 }
 
 static uint32_t popcount8(uint32_t x) {

@@ -183,7 +183,9 @@ direct_status direct_predict_exact_batch(const direct_model *m, const int16_t *x
 /* CRC-32 (IEEE 802.3, reflected; zlib's crc32 with initial value 0) of len bytes (MF §8). */
 uint32_t direct_crc32(const void *data, uint32_t len);
 
-/* Short constant name of a status code ("OK", "CRC", ...; MF §9); "?" for an unknown code. */
+/* Short constant name of a status code ("OK", "CRC", ...; MF §9); "?" for an unknown code. With
+ * DIRECT_PROGMEM (AVR) the names stay in flash and the result points to a 9-byte static RAM copy that
+ * the next call overwrites; elsewhere it points to the constant table. */
 const char *direct_status_name(direct_status status);
 
 #ifdef __cplusplus
