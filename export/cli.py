@@ -342,6 +342,7 @@ def export(
     target: str = "any",
     optimize: str = "speed",
     max_bytes: int | None = None,
+    schema: bool = True,
 ) -> str:
     """Pack, write and describe; returns the summary text.
 
@@ -380,6 +381,7 @@ def export(
         optimize=optimize,
         target=TARGET_COSTS[target],
         max_bytes=max_bytes,
+        schema=schema,
     )
     target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
@@ -482,6 +484,13 @@ def export(
     show_default=True,
     help="Store the exact-moment vectors (IS §6, 4·b bytes) where they fit.",
 )
+@click.option(
+    "--schema/--no-schema",
+    default=True,
+    show_default=True,
+    help="Store the input schema (MF §10: column names, ranges, preprocessing; host only, the C library "
+    "skips it) in the blob.",
+)
 @click.option("--integer", is_flag=True, help="ONNX: export the integer spec (int16 in, integer outputs).")
 @click.option(
     "--activations",
@@ -513,6 +522,7 @@ def main(
     optimize,
     max_bytes,
     exact_moments,
+    schema,
     integer,
     activations,
     ensemble,
@@ -534,6 +544,7 @@ def main(
         target,
         optimize,
         max_bytes,
+        schema,
     )
     if not quiet:
         click.echo(summary)

@@ -27,6 +27,7 @@ from direct_edge.export import layout_cost
 from direct_edge.export.layout_cost import DEFAULT_TARGET
 from direct_edge.files import write_atomic
 from direct_edge.runtime import bounds, header
+from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.blob import (
     FLAG_EXACT,
     HEADER_SIZE,
@@ -282,7 +283,8 @@ class IntegerModel:
 
     ``levels``: (S, b) int8; ``noise_variance``: (S,) sampled noise variances and
     ``noise_expected``: E_q[σ²], both in standardised target units; ``exact``: (mean, variance) of
-    each weight's level, float64 (b,) each, or None.
+    each weight's level, float64 (b,) each, or None; ``schema``: the input schema (MF §10), or None
+    for a blob without the section.
     """
 
     kind: int
@@ -300,6 +302,7 @@ class IntegerModel:
     y_scale: float
     exact: tuple[np.ndarray, np.ndarray] | None = None
     meta: dict | None = None
+    schema: input_schema.Schema | None = None
 
 
 def _exact_section(exact: tuple[np.ndarray, np.ndarray]) -> bytes:
@@ -361,6 +364,7 @@ def assemble(
         b"",
         _exact_section(exact) if exact is not None else b"",
         meta,
+        b"" if model.schema is None else input_schema.encode(model.schema),
     ]
 
     def framed(code: int, samples: bytes) -> bytes:
@@ -405,15 +409,17 @@ def assemble(
                 f"the smallest blob is {smallest:,} bytes, over the budget of {max_bytes:,}; "
                 "use fewer samples or features"
             )
-    parse(blob)  # the exporter never emits what the readers reject
+    if parse(blob).schema != model.schema:  # the exporter never emits what the readers reject
+        raise AssertionError("the schema section does not read back as written")
     return blob
 
 
 def frame(values: dict, sections: list[bytes]) -> bytes:
     """MF §1–§3, §8: the header (``values`` by field name, runtime/header.py, without total_size and
-    sections), the six sections at 8-byte aligned offsets with zero padding, and the CRC."""
+    sections), the seven sections at 8-byte aligned offsets with zero padding, and the CRC.  Sections
+    not given at the end are empty (six sections: a blob without the schema of MF §10)."""
     table_entries, body, offset = [], bytearray(), HEADER_SIZE
-    for data in sections:
+    for data in list(sections) + [b""] * (header.N_SECTIONS - len(sections)):
         if not data:
             table_entries += [0, 0]
             continue
@@ -442,6 +448,27 @@ def _feature_params(kind: int, a: np.ndarray, c: np.ndarray, projection: np.ndar
     return rff_parameters(a, c, projection), 15
 
 
+def model_schema(model, lo: np.ndarray, hi: np.ndarray) -> input_schema.Schema:
+    """MF §10 for a fitted model: the schema its model file records (``schema_``, written by the
+    trainer's preprocessing stage), else every input a plain numeric column (refusing missing values)
+    named as in training (x0 .. without names), with its training range, or the clipping range
+    ``lo``, ``hi`` for model files that do not record one, and the target's name from the summary."""
+    recorded = getattr(model, "schema_", None)
+    if recorded is not None:
+        return recorded
+    names = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in names] if names is not None else [f"x{k}" for k in range(len(lo))]
+    low, high = getattr(model, "input_min_", None), getattr(model, "input_max_", None)
+    if low is None or high is None:
+        low, high = lo, hi
+    summary = getattr(model, "summary_", None) or {}
+    target = summary.get("target") if isinstance(summary.get("target"), str) else ""
+    columns = (
+        input_schema.Column(n, low=float(a), high=float(b)) for n, a, b in zip(names, low, high, strict=True)
+    )
+    return input_schema.Schema(tuple(columns), target)
+
+
 def pack(
     model,
     n_samples: int = 32,
@@ -452,6 +479,7 @@ def pack(
     optimize: str = "speed",
     target: str = DEFAULT_TARGET,
     max_bytes: int | None = None,
+    schema: bool = True,
 ) -> bytes:
     """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
 
@@ -460,6 +488,7 @@ def pack(
     in input units, overriding IS §2's default.  ``optimize``, ``target``, ``max_bytes``: how "auto"
     chooses (:func:`assemble`): "speed" (the fastest on ``target``, one of ``layout_cost.TARGETS``)
     or "size" (the smallest), within ``max_bytes`` bytes of blob (default for "speed": dense4's).
+    ``schema``: write the input-schema section (MF §10: names, ranges, preprocessing; host only).
     """
     if isinstance(model, str | os.PathLike):
         from direct_edge.trainer.model_file import load_model
@@ -528,6 +557,7 @@ def pack(
             y_scale=float(model.y_scale_),
             exact=moments,
             meta=meta,
+            schema=model_schema(model, lo, hi) if schema else None,
         ),
         layout,
         optimize,
@@ -548,9 +578,11 @@ def synthetic_blob(
     exact: bool = True,
     optimize: str = "speed",
     target: str = DEFAULT_TARGET,
+    schema: bool = False,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
-    (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks."""
+    (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
+    ``schema``: with an input-schema section (MF §10) of plain columns x0 .. named, target "y"."""
     rng = np.random.default_rng(seed)
     code = KIND_LINEAR if kind == "linear" else KIND_RFF
     if code == KIND_LINEAR and b != d + 1:
@@ -585,6 +617,12 @@ def synthetic_blob(
             y_scale=float(rng.uniform(0.5, 3.0)),
             exact=(w_mean, rng.uniform(0.0, (high - low) ** 2 / 4, b)) if exact else None,
             meta={"producer": "direct-edge", "synthetic": True, "seed": seed},
+            schema=input_schema.Schema(
+                tuple(input_schema.Column(f"x{k}", low=float(lo[k]), high=float(hi[k])) for k in range(d)),
+                "y",
+            )
+            if schema
+            else None,
         ),
         layout,
         optimize,

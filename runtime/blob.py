@@ -18,6 +18,7 @@ import numpy as np
 
 from direct_edge.errors import UserError
 from direct_edge.runtime import bounds, header
+from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.bounds import I32_MAX, PHI_MAX, round_shift
 from direct_edge.runtime.header import (
     FLAG_EXACT,
@@ -58,9 +59,15 @@ __all__ = [
 ]
 
 MIN_SIZE = HEADER_SIZE + 4
-SECTION_INPUT, SECTION_FEATURES, SECTION_TABLE, SECTION_SAMPLES, SECTION_EXACT, SECTION_META = range(
-    N_SECTIONS
-)
+(
+    SECTION_INPUT,
+    SECTION_FEATURES,
+    SECTION_TABLE,
+    SECTION_SAMPLES,
+    SECTION_EXACT,
+    SECTION_META,
+    SECTION_SCHEMA,
+) = range(N_SECTIONS)
 TABLE_SIZE = 257
 MAX_GROUPS = 16
 
@@ -97,7 +104,7 @@ class Blob:
 
     ``header``: every MF §2 field by its name in :data:`header.FIELDS`, each also readable as an
     attribute (``blob.n_inputs``, ``blob.pre_shift``, ``blob.mean_scale``, ...);
-    ``sections``: the (offset, size) of sections 0 … 5 (MF §3);
+    ``sections``: the (offset, size) of sections 0 … 6 (MF §3);
     ``input_scale``, ``input_zero``: float64 (d,) (MF §4); ``linear_m``, ``linear_b``: int32 (d,) for
     linear features, ``phase_c`` uint32 (F,), ``phase_w`` int32 (F, d) and ``table`` int16 (257,) for rff
     (MF §5), the others None;
@@ -167,6 +174,39 @@ class Blob:
             return {}
         return meta if isinstance(meta, dict) else {}
 
+    @functools.cached_property
+    def schema(self) -> input_schema.Schema | None:
+        """The input schema of section 6 (MF §10), or None for a blob without one (format 1.0, or
+        exported without it).  Host only: ``parse`` checks the section's placement as the C library
+        does, this decodes and checks its content.  Raises BlobError (CONTENT) naming the broken rule."""
+        off, size = self.sections[SECTION_SCHEMA]
+        if not size:
+            return None
+        try:
+            return input_schema.decode(self.data[off : off + size], self.n_inputs)
+        except input_schema.SchemaError as exc:
+            raise BlobError("CONTENT", f"input schema section: {exc}") from None
+
+    @property
+    def column_names(self) -> list[str] | None:
+        """The raw input columns' names in the model's order: from the schema (MF §10); for an older
+        blob, the input names of its host metadata (``input_names``, or the training summary's); None
+        when the model knows only positions (no names recorded, or the generic x0 .. x{c-1} of data
+        without a header).  Raises BlobError for a corrupt schema section."""
+        if self.schema is not None:
+            names = self.schema.column_names
+        else:
+            meta = self.meta
+            summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+            names = meta.get("input_names") or summary.get("input_names")
+            if (
+                not isinstance(names, list)
+                or len(names) != self.n_inputs
+                or not all(isinstance(n, str) for n in names)
+            ):
+                return None
+        return None if names == [f"x{j}" for j in range(len(names))] else names
+
 
 def _level_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -203,6 +243,7 @@ def _expected_sizes(h: dict[str, Any]) -> list[int | None]:
         0 if linear else 2 * TABLE_SIZE,
         None,
         4 * b if h["flags"] & FLAG_EXACT else 0,
+        None,
         None,
     ]
 

@@ -99,21 +99,9 @@ def has_header(first: list[str], header: bool | None) -> bool:
 
 
 def input_names(blob: Blob) -> list[str] | None:
-    """The model's input names in the order it takes them, from the blob's host metadata (MF §3:
-    ``input_names``, or the training summary's), or None when the model knows only positions (no
-    names recorded, or the generic x0 .. x{d-1} of data without a header)."""
-    meta = blob.meta
-    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
-    names = meta.get("input_names") or summary.get("input_names")
-    if (
-        not isinstance(names, list)
-        or len(names) != blob.n_inputs
-        or not all(isinstance(n, str) for n in names)
-    ):
-        return None
-    if names == [f"x{j}" for j in range(blob.n_inputs)]:
-        return None
-    return names
+    """The model's input column names in the order it takes them (``Blob.column_names``: the schema
+    section, MF §10, else the host metadata of an older blob), or None when it knows only positions."""
+    return blob.column_names
 
 
 def column_order(path: str, first: list[str], names: list[str]) -> list[int]:

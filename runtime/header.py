@@ -30,7 +30,7 @@ from direct_edge.runtime import bounds
 
 MAGIC = b"DIRQ"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1  # 1.1 added the input-schema section (MF §10); 1.0 blobs have none
 HEADER_SIZE = 128
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
@@ -42,7 +42,7 @@ LAYOUT_NAMES = {
     LAYOUT_GAP4: "gap4",
 }
 FLAG_EXACT = 1
-N_SECTIONS = 6
+N_SECTIONS = 7
 
 # type -> (struct code, bytes, C type an accessor returns, C expression reading it at address p)
 TYPES: dict[str, tuple[str, int, str, str]] = {
@@ -63,7 +63,7 @@ class Field:
     """One MF §2 header field.
 
     ``type``: a key of :data:`TYPES`; ``count``: consecutive values of that type (the section table is
-    12 u32: offset and size of sections 0 … 5); ``error``: the MF §9 code name its rules raise;
+    14 u32: offset and size of sections 0 … 6); ``error``: the MF §9 code name its rules raise;
     ``rules``: (predicate, message) pairs checked in order.  A predicate takes the mapping of every
     header value by field name plus ``length`` (the byte count the reader was given); a message is a
     ``str.format`` template over the same mapping.  ``default``: the value the writer uses when none is
@@ -260,9 +260,8 @@ FIELDS: tuple[Field, ...] = (
         doc="IS §7, host only; finite",
     ),
     Field(
-        "sections", "u32", 72, "SECTION", count=2 * N_SECTIONS, doc="(offset, size) of sections 0 … 5 (§3)"
+        "sections", "u32", 72, "SECTION", count=2 * N_SECTIONS, doc="(offset, size) of sections 0 … 6 (§3)"
     ),
-    _reserved("reserved_120", "u64", 120),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -284,7 +283,7 @@ _check_tiling()
 
 
 def unpack(data: bytes) -> dict[str, Any]:
-    """The header values of ``data`` (≥ 128 bytes) by field name; ``sections`` is a tuple of 12 ints."""
+    """The header values of ``data`` (≥ 128 bytes) by field name; ``sections`` is a tuple of 14 ints."""
     values = STRUCT.unpack_from(data, 0)
     out, i = {}, 0
     for f in FIELDS:

@@ -15,14 +15,15 @@
 #define PHI_MAX INT32_C(32767)
 #define TABLE_SIZE 257u
 #define MAX_GROUPS 16u
-#define N_SECTIONS 6u
+#define N_SECTIONS 7u
 #define SEC_INPUT 0u
 #define SEC_FEATURES 1u
 #define SEC_TABLE 2u
 #define SEC_SAMPLES 3u
 #define SEC_EXACT 4u
 #define SEC_META 5u
-#define SIZE_ANY UINT64_C(0xFFFFFFFFFFFFFFFF) /* sections 3 and 5: any size */
+#define SEC_SCHEMA 6u /* MF §10: host only; placed and covered by the CRC, its content never read here */
+#define SIZE_ANY UINT64_C(0xFFFFFFFFFFFFFFFF) /* sections 3, 5 and 6: any size */
 
 /* Byte-at-a-time nibble table for the CRC (MF §8): 64 bytes of flash instead of 1 KB. */
 static const uint32_t crc_nibble_table[16] DIRECT_ROM = {
@@ -114,7 +115,7 @@ static direct_status check_header(const uint8_t *h) {
     if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_h_m2(h) > (UINT32_C(1) << 31)) {
         return DIRECT_ERR_HEADER;
     }
-    if (direct_h_reserved_30(h) != 0u || direct_h_reserved_36(h) != 0u || direct_h_reserved_120(h) != 0u) {
+    if (direct_h_reserved_30(h) != 0u || direct_h_reserved_36(h) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (noise > noise_max || noise_exact > noise_max) {
@@ -138,7 +139,7 @@ static uint32_t section_size(const uint8_t *h, uint32_t sid) {
     return direct_h_sections(h, 2u * sid + 1u);
 }
 
-/* MF §3: placement and sizes of the six sections (code SECTION). Sizes in 64 bits: 4·F·(1 + d) can
+/* MF §3: placement and sizes of the seven sections (code SECTION). Sizes in 64 bits: 4·F·(1 + d) can
  * exceed 2^32 in a corrupted header. */
 static direct_status check_sections(const uint8_t *h, uint32_t total) {
     uint64_t d = direct_h_n_inputs(h), b = direct_h_n_features(h);
@@ -152,6 +153,7 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
     want[SEC_SAMPLES] = SIZE_ANY;
     want[SEC_EXACT] = (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
     want[SEC_META] = SIZE_ANY;
+    want[SEC_SCHEMA] = SIZE_ANY;
     for (sid = 0u; sid < N_SECTIONS; ++sid) {
         uint32_t off = section_offset(h, sid), size = section_size(h, sid);
         if (want[sid] != SIZE_ANY && (uint64_t)size != want[sid]) {

@@ -126,8 +126,7 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
 #define DIRECT_H_NOISE_EXACT_Q 48u /* u64: IS §6; 0 without the exact section */
 #define DIRECT_H_MEAN_SCALE 56u /* f64: IS §7, host only; finite, > 0 */
 #define DIRECT_H_Y_OFFSET 64u /* f64: IS §7, host only; finite */
-#define DIRECT_H_SECTIONS 72u /* u32[12]: (offset, size) of sections 0 … 5 (§3) */
-#define DIRECT_H_RESERVED_120 120u /* u64: reserved, 0 */
+#define DIRECT_H_SECTIONS 72u /* u32[14]: (offset, size) of sections 0 … 6 (§3) */
 static inline uint32_t direct_h_magic(const uint8_t *h) {
     return direct_rd32(h + DIRECT_H_MAGIC);
 }
@@ -199,9 +198,6 @@ static inline uint64_t direct_h_y_offset_bits(const uint8_t *h) {
 }
 static inline uint32_t direct_h_sections(const uint8_t *h, uint32_t i) {
     return direct_rd32(h + DIRECT_H_SECTIONS + 4u * i);
-}
-static inline uint64_t direct_h_reserved_120(const uint8_t *h) {
-    return direct_rd64(h + DIRECT_H_RESERVED_120);
 }
 /* ---- END GENERATED ---- */
 

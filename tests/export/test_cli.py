@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +270,66 @@ def test_avr_target_refuses_headers_avr_gcc_cannot_build(trained, tmp_path):
         assert (done.returncode == 0) == ok, done.stderr
         if not ok:
             assert "size of array" in done.stderr and "too large" in done.stderr
+
+
+def _with_meta_emptied(data: bytes) -> bytes:
+    """The blob with its host metadata (MF §3 section 5) replaced by an empty JSON object, CRC redone."""
+    from direct_edge.runtime.blob import SECTION_META
+
+    off, size = parse(data).sections[SECTION_META]
+    out = bytearray(data)
+    out[off : off + size] = b"{}" + b" " * (size - 2)
+    out[-4:] = struct.pack("<I", zlib.crc32(bytes(out[:-4])))
+    return bytes(out)
+
+
+def test_the_blob_carries_the_schema_and_direct_run_matches_names_by_it(trained, tmp_path):
+    """MF §10: names, target and training ranges in the schema section; direct-run reorders a header
+    by it with the metadata gone, is positional with neither, and refuses a broken section in one line."""
+    from direct_edge.runtime.blob import SECTION_SCHEMA
+    from direct_edge.trainer.model_file import load_model
+
+    model = load_model(trained / "model.direct")
+    for name, args in (("with.bin", []), ("without.bin", ["--no-schema"])):
+        result = CliRunner().invoke(main, [str(trained / "model.direct"), str(tmp_path / name), "-q", *args])
+        assert result.exit_code == 0, result.output
+    data = (tmp_path / "with.bin").read_bytes()
+    schema = parse(data).schema
+    names = list(load_diabetes().feature_names)
+    assert schema.column_names == names and schema.target == "progression" and schema.plain
+    assert [c.low for c in schema.columns] == model.input_min_.tolist()
+    assert [c.high for c in schema.columns] == model.input_max_.tolist()
+    bare = _with_meta_emptied(data)
+    assert parse(bare).meta == {} and parse(bare).column_names == names
+    (tmp_path / "bare.bin").write_bytes(bare)
+    without = _with_meta_emptied((tmp_path / "without.bin").read_bytes())
+    assert parse(without).sections[SECTION_SCHEMA] == (0, 0) and parse(without).column_names is None
+    (tmp_path / "positional.bin").write_bytes(without)
+
+    X = load_diabetes(return_X_y=True)[0][:20]
+    order = list(range(len(names)))[::-1]
+    lines = [",".join(names)] + [",".join(map(repr, row)) for row in X.tolist()]
+    reversed_lines = [",".join(names[k] for k in order)] + [
+        ",".join(map(repr, row)) for row in X[:, order].tolist()
+    ]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "reversed.csv").write_text("\n".join(reversed_lines) + "\n")
+
+    def run(model: str, rows: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [tool("direct-run"), model, rows], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+
+    straight = run("bare.bin", "in.csv")
+    assert straight.returncode == 0 and straight.stdout.count("\n") == 21
+    assert run("bare.bin", "reversed.csv").stdout == straight.stdout  # matched by the schema's names
+    assert run("positional.bin", "in.csv").stdout == straight.stdout
+    assert run("positional.bin", "reversed.csv").stdout != straight.stdout  # no names: by position
+
+    broken = bytearray(bare)
+    broken[parse(bare).sections[SECTION_SCHEMA][0]] = 9  # schema version 9
+    broken[-4:] = struct.pack("<I", zlib.crc32(bytes(broken[:-4])))
+    (tmp_path / "broken.bin").write_bytes(bytes(broken))
+    done = run("broken.bin", "in.csv")
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert "input schema section: schema version 9 is not supported" in done.stderr

@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from direct_edge.export import packed
-from direct_edge.runtime.blob import HEADER_SIZE, SECTION_INPUT, SECTION_SAMPLES, BlobError, parse
+from direct_edge.runtime import schema as input_schema
+from direct_edge.runtime.blob import (
+    HEADER_SIZE,
+    SECTION_INPUT,
+    SECTION_SAMPLES,
+    SECTION_SCHEMA,
+    BlobError,
+    parse,
+)
 
-from .conftest import patched, recrc
+from .conftest import patched, recrc, section_entry
 
 
 def random_levels(rng, S: int, b: int, zeros: float, bits: int = 4) -> np.ndarray:
@@ -97,7 +105,7 @@ def test_each_check_reports_its_code(blob):
     assert code_of(patched(blob, "flags", 2)) == "HEADER"  # unknown flag
     assert code_of(patched(blob, "n_features", 33)) == "HEADER"  # odd rff feature count
     assert code_of(patched(blob, "s2", 32)) == "HEADER"  # s2 below 33
-    assert code_of(patched(blob, "reserved_120", 1)) == "HEADER"  # reserved
+    assert code_of(patched(blob, "sections", 8, 2 * SECTION_SCHEMA)) == "SECTION"  # empty section, offset set
     assert code_of(patched(blob, "sections", 129, 2 * SECTION_INPUT)) == "SECTION"  # input section misaligned
     assert (
         code_of(patched(blob, "sections", 8, 2 * SECTION_INPUT + 1)) == "SECTION"
@@ -172,3 +180,118 @@ def test_gap4_bytes_and_its_malformed_variants():
         _decode_samples(bytes([6, 0x10, 0xFF, 0x0F, 0x00, 0x7A]), 3, 1, 300, 4)
     with pytest.raises(BlobError, match="out of range|outside"):
         _decode_samples(bytes([1, 0x70]), 3, 1, 300, 3)
+
+
+# ---- MF §10: the input-schema section ---------------------------------------------------------------
+
+
+def mixed_schema() -> input_schema.Schema:
+    """Every kind and policy: a plain column, one with mean-indicator imputation, a categorical one."""
+    Column = input_schema.Column
+    return input_schema.Schema(
+        (
+            Column("age", low=18.0, high=90.0),
+            Column("bmi", missing=input_schema.MEAN_INDICATOR, low=15.5, high=42.0, fill=26.25),
+            Column("colour", kind=input_schema.CATEGORICAL, levels=("red", "grün", "blue")),
+        ),
+        "price",
+    )
+
+
+@pytest.fixture(scope="module")
+def schema_blob() -> bytes:
+    return packed.synthetic_blob("rff", 3, 18, 4, seed=3, layout="dense4", schema=True)
+
+
+def test_the_schema_section_round_trips_and_names_the_columns(schema_blob):
+    b = parse(schema_blob)
+    assert b.minor == 1 and b.sections[SECTION_SCHEMA][1] > 0
+    assert b.schema.column_names == b.schema.input_names == ["x0", "x1", "x2"]
+    assert b.schema.target == "y" and b.schema.plain
+    assert [c.low for c in b.schema.columns] == pytest.approx(
+        [float(v) for v in packed.blob_input_range(b)[0]], rel=1e-12
+    )
+    s = mixed_schema()
+    data = input_schema.encode(s)
+    assert input_schema.decode(data, 6) == s
+    assert s.input_names == ["age", "bmi", "bmi_missing", "colour=red", "colour=grün", "colour=blue"]
+    assert data[:4] == bytes([1, 0, 3, 0]) and data[4:10] == b"\x05price"
+
+
+def test_a_blob_without_the_section_still_loads_by_position_or_by_its_metadata_names():
+    old = patched(packed.synthetic_blob("linear", 2, 3, 2, seed=4, layout="dense4"), "minor", 0)
+    b = parse(old)  # a format 1.0 blob: no schema section
+    assert b.minor == 0 and b.sections[SECTION_SCHEMA] == (0, 0)
+    assert b.schema is None and b.column_names is None
+
+
+def schema_mutant(blob: bytes, content: bytes) -> bytes:
+    """``blob`` with its schema section's bytes replaced by ``content`` (at most as long), CRC recomputed."""
+    off, size = parse(blob).sections[SECTION_SCHEMA]
+    assert len(content) <= size
+    out = bytearray(blob)
+    out[off : off + size] = content + bytes(size - len(content))
+    struct.pack_into("<II", out, section_entry(SECTION_SCHEMA), off if content else 0, len(content))
+    return recrc(out)
+
+
+def schema_error(data: bytes) -> str:
+    b = parse(data)  # placement is valid: parse accepts what the C library accepts
+    with pytest.raises(BlobError) as info:
+        _ = b.schema
+    assert info.value.name == "CONTENT" and "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_every_truncation_of_the_schema_section_is_rejected_in_one_line(schema_blob):
+    off, size = parse(schema_blob).sections[SECTION_SCHEMA]
+    content = schema_blob[off : off + size]
+    for n in range(1, size):
+        message = schema_error(schema_mutant(schema_blob, content[:n]))
+        assert message.startswith("invalid model blob (CONTENT): input schema section: ")
+    assert parse(schema_mutant(schema_blob, b"")).schema is None  # no section at all is a valid blob
+
+
+def test_each_schema_rule_is_checked(schema_blob):
+    good = input_schema.encode(parse(schema_blob).schema)
+    name = good.index(b"x1")
+
+    def edit(pos: int, raw: bytes, base: bytes = good) -> bytes:
+        return schema_mutant(schema_blob, base[:pos] + raw + base[pos + len(raw) :])
+
+    cases = {
+        "schema version 2": edit(0, b"\x02"),
+        "reserved byte": edit(1, b"\x01"),
+        "runs past the end": edit(2, b"\x04"),
+        "not UTF-8": edit(name, b"\xff"),
+        "appears twice": edit(name, b"x0"),
+        "unknown kind 7": edit(name + 2, b"\x07"),
+        "unknown kind or missing-value policy": edit(name + 3, b"\x05"),
+        "fill value without": edit(name + 20, struct.pack("<d", 0.5)),
+        "finite training range": edit(name + 4, struct.pack("<d", float("nan"))),
+        "bytes after the last column": edit(2, b"\x02"),
+    }
+    for expected, data in cases.items():
+        assert expected in schema_error(data), expected
+    with pytest.raises(input_schema.SchemaError, match="the columns make 3 inputs, the header says 4"):
+        input_schema.decode(good, 4)
+    swapped = input_schema.Column("x0", low=1.0, high=0.0)
+    with pytest.raises(input_schema.SchemaError, match="low <= high"):
+        input_schema.encode(input_schema.Schema((swapped,)))
+    with pytest.raises(input_schema.SchemaError, match="must refuse missing values"):
+        input_schema.Schema((input_schema.Column("c", 1, 1, levels=("a",)),)).check()
+
+
+def test_random_schema_mutations_decode_or_raise_one_content_error(schema_blob):
+    rng = np.random.default_rng(0)
+    good = input_schema.encode(mixed_schema())
+    for _ in range(3000):
+        raw = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            raw[int(rng.integers(len(raw)))] = int(rng.integers(256))
+        try:
+            s = input_schema.decode(bytes(raw), 6)
+        except input_schema.SchemaError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert s.n_inputs == 6 and input_schema.encode(s) == bytes(raw)

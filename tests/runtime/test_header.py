@@ -74,9 +74,7 @@ def test_the_table_matches_the_offsets_and_types_in_the_spec():
     assert sorted(spec) == sorted(got)
     for offset, kind in got.items():
         if offset == 72:
-            assert spec[offset] == "6 × (u32, u32)"
-        elif offset == 120:
-            assert spec[offset] == "8 bytes"
+            assert spec[offset] == "7 × (u32, u32)"
         else:
             assert spec[offset] == words.get(kind, kind), offset
 
@@ -103,7 +101,7 @@ def test_pack_and_unpack_round_trip_every_field():
 def test_pack_fills_defaults_and_refuses_missing_or_unknown_fields():
     data = synthetic_blob("rff", 2, 8, 3, seed=1, layout="dense4")
     values = header.unpack(data)
-    for name in ("magic", "major", "minor", "reserved_30", "reserved_36", "reserved_120"):
+    for name in ("magic", "major", "minor", "reserved_30", "reserved_36"):
         del values[name]
     assert header.pack(values) == data[:128]
     with pytest.raises(KeyError, match="n_samples"):
@@ -146,7 +144,6 @@ VIOLATIONS = [
     ("reserved_36", 1),
     ("noise_q", 2**62 + 1),
     ("noise_exact_q", 2**62 + 1),
-    ("reserved_120", 1),
     ("mean_scale", float("nan")),
     ("mean_scale", float("inf")),
     ("mean_scale", 0.0),

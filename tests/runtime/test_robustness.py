@@ -30,7 +30,8 @@ LCG_MUL, LCG_ADD = 6364136223846793005, 1442695040888963407
 
 
 def valid_blobs() -> dict[str, bytes]:
-    """Small blobs covering both feature kinds, the four layouts, the exact section, gap escapes and skips."""
+    """Small blobs covering both feature kinds, the four layouts, the exact section, gap escapes and skips,
+    and the schema section."""
     return {
         "linear-dense4": synthetic_blob("linear", 5, 6, 3, bits=4, zeros=0.2, seed=1, layout="dense4"),
         "linear-grouped": synthetic_blob("linear", 8, 9, 5, bits=3, zeros=0.5, seed=2, layout="grouped"),
@@ -39,6 +40,10 @@ def valid_blobs() -> dict[str, bytes]:
         ),
         "rff-grouped": synthetic_blob("rff", 2, 600, 2, bits=2, zeros=0.99, seed=4, layout="grouped"),
         "rff-gap4": synthetic_blob("rff", 2, 400, 3, bits=3, zeros=0.95, seed=5, layout="gap4"),
+        # MF §10: a schema section the C library places and checksums but never reads
+        "linear-schema": synthetic_blob(
+            "linear", 3, 4, 3, bits=4, zeros=0.3, seed=6, layout="gap4", schema=True
+        ),
     }
 
 
@@ -187,6 +192,33 @@ def test_random_byte_overwrites_in_the_sections_are_rejected_or_valid(sanitized_
             blobs.append(recrc(out))
     counts = assert_c_agrees(sanitized_harness, blobs, tmp_path)
     assert {0, 9} <= set(counts), counts
+
+
+def test_the_schema_section_is_never_read_by_the_c_library_and_checked_by_the_host(
+    sanitized_harness, tmp_path
+):
+    """MF §10: bytes overwritten inside the schema section (CRC recomputed) leave a blob both readers
+    accept with the same outputs; the host's schema reader decodes each or rejects it with CONTENT."""
+    from direct_edge.runtime.blob import SECTION_SCHEMA
+
+    data = valid_blobs()["linear-schema"]
+    off, size = parse(data).sections[SECTION_SCHEMA]
+    rng = np.random.default_rng(17)
+    blobs = []
+    for _ in range(300):
+        out = bytearray(data)
+        for pos in rng.integers(off, off + size, int(rng.integers(1, 4))):
+            out[pos] = int(rng.integers(0, 256))
+        blobs.append(recrc(out))
+    assert assert_c_agrees(sanitized_harness, blobs, tmp_path) == {0: len(blobs)}
+    rejected = 0
+    for mutant in blobs:
+        try:
+            _ = parse(mutant).schema
+        except BlobError as exc:
+            assert exc.name == "CONTENT" and "input schema section: " in str(exc)
+            rejected += 1
+    assert 0 < rejected < len(blobs)
 
 
 def host_float_blobs() -> list[bytes]:

@@ -1,0 +1,274 @@
+"""The input schema (docs/model-format.md §10, cited as MF §10): what the model's raw input columns are
+and how a raw row becomes the model's d real inputs.
+
+One definition for every part: the trainer fits a :class:`Schema` on its data (``trainer/preprocessing.py``)
+and stores it in ``model.direct``; the exporter writes it as the blob's schema section (:func:`encode`);
+the host reader decodes and checks it (:func:`decode`, through ``Blob.schema``) and ``direct-run`` turns
+raw CSV rows into inputs with :func:`prepare`.  The C library never reads the section.
+
+A column is *numeric* (one input; with the ``mean-indicator`` missing-value policy a second input, 1 where
+the value was missing and 0 otherwise, and the missing value replaced by the training mean) or
+*categorical* (one 0/1 input per level seen in training, one-hot; a level not seen in training is refused;
+no missing values).  Inputs follow the columns' order, each column's inputs together.
+Only the standard library and numpy are used.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from direct_edge.errors import UserError
+
+SCHEMA_VERSION = 1
+NUMERIC, CATEGORICAL = 0, 1
+KINDS = {NUMERIC: "numeric", CATEGORICAL: "categorical"}
+REFUSE, MEAN_INDICATOR = 0, 1
+POLICIES = {REFUSE: "refuse", MEAN_INDICATOR: "mean-indicator"}
+MAX_NAME_BYTES = 255
+MAX_LEVELS = 65535
+
+# Cells that mean "no value" in files written by pandas, R and spreadsheets (pandas' default NA strings).
+MISSING = frozenset(
+    {
+        "",
+        "NA",
+        "N/A",
+        "n/a",
+        "NaN",
+        "nan",
+        "-NaN",
+        "-nan",
+        "NULL",
+        "null",
+        "None",
+        "<NA>",
+        "#N/A",
+        "#NA",
+        "-1.#IND",
+    }
+)
+
+
+class SchemaError(UserError):
+    """A schema that breaks a MF §10 rule, or a raw value the schema cannot take (one line)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One raw input column.  ``low``/``high``: its training range (numeric: finite, low ≤ high);
+    ``fill``: the value a missing cell takes (the training mean) with the mean-indicator policy, else 0;
+    ``levels``: the categories in input order (categorical)."""
+
+    name: str
+    kind: int = NUMERIC
+    missing: int = REFUSE
+    low: float = 0.0
+    high: float = 0.0
+    fill: float = 0.0
+    levels: tuple[str, ...] = ()
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model inputs this column becomes, in order."""
+        if self.kind == CATEGORICAL:
+            return [f"{self.name}={level}" for level in self.levels]
+        return [self.name] + ([f"{self.name}_missing"] if self.missing == MEAN_INDICATOR else [])
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.levels) if self.kind == CATEGORICAL else 1 + (self.missing == MEAN_INDICATOR)
+
+    @property
+    def plain(self) -> bool:
+        """A numeric column without a missing-value policy: one input, the raw value itself."""
+        return self.kind == NUMERIC and self.missing == REFUSE
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The raw columns in order and the target's name ("" when the data did not name it)."""
+
+    columns: tuple[Column, ...]
+    target: str = ""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for c in self.columns for n in c.input_names]
+
+    @property
+    def n_inputs(self) -> int:
+        return sum(c.n_inputs for c in self.columns)
+
+    @property
+    def plain(self) -> bool:
+        """Every column is plain: a raw row is the model's input row."""
+        return all(c.plain for c in self.columns)
+
+    def check(self) -> None:
+        """MF §10's rules on the values (the writer's and the reader's check).  Raises SchemaError."""
+        if not 1 <= len(self.columns) <= 65535:
+            raise SchemaError(f"needs 1 to 65535 columns, has {len(self.columns)}")
+        _check_text(self.target, "the target name", allow_empty=True)
+        names = set()
+        for c in self.columns:
+            _check_text(c.name, "a column name")
+            if c.name in names:
+                raise SchemaError(f"column {c.name!r} appears twice")
+            names.add(c.name)
+            if c.kind not in KINDS or c.missing not in POLICIES:
+                raise SchemaError(f"column {c.name!r} has an unknown kind or missing-value policy")
+            if c.kind == CATEGORICAL:
+                if c.missing != REFUSE:
+                    raise SchemaError(f"categorical column {c.name!r} must refuse missing values")
+                if not 1 <= len(c.levels) <= MAX_LEVELS or len(set(c.levels)) != len(c.levels):
+                    raise SchemaError(f"categorical column {c.name!r} needs 1 to 65535 distinct levels")
+                for level in c.levels:
+                    _check_text(level, f"a level of {c.name!r}")
+                continue
+            if c.levels:
+                raise SchemaError(f"numeric column {c.name!r} has levels")
+            values = (c.low, c.high, c.fill)
+            if not all(math.isfinite(v) for v in values) or c.low > c.high:
+                raise SchemaError(f"column {c.name!r} needs a finite training range low <= high")
+            if c.missing == MEAN_INDICATOR and not c.low <= c.fill <= c.high:
+                raise SchemaError(f"column {c.name!r}: the fill value lies outside the training range")
+            if c.missing == REFUSE and c.fill != 0.0:
+                raise SchemaError(f"column {c.name!r}: a fill value without a missing-value policy")
+
+
+def _check_text(text: str, what: str, allow_empty: bool = False) -> None:
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_NAME_BYTES or (not raw and not allow_empty):
+        raise SchemaError(f"{what} must be 1 to {MAX_NAME_BYTES} bytes of UTF-8")
+
+
+# ---- MF §10: the section's bytes ----------------------------------------------------------------------
+
+_HEAD = struct.Struct("<BBH")  # version, reserved, number of columns
+_COLUMN = struct.Struct("<BB")  # kind, missing-value policy
+_RANGE = struct.Struct("<ddd")  # low, high, fill
+_COUNT = struct.Struct("<H")
+
+
+def _text(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return bytes([len(raw)]) + raw
+
+
+def encode(schema: Schema) -> bytes:
+    """The MF §10 bytes of ``schema`` (checked first).  Raises SchemaError."""
+    schema.check()
+    out = [_HEAD.pack(SCHEMA_VERSION, 0, len(schema.columns)), _text(schema.target)]
+    for c in schema.columns:
+        out += [_text(c.name), _COLUMN.pack(c.kind, c.missing)]
+        if c.kind == CATEGORICAL:
+            out += [_COUNT.pack(len(c.levels))] + [_text(level) for level in c.levels]
+        else:
+            out.append(_RANGE.pack(c.low, c.high, c.fill))
+    return b"".join(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise SchemaError(f"{what} runs past the end of the section")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: struct.Struct, what: str) -> tuple:
+        return fmt.unpack(self.take(fmt.size, what))
+
+    def text(self, what: str) -> str:
+        (n,) = self.take(1, what)
+        try:
+            return self.take(n, what).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SchemaError(f"{what} is not UTF-8") from None
+
+
+def decode(data: bytes, n_inputs: int) -> Schema:
+    """The schema in MF §10 ``data``, checked against its rules and the header's d = ``n_inputs``.
+    Raises SchemaError naming the first rule that fails."""
+    r = _Reader(bytes(data))
+    version, reserved, count = r.unpack(_HEAD, "the schema header")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"schema version {version} is not supported (this reader reads {SCHEMA_VERSION})")
+    if reserved:
+        raise SchemaError("reserved byte is not zero")
+    target = r.text("the target name")
+    columns = []
+    for j in range(count):
+        name = r.text(f"column {j + 1}'s name")
+        kind, missing = r.unpack(_COLUMN, f"column {j + 1}'s kind")
+        if kind == CATEGORICAL:
+            (n_levels,) = r.unpack(_COUNT, f"column {j + 1}'s level count")
+            levels = tuple(r.text(f"a level of column {j + 1}") for _ in range(n_levels))
+            columns.append(Column(name, kind, missing, levels=levels))
+        elif kind == NUMERIC:
+            low, high, fill = r.unpack(_RANGE, f"column {j + 1}'s range")
+            columns.append(Column(name, kind, missing, low, high, fill))
+        else:
+            raise SchemaError(f"column {j + 1} has unknown kind {kind}")
+    if r.pos != len(r.data):
+        raise SchemaError(f"{len(r.data) - r.pos} bytes after the last column")
+    schema = Schema(tuple(columns), target)
+    schema.check()
+    if schema.n_inputs != n_inputs:
+        raise SchemaError(f"the columns make {schema.n_inputs} inputs, the header says {n_inputs}")
+    return schema
+
+
+# ---- raw rows -> the model's inputs ----------------------------------------------------------------
+
+
+def prepare(schema: Schema, rows: list[list[str]], where: str = "", first_row: int = 1) -> np.ndarray:
+    """(n, d) float64 model inputs from raw text rows, each holding the schema's columns in its order.
+
+    Numeric cells are numbers; a missing cell (:data:`MISSING`) takes the column's fill value and sets its
+    indicator under the mean-indicator policy and is refused otherwise; a categorical cell must be a
+    level seen in training (compared as text, surrounding spaces ignored).  Raises SchemaError naming
+    the row (counted from ``first_row``) and the column."""
+    prefix = f"{where}: " if where else ""
+    out = np.zeros((len(rows), schema.n_inputs), dtype=np.float64)
+    lookup = [{lv: i for i, lv in enumerate(c.levels)} for c in schema.columns]
+    for i, row in enumerate(rows):
+        at = f"{prefix}data row {i + first_row}"
+        if len(row) != len(schema.columns):
+            raise SchemaError(f"{at} has {len(row)} values, the model takes {len(schema.columns)}")
+        k = 0
+        for c, cell, levels in zip(schema.columns, row, lookup, strict=True):
+            cell = cell.strip()
+            if c.kind == CATEGORICAL:
+                if cell not in levels:
+                    what = "a missing value" if cell in MISSING else f"the level {cell!r}"
+                    raise SchemaError(
+                        f"{at} has {what} in column {c.name}, not seen in training "
+                        f"(levels: {', '.join(c.levels)})"
+                    )
+                out[i, k + levels[cell]] = 1.0
+            elif cell in MISSING:
+                if c.missing != MEAN_INDICATOR:
+                    raise SchemaError(f"{at} has a missing value in column {c.name}")
+                out[i, k], out[i, k + 1] = c.fill, 1.0
+            else:
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise SchemaError(f"{at} has a value that is not a number in column {c.name}") from None
+                if not math.isfinite(value):
+                    raise SchemaError(f"{at} has NaN or infinity in column {c.name}")
+                out[i, k] = value
+            k += c.n_inputs
+    return out
