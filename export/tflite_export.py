@@ -37,6 +37,7 @@ from ai_edge_litert import schema_py_generated as schema
 from direct_edge import __version__
 from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, noise_variance
 from direct_edge.export.packed import blob_input_range
+from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
 _T = schema.TensorType
@@ -336,6 +337,41 @@ def _mean_options():
     return _OPT.ReducerOptions, opts
 
 
+def range_limits(blob: Blob) -> tuple[np.ndarray, np.ndarray]:
+    """IS §2.1 on the value v the graph is fed (x minus :func:`host_origin`, float32): per input the
+    lowest and the highest v in range, float32 (d,) each, so that v is out of range exactly when
+    v < low or v > high (the real input being v + origin in float64; ±inf where no finite v is out of
+    range on that side)."""
+    low, beyond = reference.range_thresholds(blob, np.float32, host_origin(blob))
+    high = np.where(np.isinf(beyond), beyond, np.nextafter(beyond, np.float32(-np.inf)))
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def _out_of_range(g: _Builder, blob: Blob, x: int, batch: int) -> int:
+    """The output "out_of_range", bool (batch,): IS §2.1 for the fed float32 inputs, as
+    max_k max(low_k − v_k, v_k − high_k) > 0 (SUB, MAXIMUM, REDUCE_MAX, GREATER: ops both runtimes
+    have; a float32 difference is > 0 exactly when the first operand is larger, so this is the same
+    comparison as v < low or v > high)."""
+    low, high = range_limits(blob)
+    d = blob.n_inputs
+    below = g.tensor("below_low", [batch, d], _T.FLOAT32, dynamic=True)
+    above = g.tensor("above_high", [batch, d], _T.FLOAT32, dynamic=True)
+    sub = (_OPT.SubOptions, schema.SubOptionsT())
+    g.op(_OP.SUB, [g.const("input_low_limit", low, _T.FLOAT32), x], [below], *sub)
+    g.op(_OP.SUB, [x, g.const("input_high_limit", high, _T.FLOAT32)], [above], *sub)
+    excess = g.tensor("range_excess", [batch, d], _T.FLOAT32, dynamic=True)
+    g.op(_OP.MAXIMUM, [below, above], [excess], _OPT.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
+    worst = g.tensor("range_excess_row", [batch], _T.FLOAT32, dynamic=True)
+    opts = schema.ReducerOptionsT()
+    opts.keepDims = False
+    axis = g.const("input_axis", np.array([1], dtype=np.int32), _T.INT32)
+    g.op(_OP.REDUCE_MAX, [excess, axis], [worst], _OPT.ReducerOptions, opts)
+    flag = g.tensor("out_of_range", [batch], _T.BOOL, dynamic=True)
+    zero = g.const("zero", np.array([0.0], np.float32), _T.FLOAT32)
+    g.op(_OP.GREATER, [worst, zero], [flag], _OPT.GreaterOptions, schema.GreaterOptionsT())
+    return flag
+
+
 def build(
     blob: Blob,
     feats: FloatFeatures,
@@ -361,14 +397,14 @@ def build(
     phi = _features(g, blob, feats, x, batch)
     fq, sq, f = _samples(g, part, phi, activations, batch)
     mean, variance = _moments(g, f, blob.n_samples, batch)
-    outs = _to_target_units(g, blob, feats, mean, variance, batch)
+    outs = _to_target_units(g, blob, feats, mean, variance, batch) + [_out_of_range(g, blob, x, batch)]
     if debug_outputs:
         outs += [fq, sq]
     description = (
         f"direct-edge {__version__}: DIRECT Bayesian GLM, {blob.n_samples} posterior samples of "
         f"{blob.bits}-bit weights; input x float32 in input units"
         + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
-        + ", outputs mean and predictive variance in target units"
+        + ", outputs mean and predictive variance in target units and out_of_range (IS §2.1)"
     )
     return g.finish([x], outs, description, _metadata(blob, part, activations))
 
@@ -430,17 +466,19 @@ def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: 
         out = g.tensor(name, [batch], _T.FLOAT32, dynamic=True)
         g.op(_OP.RESHAPE, [col, flat], [out])
         outs.append(out)
+    outs.append(_out_of_range(g, blob, x, batch))
     description = (
         f"direct-edge {__version__}: DIRECT Bayesian GLM, exact predictive moments (posterior weight means "
         "and variances); input x float32 in input units"
         + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
-        + ", outputs mean and predictive variance in target units"
+        + ", outputs mean and predictive variance in target units and out_of_range (IS §2.1)"
     )
     meta = {
         "producer": "direct-edge",
         "version": __version__,
         "graph": "exact",
-        "input": "x float32 (n, d) in input units minus input_origin",
+        "input": "x float32 (n, d) in input units minus input_origin, columns in the order of input_names",
+        "input_names": json.dumps(input_names(blob)),
         "input_origin": json.dumps(host_origin(blob).tolist()),
         "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
         "input_high": json.dumps(blob_input_range(blob)[1].tolist()),
@@ -525,6 +563,19 @@ def _to_target_units(
     return outs
 
 
+def input_names(blob: Blob) -> list[str]:
+    """The names of x's d columns, in order: the schema's inputs (MF §10), else the names in the
+    blob's metadata, else x0 .. x{d-1}."""
+    if blob.schema is not None:
+        return blob.schema.input_names
+    names = blob.column_names
+    return (
+        names
+        if names is not None and len(names) == blob.n_inputs
+        else [f"x{k}" for k in range(blob.n_inputs)]
+    )
+
+
 def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]:
     """The custom metadata entries: producer, sizes, the integer parameters, the input origin and range."""
     return {
@@ -537,7 +588,8 @@ def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]
         "activations": f"int{activations}",
         "feature_scale": repr(part.feature_scale),
         "output_shift": str(part.out_shift),
-        "input": "x float32 (n, d) in input units minus input_origin",
+        "input": "x float32 (n, d) in input units minus input_origin, columns in the order of input_names",
+        "input_names": json.dumps(input_names(blob)),
         "input_origin": json.dumps(host_origin(blob).tolist()),
         "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
         "input_high": json.dumps(blob_input_range(blob)[1].tolist()),

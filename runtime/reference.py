@@ -64,12 +64,15 @@ def at_edge(q: np.ndarray) -> np.ndarray:
     return input_mask((q == -32768) | (q == 32767))
 
 
-def range_thresholds(blob: Blob, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def range_thresholds(blob: Blob, dtype=np.float64, origin=None) -> tuple[np.ndarray, np.ndarray]:
     """IS §2.1 as two comparisons: per input the smallest values ``lo``, ``hi`` of ``dtype`` (float64 or
     float32) with x/scale + zero + ½ ≥ −32768 and ≥ 32768 in float64, so that for every finite x of
     that dtype the input is out of range exactly when ``x < lo`` or ``x >= hi``.  Bisection over the
-    ordered values of the dtype (the quantity is monotone in x: scale > 0, rounding is monotone)."""
+    ordered values of the dtype (the quantity is monotone in x: scale > 0, rounding is monotone).
+    ``origin`` (d,) float64: thresholds on v = x − origin instead, the real input being v + origin
+    computed in float64 (what a graph fed x minus an origin sees)."""
     dtype = np.dtype(dtype)
+    shift = np.zeros(blob.n_inputs) if origin is None else np.asarray(origin, dtype=np.float64)
     itype = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[dtype]
     big = np.finfo(dtype).max
 
@@ -82,6 +85,7 @@ def range_thresholds(blob: Blob, dtype=np.float64) -> tuple[np.ndarray, np.ndarr
         def ok(key: int) -> bool:
             x = float(key_to_value(np.array([key], dtype=np.int64))[0])
             with np.errstate(over="ignore"):  # ±inf compares as the huge value it stands for
+                x = float(np.float64(x) + shift[k])
                 return bool(x / blob.input_scale[k] + blob.input_zero[k] + 0.5 >= limit)
 
         lo = int(np.array([-big], dtype=dtype).view(itype)[0])

@@ -74,3 +74,74 @@ def test_onnx_graphs_flag_the_reference_rows(kind, d, b):
     q = np.concatenate([q, extremes])
     got = sess.run(["out_of_range"], {"q": q})[0]
     np.testing.assert_array_equal(got, reference.at_edge(q) != 0)
+
+
+def tflite_graphs(blob) -> dict[str, bytes]:
+    from direct_edge.export import tflite_export
+
+    feats = onnx_export.features_from_blob(blob)
+    return {
+        "exact": tflite_export.build_exact(blob, feats, onnx_export.moments_from_blob(blob, feats)),
+        "ensemble16": tflite_export.build(blob, feats, 16),
+        "ensemble8": tflite_export.build(blob, feats, 8),
+    }
+
+
+def fed_rows_and_flags(blob, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 rows as a host feeds them (x − origin) over, at and beyond the range ends, and the
+    reference's IS §2.1 row flag of the real value each stands for (fed + origin in float64)."""
+    from direct_edge.export import tflite_export
+
+    origin = tflite_export.host_origin(blob)
+    fed = (edge_rows(blob, n, seed=seed, dtype=np.float32).astype(np.float64) - origin).astype(np.float32)
+    low, high = tflite_export.range_limits(blob)
+    d = blob.n_inputs
+    ends = np.array(
+        [low, high, np.nextafter(low, np.float32(-np.inf)), np.nextafter(high, np.float32(np.inf))]
+    )
+    fed[:4] = ends  # every input at the lowest / highest value in range, then one float32 step beyond
+    middle = (low / 2 + high / 2).astype(np.float32)
+    for i, e in enumerate(ends):  # one input at each limit, the others at the range's middle
+        rows = np.tile(middle, (d, 1))
+        rows[np.arange(d), np.arange(d)] = e[np.arange(d)]
+        fed[4 + i * d : 4 + (i + 1) * d] = rows
+    want = reference.out_of_range(blob, fed.astype(np.float64) + origin) != 0
+    return fed, want
+
+
+@pytest.mark.parametrize("kind,d,b", BLOBS)
+def test_tflite_graphs_flag_the_reference_rows_in_litert(kind, d, b):
+    """IS §2.1 in TFLite: the "out_of_range" output of the serving_default signature equals the
+    reference's flag, bit for bit, on rows inside, at the lowest and highest value in range, one float32
+    step beyond each and far beyond, for the exact-moment and both ensemble graphs."""
+    Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+    blob = parse(synthetic_blob(kind, d, b, 4, seed=d, layout="dense4", exact=True))
+    fed, want = fed_rows_and_flags(blob, 10_000, seed=d)
+    assert 0 < want.sum() < len(want)
+    assert not want[:2].any() and want[2:4].all()  # at the limits / one float32 step beyond
+    assert not want[4 : 4 + 2 * d].any() and want[4 + 2 * d : 4 + 4 * d].all()
+    for name, data in tflite_graphs(blob).items():
+        runner = Interpreter(model_content=data).get_signature_runner()
+        assert set(runner.get_output_details()) == {"mean", "variance", "out_of_range"}, name
+        (input_name,) = runner.get_input_details()
+        got = runner(**{input_name: fed})["out_of_range"]
+        assert got.dtype == np.bool_ and got.shape == (len(fed),), name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+@pytest.mark.parametrize("kind,d,b", BLOBS[:2])
+def test_tflite_graphs_flag_the_reference_rows_in_tflite_micro(tmp_path, kind, d, b):
+    """The same in TensorFlow Lite Micro, one invoke per row (its stored batch of 1), output 2."""
+    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    blob = parse(synthetic_blob(kind, d, b, 4, seed=d, layout="dense4", exact=True))
+    fed, want = fed_rows_and_flags(blob, 400, seed=d)
+    for name, data in tflite_graphs(blob).items():
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(data)
+        interp = tfm.Interpreter.from_file(str(path))
+        got = []
+        for row in fed:
+            interp.set_input(row[None, :], 0)
+            interp.invoke()
+            got.append(bool(interp.get_output(2)[0]))
+        np.testing.assert_array_equal(np.array(got), want, err_msg=name)

@@ -8,6 +8,7 @@ features are within one step of the float64 features quantised; mean and sd are 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 from direct_edge.export import onnx_export, tflite_export  # noqa: E402
 from direct_edge.export.packed import synthetic_blob  # noqa: E402
+from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
 N = 10_000
@@ -103,7 +105,7 @@ def run_tflm(path, x: np.ndarray, n_outputs: int) -> list[np.ndarray]:
     return [np.array([r[i] for r in rows]) for i in range(n_outputs)]
 
 
-OUTPUT_NAMES = ("mean", "variance", "features_q", "samples_q")
+OUTPUT_NAMES = ("mean", "variance", "out_of_range", "features_q", "samples_q")
 
 
 @pytest.mark.parametrize("activations", [16, 8])
@@ -124,13 +126,14 @@ def test_tflite_micro_agrees_with_the_integer_part_and_float64(tmp_path, name, a
     x = inputs(blob, 1000)
     path = tmp_path / "m.tflite"
     path.write_bytes(tflite_export.build(blob, feats, activations, debug_outputs=True))
-    outs = dict(zip(OUTPUT_NAMES, run_tflm(path, feed(blob, x), 4), strict=True))
+    outs = dict(zip(OUTPUT_NAMES, run_tflm(path, feed(blob, x), len(OUTPUT_NAMES)), strict=True))
     check(blob, feats, part, x, outs, ROUNDING["tflm", activations])
 
 
 def test_the_input_needs_no_quantisation_recipe_and_the_signature_names_everything(tmp_path):
     """The input is float32 with no quantisation parameters (so the standard recipe is: feed x), its
-    first dimension is dynamic, and "serving_default" names x, mean and variance."""
+    first dimension is dynamic, and "serving_default" names x, mean, variance and out_of_range; the
+    metadata names x's columns."""
     blob, feats = model_of("rff-d9-b512-S32")
     moments = onnx_export.moments_from_blob(blob, feats)
     for data in (tflite_export.build(blob, feats), tflite_export.build_exact(blob, feats, moments)):
@@ -139,8 +142,10 @@ def test_the_input_needs_no_quantisation_recipe_and_the_signature_names_everythi
         assert detail["dtype"] == np.float32 and detail["quantization"] == (0.0, 0)
         assert list(detail["shape_signature"]) == [-1, 9]
         assert it.get_signature_list() == {
-            "serving_default": {"inputs": ["x"], "outputs": ["mean", "variance"]}
+            "serving_default": {"inputs": ["x"], "outputs": ["mean", "out_of_range", "variance"]}
         }
+        names = json.loads(read_metadata(data)["input_names"])
+        assert names == [f"x{k}" for k in range(9)]  # x's columns, in order (no schema: positions)
         out = it.get_signature_runner("serving_default")(x=feed(blob, inputs(blob, 7)))
         assert out["mean"].shape == out["variance"].shape == (7,)
 
@@ -213,12 +218,24 @@ def test_trained_models_in_litert_and_tflite_micro_give_the_trained_moments(tmp_
         out = run_litert(tflite_export.build(blob, feats), feed(blob, X), OpResolverType.AUTO)
         f = float64_samples(model, blob, X)
         assert np.max(np.abs(out["mean"] - f.mean(axis=1))) <= tflite_export.error_bound(blob, feats, part)
+        fed = feed(blob, X)  # IS §2.1 of the value fed, plus the origin in float64 (the timestamp model)
+        want = reference.out_of_range(blob, fed.astype(np.float64) + tflite_export.host_origin(blob)) != 0
+        assert 0 < want.sum() < len(want)
+        np.testing.assert_array_equal(out["out_of_range"], want)
     runner = Interpreter(model_content=tflite_export.build(blob, feats)).get_signature_runner()
     assert (
         tflite_export.input_name(blob) == "x_minus_origin" and tflite_export.host_origin(blob)[0] == 1000005.0
     )
     with pytest.raises(ValueError):
         runner(x=X.astype(np.float32))
+
+
+def read_metadata(data: bytes) -> dict[str, str]:
+    """A .tflite file's metadata entries (name -> UTF-8 text)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    return {m.name.decode(): bytes(model.buffers[m.buffer].data).decode() for m in model.metadata}
 
 
 def test_int4_weights_are_packed_two_per_byte_low_nibble_first():
