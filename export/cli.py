@@ -300,13 +300,18 @@ def check_target(suffix: str, size: int, target: str) -> list[str]:
         return []
     limit = TARGET_ARRAY_LIMITS[target]
     if limit is not None and size > limit:
+        # The runtime reads the blob as one array, so the largest array is the largest model on every
+        # AVR, the ATmega2560 included (its flash beyond that holds code, not a bigger model).
         raise ExportError(
-            f"the blob is {size:,} bytes and {target} C arrays hold at most {limit:,}: "
-            "use fewer --samples or features, or --no-exact-moments"
+            f"the blob is {size:,} bytes and an AVR runs a blob of at most {limit:,} (avr-gcc's largest "
+            "array, on an ATmega2560 too): use fewer --samples or features, or --no-exact-moments"
         )
     avr = TARGET_ARRAY_LIMITS["avr"]
     if size > avr:
-        return [f"avr-gcc refuses arrays over {avr:,} bytes: this header builds for 32-bit targets, not AVR"]
+        return [
+            f"avr-gcc refuses arrays over {avr:,} bytes: this header builds for 32-bit targets, "
+            "not for any AVR (ATmega2560 included)"
+        ]
     return []
 
 

@@ -15,6 +15,10 @@
  *
  *     row <i> <q_0> .. <q_d-1> <mean_q> <var_y_q> <mean> <sd>     (mean, sd in 10^-ROWS_DECIMALS units)
  *
+ * Before the rows it prints the stack the runtime's calls used, measured by painting (STACK_USED below):
+ *
+ *     stack open <bytes> predict <bytes> exact <bytes>
+ *
  * Output goes through newlib's semihosting (rdimon), so QEMU prints it on stdout and exits with main's
  * return value.
  */
@@ -47,6 +51,31 @@ static const char *u64_text(uint64_t v, char *buf) {
 }
 
 static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
+
+/* Stack painting: fill the free stack between the reserved area's end (_stack_limit, sections.ld) and
+ * main's stack pointer with a pattern, make one call, and find the lowest word it changed; the call
+ * used the bytes from there up to main's sp. Run twice with two patterns and keep the larger, in case
+ * a word the call wrote happened to equal the pattern. A macro, not a function, so that main's own sp
+ * is the reference and nothing but the call runs below it. No interrupts are enabled here. */
+extern uint32_t _stack_limit;
+static const uint32_t stack_paint[2] = {UINT32_C(0xA5A5A5A5), UINT32_C(0x5A5A5A5A)};
+#define STACK_USED(bytes, call)                                                                          \
+    do {                                                                                                 \
+        uint32_t *sp_, *w_, k_;                                                                          \
+        __asm__ volatile("mov %0, sp" : "=r"(sp_));                                                      \
+        (bytes) = 0u;                                                                                    \
+        for (k_ = 0u; k_ < 2u; ++k_) {                                                                   \
+            for (w_ = &_stack_limit; w_ < sp_; ++w_) {                                                   \
+                *(volatile uint32_t *)w_ = stack_paint[k_];                                              \
+            }                                                                                            \
+            (void)(call);                                                                                \
+            for (w_ = &_stack_limit; w_ < sp_ && *(volatile uint32_t *)w_ == stack_paint[k_]; ++w_) {    \
+            }                                                                                            \
+            if ((uint32_t)((uintptr_t)sp_ - (uintptr_t)w_) > (bytes)) {                                  \
+                (bytes) = (uint32_t)((uintptr_t)sp_ - (uintptr_t)w_);                                    \
+            }                                                                                            \
+        }                                                                                                \
+    } while (0)
 
 #ifdef WITH_ROWS
 /* Your rows: quantise with model.h's helper, predict, print integers. 0, or 2 when a call fails. */
@@ -89,6 +118,16 @@ int main(void) {
     }
     printf("model b=%lu S=%lu d=%lu\n", (unsigned long)direct_n_features(&m),
            (unsigned long)direct_n_samples(&m), (unsigned long)direct_n_inputs(&m));
+    {
+        direct_model m2;
+        direct_prediction p;
+        uint32_t open_b, predict_b, exact_b;
+        STACK_USED(open_b, direct_model_open(&m2, model_blob.bytes, MODEL_SIZE));
+        STACK_USED(predict_b, direct_predict(&m, tv_inputs, scratch, sizeof scratch, &p));
+        STACK_USED(exact_b, direct_predict_exact(&m, tv_inputs, scratch, sizeof scratch, &p));
+        printf("stack open %lu predict %lu exact %lu\n", (unsigned long)open_b, (unsigned long)predict_b,
+               (unsigned long)exact_b);
+    }
     for (i = 0u; i < TV_ROWS; ++i) {
         direct_prediction p;
         uint64_t want_f = ((uint64_t)tv_var_f_hi[i] << 32) | tv_var_f_lo[i];

@@ -7,6 +7,9 @@
  * predicts every test row, prints "<row> <mean_q> <var_f_q> <var_y_q>" per row and a PASS/FAIL line at
  * 9600 baud; loop() then predicts row 0 once a second (where your sensor reading would go).
  *
+ * Before the rows it prints "open OK" (direct_status_name) and the stack the runtime's calls used,
+ * measured by painting: "stack open <bytes> predict <bytes> exact <bytes>".
+ *
  * RAM: the 2·b-byte scratch and the direct_model struct; nothing of the model is copied.
  */
 #include <avr/pgmspace.h>
@@ -29,6 +32,30 @@ static direct_model model;
 static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
 static int16_t x[MODEL_N_INPUTS];
 
+/* Stack painting: fill the free RAM between the end of .bss (__heap_start; this sketch has no heap) and
+ * the caller's stack pointer with a pattern, make one call, and find the lowest byte it changed: the call
+ * used the bytes from there up to SP (AVR's SP points at the next free byte; the return address is
+ * included). Twice, with two patterns, keeping the larger, in case a byte the call wrote happened to
+ * equal the pattern. A macro, so that the caller's SP is the reference and only the call runs below. */
+extern uint8_t __heap_start;
+static const uint8_t stack_paint[2] = {0xA5u, 0x5Au};
+#define STACK_USED(bytes, call)                                                              \
+    do {                                                                                     \
+        uint8_t *sp_ = (uint8_t *)SP, *b_;                                                   \
+        (bytes) = 0u;                                                                        \
+        for (uint8_t k_ = 0u; k_ < 2u; ++k_) {                                               \
+            for (b_ = &__heap_start; b_ <= sp_; ++b_) {                                      \
+                *(volatile uint8_t *)b_ = stack_paint[k_];                                   \
+            }                                                                                \
+            (void)(call);                                                                    \
+            for (b_ = &__heap_start; b_ <= sp_ && *(volatile uint8_t *)b_ == stack_paint[k_]; ++b_) { \
+            }                                                                                \
+            if ((uint16_t)(sp_ + 1 - b_) > (bytes)) {                                        \
+                (bytes) = (uint16_t)(sp_ + 1 - b_);                                          \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+
 /* u64 in decimal (Serial.print has no 64-bit overload); buf holds 21 chars. */
 static const char *u64_text(uint64_t v, char *buf) {
     char *p = buf + 20;
@@ -50,20 +77,37 @@ static void load_row(uint16_t row) {
     }
 }
 
+static void print_stack_use() {
+    static direct_model other;
+    direct_prediction p;
+    uint16_t open_b, predict_b, exact_b;
+    load_row(0);
+    STACK_USED(open_b, direct_model_open(&other, model_blob.bytes, MODEL_SIZE));
+    STACK_USED(predict_b, direct_predict(&model, x, scratch, sizeof scratch, &p));
+    STACK_USED(exact_b, direct_predict_exact(&model, x, scratch, sizeof scratch, &p));
+    Serial.print("stack open ");
+    Serial.print((unsigned long)open_b);
+    Serial.print(" predict ");
+    Serial.print((unsigned long)predict_b);
+    Serial.print(" exact ");
+    Serial.println((unsigned long)exact_b);
+}
+
 void setup() {
     char buf[21];
     uint16_t bad = 0;
     Serial.begin(9600);
     direct_status st = direct_model_open(&model, model_blob.bytes, MODEL_SIZE);
+    Serial.print("open ");
+    Serial.println(direct_status_name(st));
     if (st != DIRECT_OK) {
-        Serial.print("open failed: ");
-        Serial.println(direct_status_name(st));
         return;
     }
     Serial.print("model b=");
     Serial.print((unsigned long)direct_n_features(&model));
     Serial.print(" S=");
     Serial.println((unsigned long)direct_n_samples(&model));
+    print_stack_use();
     for (uint16_t i = 0; i < TV_ROWS; ++i) {
         direct_prediction p;
         load_row(i);
