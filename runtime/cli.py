@@ -28,6 +28,7 @@ from direct_edge.files import check_not_an_input, write_atomic
 from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, BlobError, parse
+from direct_edge.runtime.schema import Schema, SchemaError, prepare
 
 PROG = "direct-run"
 
@@ -122,7 +123,12 @@ def column_order(path: str, first: list[str], names: list[str]) -> list[int]:
 
 
 def read_rows(
-    path: str, n_inputs: int, integer: bool, header: bool | None = None, names: list[str] | None = None
+    path: str,
+    n_inputs: int,
+    integer: bool,
+    header: bool | None = None,
+    names: list[str] | None = None,
+    schema: Schema | None = None,
 ) -> np.ndarray:
     """Rows of ``n_inputs`` numbers from a CSV file ("-": stdin), as (n, n_inputs) float64 (int16
     with ``integer``), in the model's input order.
@@ -131,13 +137,18 @@ def read_rows(
     columns is matched to them by name (reordered when the same names come in another order, refused
     with the difference otherwise) and a first row of numbers is data, by position; without names,
     the first row is a header as :func:`has_header` decides and columns are positional.  Raises
-    RunError naming the row of any missing or non-numeric value."""
+    RunError naming the row of any missing or non-numeric value.  With a ``schema`` that prepares its
+    inputs (categorical levels, missing values: docs/model-format.md §10), rows hold its raw columns
+    (``names``), are prepared by it, and the first row is a header when a cell names a column."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunError(f"cannot read inputs {path}: {getattr(exc, 'strerror', None) or exc}") from None
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    raw = schema is not None and not schema.plain and not integer
+    if raw and header is None and rows:
+        header = bool(names) and any(c.strip() in names for c in rows[0])
     order = None
     names_the_inputs = (
         names is not None and header is None and rows and sorted(c.strip() for c in rows[0]) == sorted(names)
@@ -148,6 +159,13 @@ def read_rows(
         rows = rows[1:]
     if not rows:
         raise RunError(f"{path}: no input rows")
+    if raw:
+        if order is not None:
+            rows = [[row[k] for k in order] if len(row) == len(order) else row for row in rows]
+        try:
+            return prepare(schema, rows, path)
+        except SchemaError as exc:
+            raise RunError(str(exc)) from None
     values = np.empty((len(rows), n_inputs), dtype=np.float64)
     for i, row in enumerate(rows):
         if len(row) != n_inputs:
@@ -249,7 +267,9 @@ def run(
         )
     fallback = exact is None and not blob.has_exact
     exact = blob.has_exact if exact is None else exact
-    values = read_rows(inputs, blob.n_inputs, quantized, header, input_names(blob))
+    schema = blob.schema
+    names = schema.input_names if quantized and schema is not None and not schema.plain else input_names(blob)
+    values = read_rows(inputs, blob.n_inputs, quantized, header, names, schema)
     # IS §2.1: real inputs are out of range when the host's clamp changes them (the engines see only
     # int16 and report the wider "at the edge", which is the flag for --quantized inputs).
     q, clipped = (values, None) if quantized else reference.quantize_inputs(blob, values, return_mask=True)

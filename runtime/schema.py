@@ -233,42 +233,120 @@ def decode(data: bytes, n_inputs: int) -> Schema:
 # ---- raw rows -> the model's inputs ----------------------------------------------------------------
 
 
-def prepare(schema: Schema, rows: list[list[str]], where: str = "", first_row: int = 1) -> np.ndarray:
-    """(n, d) float64 model inputs from raw text rows, each holding the schema's columns in its order.
+def level_text(value) -> str | None:
+    """A categorical cell as the text its level is stored and matched as, or None for a missing cell.
 
-    Numeric cells are numbers; a missing cell (:data:`MISSING`) takes the column's fill value and sets its
-    indicator under the mean-indicator policy and is refused otherwise; a categorical cell must be a
-    level seen in training (compared as text, surrounding spaces ignored).  Raises SchemaError naming
-    the row (counted from ``first_row``) and the column."""
+    Text is stripped of surrounding spaces; a number (or text that reads as a finite number) is written
+    canonically, so that 1, 1.0, "1.0" and " 01" are the level "1" and 2.5 is "2.5", whether pandas read
+    the column as numbers or the cell arrives as text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text in MISSING:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if not math.isfinite(number):
+            return text
+        value = number
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return None
+    if number.is_integer() and abs(number) < 2**63:
+        return str(int(number))
+    return repr(number)
+
+
+def numbers(column) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(float64 values, missing mask, index of the first text cell or None) of one raw numeric column:
+    numbers as they are, text read with float(); missing cells (None, NaN, :data:`MISSING` text) are
+    NaN and flagged; a text cell that is not a number is NaN too (and not flagged as missing)."""
+    array = np.asarray(column)
+    text_at = None
+    if array.dtype.kind in "iuf":
+        values = array.astype(np.float64)
+        return values, np.isnan(values), None
+    values = np.empty(len(array), dtype=np.float64)
+    missing = np.zeros(len(array), dtype=bool)
+    for i, cell in enumerate(array.tolist()):
+        if cell is None or (isinstance(cell, str) and cell.strip() in MISSING):
+            values[i], missing[i] = np.nan, True
+            continue
+        try:
+            values[i] = float(cell.strip() if isinstance(cell, str) else cell)
+        except (TypeError, ValueError):
+            values[i] = np.nan
+            text_at = i if text_at is None else text_at
+            continue
+        missing[i] = np.isnan(values[i])
+    return values, missing, text_at
+
+
+def prepare_columns(schema: Schema, columns: list, where: str = "", first_row: int = 1) -> np.ndarray:
+    """(n, d) float64 model inputs from the raw columns (one array or list per schema column, in its
+    order: numbers, text, None or NaN for a missing cell), as MF §10 says.
+
+    Numeric cells are numbers; a missing cell takes the column's fill value and sets its indicator
+    under the mean-indicator policy and is refused otherwise; a categorical cell must be a level seen
+    in training (:func:`level_text`).  Raises SchemaError naming the first bad cell's row (counted
+    from ``first_row``) and column."""
     prefix = f"{where}: " if where else ""
-    out = np.zeros((len(rows), schema.n_inputs), dtype=np.float64)
-    lookup = [{lv: i for i, lv in enumerate(c.levels)} for c in schema.columns]
-    for i, row in enumerate(rows):
-        at = f"{prefix}data row {i + first_row}"
-        if len(row) != len(schema.columns):
-            raise SchemaError(f"{at} has {len(row)} values, the model takes {len(schema.columns)}")
-        k = 0
-        for c, cell, levels in zip(schema.columns, row, lookup, strict=True):
-            cell = cell.strip()
-            if c.kind == CATEGORICAL:
-                if cell not in levels:
-                    what = "a missing value" if cell in MISSING else f"the level {cell!r}"
+
+    def at(i: int) -> str:
+        return f"{prefix}data row {i + first_row}"
+
+    if len(columns) != len(schema.columns):
+        raise SchemaError(f"{prefix}{len(columns)} columns given, the model takes {len(schema.columns)}")
+    n = len(columns[0]) if columns else 0
+    out = np.zeros((n, schema.n_inputs), dtype=np.float64)
+    k = 0
+    for c, column in zip(schema.columns, columns, strict=True):
+        if c.kind == CATEGORICAL:
+            lookup = {lv: j for j, lv in enumerate(c.levels)}
+            for i, cell in enumerate(np.asarray(column, dtype=object).tolist()):
+                text = level_text(cell)
+                if text not in lookup:
+                    what = "a missing value" if text is None else f"the level {text!r}"
                     raise SchemaError(
-                        f"{at} has {what} in column {c.name}, not seen in training "
+                        f"{at(i)} has {what} in column {c.name}, not seen in training "
                         f"(levels: {', '.join(c.levels)})"
                     )
-                out[i, k + levels[cell]] = 1.0
-            elif cell in MISSING:
+                out[i, k + lookup[text]] = 1.0
+        else:
+            values, missing, text_at = numbers(column)
+            if text_at is not None:
+                raise SchemaError(f"{at(text_at)} has a value that is not a number in column {c.name}")
+            if np.isinf(values).any():
+                raise SchemaError(
+                    f"{at(int(np.flatnonzero(np.isinf(values))[0]))} has infinity in column {c.name}"
+                )
+            if missing.any():
                 if c.missing != MEAN_INDICATOR:
-                    raise SchemaError(f"{at} has a missing value in column {c.name}")
-                out[i, k], out[i, k + 1] = c.fill, 1.0
-            else:
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise SchemaError(f"{at} has a value that is not a number in column {c.name}") from None
-                if not math.isfinite(value):
-                    raise SchemaError(f"{at} has NaN or infinity in column {c.name}")
-                out[i, k] = value
-            k += c.n_inputs
+                    raise SchemaError(
+                        f"{at(int(np.flatnonzero(missing)[0]))} has a missing value in column {c.name}"
+                    )
+                values = np.where(missing, c.fill, values)
+                out[:, k + 1] = missing
+            out[:, k] = values
+        k += c.n_inputs
     return out
+
+
+def prepare(schema: Schema, rows: list[list[str]], where: str = "", first_row: int = 1) -> np.ndarray:
+    """:func:`prepare_columns` of text rows, each holding the schema's columns in its order.  Raises
+    SchemaError naming a row of another length, or the first bad cell."""
+    prefix, width = (f"{where}: " if where else ""), len(schema.columns)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise SchemaError(
+                f"{prefix}data row {i + first_row} has {len(row)} values, the model takes {width}"
+            )
+    columns = [[row[j] for row in rows] for j in range(len(schema.columns))]
+    return prepare_columns(schema, columns, where, first_row)

@@ -280,6 +280,21 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     help="Columns to leave out (an ID, a date), comma-separated; may be repeated.",
 )
 @click.option(
+    "--categorical",
+    metavar="COLS",
+    multiple=True,
+    help="Categorical input columns, comma-separated: one-hot encoded over the levels seen in training "
+    "(an unseen level is refused when predicting); may be repeated.",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["refuse", "mean-indicator"]),
+    default="refuse",
+    show_default=True,
+    help="Missing values in numeric inputs: refuse (name the column and row), or mean-indicator (the "
+    "training mean in their place plus a 0/1 input NAME_missing per column that had any).",
+)
+@click.option(
     "-o",
     "--output",
     metavar="FILE",
@@ -374,6 +389,7 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
         )
     options["inputs"] = column_list(options["inputs"])
     options["drop"] = column_list(",".join(options["drop"])) if options["drop"] else None
+    options["categorical"] = column_list(",".join(options["categorical"])) if options["categorical"] else None
     train(data, target[0] if target else None, output, test_path, test_fraction, plot_path, quiet, **options)
 
 
@@ -409,6 +425,8 @@ def train(
     header: bool | None = None,
     inputs: list[str] | None = None,
     drop: list[str] | None = None,
+    categorical: list[str] | None = None,
+    missing: str = "refuse",
 ) -> DirectRegressor:
     """``direct-train`` as one call (arguments as the options, same defaults): check the outputs,
     open the data, hold out test rows, fit, summarise, write ``output`` (and ``plot_path``), print
@@ -433,6 +451,10 @@ def train(
             stack.enter_context(connect_to_cluster(scheduler))
         reading = {"sep": sep, "decimal": decimal, "header": header, "inputs": inputs, "drop": drop}
         source, data_label = open_training_data(data, target, scheduler, reading)
+        if categorical or missing != "refuse":  # the preprocessing stage (trainer/preprocessing.py)
+            from direct_edge.trainer.preprocessing import prepare_source
+
+            source = prepare_source(source, list(categorical or ()), missing, chunk_rows)
         if data is None and test_path is None and test_fraction is None:
             test_fraction = DEMO_TEST_FRACTION
         check_memory_for(features_for(features, n_features, source.n_inputs))
@@ -486,6 +508,7 @@ def train(
             summary = summarise(
                 model, source, train_source, test_source, data_label, chosen, samples, chunk_rows
             )
+        model.schema_ = getattr(source, "schema", None)  # the preprocessing stage, if any
         save_model(out, model, summary)  # no timings in the file: same data and seed, same bytes
         if plot is not None:
             shown, label = (
@@ -559,6 +582,10 @@ def hold_out(
     before the fit), or a seeded ``test_fraction`` of ``source`` held out."""
     if test_path is not None:
         test_source = open_table(test_path, target, **reading)
+        if getattr(source, "schema", None) is not None:  # read through the training data's stage
+            from direct_edge.trainer.preprocessing import apply_schema
+
+            test_source = apply_schema(test_source, source.schema)
         check_compatible(source, test_source)
         for _ in test_source.batches(chunk_rows):
             pass

@@ -298,7 +298,30 @@ META = Object(
             )
         ),
         "summary": Object({}, free=True),
-    }
+        # the input schema of a model trained with a preprocessing stage (--categorical, --missing;
+        # docs/model-format.md §10, runtime/schema.py); files without it have plain numeric inputs
+        "schema": Object(
+            {
+                "target": String(),
+                "columns": ListOf(
+                    Object(
+                        {
+                            "name": String(),
+                            "kind": String(("numeric", "categorical")),
+                            "missing": String(("refuse", "mean-indicator")),
+                            "low": _FINITE,
+                            "high": _FINITE,
+                            "fill": _FINITE,
+                            "levels": ListOf(String(), 65535),
+                        },
+                        optional=frozenset({"low", "high", "fill", "levels"}),
+                    ),
+                    65535,
+                ),
+            }
+        ),
+    },
+    optional=frozenset({"schema"}),
 )
 
 #: The whole header (§2, §5): what :func:`decode` and :func:`model_from_arrays` check, in two steps.
@@ -516,6 +539,8 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
         "selection": _jsonable(model.selection_),
         "summary": _jsonable(summary or {}),
     }
+    if getattr(model, "schema_", None) is not None:
+        meta["schema"] = schema_to_json(model.schema_)
     arrays = {f"feature_map.{k}": v for k, v in fmap_arrays.items()}
     arrays.update(
         {
@@ -535,13 +560,79 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
     return meta, arrays
 
 
+def schema_to_json(schema) -> dict:
+    """``meta.schema`` (§5) of a runtime ``Schema``."""
+    from direct_edge.runtime import schema as input_schema
+
+    columns = []
+    for c in schema.columns:
+        entry = {
+            "name": c.name,
+            "kind": input_schema.KINDS[c.kind],
+            "missing": input_schema.POLICIES[c.missing],
+        }
+        if c.kind == input_schema.CATEGORICAL:
+            entry["levels"] = list(c.levels)
+        else:
+            entry.update(low=float(c.low), high=float(c.high), fill=float(c.fill))
+        columns.append(entry)
+    return {"target": schema.target, "columns": columns}
+
+
+def schema_from_json(value: dict, d: int, names: list | None):
+    """The runtime ``Schema`` of a checked ``meta.schema``: numeric columns with low, high and fill,
+    categorical ones with levels, MF §10's rules, d inputs named as ``fitted.feature_names_in_``.
+    Raises ModelFileError."""
+    from direct_edge.runtime import schema as input_schema
+
+    kinds = {v: k for k, v in input_schema.KINDS.items()}
+    policies = {v: k for k, v in input_schema.POLICIES.items()}
+    columns = []
+    for j, c in enumerate(value["columns"]):
+        where = f"meta.schema.columns[{j}]"
+        if c["kind"] == "categorical":
+            if "levels" not in c:
+                raise _fail(where, "is categorical and has no 'levels'")
+            columns.append(
+                input_schema.Column(
+                    c["name"], kinds[c["kind"]], policies[c["missing"]], levels=tuple(c["levels"])
+                )
+            )
+        else:
+            if not {"low", "high", "fill"} <= set(c):
+                raise _fail(where, "is numeric and needs 'low', 'high' and 'fill'")
+            columns.append(
+                input_schema.Column(
+                    c["name"],
+                    kinds[c["kind"]],
+                    policies[c["missing"]],
+                    float(c["low"]),
+                    float(c["high"]),
+                    float(c["fill"]),
+                )
+            )
+    schema = input_schema.Schema(tuple(columns), value["target"])
+    try:
+        schema.check()
+    except input_schema.SchemaError as exc:
+        raise _fail("meta.schema", str(exc)) from None
+    if schema.n_inputs != d:
+        raise _fail("meta.schema", f"makes {schema.n_inputs} inputs, the model has d = {d}")
+    if names is not None and list(names) != schema.input_names:
+        raise _fail("meta.schema", "names other inputs than fitted.feature_names_in_")
+    return schema
+
+
 def check_content(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     """§5's checks on decoded ``meta`` and ``arrays``: :data:`META`, then every array of
     :data:`ARRAYS` (dtype, named dimensions, values), then the rules between them.  Returns the
     dimensions by name (d, b, m, ...).  Raises ModelFileError naming the first failure."""
     META.check(meta, "meta")
     with np.errstate(all="ignore"):  # sums of huge values overflow to inf, which the rules reject
-        return _check_arrays(meta, arrays)
+        dims = _check_arrays(meta, arrays)
+    if "schema" in meta:
+        schema_from_json(meta["schema"], dims["d"], meta["fitted"].get("feature_names_in_"))
+    return dims
 
 
 def _check_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
@@ -655,6 +746,9 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
         model.input_min_, model.input_max_ = arrays["data.input_min"], arrays["data.input_max"]
     model.selection_ = meta["selection"]
     model.summary_ = meta["summary"]
+    if "schema" in meta:
+        names = meta["fitted"].get("feature_names_in_")
+        model.schema_ = schema_from_json(meta["schema"], model.n_features_in_, names)
     _check_predictions(model)
     return model
 

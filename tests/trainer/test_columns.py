@@ -122,3 +122,165 @@ def test_the_dask_reader_reads_only_the_chosen_columns(tmp_path, messy):
     X, y = values(source)
     np.testing.assert_array_equal(X, frame[["c", "a"]].to_numpy())
     np.testing.assert_array_equal(y, frame["y"].to_numpy())
+
+
+# ---- the preprocessing stage: --categorical and --missing (trainer/preprocessing.py, MF §10) ----------
+
+
+@pytest.fixture
+def raw_table(tmp_path):
+    """A messy CSV as pandas writes it: an ID, a date, a text category, a numeric category code, a
+    numeric column with empty and NA cells; and a file of raw rows to predict (header in another
+    order, an empty cell, the code written as 2.0)."""
+    rng = np.random.default_rng(1)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "id": [f"row-{i:04d}" for i in range(n)],
+            "date": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "x": rng.normal(size=n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "code": rng.choice([1, 2, 7], n),
+            "size": rng.uniform(1, 5, n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.15, "size"] = np.nan
+    effect = frame["colour"].map({"red": 1.0, "green": -1.0, "blue": 0.0}) + (frame["code"] == 7)
+    frame["y"] = 2 * frame["x"] + effect + frame["size"].fillna(3.0) + 0.1 * rng.standard_normal(n)
+    path = tmp_path / "raw.csv"
+    frame.to_csv(path, index=False)
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "size,colour,code,x\n3.5,red,1,0.25\n,blue,2.0,-1.5\nNA,green,7,0.0\n"
+        "4.75, red ,2,9.5\n1e-3,blue,1,-0.125\n"
+    )
+    return path, rows
+
+
+PREPARE = ["--drop", "id,date", "--categorical", "colour,code", "--missing", "mean-indicator"]
+
+
+def train_prepared(path, out):
+    result = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", *FAST, *PREPARE])
+    assert result.exit_code == 0, result.output
+    return load_model(out)
+
+
+def test_the_stage_is_fitted_recorded_and_its_inputs_listed(tmp_path, raw_table):
+    from direct_edge.runtime import schema as input_schema
+
+    path, _ = raw_table
+    model = train_prepared(path, tmp_path / "m.direct")
+    s = model.schema_
+    assert s.column_names == ["x", "colour", "code", "size"] and s.target == "y"
+    assert s.input_names == [
+        "x", "colour=blue", "colour=green", "colour=red", "code=1", "code=2", "code=7", "size", "size_missing"
+    ]  # fmt: skip
+    assert list(model.feature_names_in_) == s.input_names == model.summary_["input_names"]
+    frame = pd.read_csv(path)
+    size = s.columns[3]
+    assert (size.missing, size.kind) == (input_schema.MEAN_INDICATOR, input_schema.NUMERIC)
+    assert size.fill == frame["size"].mean(skipna=True) or abs(size.fill - frame["size"].mean()) < 1e-15
+    assert (size.low, size.high) == (frame["size"].min(), frame["size"].max())
+    assert s.columns[0].plain and (s.columns[0].low, s.columns[0].high) == (frame.x.min(), frame.x.max())
+
+
+def test_the_trainer_prepares_exactly_what_the_runtime_prepares_from_the_text(tmp_path, raw_table):
+    """The training matrix (pandas' chunks through the stage) equals runtime.schema.prepare of the
+    file's text rows, bit for bit: one rule for training and for every device."""
+    import csv
+
+    from direct_edge.runtime.schema import prepare
+    from direct_edge.trainer.preprocessing import prepare_source
+
+    path, _ = raw_table
+    source = prepare_source(
+        open_table(str(path), drop=["id", "date"]), ["colour", "code"], "mean-indicator", 64
+    )
+    X, y = values(source)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    raw = [[r[2], r[3], r[4], r[5]] for r in rows]
+    want = prepare(source.schema, raw)
+    np.testing.assert_array_equal(X, want)
+    np.testing.assert_array_equal(y, [float(r[6]) for r in rows])
+    assert X[:, -1].sum() == sum(r[5] == "" for r in rows) > 0
+
+
+def test_direct_run_takes_raw_rows_and_equals_the_host_bit_for_bit(tmp_path, raw_table):
+    """Raw rows (text levels, a code written 2.0, empty and NA cells, columns in another order) through
+    direct-run on both engines equal the host's integer prediction of the same rows prepared by the
+    schema; an unseen level and a missing category are refused in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from direct_edge.export.cli import main as export_main
+    from direct_edge.runtime import reference
+    from direct_edge.runtime.blob import parse
+    from direct_edge.runtime.cli import format_rows
+    from direct_edge.runtime.schema import prepare
+
+    path, rows = raw_table
+    model = train_prepared(path, tmp_path / "m.direct")
+    done = CliRunner().invoke(export_main, [str(tmp_path / "m.direct"), str(tmp_path / "m.bin"), "-q"])
+    assert done.exit_code == 0, done.output
+    blob = parse((tmp_path / "m.bin").read_bytes())
+    assert blob.schema == model.schema_
+    raw = [["0.25", "red", "1", "3.5"], ["-1.5", "blue", "2", ""], ["0.0", "green", "7", "NA"]]
+    raw += [["9.5", "red", "2", "4.75"], ["-0.125", "blue", "1", "1e-3"]]
+    X = prepare(blob.schema, raw)
+    assert X[1].tolist() == [-1.5, 1, 0, 0, 0, 1, 0, model.schema_.columns[3].fill, 1]
+    q, mask = reference.quantize_inputs(blob, X, return_mask=True)
+    mean_q, _, var_y_q = reference.predict_exact(blob, q)
+    want = format_rows(*reference.to_target_units(blob, mean_q, var_y_q), mask)
+    assert mask.tolist()[3] != 0 and not any(mask.tolist()[:3])  # x = 9.5 lies beyond the training range
+    tool = str(Path(sys.executable).with_name("direct-run"))
+    for engine in ("reference", "c"):
+        run = subprocess.run(
+            [tool, "m.bin", str(rows), "--engine", engine], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == want, engine
+    for line, message in (
+        ("0.1,purple,1,2\n", "data row 1 has the level 'purple' in column colour, not seen in training"),
+        ("0.1,red,3,2\n", "has the level '3' in column code"),
+        ("0.1,,1,2\n", "has a missing value in column colour"),
+        ("abc,red,1,2\n", "has a value that is not a number in column x"),
+    ):
+        (tmp_path / "bad.csv").write_text("x,colour,code,size\n" + line)
+        run = subprocess.run([tool, "m.bin", "bad.csv"], cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1, run.stderr
+        assert message in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--categorical", "nope"], "--categorical names nope, not an input column"),
+        (["--categorical", "id"], "--categorical names id, not an input column"),
+        (["--drop", "colour,code"], "column 'size', row "),
+        (["--categorical", "colour"], "or train with --missing mean-indicator"),
+        (["--missing", "mean-indicator"], "holds text 'red', not a number (a category? name the column"),
+    ],
+)
+def test_stage_options_that_cannot_work_are_one_line(tmp_path, raw_table, args, message):
+    path, _ = raw_table
+    out = tmp_path / "m.direct"
+    result = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", *FAST, "--drop", "id,date", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_a_missing_category_at_training_and_the_demo_are_refused(tmp_path, raw_table):
+    path, _ = raw_table
+    frame = pd.read_csv(path)
+    frame.loc[4, "colour"] = np.nan
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    out = tmp_path / "m.direct"
+    result = CliRunner().invoke(main, [str(tmp_path / "gap.csv"), "-o", str(out), "-q", *FAST, *PREPARE])
+    assert result.exit_code == 2 and "column 'colour', row 5 holds a missing value" in result.stderr
+    result = CliRunner().invoke(main, ["-o", str(out), "-q", *FAST, "--missing", "mean-indicator"])
+    assert result.exit_code == 2 and "read one CSV, text or Parquet file" in result.stderr
+    assert not out.exists()

@@ -420,3 +420,55 @@ def test_a_later_fit_on_unnamed_data_forgets_the_old_names():
     model.predict(frame.to_numpy())  # no stale names to complain about
     model.fit_source(ArraySource(frame.to_numpy(), y, ["u", "v"]))
     assert list(model.feature_names_in_) == ["u", "v"]
+
+
+def _with_schema(model):
+    """A copy of ``model`` whose 10 diabetes inputs are described by a schema (MF §10): the first
+    input plain, the second categorical over two levels, the third numeric with its indicator."""
+    import copy
+
+    from direct_edge.runtime import schema as input_schema
+
+    Column = input_schema.Column
+    with_schema = copy.copy(model)
+    with_schema.schema_ = input_schema.Schema(
+        (
+            Column("age", low=-0.1, high=0.1),
+            Column("sex", input_schema.CATEGORICAL, levels=("f", "m")),
+            Column("bmi", missing=input_schema.MEAN_INDICATOR, low=-0.09, high=0.17, fill=0.0),
+            *(Column(f"s{k}", low=-0.2, high=0.2) for k in range(1, 6)),
+        ),
+        "progression",
+    )
+    return with_schema
+
+
+def test_the_input_schema_round_trips_and_a_broken_one_is_one_line(tmp_path, small_model):
+    """meta.schema (§5): written for a model trained with a preprocessing stage, read back equal, and
+    checked against MF §10's rules and d; a file without it still loads (schema_ absent)."""
+    model = _with_schema(small_model)
+    save_model(tmp_path / "m.direct", model)
+    loaded = load_model(tmp_path / "m.direct")
+    assert loaded.schema_ == model.schema_ and loaded.schema_.n_inputs == 10
+    assert getattr(load_model_of(small_model, tmp_path), "schema_", None) is None
+    meta, arrays = model_to_arrays(model)
+    cases = [
+        (lambda s: s["columns"][1].update(levels=["f", "f"]), "needs 1 to 65535 distinct levels"),
+        (lambda s: s["columns"][1].pop("levels"), "is categorical and has no 'levels'"),
+        (lambda s: s["columns"][0].pop("fill"), "is numeric and needs 'low', 'high' and 'fill'"),
+        (lambda s: s["columns"][0].update(low=1.0), "needs a finite training range low <= high"),
+        (lambda s: s["columns"].pop(), "makes 9 inputs, the model has d = 10"),
+        (lambda s: s["columns"][2].update(missing="zero"), "meta.schema.columns[2].missing must be one of"),
+        (lambda s: s["columns"][3].update(name="age"), "column 'age' appears twice"),
+    ]
+    for edit, message in cases:
+        m = json.loads(json.dumps(meta))
+        edit(m["schema"])
+        with pytest.raises(ModelFileError, match="^model file is malformed: ") as info:
+            model_from_arrays(*decode(encode(m, arrays)))
+        assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def load_model_of(model, tmp_path):
+    save_model(tmp_path / "plain.direct", model)
+    return load_model(tmp_path / "plain.direct")
