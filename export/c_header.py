@@ -39,10 +39,9 @@ def c_identifier(stem: str) -> str:
 
 
 def model_input_names(blob: Blob) -> list[str]:
-    """The model's input names from the blob's metadata (runtime/cli.py ``input_names``), else x0 ..."""
-    from direct_edge.runtime.cli import input_names
-
-    return input_names(blob) or [f"x{k}" for k in range(blob.n_inputs)]
+    """The model's d input names (``Blob.input_names``: the schema's, MF §10, else the metadata's,
+    else x0 ...)."""
+    return blob.input_names
 
 
 def enum_names(names: list[str]) -> list[str]:
@@ -430,6 +429,142 @@ static inline int @name@_output_fixed(int32_t mean_q, uint64_t var_q, uint32_t d
 """
 
 
+# ---- MF §10: raw columns -> int16 inputs ---------------------------------------------------------
+
+_RAW_HELPERS = """
+/* MF §10 on the device: raw columns -> the int16 inputs q[0 .. @N@_N_INPUTS - 1], bit-exact with the
+ * host's preparation then IS §2 (runtime/schema.py prepare, reference.quantize_inputs). raw[c] is column
+ * c in @N@_COL_... order: a number in input units, a categorical column's level code (@N@_<COLUMN>_<LEVEL>,
+ * 0 .. n_levels - 1) or a missing value: NaN here (e.g. 0.0 / 0.0, or NAN from math.h). One-hot
+ * inputs, indicators and imputed values are the exact int16 constants the host's quantisation gives
+ * them. Returns 0, or 1 + c for the first column whose value the model refuses (a code that is not a
+ * level, a missing value where the column takes none, an infinity), as the host refuses it. */
+static inline int @name@_quantize_raw_f64(const double *raw, int16_t *q) {
+    uint32_t c, j;
+    for (c = 0; c < @N@_N_COLUMNS; ++c) {
+        uint32_t k = @N@_COLUMN_FIRST_INPUT[c];
+        double v = raw[c];
+        if (@N@_COLUMN_KIND[c] == 1u) {
+            uint32_t n = @N@_COLUMN_N_LEVELS[c], code;
+            if (!(v >= 0.0 && v < (double)n)) {
+                return (int)c + 1;
+            }
+            code = (uint32_t)v;
+            if ((double)code != v) {
+                return (int)c + 1;
+            }
+            for (j = 0; j < n; ++j) {
+                q[k + j] = j == code ? @N@_INPUT_Q_ONE[k + j] : @N@_INPUT_Q_ZERO[k + j];
+            }
+        } else if (v != v) {
+            if (@N@_COLUMN_MISSING[c] == 0u) {
+                return (int)c + 1;
+            }
+            q[k] = @N@_INPUT_Q_FILL[k];
+            q[k + 1] = @N@_INPUT_Q_ONE[k + 1];
+        } else {
+            if (v > DBL_MAX || v < -DBL_MAX) {
+                return (int)c + 1;
+            }
+            q[k] = @name@_quantize_f64_input(k, v);
+            if (@N@_COLUMN_MISSING[c] == 1u) {
+                q[k + 1] = @N@_INPUT_Q_ZERO[k + 1];
+            }
+        }
+    }
+    return 0;
+}
+
+/* The same in integers (no FPU): raw[c] is v = x * 2^@N@_INPUT_FRAC_BITS[k] for a numeric column (k its
+ * first input, @N@_COLUMN_FIRST_INPUT[c]), a level code for a categorical one, and @N@_MISSING_FIXED
+ * (INT32_MIN, reserved) for a missing value. Bit-exact with IS §2 at x = v * 2^-FRAC_BITS[k]. */
+static inline int @name@_quantize_raw_fixed(const int32_t *raw, int16_t *q) {
+    uint32_t c, j;
+    for (c = 0; c < @N@_N_COLUMNS; ++c) {
+        uint32_t k = @N@_COLUMN_FIRST_INPUT[c];
+        int32_t v = raw[c];
+        if (@N@_COLUMN_KIND[c] == 1u) {
+            if (v < 0 || (uint32_t)v >= @N@_COLUMN_N_LEVELS[c]) {
+                return (int)c + 1;
+            }
+            for (j = 0; j < @N@_COLUMN_N_LEVELS[c]; ++j) {
+                q[k + j] = j == (uint32_t)v ? @N@_INPUT_Q_ONE[k + j] : @N@_INPUT_Q_ZERO[k + j];
+            }
+        } else if (v == @N@_MISSING_FIXED) {
+            if (@N@_COLUMN_MISSING[c] == 0u) {
+                return (int)c + 1;
+            }
+            q[k] = @N@_INPUT_Q_FILL[k];
+            q[k + 1] = @N@_INPUT_Q_ONE[k + 1];
+        } else {
+            q[k] = @name@_quantize_fixed_input(k, v);
+            if (@N@_COLUMN_MISSING[c] == 1u) {
+                q[k + 1] = @N@_INPUT_Q_ZERO[k + 1];
+            }
+        }
+    }
+    return 0;
+}
+"""
+
+
+def _raw_part(blob: Blob, name: str) -> tuple[str, str]:
+    """(constants, helpers) of the raw-column helpers for a blob whose schema prepares its inputs
+    (categorical levels, missing values; MF §10), else ("", "")."""
+    from direct_edge.runtime import schema as input_schema
+
+    schema = blob.schema
+    if schema is None or schema.plain:
+        return "", ""
+    N = name.upper()
+    cols = schema.columns
+    first, k = [], 0
+    for c in cols:
+        first.append(k)
+        k += c.n_inputs
+    d = blob.n_inputs
+
+    def quantized(values: np.ndarray) -> list[str]:
+        q = reference.quantize_inputs(blob, np.broadcast_to(values, (1, d)))[0]
+        return [str(int(v)) for v in q]
+
+    fill = np.zeros(d)
+    for c, k in zip(cols, first, strict=True):
+        if c.kind == input_schema.NUMERIC and c.missing == input_schema.MEAN_INDICATOR:
+            fill[k] = c.fill
+    idents = enum_names(schema.column_names)
+    enum = ",\n    ".join(f"{N}_COL_{ident} = {j}" for j, ident in enumerate(idents))
+    levels = []
+    for c, ident in zip(cols, idents, strict=True):
+        if c.kind == input_schema.CATEGORICAL:
+            codes = ",\n    ".join(
+                f"{N}_{ident}_{lv} = {j}" for j, lv in enumerate(enum_names(list(c.levels)))
+            )
+            what = _c_string(c.name)[1:-1].replace("*/", "* /")
+            levels.append(f"/* Level codes of column {what}. */\nenum {{\n    {codes}\n}};\n")
+    constants = [
+        "\n/* Raw columns (docs/model-format.md §10), in the order the raw helpers take them. Column c\n"
+        " * becomes the inputs from COLUMN_FIRST_INPUT[c] on: numeric 1 (2 when COLUMN_MISSING[c] is 1,\n"
+        " * mean-indicator: the value, then 1 where it was missing), categorical one per level\n"
+        " * (one-hot). */\n",
+        f"#define {N}_N_COLUMNS {len(cols)}u\n",
+        f"#define {N}_MISSING_FIXED (-2147483647L - 1)\n",
+        f"enum {{\n    {enum}\n}};\n",
+        *levels,
+        _array("char *const", f"{N}_COLUMN_NAMES", [_c_string(c.name) for c in cols]),
+        _array("uint8_t", f"{N}_COLUMN_KIND", [f"{c.kind}u" for c in cols], per_line=8),
+        _array("uint8_t", f"{N}_COLUMN_MISSING", [f"{c.missing}u" for c in cols], per_line=8),
+        _array("uint16_t", f"{N}_COLUMN_FIRST_INPUT", [f"{k}u" for k in first], per_line=8),
+        _array("uint16_t", f"{N}_COLUMN_N_LEVELS", [f"{len(c.levels)}u" for c in cols], per_line=8),
+        "/* Per input: q of the real values 0 and 1 (one-hot inputs, indicators) and of the training mean\n"
+        " * that stands in for a missing value (imputed inputs; 0's q elsewhere). */\n",
+        _array("int16_t", f"{N}_INPUT_Q_ZERO", quantized(np.zeros(d)), per_line=8),
+        _array("int16_t", f"{N}_INPUT_Q_ONE", quantized(np.ones(d)), per_line=8),
+        _array("int16_t", f"{N}_INPUT_Q_FILL", quantized(fill), per_line=8),
+    ]
+    return "".join(constants), _RAW_HELPERS.replace("@name@", name).replace("@N@", N)
+
+
 def render(blob_bytes: bytes, name: str) -> str:
     """The header text for ``blob_bytes`` with identifiers prefixed by ``name``."""
     return render_blob(parse(blob_bytes), name)
@@ -446,6 +581,7 @@ def render_blob(blob: Blob, name: str) -> str:
         body.append("    " + ", ".join(f"0x{byte:02x}" for byte in chunk) + ",")
     comment = "\n".join(f" *   {line}".rstrip() for line in _summary_lines(blob))
     helpers = _HELPERS.replace("@name@", name).replace("@N@", N)
+    raw_constants, raw_helpers = _raw_part(blob, name)
     return f"""/*
  * {name}.h - a direct-edge model packed for the integer runtime (runtime/c/direct.h).
  * Generated by direct-export; the bytes follow docs/model-format.md, the arithmetic
@@ -473,7 +609,7 @@ def render_blob(blob: Blob, name: str) -> str:
 
 #define {N}_SIZE {len(blob_bytes)}u
 #define {N}_SCRATCH_BYTES {2 * blob.n_features + 2 * (blob.n_features % 2)}u
-{_constants(blob, name)}
+{_constants(blob, name)}{raw_constants}
 /* Where the bytes go: define DIRECT_BLOB_STORAGE before including this header to place them, e.g. as
  * PROGMEM on AVR (avr/pgmspace.h; the runtime then reads flash, see DIRECT_PROGMEM in direct.h). */
 #ifndef DIRECT_BLOB_STORAGE
@@ -487,6 +623,6 @@ static const union {{
 }} {name}_blob DIRECT_BLOB_STORAGE = {{{{
 {chr(10).join(body)}
 }}}};
-{helpers}
+{helpers}{raw_helpers}
 #endif /* {guard} */
 """

@@ -578,11 +578,12 @@ def synthetic_blob(
     exact: bool = True,
     optimize: str = "speed",
     target: str = DEFAULT_TARGET,
-    schema: bool = False,
+    schema: bool | input_schema.Schema = False,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
-    ``schema``: with an input-schema section (MF §10) of plain columns x0 .. named, target "y"."""
+    ``schema``: True for an input-schema section (MF §10) of plain columns x0 .. named, target "y";
+    a Schema (of d inputs) to store that one."""
     rng = np.random.default_rng(seed)
     code = KIND_LINEAR if kind == "linear" else KIND_RFF
     if code == KIND_LINEAR and b != d + 1:
@@ -617,7 +618,9 @@ def synthetic_blob(
             y_scale=float(rng.uniform(0.5, 3.0)),
             exact=(w_mean, rng.uniform(0.0, (high - low) ** 2 / 4, b)) if exact else None,
             meta={"producer": "direct-edge", "synthetic": True, "seed": seed},
-            schema=input_schema.Schema(
+            schema=schema
+            if isinstance(schema, input_schema.Schema)
+            else input_schema.Schema(
                 tuple(input_schema.Column(f"x{k}", low=float(lo[k]), high=float(hi[k])) for k in range(d)),
                 "y",
             )

@@ -564,16 +564,8 @@ def _to_target_units(
 
 
 def input_names(blob: Blob) -> list[str]:
-    """The names of x's d columns, in order: the schema's inputs (MF §10), else the names in the
-    blob's metadata, else x0 .. x{d-1}."""
-    if blob.schema is not None:
-        return blob.schema.input_names
-    names = blob.column_names
-    return (
-        names
-        if names is not None and len(names) == blob.n_inputs
-        else [f"x{k}" for k in range(blob.n_inputs)]
-    )
+    """The names of x's d columns, in order (``Blob.input_names``: the schema's inputs, MF §10)."""
+    return blob.input_names
 
 
 def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]:

@@ -188,6 +188,15 @@ class Blob:
             raise BlobError("CONTENT", f"input schema section: {exc}") from None
 
     @property
+    def input_names(self) -> list[str]:
+        """The names of the d inputs, in order: the schema's (MF §10: a one-hot input is
+        ``COLUMN=LEVEL``, an indicator ``COLUMN_missing``), else those of the host metadata
+        (:attr:`column_names`), else x0 .. x{d-1}.  Raises BlobError for a corrupt schema section."""
+        if self.schema is not None:
+            return self.schema.input_names
+        return self.column_names or [f"x{k}" for k in range(self.n_inputs)]
+
+    @property
     def column_names(self) -> list[str] | None:
         """The raw input columns' names in the model's order: from the schema (MF §10); for an older
         blob, the input names of its host metadata (``input_names``, or the training summary's); None

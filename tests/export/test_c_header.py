@@ -307,3 +307,148 @@ def test_output_helper_is_within_one_unit_of_the_float_result(model, compiler):
         inside = reachable & (np.abs(want) < lim)
         assert np.all(np.abs(got - want)[inside] <= 1 + np.abs(want[inside]) * 2.0**-29)
         assert np.all(np.abs(got[reachable & (np.abs(want) > lim + 2)]) == 2**31 - 1)
+
+
+# ---- MF §10: the raw-column helpers (categorical codes, missing values) ----------------------------
+
+RAW_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+/* One raw row per line, one result line each:
+ *   r V0 .. V(c-1)   model_quantize_raw_f64 (strtod: "nan" is a missing value): rc q[0 .. d-1]
+ *   i V0 .. V(c-1)   model_quantize_raw_fixed (integers; MODEL_MISSING_FIXED for a missing value) */
+int main(void) {
+    char mode[4], text[64];
+    while (scanf("%3s", mode) == 1) {
+        double raw[MODEL_N_COLUMNS];
+        int32_t fixed[MODEL_N_COLUMNS];
+        int16_t q[MODEL_N_INPUTS];
+        uint32_t i;
+        int rc;
+        for (i = 0; i < MODEL_N_INPUTS; ++i) {
+            q[i] = 0;
+        }
+        for (i = 0; i < MODEL_N_COLUMNS; ++i) {
+            if (scanf("%63s", text) != 1) {
+                return 2;
+            }
+            raw[i] = strtod(text, NULL);
+            fixed[i] = (int32_t)strtol(text, NULL, 10);
+        }
+        rc = mode[0] == 'r' ? model_quantize_raw_f64(raw, q) : model_quantize_raw_fixed(fixed, q);
+        printf("%d", rc);
+        for (i = 0; i < MODEL_N_INPUTS; ++i) {
+            printf(" %d", rc == 0 ? (int)q[i] : 0);
+        }
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+def mixed_schema_blob():
+    """A blob of 9 inputs whose schema has a plain column, a categorical one with 3 levels, a numeric
+    one with mean-indicator imputation and a categorical one with 2 levels."""
+    from direct_edge.runtime import schema as input_schema
+
+    Column = input_schema.Column
+    schema = input_schema.Schema(
+        (
+            Column("age", low=-1.0, high=2.0),
+            Column("colour", input_schema.CATEGORICAL, levels=("blue", "green", "red")),
+            Column("size", missing=input_schema.MEAN_INDICATOR, low=1.0, high=5.0, fill=2.8125),
+            Column("sex", input_schema.CATEGORICAL, levels=("f", "m")),
+        ),
+        "y",
+    )
+    return parse(synthetic_blob("rff", 8, 32, 4, seed=11, exact=False, schema=schema))
+
+
+def raw_rows(blob, rng, n: int):
+    """(host text rows, C f64 words, C fixed words or None, 1 + the refused column or 0) for random raw
+    rows: numeric
+    values over twice the clipping range and at its ends, every level code, missing values where
+    the column takes them, and rows the model refuses (an unknown code, a missing value where the
+    column has no policy, a code that is not an integer, an infinity)."""
+    schema = blob.schema
+    lo = blob.input_scale * (-32768.0 - blob.input_zero)
+    hi = blob.input_scale * (32767.0 - blob.input_zero)
+    K = [f.frac_bits for f in fixed_inputs(blob.input_scale, blob.input_zero)]
+    out = []
+    for i in range(n):
+        text, f64, fixed, refused = [], [], [], 0
+        k = 0
+        for c in schema.columns:
+            if c.levels:
+                code = int(rng.integers(len(c.levels)))
+                text.append(c.levels[code])
+                f64.append(str(code))
+                fixed.append(str(code))
+            elif c.missing and rng.random() < 0.3:
+                text.append("")
+                f64.append("nan")
+                fixed.append(str(-(2**31)))
+            else:
+                width = hi[k] - lo[k]
+                x = [lo[k], hi[k], rng.uniform(lo[k] - width / 2, hi[k] + width / 2)][min(2, i % 5)]
+                v = int(np.clip(np.rint(np.ldexp(x, K[k])), -(2**31) + 1, 2**31 - 1))
+                x = float(np.ldexp(float(v), -K[k]))  # the same real value on both paths
+                text.append(repr(x))
+                f64.append(repr(x))
+                fixed.append(str(v))
+            k += c.n_inputs
+        if i % 11 == 10:  # one refused cell
+            j = int(rng.integers(len(schema.columns)))
+            c = schema.columns[j]
+            refused = j + 1  # what the C helpers return
+            if c.levels:
+                bad = [str(len(c.levels)), "-1"][i % 2]
+                text[j], f64[j], fixed[j] = "no-such-level", bad, bad
+                if i % 3 == 0:
+                    f64[j], fixed = "0.5", None  # not an integer code (f64 path only)
+            elif not c.missing:
+                text[j], f64[j], fixed[j] = "", "nan", str(-(2**31))
+            else:
+                text[j], f64[j], fixed = "inf", "inf", None
+        out.append((text, f64, fixed, refused))
+    return out
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang", "g++"])
+def test_raw_helpers_equal_the_hosts_preparation_bit_for_bit(tmp_path, compiler):
+    """model_quantize_raw_f64 and model_quantize_raw_fixed on raw rows (codes, NaN / INT32_MIN for a
+    missing value) equal runtime.schema.prepare then reference.quantize_inputs on the same rows, and
+    refuse (1 + the column) exactly the rows the host refuses."""
+    from direct_edge.runtime.schema import SchemaError, prepare
+
+    blob = mixed_schema_blob()
+    text = render_blob(blob, "model")
+    assert "MODEL_COL_COLOUR = 1" in text and "MODEL_COLOUR_RED = 2" in text and "MODEL_SEX_M = 1" in text
+    (tmp_path / "model.h").write_text(text, encoding="utf-8")
+    (tmp_path / "harness.c").write_text(RAW_HARNESS, encoding="utf-8")
+    exe = _compile(tmp_path, compiler)
+    rows = raw_rows(blob, np.random.default_rng(5), 2000)
+    lines, want = [], []
+    for text_row, f64, fixed, refused in rows:
+        try:
+            q = reference.quantize_inputs(blob, prepare(blob.schema, [text_row]))[0].tolist()
+            assert not refused
+        except SchemaError as exc:
+            assert refused and blob.schema.columns[refused - 1].name in str(exc)
+            q = refused
+        for mode, words in (("r", f64), ("i", fixed)):
+            if words is None:
+                continue
+            lines.append(f"{mode} {' '.join(words)}")
+            want.append(q)
+    got = _run(exe, lines)
+    assert len(got) == len(want) > 3000
+    for line, g, w in zip(lines, got, want, strict=True):
+        rc, *q = (int(t) for t in g.split())
+        if isinstance(w, int):
+            assert rc == w, line
+        else:
+            assert rc == 0 and q == w, line
