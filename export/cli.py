@@ -98,6 +98,19 @@ def _moment_difference(f: np.ndarray, noise: float, mean: np.ndarray, variance: 
     return float(max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - sd64))))
 
 
+def prepares_inputs(blob: Blob) -> bool:
+    """Whether the blob's schema prepares its inputs from raw columns (categorical levels, missing
+    values; MF §10): then the float graphs take the raw columns (``onnx_export.raw_front_end``)."""
+    return blob.schema is not None and not blob.schema.plain
+
+
+def raw_rows(blob: Blob, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(raw (n, c), prepared X (n, d)) for model-input rows ``X`` (``runtime.schema.raw_from_inputs``)."""
+    from direct_edge.runtime.schema import raw_from_inputs
+
+    return raw_from_inputs(blob.schema, X)
+
+
 @dataclass
 class TrainedCheck:
     """The trained model's exact predictive moments on the check batch, and the comparison with them.
@@ -115,6 +128,8 @@ class TrainedCheck:
     @classmethod
     def of(cls, model, blob: Blob) -> TrainedCheck:
         X, beyond = check_batch(blob)
+        if prepares_inputs(blob):  # rows a raw row can give: one-hot, 0/1 indicators (MF §10)
+            X = raw_rows(blob, X)[1]
         mean, sd = model.predict_rows(X)
         return cls(X, beyond, mean, sd, float(model.y_scale_))
 
@@ -152,10 +167,12 @@ def render_onnx(model, blob: Blob, integer: bool, exact: bool = False) -> bytes:
         return onnx_export.to_bytes(onnx_export.integer_model(blob))
     feats = onnx_export.features_from_model(model)
     if exact:
-        return onnx_export.to_bytes(
-            onnx_export.exact_model(blob, feats, onnx_export.moments_from_model(model))
-        )
-    return onnx_export.to_bytes(onnx_export.float_model(blob, feats))
+        graph = onnx_export.exact_model(blob, feats, onnx_export.moments_from_model(model))
+    else:
+        graph = onnx_export.float_model(blob, feats)
+    if prepares_inputs(blob):  # the device feeds raw columns (MF §10)
+        graph = onnx_export.raw_front_end(graph, blob.schema)
+    return onnx_export.to_bytes(graph)
 
 
 def render_tflite(model, blob: Blob, activations: int, exact: bool = False) -> bytes:
@@ -193,7 +210,8 @@ def check_onnx(
         ]
     from direct_edge.export import onnx_export
 
-    mean, variance = sess.run(None, {"x": trained.X})[:2]
+    feed = {"raw": raw_rows(blob, trained.X)[0]} if prepares_inputs(blob) else {"x": trained.X}
+    mean, variance = sess.run(["mean", "variance"], feed)
     if exact:
         return [trained.describe("onnxruntime exact moments - trained", mean, np.sqrt(variance))]
     diff = _moment_difference(

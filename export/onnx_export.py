@@ -39,14 +39,15 @@ PRODUCER = "direct-edge"
 class _Graph:
     """A tiny builder: nodes and initializers with generated names, in insertion order."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._count = 0
+        self.prefix = prefix  # keeps names apart from another graph's when the two are joined
 
     def name(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self.prefix}{hint}_{self._count}"
 
     def const(self, value, dtype, hint: str = "c") -> str:
         """An initializer holding ``value`` as ``dtype`` (a numpy or ml_dtypes type)."""
@@ -357,6 +358,78 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
         ),
         doc,
     )
+
+
+# ---- MF §10: a raw-column front end for the float graphs -------------------------------------------
+
+
+def raw_front_end(model: onnx.ModelProto, schema) -> onnx.ModelProto:
+    """The float graph ``model`` (input x (n, d)) with a front end that takes the raw columns of
+    ``schema`` instead (docs/model-format.md §10): input ``raw`` float64 (n, c), column j a number in
+    input units, a categorical column's level code (0 .. L − 1, in the schema's level order) or NaN for a
+    missing value.  Slice per column; numeric: the value, and with mean-indicator imputation
+    Where(IsNaN, fill, value) and Cast(IsNaN) as the indicator; categorical: Equal against the codes
+    0 .. L − 1, Cast (one-hot); Concat -> x.  A new output ``refused`` bool (n,) marks the rows the
+    host refuses (a code that is not a level, NaN where the column takes no missing value, an infinity);
+    their other outputs are meaningless.  The x the graph computes equals ``runtime.schema.prepare`` of
+    the same row bit for bit (the same float64 values), so the graph keeps its accuracy statement."""
+    from direct_edge.runtime import schema as input_schema
+
+    g = _Graph("raw_")
+    f64 = TensorProto.DOUBLE
+    parts, refused = [], []
+    axis1 = g.const([1], np.int64, "axis1")
+    for j, c in enumerate(schema.columns):
+        col = g.op("Slice", "raw", g.const([j], np.int64), g.const([j + 1], np.int64), axis1, hint=f"col{j}")
+        nan = g.op("IsNaN", col)
+        if c.kind == input_schema.CATEGORICAL:
+            codes = g.const(np.arange(len(c.levels), dtype=np.float64)[None, :], np.float64, "codes")
+            hit = g.op("Equal", col, codes)
+            parts.append(g.op("Cast", hit, to=f64, hint="one_hot"))
+            seen = g.op("ReduceMax", g.op("Cast", hit, to=TensorProto.INT32), axis1, keepdims=1)
+            refused.append(g.op("Not", g.op("Cast", seen, to=TensorProto.BOOL)))
+            continue
+        inf = g.op("IsInf", col)
+        if c.missing == input_schema.MEAN_INDICATOR:
+            parts.append(g.op("Where", nan, g.const([[c.fill]], np.float64, "fill"), col, hint="imputed"))
+            parts.append(g.op("Cast", nan, to=f64, hint="indicator"))
+            refused.append(inf)
+        else:
+            parts.append(col)
+            refused.append(g.op("Or", nan, inf))
+    g.nodes.append(helper.make_node("Concat", parts, ["x"], axis=1))
+    any_refused = refused[0]
+    for r in refused[1:]:
+        any_refused = g.op("Or", any_refused, r)
+    g.output("Reshape", [any_refused, g.const([-1], np.int64, "flat")], "refused")
+
+    graph = model.graph
+    front = helper.make_graph(
+        g.nodes + list(graph.node),
+        graph.name + "_raw",
+        [helper.make_tensor_value_info("raw", f64, ["n", len(schema.columns)])],
+        list(graph.output) + [helper.make_tensor_value_info("refused", TensorProto.BOOL, ["n"])],
+        g.inits + list(graph.initializer),
+        doc_string=graph.doc_string
+        + " Input raw (n, c) float64: the raw columns (numbers, level codes, NaN for missing); refused (n,)"
+        " bool: a row the model refuses.",
+    )
+    out = helper.make_model(
+        front,
+        opset_imports=list(model.opset_import),
+        ir_version=model.ir_version,
+        producer_name=model.producer_name,
+        producer_version=model.producer_version,
+    )
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta.update(
+        columns=json.dumps(schema.column_names),
+        levels=json.dumps({c.name: list(c.levels) for c in schema.columns if c.levels}),
+        input_names=json.dumps(schema.input_names),
+    )
+    helper.set_model_props(out, meta)
+    onnx.checker.check_model(out, full_check=True)
+    return out
 
 
 # ---- integer graph (IS §3–§5) --------------------------------------------------------------------

@@ -350,3 +350,26 @@ def prepare(schema: Schema, rows: list[list[str]], where: str = "", first_row: i
             )
     columns = [[row[j] for row in rows] for j in range(len(schema.columns))]
     return prepare_columns(schema, columns, where, first_row)
+
+
+def raw_from_inputs(schema: Schema, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(raw, prepared) for model-input rows ``X`` (n, d), such as a check batch spread over the inputs'
+    ranges: ``raw`` (n, c) float64 the nearest raw rows (a categorical column's code is its largest
+    one-hot input; with mean-indicator imputation a value is missing, NaN, where its indicator is at
+    least ½) and ``prepared`` = :func:`prepare_columns` of them, the inputs those rows really give."""
+    X = np.asarray(X, dtype=np.float64)
+    raw = np.empty((len(X), len(schema.columns)), dtype=np.float64)
+    k = 0
+    for j, c in enumerate(schema.columns):
+        if c.kind == CATEGORICAL:
+            raw[:, j] = np.argmax(X[:, k : k + len(c.levels)], axis=1)
+        elif c.missing == MEAN_INDICATOR:
+            raw[:, j] = np.where(X[:, k + 1] >= 0.5, np.nan, X[:, k])
+        else:
+            raw[:, j] = X[:, k]
+        k += c.n_inputs
+    columns = [
+        [c.levels[int(v)] for v in raw[:, j]] if c.kind == CATEGORICAL else raw[:, j]
+        for j, c in enumerate(schema.columns)
+    ]
+    return raw, prepare_columns(schema, columns)

@@ -249,3 +249,83 @@ def test_files_pass_the_full_checker_store_int4_packed_and_carry_metadata():
         onnx_export.moments_from_blob(blob, onnx_export.features_from_blob(blob)),
     )
     onnx.checker.check_model(onnx.load_from_string(onnx_export.to_bytes(exact)), full_check=True)
+
+
+# ---- MF §10: the raw-column front end --------------------------------------------------------------
+
+
+def mixed_blob():
+    """A blob whose schema prepares its 8 inputs: a plain column, a 3-level categorical one, a numeric
+    one with mean-indicator imputation and a 2-level categorical one."""
+    from direct_edge.runtime import schema as input_schema
+
+    Column = input_schema.Column
+    schema = input_schema.Schema(
+        (
+            Column("age", low=-1.0, high=2.0),
+            Column("colour", input_schema.CATEGORICAL, levels=("blue", "green", "red")),
+            Column("size", missing=input_schema.MEAN_INDICATOR, low=1.0, high=5.0, fill=2.8125),
+            Column("sex", input_schema.CATEGORICAL, levels=("f", "m")),
+        ),
+        "y",
+    )
+    return parse(synthetic_blob("rff", 8, 64, 8, seed=12, exact=True, schema=schema))
+
+
+def test_the_raw_front_end_prepares_what_the_host_prepares(tmp_path):
+    """Raw rows (numbers, level codes, NaN for a missing value) through the float graphs' raw input give
+    the x graph's outputs on runtime.schema.prepare of the same rows, bit for bit, and ``refused`` is
+    set exactly on the rows the host refuses (an unknown or fractional code, NaN in a column without a
+    missing-value policy, an infinity); the graph passes onnx's full check."""
+    from direct_edge.runtime.schema import SchemaError, prepare, raw_from_inputs
+
+    blob = mixed_blob()
+    schema = blob.schema
+    feats = onnx_export.features_from_blob(blob)
+    rng = np.random.default_rng(3)
+    lo = blob.input_scale * (-32768.0 - blob.input_zero)
+    hi = blob.input_scale * (32767.0 - blob.input_zero)
+    X = rng.uniform(lo - (hi - lo) / 4, hi + (hi - lo) / 4, (3000, 8))
+    raw, prepared = raw_from_inputs(schema, X)
+    assert np.isnan(raw[:, 2]).any() and set(raw[:, 1].tolist()) == {0.0, 1.0, 2.0}
+    bad = raw.copy()
+    cells = [(1, 3.0), (1, -1.0), (1, 0.5), (1, np.nan), (0, np.nan), (0, np.inf), (2, -np.inf), (3, 2.0)]
+    for i, (j, v) in enumerate(cells):
+        bad[i, j] = v
+
+    def as_text(j: int, v: float) -> str:  # the raw cell as a CSV holds it
+        levels = schema.columns[j].levels
+        if levels:
+            return levels[int(v)] if v in range(len(levels)) else "no-such-level"
+        return "" if np.isnan(v) else repr(float(v))
+
+    refused_by_host = []
+    for row in bad[: len(cells) + 2]:
+        try:
+            prepare(schema, [[as_text(j, v) for j, v in enumerate(row)]])
+            refused_by_host.append(False)
+        except SchemaError:
+            refused_by_host.append(True)
+    assert refused_by_host == [True] * len(cells) + [False, False]
+    graphs = {
+        "exact": onnx_export.exact_model(blob, feats, onnx_export.moments_from_blob(blob, feats)),
+        "float": onnx_export.float_model(blob, feats),
+    }
+    for name, graph in graphs.items():
+        x_sess = onnx_export.session(onnx_export.to_bytes(graph))
+        raw_graph = onnx_export.raw_front_end(graph, schema)
+        assert [i.name for i in raw_graph.graph.input] == ["raw"]
+        meta = {p.key: p.value for p in raw_graph.metadata_props}
+        assert json.loads(meta["columns"]) == ["age", "colour", "size", "sex"]
+        assert json.loads(meta["levels"]) == {"colour": ["blue", "green", "red"], "sex": ["f", "m"]}
+        raw_sess = onnx_export.session(onnx_export.to_bytes(raw_graph))
+        names = ["mean", "variance", "out_of_range"]
+        want = x_sess.run(names, {"x": prepared})
+        got = raw_sess.run([*names, "refused"], {"raw": raw})
+        for n, g, w in zip(names, got, want, strict=False):
+            np.testing.assert_array_equal(g, w, err_msg=f"{name} {n}")
+        assert not got[3].any()
+        np.testing.assert_array_equal(got[2], reference.out_of_range(blob, prepared) != 0)
+        refused = raw_sess.run(["refused"], {"raw": bad})[0]
+        np.testing.assert_array_equal(refused[: len(cells) + 2], refused_by_host, err_msg=name)
+        assert not refused[len(cells) :].any()
