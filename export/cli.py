@@ -232,8 +232,11 @@ def check_tflite(
     from direct_edge.export import onnx_export, tflite_export
 
     runner = Interpreter(model_content=data).get_signature_runner()
-    x = (trained.X - tflite_export.host_origin(blob)).astype(np.float32)
-    out = runner(**{tflite_export.input_name(blob): x})
+    if prepares_inputs(blob):  # the raw columns (MF §10)
+        out = runner(raw=raw_rows(blob, trained.X)[0].astype(np.float32))
+    else:
+        x = (trained.X - tflite_export.host_origin(blob)).astype(np.float32)
+        out = runner(**{tflite_export.input_name(blob): x})
     mean, variance = out["mean"], out["variance"]
     feats = onnx_export.features_from_model(model)
     if exact:

@@ -372,6 +372,112 @@ def _out_of_range(g: _Builder, blob: Blob, x: int, batch: int) -> int:
     return flag
 
 
+def _graph_input(g: _Builder, blob: Blob, batch: int) -> tuple[int, int, list[int]]:
+    """(graph input, x, extra outputs): x float32 (batch, d) itself, or, for a blob whose schema prepares
+    its inputs (MF §10), ``raw`` float32 (batch, c) through :func:`_raw_front_end`, whose x is the
+    prepared inputs and whose extra output is ``refused``."""
+    spec = blob.schema
+    if spec is None or spec.plain:
+        x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
+        return x, x, []
+    if np.any(host_origin(blob)):
+        raise ValueError("raw columns with an input origin (inputs far from zero) are not supported")
+    raw = g.tensor("raw", [batch, len(spec.columns)], _T.FLOAT32, dynamic=True)
+    x, refused = _raw_front_end(g, spec, raw, batch)
+    return raw, x, [refused]
+
+
+def _raw_front_end(g: _Builder, spec, raw: int, batch: int) -> tuple[int, int]:
+    """MF §10 in TFLite: ``raw`` (batch, c) float32 -> (x (batch, d), refused bool (batch,)).  SPLIT into
+    columns; numeric: the value, with mean-indicator imputation SELECT_V2(NOT_EQUAL(v, v), fill, v) and
+    SELECT_V2 of 1/0 as the indicator; categorical: EQUAL against the codes 0 .. L − 1, SELECT_V2 of 1/0
+    (one-hot); CONCATENATION.  refused: a code that is not a level (REDUCE_MAX of the one-hot is 0), NaN
+    where the column takes no missing value, an infinity (|v| > the largest float32); LOGICAL_OR, RESHAPE.
+    Ops both LiteRT and TFLite Micro have."""
+    from direct_edge.runtime import schema as input_schema
+
+    c = len(spec.columns)
+    cols = [g.tensor(f"raw_{j}", [batch, 1], _T.FLOAT32, dynamic=True) for j in range(c)]
+    opts = schema.SplitOptionsT()
+    opts.numSplits = c
+    g.op(
+        _OP.SPLIT,
+        [g.const("raw_axis", np.array(1, dtype=np.int32), _T.INT32), raw],
+        cols,
+        _OPT.SplitOptions,
+        opts,
+    )
+    one = g.const("one", np.array([[1.0]], np.float32), _T.FLOAT32)
+    zero = g.const("zero_1x1", np.array([[0.0]], np.float32), _T.FLOAT32)
+    big = g.const("float32_max", np.array([[np.finfo(np.float32).max]], np.float32), _T.FLOAT32)
+    parts, refusals = [], []
+
+    def flag(name: str, code: int, inputs, options_type: int, options, width: int = 1) -> int:
+        out = g.tensor(name, [batch, width], _T.BOOL, dynamic=True)
+        g.op(code, inputs, [out], options_type, options)
+        return out
+
+    def select(name: str, cond: int, a: int, b: int, width: int = 1) -> int:
+        out = g.tensor(name, [batch, width], _T.FLOAT32, dynamic=True)
+        g.op(_OP.SELECT_V2, [cond, a, b], [out], _OPT.SelectV2Options, schema.SelectV2OptionsT())
+        return out
+
+    for j, (col, column) in enumerate(zip(cols, spec.columns, strict=True)):
+        if column.kind == input_schema.CATEGORICAL:
+            L = len(column.levels)
+            codes = g.const(f"codes_{j}", np.arange(L, dtype=np.float32)[None, :], _T.FLOAT32)
+            hit = flag(f"hit_{j}", _OP.EQUAL, [col, codes], _OPT.EqualOptions, schema.EqualOptionsT(), L)
+            ones = g.const(f"ones_{j}", np.ones((1, L), np.float32), _T.FLOAT32)
+            zeros = g.const(f"zeros_{j}", np.zeros((1, L), np.float32), _T.FLOAT32)
+            one_hot = select(f"one_hot_{j}", hit, ones, zeros, L)
+            parts.append(one_hot)
+            seen = g.tensor(f"seen_{j}", [batch, 1], _T.FLOAT32, dynamic=True)
+            red = schema.ReducerOptionsT()
+            red.keepDims = True
+            g.op(
+                _OP.REDUCE_MAX,
+                [one_hot, g.const(f"axis_{j}", np.array([1], np.int32), _T.INT32)],
+                [seen],
+                _OPT.ReducerOptions,
+                red,
+            )
+            refusals.append(
+                flag(f"unknown_{j}", _OP.EQUAL, [seen, zero], _OPT.EqualOptions, schema.EqualOptionsT())
+            )
+            continue
+        nan = flag(f"nan_{j}", _OP.NOT_EQUAL, [col, col], _OPT.NotEqualOptions, schema.NotEqualOptionsT())
+        size = g.tensor(f"abs_{j}", [batch, 1], _T.FLOAT32, dynamic=True)
+        g.op(_OP.ABS, [col], [size], _OPT.AbsOptions, schema.AbsOptionsT())
+        inf = flag(f"inf_{j}", _OP.GREATER, [size, big], _OPT.GreaterOptions, schema.GreaterOptionsT())
+        if column.missing == input_schema.MEAN_INDICATOR:
+            fill = g.const(f"fill_{j}", np.array([[column.fill]], np.float32), _T.FLOAT32)
+            parts += [select(f"imputed_{j}", nan, fill, col), select(f"indicator_{j}", nan, one, zero)]
+            refusals.append(inf)
+        else:
+            parts.append(col)
+            refusals.append(
+                flag(
+                    f"bad_{j}", _OP.LOGICAL_OR, [nan, inf], _OPT.LogicalOrOptions, schema.LogicalOrOptionsT()
+                )
+            )
+    x = g.tensor("x_prepared", [batch, spec.n_inputs], _T.FLOAT32, dynamic=True)
+    cat = schema.ConcatenationOptionsT()
+    cat.axis = 1
+    g.op(_OP.CONCATENATION, parts, [x], _OPT.ConcatenationOptions, cat)
+    any_refused = refusals[0]
+    for j, r in enumerate(refusals[1:]):
+        any_refused = flag(
+            f"refused_{j}",
+            _OP.LOGICAL_OR,
+            [any_refused, r],
+            _OPT.LogicalOrOptions,
+            schema.LogicalOrOptionsT(),
+        )
+    refused = g.tensor("refused", [batch], _T.BOOL, dynamic=True)
+    g.op(_OP.RESHAPE, [any_refused, g.const("refused_shape", np.array([-1], np.int32), _T.INT32)], [refused])
+    return x, refused
+
+
 def build(
     blob: Blob,
     feats: FloatFeatures,
@@ -393,11 +499,13 @@ def build(
     """
     part = integer_parameters(blob, feats, activations)
     g = _Builder()
-    x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
+    graph_input, x, extra = _graph_input(g, blob, batch)
     phi = _features(g, blob, feats, x, batch)
     fq, sq, f = _samples(g, part, phi, activations, batch)
     mean, variance = _moments(g, f, blob.n_samples, batch)
-    outs = _to_target_units(g, blob, feats, mean, variance, batch) + [_out_of_range(g, blob, x, batch)]
+    outs = (
+        _to_target_units(g, blob, feats, mean, variance, batch) + [_out_of_range(g, blob, x, batch)] + extra
+    )
     if debug_outputs:
         outs += [fq, sq]
     description = (
@@ -406,7 +514,7 @@ def build(
         + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
         + ", outputs mean and predictive variance in target units and out_of_range (IS §2.1)"
     )
-    return g.finish([x], outs, description, _metadata(blob, part, activations))
+    return g.finish([graph_input], outs, description, _metadata(blob, part, activations))
 
 
 def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int) -> int:
@@ -446,7 +554,7 @@ def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: 
     ``mean``, ``variance`` float32 (batch,) in target units.  Every op in LiteRT and TFLite Micro; a
     "serving_default" signature and a dynamic first dimension as in :func:`build`."""
     g = _Builder()
-    x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
+    graph_input, x, extra = _graph_input(g, blob, batch)
     phi = _features(g, blob, feats, x, batch)
     mean_w, var_w = np.asarray(moments.mean, dtype=np.float64), np.asarray(moments.var, dtype=np.float64)
     mean_c, var_c = blob.y_offset, moments.noise
@@ -467,6 +575,7 @@ def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: 
         g.op(_OP.RESHAPE, [col, flat], [out])
         outs.append(out)
     outs.append(_out_of_range(g, blob, x, batch))
+    outs += extra
     description = (
         f"direct-edge {__version__}: DIRECT Bayesian GLM, exact predictive moments (posterior weight means "
         "and variances); input x float32 in input units"
@@ -483,8 +592,8 @@ def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: 
         "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
         "input_high": json.dumps(blob_input_range(blob)[1].tolist()),
         "training_summary": json.dumps(blob.meta.get("summary", {}), sort_keys=True),
-    }
-    return g.finish([x], outs, description, meta)
+    } | _raw_metadata(blob)
+    return g.finish([graph_input], outs, description, meta)
 
 
 def exact_error_bound(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> float:
@@ -568,6 +677,19 @@ def input_names(blob: Blob) -> list[str]:
     return blob.input_names
 
 
+def _raw_metadata(blob: Blob) -> dict[str, str]:
+    """For a graph with the raw-column input (MF §10): the columns, the categorical levels in code
+    order, and what to feed."""
+    spec = blob.schema
+    if spec is None or spec.plain:
+        return {}
+    return {
+        "input": "raw float32 (n, c): the columns (numbers, level codes, NaN for missing)",
+        "columns": json.dumps(spec.column_names),
+        "levels": json.dumps({c.name: list(c.levels) for c in spec.columns if c.levels}),
+    }
+
+
 def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]:
     """The custom metadata entries: producer, sizes, the integer parameters, the input origin and range."""
     return {
@@ -586,7 +708,7 @@ def _metadata(blob: Blob, part: IntegerPart, activations: int) -> dict[str, str]
         "input_low": json.dumps(blob_input_range(blob)[0].tolist()),
         "input_high": json.dumps(blob_input_range(blob)[1].tolist()),
         "training_summary": json.dumps(blob.meta.get("summary", {}), sort_keys=True),
-    }
+    } | _raw_metadata(blob)
 
 
 def check_int4_buffers(data: bytes) -> None:

@@ -32,6 +32,8 @@ from direct_edge.export.packed import input_quantization, synthetic_blob
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import parse
 
+from .conftest import mixed_blob
+
 FLAGS = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 COMPILERS = {"gcc": ["-std=c99"], "clang": ["-std=c99"], "g++": ["-std=c++11"], "clang++": ["-std=c++11"]}
 
@@ -350,21 +352,7 @@ int main(void) {
 
 
 def mixed_schema_blob():
-    """A blob of 9 inputs whose schema has a plain column, a categorical one with 3 levels, a numeric
-    one with mean-indicator imputation and a categorical one with 2 levels."""
-    from direct_edge.runtime import schema as input_schema
-
-    Column = input_schema.Column
-    schema = input_schema.Schema(
-        (
-            Column("age", low=-1.0, high=2.0),
-            Column("colour", input_schema.CATEGORICAL, levels=("blue", "green", "red")),
-            Column("size", missing=input_schema.MEAN_INDICATOR, low=1.0, high=5.0, fill=2.8125),
-            Column("sex", input_schema.CATEGORICAL, levels=("f", "m")),
-        ),
-        "y",
-    )
-    return parse(synthetic_blob("rff", 8, 32, 4, seed=11, exact=False, schema=schema))
+    return mixed_blob(b=32, seed=11)
 
 
 def raw_rows(blob, rng, n: int):

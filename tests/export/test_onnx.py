@@ -18,6 +18,8 @@ from direct_edge.export.packed import synthetic_blob  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
+from .conftest import mixed_blob  # noqa: E402
+
 N = 10_000
 MODELS = {
     "linear-d9-S8": ("linear", 9, 10, 8, 4, 0.3),
@@ -252,24 +254,6 @@ def test_files_pass_the_full_checker_store_int4_packed_and_carry_metadata():
 
 
 # ---- MF §10: the raw-column front end --------------------------------------------------------------
-
-
-def mixed_blob():
-    """A blob whose schema prepares its 8 inputs: a plain column, a 3-level categorical one, a numeric
-    one with mean-indicator imputation and a 2-level categorical one."""
-    from direct_edge.runtime import schema as input_schema
-
-    Column = input_schema.Column
-    schema = input_schema.Schema(
-        (
-            Column("age", low=-1.0, high=2.0),
-            Column("colour", input_schema.CATEGORICAL, levels=("blue", "green", "red")),
-            Column("size", missing=input_schema.MEAN_INDICATOR, low=1.0, high=5.0, fill=2.8125),
-            Column("sex", input_schema.CATEGORICAL, levels=("f", "m")),
-        ),
-        "y",
-    )
-    return parse(synthetic_blob("rff", 8, 64, 8, seed=12, exact=True, schema=schema))
 
 
 def test_the_raw_front_end_prepares_what_the_host_prepares(tmp_path):

@@ -308,3 +308,61 @@ def test_tflite_runtime_2_14_agrees_with_the_integer_part_and_float64(
     )
     outs = dict(np.load(tmp_path / "out.npz"))
     check(blob, feats, part, x, outs, {16: "half_up", 8: "double"}[activations])
+
+
+# ---- MF §10: the raw-column front end --------------------------------------------------------------
+
+
+def test_the_raw_front_end_prepares_what_the_host_prepares_in_litert_and_tflite_micro(tmp_path):
+    """A blob whose schema prepares its inputs: the graphs take ``raw`` float32 (numbers, level codes,
+    NaN for missing) and give, in LiteRT and TensorFlow Lite Micro, the outputs of the x graph fed
+    float32 of runtime.schema.prepare of the same rows, bit for bit; ``refused`` marks exactly the rows
+    the host refuses."""
+    from direct_edge.runtime.schema import raw_from_inputs
+    from tests.export.test_onnx import mixed_blob
+
+    blob = mixed_blob()
+    spec = blob.schema
+    feats = onnx_export.features_from_blob(blob)
+    moments = onnx_export.moments_from_blob(blob, feats)
+    rng = np.random.default_rng(4)
+    lo = blob.input_scale * (-32768.0 - blob.input_zero)
+    hi = blob.input_scale * (32767.0 - blob.input_zero)
+    X = rng.uniform(lo - (hi - lo) / 4, hi + (hi - lo) / 4, (600, 8)).astype(np.float32).astype(np.float64)
+    raw, prepared = raw_from_inputs(spec, X)
+    cells = [(1, 3.0), (1, -1.0), (1, 0.5), (1, np.nan), (0, np.nan), (0, np.inf), (2, -np.inf), (3, 2.0)]
+    for i, (j, v) in enumerate(cells):
+        raw[i, j] = v
+    refused = np.zeros(len(raw), dtype=bool)
+    refused[: len(cells)] = True
+    raw32 = raw.astype(np.float32)
+    graphs = {
+        "exact": tflite_export.build_exact(blob, feats, moments),
+        "ensemble16": tflite_export.build(blob, feats, 16),
+    }
+    plain = mixed_blob(with_schema=False)  # the same parameters without the schema: the x graphs
+    x_graphs = {
+        "exact": tflite_export.build_exact(plain, feats, moments),
+        "ensemble16": tflite_export.build(plain, feats, 16),
+    }
+    for name, data in graphs.items():
+        runner = Interpreter(model_content=data).get_signature_runner()
+        assert list(runner.get_input_details()) == ["raw"]
+        assert json.loads(read_metadata(data)["columns"]) == ["age", "colour", "size", "sex"]
+        got = runner(raw=raw32)
+        want = Interpreter(model_content=x_graphs[name]).get_signature_runner()(x=prepared.astype(np.float32))
+        np.testing.assert_array_equal(got["refused"], refused, err_msg=name)
+        ok = ~refused
+        for key in ("mean", "variance", "out_of_range"):
+            np.testing.assert_array_equal(got[key][ok], want[key][ok], err_msg=f"{name} {key}")
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(data)
+        micro = run_tflm(path, raw32[:120], 4)
+        x_path = tmp_path / f"{name}-x.tflite"
+        x_path.write_bytes(x_graphs[name])
+        micro_x = run_tflm(x_path, prepared[:120].astype(np.float32), 3)  # micro's own float kernels
+        np.testing.assert_array_equal(micro[3], refused[:120], err_msg=f"micro {name}")
+        for k in range(3):
+            np.testing.assert_array_equal(
+                micro[k][ok[:120]], micro_x[k][ok[:120]], err_msg=f"micro {name} {k}"
+            )

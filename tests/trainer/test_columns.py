@@ -284,3 +284,61 @@ def test_a_missing_category_at_training_and_the_demo_are_refused(tmp_path, raw_t
     result = CliRunner().invoke(main, ["-o", str(out), "-q", *FAST, "--missing", "mean-indicator"])
     assert result.exit_code == 2 and "read one CSV, text or Parquet file" in result.stderr
     assert not out.exists()
+
+
+def test_the_float_graphs_take_the_same_raw_rows_and_give_the_hosts_answer(tmp_path, raw_table):
+    """direct-export .onnx and .tflite of a model trained with the stage: the same raw rows (codes in
+    the metadata's level order, NaN for a missing value) in onnxruntime and LiteRT give the trained
+    model's prediction on the host's preparation of those rows, within each graph's stated bound."""
+    import json
+
+    pytest.importorskip("onnxruntime")
+    Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+    from direct_edge.export import onnx_export, tflite_export
+    from direct_edge.export.cli import main as export_main
+    from direct_edge.runtime import reference
+    from direct_edge.runtime.blob import parse
+    from direct_edge.runtime.schema import prepare
+
+    path, _ = raw_table
+    model = train_prepared(path, tmp_path / "m.direct")
+    for name in ("m.onnx", "m.tflite", "m.bin"):
+        done = CliRunner().invoke(export_main, [str(tmp_path / "m.direct"), str(tmp_path / name), "-q"])
+        assert done.exit_code == 0, done.output
+    text_rows = [["0.25", "red", "1", "3.5"], ["-1.5", "blue", "2", ""], ["0.0", "green", "7", "NA"]]
+    text_rows += [["1.75", "red", "2", "4.75"], ["-0.125", "blue", "1", "1.0"]]
+    schema = model.schema_
+    mean, sd = model.predict_rows(prepare(schema, text_rows))
+    onnx = pytest.importorskip("onnx")
+    levels = json.loads({p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}["levels"])
+    raw = np.array(
+        [
+            [
+                float(r[0]),
+                levels["colour"].index(r[1]),
+                levels["code"].index(r[2]),
+                float(r[3]) if r[3] not in ("", "NA") else np.nan,
+            ]
+            for r in text_rows
+        ]
+    )
+    got = onnx_export.session((tmp_path / "m.onnx").read_bytes()).run(None, {"raw": raw})
+    scale = float(model.y_scale_)
+    assert (
+        np.max(np.abs(got[0] - mean)) <= 1e-5 * scale and np.max(np.abs(np.sqrt(got[1]) - sd)) <= 1e-5 * scale
+    )
+    assert not got[3].any()
+    blob = parse((tmp_path / "m.bin").read_bytes())
+    feats = onnx_export.features_from_model(model)
+    bound = tflite_export.exact_error_bound(blob, feats, onnx_export.moments_from_model(model))
+    out = Interpreter(model_path=str(tmp_path / "m.tflite")).get_signature_runner()(
+        raw=raw.astype(np.float32)
+    )
+    assert (
+        np.max(np.abs(out["mean"] - mean)) <= bound and np.max(np.abs(np.sqrt(out["variance"]) - sd)) <= bound
+    )
+    X = prepare(schema, text_rows)  # size 1.0 lies below the training minimum: out of range
+    flags = reference.out_of_range(blob, X.astype(np.float32).astype(np.float64)) != 0
+    assert flags.tolist() == [False] * 4 + [True] and not out["refused"].any()
+    np.testing.assert_array_equal(out["out_of_range"], flags)
+    np.testing.assert_array_equal(got[2], reference.out_of_range(blob, X) != 0)
