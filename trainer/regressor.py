@@ -50,6 +50,12 @@ SELECTION_STAGE_ITER = 100
 # coordinate optimiser from the same start), so it never ends below L-BFGS-B alone.
 SEARCH_OPTIMIZER = "lbfgs"
 OPTIMIZER = "combined"
+# The search of §9 runs on at most this many rff features.  In units of sd(y) the grid scale, the prior
+# scale and the lengthscale mean the same for any b (the features' amplitude is (b/2)^-1/2, so the
+# function's prior variance and a weight step's effect on it do not depend on b), so the ranking of the
+# candidates carries over, and each short fit costs O(b²) per iteration.  The chosen map is then built
+# at the requested b: one more statistics pass, and the final fit from the "auto" start.
+SEARCH_FEATURES = 512
 
 ProgressCallback = Callable[[str, int, float], None]
 
@@ -290,8 +296,14 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         search = _CandidateSearch(self, source, units, progress, callback)
         grid_scales, prior_scales = self._candidate_scales()
         mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
-        ell, fmap, stats = self._choose_features(search, units, mid)
+        searched = len(grid_scales) * len(prior_scales) > 1 or self.lengthscale is None
+        b_search = int(self.n_features)
+        if self.features == "rff" and searched:
+            b_search = min(b_search, SEARCH_FEATURES)
+        ell, fmap, stats = self._choose_features(search, units, mid, b_search)
         best_scales = self._choose_scales(search, stats, ell, grid_scales, prior_scales, mid)
+        if b_search != int(self.n_features):
+            ell, fmap, stats = self._refine_features(search, units, ell, best_scales)
         glm, trace = self._final_fit(search, stats, best_scales)
         self._record_fit(units, fmap, ell, best_scales, glm, trace, search.selection, stats)
         self.fit_time_ = time.perf_counter() - start
@@ -335,24 +347,25 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         return grid_scales, prior_scales
 
     def _choose_features(
-        self, search: _CandidateSearch, units: _Units, mid: tuple
+        self, search: _CandidateSearch, units: _Units, mid: tuple, b_search: int
     ) -> tuple[object, FeatureMap, SufficientStatistics]:
         """§9 step 1: the feature map and its statistics.  Returns (lengthscale or None, map, stats).
 
-        Each rff lengthscale candidate costs a statistics pass and is scored at the middle scales
-        ``mid``; only the best candidate's statistics are kept, and its fit is reused by step 2."""
+        Each rff lengthscale candidate costs a statistics pass with ``b_search`` features and is scored
+        at the middle scales ``mid``; only the best candidate's statistics are kept, and its fit is
+        reused by step 2."""
         if self.features == "linear":
             fmap = FeatureMap.linear(units.offset, units.scale)
             return None, fmap, search.statistics(fmap)
         if self.lengthscale is not None:
-            fmap = self._rff(units, self.lengthscale)
+            fmap = self._rff(units, self.lengthscale, b_search)
             return self.lengthscale, fmap, search.statistics(fmap)
         d = units.offset.shape[0]
         best: dict = {}
 
         def score_lengthscale(factor: float) -> float:
             ell = factor * np.sqrt(d)
-            fmap = self._rff(units, ell)
+            fmap = self._rff(units, ell, b_search)
             stats = search.statistics(fmap)
             glm = search.score(stats, mid, "lengthscale", ell)
             if not best or glm.elbo_ > best["glm"].elbo_:
@@ -361,8 +374,32 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
         tried = {f: score_lengthscale(f) for f in LENGTHSCALE_FACTORS}
         search_past_edge(tried, score_lengthscale)
+        search.lengthscales = [f * np.sqrt(d) for f in tried]
         search.fitted[mid] = best["glm"]
         return best["ell"], best["fmap"], best["stats"]
+
+    def _refine_features(
+        self, search: _CandidateSearch, units: _Units, ell, scales: tuple
+    ) -> tuple[object, FeatureMap, SufficientStatistics]:
+        """§9 step 4: the map chosen on ``SEARCH_FEATURES`` features, built at the requested b.
+
+        More features resolve shorter lengthscales, so when ℓ was searched the next shorter candidate
+        is scored too (a statistics pass and a short fit at ``scales`` each, as in step 1); the better
+        one is kept, and its short fit is where the final fit starts.  Returns (ℓ, map, stats)."""
+        candidates = [ell]
+        if self.lengthscale is None:
+            shorter = [e for e in search.lengthscales if e < ell]
+            candidates.append(max(shorter) if shorter else ell / 2.0)
+        search.fitted.clear()  # fits of the smaller map
+        best = None
+        for candidate in candidates:
+            fmap = self._rff(units, candidate)
+            stats = search.statistics(fmap)
+            glm = search.score(stats, scales, "features", candidate)
+            if best is None or glm.elbo_ > best[3].elbo_:
+                best = (candidate, fmap, stats, glm)
+        search.fitted[scales] = best[3]
+        return best[:3]
 
     def _choose_scales(
         self,
@@ -458,8 +495,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             "elbo": float(elbo),
         }
 
-    def _rff(self, units: _Units, ell) -> FeatureMap:
-        return FeatureMap.rff(units.offset, units.scale, int(self.n_features), ell, int(self.random_state))
+    def _rff(self, units: _Units, ell, n_features: int | None = None) -> FeatureMap:
+        b = int(self.n_features) if n_features is None else int(n_features)
+        return FeatureMap.rff(units.offset, units.scale, b, ell, int(self.random_state))
 
     def _glm(
         self, stats: SufficientStatistics, grid_scale: float, prior_scale: float | None, family: str
@@ -573,6 +611,7 @@ class _CandidateSearch:
         self.callback = callback
         self.selection: list[dict] = []
         self.fitted: dict[tuple, DirectGLM] = {}
+        self.lengthscales: list[float] = []  # every rff lengthscale candidate scored
 
     def statistics(self, fmap: FeatureMap) -> SufficientStatistics:
         """One statistics pass (§4) with ``fmap``, standardised to the target's units (§1)."""

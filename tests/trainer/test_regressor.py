@@ -22,6 +22,7 @@ from direct_edge.trainer import (
     WeightGrid,
     prior_log_probs,
 )
+from direct_edge.trainer import regressor as regressor_module
 from direct_edge.trainer.grid import noise_grid
 from direct_edge.trainer.regressor import (
     GRID_SCALES,
@@ -135,6 +136,45 @@ def test_selection_picks_the_highest_elbo_candidate(diabetes):
     assert (reg.grid_scale_, reg.prior_scale_) == (best["grid_scale"], best["prior_scale"])
     # The final fit continues from the best candidate, so it cannot be worse.
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
+
+
+def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(diabetes, monkeypatch):
+    # The candidates are scored on SEARCH_FEATURES features; the chosen lengthscale and the next
+    # shorter one are then scored at the requested b, and the final fit continues from the better.
+    X, y = diabetes
+    monkeypatch.setattr(regressor_module, "SEARCH_FEATURES", 16)
+    passes = []
+    statistics = regressor_module._CandidateSearch.statistics
+
+    def counting(self, fmap):
+        passes.append(fmap.n_features)
+        return statistics(self, fmap)
+
+    monkeypatch.setattr(regressor_module._CandidateSearch, "statistics", counting)
+    reg = DirectRegressor(n_features=48, max_iter=200).fit(X, y)
+    n_searched = sum(r["stage"] == "lengthscale" for r in reg.selection_)
+    assert passes == [16] * n_searched + [48, 48]
+    assert reg.feature_map_.n_features == 48 and reg.posterior_.q_weights.shape[1] == 48
+    refined = [r for r in reg.selection_ if r["stage"] == "features"]
+    searched = sorted(r["lengthscale"] for r in reg.selection_ if r["stage"] == "lengthscale")
+    best_searched = max((r for r in reg.selection_ if r["stage"] != "features"), key=lambda r: r["elbo"])
+    shorter = [e for e in searched if e < best_searched["lengthscale"]]
+    expected = [best_searched["lengthscale"], max(shorter) if shorter else best_searched["lengthscale"] / 2]
+    assert [r["lengthscale"] for r in refined] == pytest.approx(expected)
+    assert all((r["grid_scale"], r["prior_scale"]) == (reg.grid_scale_, reg.prior_scale_) for r in refined)
+    best = max(refined, key=lambda r: r["elbo"])
+    assert reg.lengthscale_ == pytest.approx(best["lengthscale"])
+    assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
+
+
+def test_a_given_lengthscale_is_not_refined_and_small_maps_search_at_their_own_size(diabetes, monkeypatch):
+    X, y = diabetes
+    monkeypatch.setattr(regressor_module, "SEARCH_FEATURES", 16)
+    reg = DirectRegressor(n_features=48, lengthscale=3.0, max_iter=100).fit(X, y)
+    assert [r["lengthscale"] for r in reg.selection_ if r["stage"] == "features"] == [3.0]
+    assert reg.feature_map_.n_features == 48
+    small = DirectRegressor(n_features=16, max_iter=100).fit(X, y)
+    assert not [r for r in small.selection_ if r["stage"] == "features"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,233 @@
+"""Accuracy and honesty of the 4-bit posterior against the float conjugate model on the same features.
+
+    python benchmarks/accuracy_benchmark.py --data-dir PATH/TO/uci [--sets autompg autos ...]
+        [--features 256 2000] [--splits 3] [--json results.jsonl] [--no-extrapolation]
+
+Per data set of the UCI folder (its fixed splits, ``test_mask.csv.gz``), b in ``--features`` and split:
+
+1. ``DirectRegressor(n_features=b)`` with every other option at its default (hyperparameters chosen by
+   the ELBO, docs/trainer.md §9), on the raw training rows.
+2. scikit-learn's ``BayesianRidge`` (evidence maximisation, no intercept) on the *same* features: the
+   fitted DIRECT model's feature map applied to the training rows, target standardised as DIRECT's.
+
+Printed per case: test RMSE of each and their ratio (DIRECT / BayesianRidge), mean NLPD of a Gaussian
+with each model's exact predictive mean and variance (nats per test point, target units) and the
+difference, the share of test targets inside each central 95 % interval, whether DIRECT's final fit
+converged, its wall time and the share of that time spent choosing hyperparameters (every step before
+the final fit).
+
+With ``--compare-full-search``, every case with b above ``regressor.SEARCH_FEATURES`` is fitted a second
+time, right after the first, with the search of docs/trainer.md §9 on all b features (the search before
+it ran on fewer): the wall-time ratio, both ELBOs and both test RMSEs are printed.
+
+The extrapolation case (``--no-extrapolation`` skips it): linear features, x ~ U[1000, 1010] (200
+training rows), y = 0.3 (x − 1005) + N(0, 0.5²); 95 % coverage and mean predictive sd on 2,000 test
+points inside [1000, 1010] and on 2,000 outside it (x in [0, 1000) ∪ (1010, 2000]), for DIRECT and for
+BayesianRidge on the same features (the inputs plus a bias).
+
+The UCI folder is read from ``--data-dir`` (see its README.md); nothing is copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import BayesianRidge
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import load_uci  # noqa: E402
+
+from direct_edge.trainer import DirectRegressor  # noqa: E402
+from direct_edge.trainer import regressor as regressor_module  # noqa: E402
+
+SETS = ("autompg", "autos", "concrete", "energy", "gas", "protein", "yacht")
+Z95 = 1.959963984540054
+
+
+def gaussian_scores(y: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict:
+    """RMSE, mean NLPD (nats per point) and 95 % coverage of N(mean, sd²) on ``y``."""
+    z = (y - mean) / sd
+    return {
+        "rmse": float(np.sqrt(np.mean((y - mean) ** 2))),
+        "nlpd": float(np.mean(0.5 * np.log(2 * np.pi * sd**2) + 0.5 * z**2)),
+        "coverage95": float(np.mean(np.abs(z) <= Z95)),
+        "mean_sd": float(np.mean(sd)),
+    }
+
+
+def fit_direct(X: np.ndarray, y: np.ndarray, **options) -> tuple[DirectRegressor, float, float]:
+    """A default DirectRegressor; returns (model, wall seconds, seconds before the final fit)."""
+    marks: dict = {}
+
+    def callback(stage: str, iteration: int, value: float) -> None:
+        if stage.startswith("fit") and "final" not in marks:
+            marks["final"] = time.perf_counter()
+
+    from direct_edge.trainer.data import ArraySource
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        model = DirectRegressor(**options)
+        model.fit_source(ArraySource(X, y), callback=callback)
+        end = time.perf_counter()
+    return model, end - start, marks.get("final", end) - start
+
+
+def bayesian_ridge_on(model: DirectRegressor, Xtr, ytr, Xte) -> tuple[np.ndarray, np.ndarray]:
+    """BayesianRidge on DIRECT's feature map; predictive mean and sd (target units) on ``Xte``."""
+    scale, offset = model.y_scale_, model.y_offset_
+    br = BayesianRidge(fit_intercept=False).fit(model.feature_map_.transform(Xtr), (ytr - offset) / scale)
+    mean, sd = br.predict(model.feature_map_.transform(Xte), return_std=True)
+    return mean * scale + offset, sd * scale
+
+
+def full_search_case(Xtr, ytr, Xte, yte, b: int, model: DirectRegressor, seconds: float) -> dict:
+    """The same fit with the search on all b features (the search before SEARCH_FEATURES)."""
+    default = regressor_module.SEARCH_FEATURES
+    regressor_module.SEARCH_FEATURES = b
+    try:
+        full, full_seconds, _ = fit_direct(Xtr, ytr, n_features=b)
+    finally:
+        regressor_module.SEARCH_FEATURES = default
+    rmse = lambda m: float(np.sqrt(np.mean((m.predict(Xte) - yte) ** 2)))  # noqa: E731
+    return {
+        "full_seconds": full_seconds,
+        "time_ratio": seconds / full_seconds,
+        "full_elbo": float(full.elbo_),
+        "full_rmse": rmse(full),
+        "rmse": rmse(model),
+        "same_hyperparameters": (full.lengthscale_, full.grid_scale_, full.prior_scale_)
+        == (model.lengthscale_, model.grid_scale_, model.prior_scale_),
+    }
+
+
+def uci_case(name: str, data_dir: str, b: int, split: int, compare: bool = False) -> dict:
+    X, y, masks = load_uci(name, data_dir)
+    test = masks[:, split]
+    Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
+    model, seconds, search_seconds = fit_direct(Xtr, ytr, n_features=b)
+    full = None
+    if compare and b > regressor_module.SEARCH_FEATURES:
+        full = full_search_case(Xtr, ytr, Xte, yte, b, model, seconds)
+    mean, sd = model.predict(Xte, return_std=True)
+    direct = gaussian_scores(yte, mean, sd)
+    start = time.perf_counter()
+    br = gaussian_scores(yte, *bayesian_ridge_on(model, Xtr, ytr, Xte))
+    return {
+        "set": name,
+        "b": b,
+        "split": split,
+        "direct": direct,
+        "bayesian_ridge": br,
+        "rmse_ratio": direct["rmse"] / br["rmse"],
+        "nlpd_diff": direct["nlpd"] - br["nlpd"],
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "elbo": float(model.elbo_),
+        "seconds": seconds,
+        "search_share": search_seconds / seconds,
+        "br_seconds": time.perf_counter() - start,
+        "grid_scale": model.grid_scale_,
+        "prior_scale": model.prior_scale_,
+        "lengthscale": None if model.lengthscale_ is None else float(np.mean(model.lengthscale_)),
+        "noise_sd": float(np.sqrt(model.noise_variance_)),
+        "train_rmse": float(model.train_rmse_),
+        "full_search": full,
+    }
+
+
+def extrapolation_case(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(1000, 1010, 200)
+    y = 0.3 * (x - 1005) + 0.5 * rng.standard_normal(200)
+    inside = rng.uniform(1000, 1010, 2000)
+    outside = np.concatenate([rng.uniform(0, 1000, 1000), rng.uniform(1010, 2000, 1000)])
+    model, _, _ = fit_direct(x[:, None], y, features="linear")
+    out = {}
+    for label, xt in (("inside", inside), ("outside", outside)):
+        yt = 0.3 * (xt - 1005) + 0.5 * rng.standard_normal(xt.size)
+        out[f"direct_{label}"] = gaussian_scores(yt, *model.predict(xt[:, None], return_std=True))
+        out[f"br_{label}"] = gaussian_scores(yt, *bayesian_ridge_on(model, x[:, None], y, xt[:, None]))
+    return out
+
+
+def print_case(r: dict) -> None:
+    d, br = r["direct"], r["bayesian_ridge"]
+    print(
+        f"{r['set']:<9} b={r['b']:<5} split {r['split']}  RMSE {d['rmse']:.4f} / {br['rmse']:.4f} = "
+        f"{r['rmse_ratio']:.3f}  NLPD {d['nlpd']:.3f} / {br['nlpd']:.3f} ({r['nlpd_diff']:+.3f})  "
+        f"cov95 {d['coverage95']:.3f} / {br['coverage95']:.3f}  conv {str(r['converged']):<5} "
+        f"{r['seconds']:.1f} s (search {100 * r['search_share']:.0f} %)  "
+        f"Δ {r['grid_scale']} s {r['prior_scale']} ℓ {r['lengthscale']:.3g} noise {r['noise_sd']:.4g} "
+        f"train {r['train_rmse']:.4g}",
+        flush=True,
+    )
+    f = r.get("full_search")
+    if f:
+        print(
+            f"    search on all {r['b']} features: {f['full_seconds']:.1f} s (this search "
+            f"{f['time_ratio']:.2f}× of it), ELBO {f['full_elbo']:.2f} (this {r['elbo']:.2f}), RMSE "
+            f"{f['full_rmse']:.4f} (this {f['rmse']:.4f}), same hyperparameters: {f['same_hyperparameters']}",
+            flush=True,
+        )
+
+
+def summary(rows: list[dict]) -> None:
+    print("\nmean over splits (DIRECT / BayesianRidge):")
+    keys = sorted({(r["set"], r["b"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    for name, b in keys:
+        rs = [r for r in rows if r["set"] == name and r["b"] == b]
+        ratio = np.mean([r["rmse_ratio"] for r in rs])
+        dn = np.mean([r["nlpd_diff"] for r in rs])
+        cov = np.mean([r["direct"]["coverage95"] for r in rs])
+        brcov = np.mean([r["bayesian_ridge"]["coverage95"] for r in rs])
+        conv = sum(r["converged"] for r in rs)
+        share = np.mean([r["search_share"] for r in rs])
+        secs = np.mean([r["seconds"] for r in rs])
+        print(
+            f"| {name} | {b} | {len(rs)} | {ratio:.3f} | {dn:+.3f} | {cov:.3f} | {brcov:.3f} | "
+            f"{conv}/{len(rs)} | {secs:.1f} | {100 * share:.0f} % |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True, help="the UCI folder (data sets in subfolders)")
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--features", nargs="+", type=int, default=[256, 2000])
+    parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--json", help="append each case to this JSON-lines file")
+    parser.add_argument("--no-extrapolation", action="store_true")
+    parser.add_argument("--compare-full-search", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    if not args.no_extrapolation:
+        ex = extrapolation_case()
+        for k, v in ex.items():
+            print(
+                f"extrapolation {k:<15} cov95 {v['coverage95']:.3f}  mean sd {v['mean_sd']:.4f}  "
+                f"RMSE {v['rmse']:.4f}",
+                flush=True,
+            )
+    for b in args.features:
+        for name in args.sets:
+            for split in range(args.splits):
+                r = uci_case(name, args.data_dir, b, split, args.compare_full_search)
+                print_case(r)
+                rows.append(r)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    summary(rows)
+
+
+if __name__ == "__main__":
+    main()
