@@ -342,3 +342,27 @@ def test_the_float_graphs_take_the_same_raw_rows_and_give_the_hosts_answer(tmp_p
     assert flags.tolist() == [False] * 4 + [True] and not out["refused"].any()
     np.testing.assert_array_equal(out["out_of_range"], flags)
     np.testing.assert_array_equal(got[2], reference.out_of_range(blob, X) != 0)
+
+
+def test_held_out_rows_go_through_the_training_stage(tmp_path, raw_table):
+    """--test FILE is read through the stage fitted on DATA (its unseen level is refused in one line);
+    --test-fraction holds out prepared rows."""
+    path, _ = raw_table
+    frame = pd.read_csv(path)
+    frame.iloc[:150].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[150:].to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "m.direct"
+    args = [str(tmp_path / "train.csv"), "-o", str(out), "-q", *FAST, *PREPARE]
+    result = CliRunner().invoke(main, [*args, "--test", str(tmp_path / "test.csv")])
+    assert result.exit_code == 0, result.output
+    summary = load_model(out).summary_
+    assert summary["n_test"] == 50 and np.isfinite(summary["test_rmse"]) and summary["n_train"] == 150
+    result = CliRunner().invoke(main, [*args, "--test-fraction", "0.25"])
+    assert result.exit_code == 0 and 0 < load_model(out).summary_["n_test"] < 150
+    frame.loc[160, "colour"] = "purple"
+    frame.iloc[150:].to_csv(tmp_path / "test.csv", index=False)
+    out.unlink()
+    result = CliRunner().invoke(main, [*args, "--test", str(tmp_path / "test.csv")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "data row 11 has the level 'purple' in column colour, not seen in training" in result.stderr
+    assert not out.exists()
