@@ -233,13 +233,18 @@ def decode(data: bytes, n_inputs: int) -> Schema:
 # ---- raw rows -> the model's inputs ----------------------------------------------------------------
 
 
+def _is_missing_object(value) -> bool:
+    """None, pandas' NA and NaT (cells of nullable and datetime columns), without importing pandas."""
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
 def level_text(value) -> str | None:
     """A categorical cell as the text its level is stored and matched as, or None for a missing cell.
 
     Text is stripped of surrounding spaces; a number (or text that reads as a finite number) is written
     canonically, so that 1, 1.0, "1.0" and " 01" are the level "1" and 2.5 is "2.5", whether pandas read
     the column as numbers or the cell arrives as text."""
-    if value is None:
+    if _is_missing_object(value):
         return None
     if isinstance(value, str):
         text = value.strip()
@@ -276,7 +281,7 @@ def numbers(column) -> tuple[np.ndarray, np.ndarray, int | None]:
     values = np.empty(len(array), dtype=np.float64)
     missing = np.zeros(len(array), dtype=bool)
     for i, cell in enumerate(array.tolist()):
-        if cell is None or (isinstance(cell, str) and cell.strip() in MISSING):
+        if _is_missing_object(cell) or (isinstance(cell, str) and cell.strip() in MISSING):
             values[i], missing[i] = np.nan, True
             continue
         try:

@@ -295,3 +295,24 @@ def test_random_schema_mutations_decode_or_raise_one_content_error(schema_blob):
             assert "\n" not in str(exc)
         else:
             assert s.n_inputs == 6 and input_schema.encode(s) == bytes(raw)
+
+
+def test_raw_cells_read_the_same_whatever_type_they_arrive_as():
+    """MF §10: a level is matched as canonical text (numbers written one way), and missing cells are
+    recognised as None, NaN, pandas' NA and the NA strings, in text and in numeric columns."""
+    import pandas as pd
+
+    from direct_edge.runtime.schema import level_text, numbers
+
+    for same in (
+        [2, 2.0, "2.0", " 02 ", np.int64(2), np.float32(2.0)],
+        ["2.5", 2.5, " 2.50"],
+        ["red", " red "],
+    ):
+        assert len({level_text(v) for v in same}) == 1, same
+    assert [level_text(v) for v in (None, np.nan, pd.NA, "", "NA", "nan")] == [None] * 6
+    values, missing, text_at = numbers(np.array([1.5, pd.NA, "NA", " 2 ", None, "", "x", "3"], dtype=object))
+    assert missing.tolist() == [False, True, True, False, True, True, False, False] and text_at == 6
+    assert values[[0, 3, 7]].tolist() == [1.5, 2.0, 3.0]
+    values, missing, _ = numbers(pd.array([1, None, 3], dtype="Int64").to_numpy())
+    assert missing.tolist() == [False, True, False] and values[2] == 3.0
