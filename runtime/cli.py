@@ -28,7 +28,7 @@ from direct_edge.files import check_not_an_input, write_atomic
 from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, BlobError, parse
-from direct_edge.runtime.schema import Schema, SchemaError, prepare
+from direct_edge.runtime.schema import MISSING, Schema, SchemaError, prepare
 
 PROG = "direct-run"
 
@@ -50,28 +50,6 @@ def read_blob(path: str) -> Blob:
         return parse(data)
     except BlobError as exc:
         raise RunError(f"{path}: {exc}") from None
-
-
-# Cells that mean "no value" in files written by pandas, R and spreadsheets (pandas' default NA strings).
-MISSING = frozenset(
-    {
-        "",
-        "NA",
-        "N/A",
-        "n/a",
-        "NaN",
-        "nan",
-        "-NaN",
-        "-nan",
-        "NULL",
-        "null",
-        "None",
-        "<NA>",
-        "#N/A",
-        "#NA",
-        "-1.#IND",
-    }
-)
 
 
 def _is_number(cell: str) -> bool:
