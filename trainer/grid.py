@@ -16,15 +16,25 @@ from direct_edge.trainer.errors import DataError
 PRIOR_KINDS = ("uniform", "gaussian", "sparse")
 
 
+# Per-feature grid gains are multiples of 2^-GAIN_FRAC_BITS in (0, 1]: the integer runtime multiplies each
+# feature by the integer G_i = gain_i·2^15 (docs/integer-spec.md, feature gains), so the trainer's grid is
+# exactly the one the device applies.
+GAIN_FRAC_BITS = 15
+
+
 @dataclass(frozen=True)
 class WeightGrid:
-    """Integer levels times a scale.
+    """Integer levels times a scale, optionally times a gain per feature.
 
-    ``levels``: (m,) int64, sorted, contains 0; ``scale``: Δ > 0.  ``values`` = levels * scale.
+    ``levels``: (m,) int64, sorted, contains 0; ``scale``: Δ > 0; ``gains``: None (one grid for every
+    weight: ``values`` = levels * scale, shape (m,)) or (b,) float64 in (0, 1], each an integer multiple
+    of 2^-15 (:func:`quantise_gains`): weight i lives on levels * scale * gains[i], and ``values`` has
+    shape (b, m).
     """
 
     levels: np.ndarray
     scale: float
+    gains: np.ndarray | None = None
 
     @classmethod
     def from_bits(cls, bits: int = 4, scale: float = 1.0, symmetric: bool = True) -> WeightGrid:
@@ -40,8 +50,14 @@ class WeightGrid:
 
     @property
     def values(self) -> np.ndarray:
-        """(m,) float64 weight values."""
-        return self.levels * self.scale
+        """(m,) float64 weight values, or (b, m) with per-feature gains."""
+        if self.gains is None:
+            return self.levels * self.scale
+        return (self.scale * self.gains)[:, None] * self.levels[None, :]
+
+    def with_gains(self, gains: np.ndarray) -> WeightGrid:
+        """This grid with per-feature ``gains`` (b,) (rounded by :func:`quantise_gains`)."""
+        return WeightGrid(self.levels, self.scale, quantise_gains(gains))
 
     @property
     def bits(self) -> int:
@@ -55,6 +71,16 @@ class WeightGrid:
     @property
     def zero_index(self) -> int:
         return int(np.flatnonzero(self.levels == 0)[0])
+
+
+def quantise_gains(gains: np.ndarray) -> np.ndarray:
+    """(b,) gains rounded to the nearest multiple of 2^-15 in [2^-15, 1] (what the integer runtime
+    holds, docs/integer-spec.md).  Raises DataError for a non-finite or non-positive gain."""
+    gains = np.asarray(gains, dtype=np.float64)
+    if gains.ndim != 1 or gains.size < 1 or not np.all(np.isfinite(gains)) or np.any(gains <= 0):
+        raise DataError("grid gains must be a non-empty 1-D array of positive finite numbers")
+    one = float(2**GAIN_FRAC_BITS)
+    return np.clip(np.rint(gains * one), 1.0, one) / one
 
 
 def prior_log_probs(
