@@ -174,6 +174,30 @@ def test_mixture_elbo_bound_never_exceeds_the_exact_mixture_elbo(brute):
     assert tightest < 0.05
 
 
+def test_a_mixture_is_never_more_than_log_r_above_its_best_component(brute):
+    # docs/trainer.md §6: the reason the mixture family cannot earn its cost.  By enumeration, the
+    # exact mixture ELBO <= max_k ELBO(component k, same q(σ²)) + log r; on these draws some mixture
+    # comes within 0.6·log r of that bound, so it is not vacuous.
+    closest = np.inf
+    for seed in range(40):
+        grid_kind, prior_kind, b = brute.tiny_cases[seed % len(brute.tiny_cases)]
+        data = brute.tiny_problem_data(grid_kind, prior_kind, b, n=6, K=2, seed=3000 + seed)
+        m = data.grid.shape[1]
+        r = 2 + seed % 3
+        theta = brute.random_logits(data.rng, (r, b, m), [0.3, 3.0, 10.0][seed % 3])
+        log_alpha = brute.log_softmax(brute.random_logits(data.rng, (r,)))
+        log_rho = brute.log_softmax(brute.random_logits(data.rng, (2,)))
+        log_Q = brute.log_softmax(theta)
+        mixture = enumerate_elbo(brute, data, log_Q, log_alpha, log_rho)["elbo"]
+        best = max(
+            enumerate_elbo(brute, data, log_Q[k : k + 1], np.zeros(1), log_rho)["elbo"] for k in range(r)
+        )
+        margin = best + np.log(r) - mixture
+        assert margin >= -1e-10 * max(1.0, abs(mixture)), (seed, margin)
+        closest = min(closest, margin / np.log(r))
+    assert closest < 0.6  # measured 0.51: within about half of log r on these draws
+
+
 def test_mixture_entropy_bound_is_tight_for_one_component_with_log_a_equal_log_q(brute, tiny_case):
     grid_kind, prior_kind, b = tiny_case
     data = brute.tiny_problem_data(grid_kind, prior_kind, b, n=7, K=3, seed=21)
