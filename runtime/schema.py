@@ -31,7 +31,8 @@ POLICIES = {REFUSE: "refuse", MEAN_INDICATOR: "mean-indicator"}
 MAX_NAME_BYTES = 255
 MAX_LEVELS = 65535
 
-# Cells that mean "no value" in files written by pandas, R and spreadsheets (pandas' default NA strings).
+# Cells that mean "no value" in files written by pandas, R and spreadsheets: pandas' default NA strings,
+# so that a cell the trainer's reader (pandas) took as missing is missing for direct-run too.
 MISSING = frozenset(
     {
         "",
@@ -48,7 +49,11 @@ MISSING = frozenset(
         "<NA>",
         "#N/A",
         "#NA",
+        "#N/A N/A",
         "-1.#IND",
+        "1.#IND",
+        "-1.#QNAN",
+        "1.#QNAN",
     }
 )
 

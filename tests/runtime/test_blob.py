@@ -316,3 +316,12 @@ def test_raw_cells_read_the_same_whatever_type_they_arrive_as():
     assert values[[0, 3, 7]].tolist() == [1.5, 2.0, 3.0]
     values, missing, _ = numbers(pd.array([1, None, 3], dtype="Int64").to_numpy())
     assert missing.tolist() == [False, True, False] and values[2] == 3.0
+
+
+def test_the_missing_value_strings_are_pandas_defaults():
+    """A cell pandas (the trainer's reader) reads as missing is missing for direct-run and the schema."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from direct_edge.runtime.schema import MISSING
+
+    assert set(STR_NA_VALUES) == MISSING
