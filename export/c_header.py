@@ -532,6 +532,7 @@ def _raw_part(blob: Blob, name: str) -> tuple[str, str]:
     for c, k in zip(cols, first, strict=True):
         if c.kind == input_schema.NUMERIC and c.missing == input_schema.MEAN_INDICATOR:
             fill[k] = c.fill
+    range_mask = int(reference.input_mask(schema.value_inputs[None, :])[0])
     idents = enum_names(schema.column_names)
     enum = ",\n    ".join(f"{N}_COL_{ident} = {j}" for j, ident in enumerate(idents))
     levels = []
@@ -549,6 +550,10 @@ def _raw_part(blob: Blob, name: str) -> tuple[str, str]:
         " * (one-hot). */\n",
         f"#define {N}_N_COLUMNS {len(cols)}u\n",
         f"#define {N}_MISSING_FIXED (-2147483647L - 1)\n",
+        "/* p.out_of_range & RANGE_MASK: the inputs that carry a numeric value at -32768 or 32767 (one-hot\n"
+        " * and indicator inputs are 0 or 1, the ends of their range, so they always sit at an edge; bit 31\n"
+        " * stands for every input from 31 on, numeric or not). */\n",
+        f"#define {N}_RANGE_MASK {range_mask}UL\n",
         f"enum {{\n    {enum}\n}};\n",
         *levels,
         _array("char *const", f"{N}_COLUMN_NAMES", [_c_string(c.name) for c in cols]),

@@ -544,8 +544,21 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     g.output("Identity", [var], "var_q")
     g.output("Add", [var, g.const(blob.noise_q, np.uint64, "noise_q")], "var_y_q")
     # IS §2.1 for int16 inputs: an input at −32768 or 32767 (at or beyond the edge).
-    at_min = g.op("Equal", q, g.const(-32768, np.int64, "q_min"))
-    _out_of_range(g, g.op("Or", at_min, g.op("Equal", q, g.const(32767, np.int64, "q_max"))))
+    values = q
+    if blob.schema is not None and not blob.schema.plain:  # one-hot and indicator inputs sit at an edge
+        picked = np.flatnonzero(blob.schema.value_inputs)
+        # no numeric input: compare a column of zeros (never at an edge)
+        values = (
+            g.op("Gather", q, g.const(picked, np.int64, "value_inputs"), axis=1)
+            if len(picked)
+            else g.op(
+                "Mul",
+                g.op("Slice", q, g.const([0], np.int64), g.const([1], np.int64), g.const([1], np.int64)),
+                g.const(0, np.int64, "zero"),
+            )
+        )
+    at_min = g.op("Equal", values, g.const(-32768, np.int64, "q_min"))
+    _out_of_range(g, g.op("Or", at_min, g.op("Equal", values, g.const(32767, np.int64, "q_max"))))
     outputs = [
         helper.make_tensor_value_info("mean_q", TensorProto.INT32, ["n"]),
         helper.make_tensor_value_info("var_q", TensorProto.UINT64, ["n"]),

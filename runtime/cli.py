@@ -255,6 +255,8 @@ def run(
         mean_q, var_q, var_y_q, edge = predict(blob, q, engine, exact)
     except (OSError, RuntimeError) as exc:
         raise RunError(f"the C engine is not available: {exc}") from None
+    if clipped is None and schema is not None and not schema.plain:  # one-hot inputs sit at an edge
+        edge = reference.at_edge(q[:, schema.value_inputs])
     clipped = edge if clipped is None else clipped
     text = format_rows(*reference.to_target_units(blob, mean_q, var_y_q), clipped)
     for note in (

@@ -117,6 +117,16 @@ class Schema:
         """Every column is plain: a raw row is the model's input row."""
         return all(c.plain for c in self.columns)
 
+    @property
+    def value_inputs(self) -> np.ndarray:
+        """(d,) bool: the inputs that carry a numeric column's value.  The others (one-hot levels,
+        missing-value indicators) are 0 or 1, the ends of their range, so as int16 they always sit at
+        an edge (IS §2.1) and say nothing about the training range."""
+        flags = []
+        for c in self.columns:
+            flags += [c.kind == NUMERIC] + [False] * (c.n_inputs - 1)
+        return np.array(flags, dtype=bool)
+
     def check(self) -> None:
         """MF §10's rules on the values (the writer's and the reader's check).  Raises SchemaError."""
         if not 1 <= len(self.columns) <= 65535:

@@ -415,6 +415,7 @@ def test_raw_helpers_equal_the_hosts_preparation_bit_for_bit(tmp_path, compiler)
     blob = mixed_schema_blob()
     text = render_blob(blob, "model")
     assert "MODEL_COL_COLOUR = 1" in text and "MODEL_COLOUR_RED = 2" in text and "MODEL_SEX_M = 1" in text
+    assert "#define MODEL_RANGE_MASK 17UL" in text  # age (input 0) and size (input 4) carry values
     (tmp_path / "model.h").write_text(text, encoding="utf-8")
     (tmp_path / "harness.c").write_text(RAW_HARNESS, encoding="utf-8")
     exe = _compile(tmp_path, compiler)

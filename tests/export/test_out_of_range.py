@@ -145,3 +145,20 @@ def test_tflite_graphs_flag_the_reference_rows_in_tflite_micro(tmp_path, kind, d
             interp.invoke()
             got.append(bool(interp.get_output(2)[0]))
         np.testing.assert_array_equal(np.array(got), want, err_msg=name)
+
+
+def test_prepared_inputs_count_only_their_values_in_the_integer_graph():
+    """A model whose schema prepares its inputs (MF §10): one-hot and indicator inputs are always at
+    an int16 edge, so the integer graph's out_of_range looks at the numeric values' inputs only, as
+    direct-run --quantized and the header's RANGE_MASK do."""
+    from .conftest import mixed_blob
+
+    blob = mixed_blob()
+    rng = np.random.default_rng(2)
+    q = rng.choice(np.array([-32768, -32767, 0, 32766, 32767], np.int16), (3000, 8))
+    sess = onnx_export.session(onnx_export.to_bytes(onnx_export.integer_model(blob)))
+    got = sess.run(["out_of_range"], {"q": q})[0]
+    values = blob.schema.value_inputs
+    assert values.tolist() == [True, False, False, False, True, False, False, False]
+    np.testing.assert_array_equal(got, reference.at_edge(q[:, values]) != 0)
+    assert 0 < got.sum() < (reference.at_edge(q) != 0).sum()

@@ -242,6 +242,22 @@ def test_direct_run_takes_raw_rows_and_equals_the_host_bit_for_bit(tmp_path, raw
         )
         assert run.returncode == 0, run.stderr
         assert run.stdout == want, engine
+    q_rows = tmp_path / "q.csv"  # --quantized: only the inputs with a numeric value count for clipped
+    q_rows.write_text(
+        ",".join(blob.schema.input_names) + "\n" + "\n".join(",".join(map(str, r)) for r in q.tolist())
+    )
+    edge = reference.at_edge(q[:, blob.schema.value_inputs]) != 0
+    assert edge.tolist() == (mask != 0).tolist() == [False, False, False, True, True]  # x = 9.5, size 1e-3
+    assert (reference.at_edge(q) != 0).all()  # every row has one-hot inputs at -32768 and 32767
+    for engine in ("reference", "c"):
+        run = subprocess.run(
+            [tool, "m.bin", "q.csv", "--quantized", "--engine", engine],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+        assert [line.split(",")[2] for line in run.stdout.splitlines()[1:]] == [str(int(e)) for e in edge]
     for line, message in (
         ("0.1,purple,1,2\n", "data row 1 has the level 'purple' in column colour, not seen in training"),
         ("0.1,red,3,2\n", "has the level '3' in column code"),
