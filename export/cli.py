@@ -104,6 +104,23 @@ def prepares_inputs(blob: Blob) -> bool:
     return blob.schema is not None and not blob.schema.plain
 
 
+def schema_line(blob: Blob) -> str:
+    """The summary's line on the input schema (MF §10): the columns, what each becomes, and what the
+    float graphs take."""
+    from direct_edge.runtime import schema as input_schema
+
+    parts = []
+    for c in blob.schema.columns:
+        if c.kind == input_schema.CATEGORICAL:
+            parts.append(f"{c.name} ({len(c.levels)} levels)")
+        else:
+            parts.append(c.name + (" (mean-indicator)" if c.missing == input_schema.MEAN_INDICATOR else ""))
+    text = f"{len(parts)} columns -> {blob.n_inputs} inputs: {', '.join(parts)}"
+    if prepares_inputs(blob):
+        text += "; the float graphs and the .h raw helpers take the raw columns"
+    return text
+
+
 def raw_rows(blob: Blob, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(raw (n, c), prepared X (n, d)) for model-input rows ``X`` (``runtime.schema.raw_from_inputs``)."""
     from direct_edge.runtime.schema import raw_from_inputs
@@ -463,6 +480,7 @@ def export(
         ),
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
+        *((("schema", schema_line(blob)),) if blob.schema is not None else ()),
         *(("check", line) for line in checks),
         *(
             ("note", line)

@@ -36,7 +36,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from direct_edge import __version__
 from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, noise_variance
-from direct_edge.export.packed import blob_input_range
+from direct_edge.export.packed import ExportError, blob_input_range
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
 
@@ -381,7 +381,10 @@ def _graph_input(g: _Builder, blob: Blob, batch: int) -> tuple[int, int, list[in
         x = g.tensor(input_name(blob), [batch, blob.n_inputs], _T.FLOAT32, dynamic=True)
         return x, x, []
     if np.any(host_origin(blob)):
-        raise ValueError("raw columns with an input origin (inputs far from zero) are not supported")
+        raise ExportError(
+            "this model's inputs lie too far from zero for float32 and it prepares raw columns "
+            "(categorical or missing values): TFLite cannot take both yet; export .onnx, .bin or .h"
+        )
     raw = g.tensor("raw", [batch, len(spec.columns)], _T.FLOAT32, dynamic=True)
     x, refused = _raw_front_end(g, spec, raw, batch)
     return raw, x, [refused]

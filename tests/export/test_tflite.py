@@ -27,6 +27,8 @@ from direct_edge.export.packed import synthetic_blob  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
+from .conftest import mixed_blob  # noqa: E402
+
 N = 10_000
 MODELS = {
     "linear-d9-S8": ("linear", 9, 10, 8, 0.3),
@@ -319,7 +321,6 @@ def test_the_raw_front_end_prepares_what_the_host_prepares_in_litert_and_tflite_
     float32 of runtime.schema.prepare of the same rows, bit for bit; ``refused`` marks exactly the rows
     the host refuses."""
     from direct_edge.runtime.schema import raw_from_inputs
-    from tests.export.test_onnx import mixed_blob
 
     blob = mixed_blob()
     spec = blob.schema
@@ -366,3 +367,29 @@ def test_the_raw_front_end_prepares_what_the_host_prepares_in_litert_and_tflite_
             np.testing.assert_array_equal(
                 micro[k][ok[:120]], micro_x[k][ok[:120]], err_msg=f"micro {name} {k}"
             )
+
+
+def test_raw_columns_far_from_zero_are_refused_in_one_line():
+    """Raw columns and an input origin (float32 cannot hold the inputs) cannot go together in TFLite
+    yet: the export says so in one line instead of writing a graph fed the wrong values."""
+    import dataclasses
+
+    from direct_edge.export.packed import ExportError, input_quantization
+
+    blob = mixed_blob()
+    lo, hi = blob_input_range_of(blob)
+    lo[0], hi[0] = 1e6, 1e6 + 10.0  # age: a timestamp-like input
+    scale, zero = input_quantization(lo, hi)
+    far = dataclasses.replace(blob, input_scale=scale, input_zero=zero)
+    assert tflite_export.host_origin(far)[0] != 0
+    feats = onnx_export.features_from_blob(far)
+    with pytest.raises(ExportError, match="TFLite cannot take both yet") as info:
+        tflite_export.build(far, feats)
+    assert "\n" not in str(info.value)
+
+
+def blob_input_range_of(blob):
+    from direct_edge.export.packed import blob_input_range
+
+    lo, hi = blob_input_range(blob)
+    return lo.copy(), hi.copy()
