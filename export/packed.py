@@ -455,7 +455,7 @@ def model_schema(model, lo: np.ndarray, hi: np.ndarray) -> input_schema.Schema:
     ``lo``, ``hi`` for model files that do not record one, and the target's name from the summary."""
     recorded = getattr(model, "schema_", None)
     if recorded is not None:
-        return recorded
+        return _checked(recorded)
     names = getattr(model, "feature_names_in_", None)
     names = [str(n) for n in names] if names is not None else [f"x{k}" for k in range(len(lo))]
     low, high = getattr(model, "input_min_", None), getattr(model, "input_max_", None)
@@ -466,7 +466,19 @@ def model_schema(model, lo: np.ndarray, hi: np.ndarray) -> input_schema.Schema:
     columns = (
         input_schema.Column(n, low=float(a), high=float(b)) for n, a, b in zip(names, low, high, strict=True)
     )
-    return input_schema.Schema(tuple(columns), target)
+    return _checked(input_schema.Schema(tuple(columns), target))
+
+
+def _checked(schema: input_schema.Schema) -> input_schema.Schema:
+    """``schema`` when MF §10 can hold it, else ExportError saying why and how to leave it out."""
+    try:
+        schema.check()
+    except input_schema.SchemaError as exc:
+        raise ExportError(
+            f"the input schema cannot be stored in the blob: {exc}; rename the column and retrain, "
+            "or export with --no-schema"
+        ) from None
+    return schema
 
 
 def pack(

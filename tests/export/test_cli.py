@@ -337,3 +337,26 @@ def test_the_blob_carries_the_schema_and_direct_run_matches_names_by_it(trained,
     done = run("broken.bin", "in.csv")
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
     assert "input schema section: schema version 9 is not supported" in done.stderr
+
+
+def test_a_column_name_the_schema_cannot_hold_is_one_line_and_no_schema_exports(tmp_path):
+    """MF §10 holds names of at most 255 bytes: a longer one stops the export in one line that says
+    how to go on, and --no-schema exports the model without the section."""
+    rng = np.random.default_rng(0)
+    long_name = "x" * 300
+    lines = [f"{long_name},b,y"] + [f"{a!r},{b!r},{a + b!r}" for a, b in rng.normal(size=(60, 2)).tolist()]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    subprocess.run(
+        [tool("direct-train"), "data.csv", "-q", "--n-features", "16", "--max-iter", "50"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    result = CliRunner().invoke(main, [str(tmp_path / "model.direct"), str(tmp_path / "m.bin")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "column name must be 1 to 255 bytes" in result.output and "--no-schema" in result.output
+    assert not (tmp_path / "m.bin").exists()
+    result = CliRunner().invoke(
+        main, [str(tmp_path / "model.direct"), str(tmp_path / "m.bin"), "--no-schema"]
+    )
+    assert result.exit_code == 0 and parse((tmp_path / "m.bin").read_bytes()).schema is None
