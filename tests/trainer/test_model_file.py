@@ -472,3 +472,53 @@ def test_the_input_schema_round_trips_and_a_broken_one_is_one_line(tmp_path, sma
 def load_model_of(model, tmp_path):
     save_model(tmp_path / "plain.direct", model)
     return load_model(tmp_path / "plain.direct")
+
+
+def test_random_damage_to_the_schema_is_a_model_file_error_or_loads(small_model):
+    """meta.schema's values replaced by junk of every JSON type (CRC recomputed by re-encoding): each
+    file either loads with a schema that passes MF §10's rules or raises one ModelFileError line."""
+    from direct_edge.runtime import schema as input_schema
+
+    meta, arrays = model_to_arrays(_with_schema(small_model))
+    junk = [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        float("nan"),
+        "",
+        "x",
+        "numeric",
+        "categorical",
+        [],
+        ["a", "a"],
+        {},
+        2**70,
+    ]
+    rng = np.random.default_rng(9)
+    outcomes = {"error": 0, "loaded": 0}
+    for _ in range(400):
+        m = json.loads(json.dumps(meta))
+        s = m["schema"]
+        for _ in range(int(rng.integers(1, 3))):
+            value = junk[int(rng.integers(len(junk)))]
+            if rng.random() < 0.2:
+                s[["target", "columns"][int(rng.integers(2))]] = value
+                continue
+            if not isinstance(s.get("columns"), list) or not s["columns"]:
+                continue
+            column = s["columns"][int(rng.integers(len(s["columns"])))]
+            if isinstance(column, dict):
+                keys = ["name", "kind", "missing", "low", "high", "fill", "levels"]
+                column[keys[int(rng.integers(len(keys)))]] = value
+        try:
+            model = model_from_arrays(*decode(encode(m, arrays)))
+        except ModelFileError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("model file is malformed: ")
+            outcomes["error"] += 1
+        else:
+            model.schema_.check()
+            assert isinstance(model.schema_, input_schema.Schema) and model.schema_.n_inputs == 10
+            outcomes["loaded"] += 1
+    assert outcomes["error"] > 300 and outcomes["loaded"] > 0, outcomes
