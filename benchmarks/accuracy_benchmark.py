@@ -1,7 +1,8 @@
 """Accuracy and honesty of the 4-bit posterior against the float conjugate model on the same features.
 
     python benchmarks/accuracy_benchmark.py --data-dir PATH/TO/uci [--sets autompg autos ...]
-        [--features 256 2000] [--splits 3] [--json results.jsonl] [--no-extrapolation]
+        [--features 256 2000] [--splits 3] [--variants default gains search512] [--json results.jsonl]
+        [--no-extrapolation]
 
 Per data set of the UCI folder (its fixed splits, ``test_mask.csv.gz``), b in ``--features`` and split:
 
@@ -16,9 +17,9 @@ difference, the share of test targets inside each central 95 % interval, whether
 converged, its wall time and the share of that time spent choosing hyperparameters (every step before
 the final fit).
 
-With ``--compare-full-search``, every case with b above ``regressor.SEARCH_FEATURES`` is fitted a second
-time, right after the first, with the search of docs/trainer.md §9 on all b features (the search before
-it ran on fewer): the wall-time ratio, both ELBOs and both test RMSEs are printed.
+``--variants`` runs each case once per variant, one right after the other (so their times compare):
+``default`` (every option at its default), ``gains`` (``grid_gains="evidence"``: per-feature grids) and
+``search512`` (``search_features=512``: the search on at most 512 rff features).
 
 The extrapolation case (``--no-extrapolation`` skips it): linear features, x ~ U[1000, 1010] (200
 training rows), y = 0.3 (x − 1005) + N(0, 0.5²); 95 % coverage and mean predictive sd on 2,000 test
@@ -45,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import load_uci  # noqa: E402
 
 from direct_edge.trainer import DirectRegressor  # noqa: E402
-from direct_edge.trainer import regressor as regressor_module  # noqa: E402
 
+VARIANTS = {"default": {}, "gains": {"grid_gains": "evidence"}, "search512": {"search_features": 512}}
 SETS = ("autompg", "autos", "concrete", "energy", "gas", "protein", "yacht")
 Z95 = 1.959963984540054
 
@@ -89,34 +90,11 @@ def bayesian_ridge_on(model: DirectRegressor, Xtr, ytr, Xte) -> tuple[np.ndarray
     return mean * scale + offset, sd * scale
 
 
-def full_search_case(Xtr, ytr, Xte, yte, b: int, model: DirectRegressor, seconds: float) -> dict:
-    """The same fit with the search on all b features (the search before SEARCH_FEATURES)."""
-    default = regressor_module.SEARCH_FEATURES
-    regressor_module.SEARCH_FEATURES = b
-    try:
-        full, full_seconds, _ = fit_direct(Xtr, ytr, n_features=b)
-    finally:
-        regressor_module.SEARCH_FEATURES = default
-    rmse = lambda m: float(np.sqrt(np.mean((m.predict(Xte) - yte) ** 2)))  # noqa: E731
-    return {
-        "full_seconds": full_seconds,
-        "time_ratio": seconds / full_seconds,
-        "full_elbo": float(full.elbo_),
-        "full_rmse": rmse(full),
-        "rmse": rmse(model),
-        "same_hyperparameters": (full.lengthscale_, full.grid_scale_, full.prior_scale_)
-        == (model.lengthscale_, model.grid_scale_, model.prior_scale_),
-    }
-
-
-def uci_case(name: str, data_dir: str, b: int, split: int, compare: bool = False) -> dict:
+def uci_case(name: str, data_dir: str, b: int, split: int, variant: str) -> dict:
     X, y, masks = load_uci(name, data_dir)
     test = masks[:, split]
     Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
-    model, seconds, search_seconds = fit_direct(Xtr, ytr, n_features=b)
-    full = None
-    if compare and b > regressor_module.SEARCH_FEATURES:
-        full = full_search_case(Xtr, ytr, Xte, yte, b, model, seconds)
+    model, seconds, search_seconds = fit_direct(Xtr, ytr, n_features=b, **VARIANTS[variant])
     mean, sd = model.predict(Xte, return_std=True)
     direct = gaussian_scores(yte, mean, sd)
     start = time.perf_counter()
@@ -125,6 +103,7 @@ def uci_case(name: str, data_dir: str, b: int, split: int, compare: bool = False
         "set": name,
         "b": b,
         "split": split,
+        "variant": variant,
         "direct": direct,
         "bayesian_ridge": br,
         "rmse_ratio": direct["rmse"] / br["rmse"],
@@ -140,7 +119,6 @@ def uci_case(name: str, data_dir: str, b: int, split: int, compare: bool = False
         "lengthscale": None if model.lengthscale_ is None else float(np.mean(model.lengthscale_)),
         "noise_sd": float(np.sqrt(model.noise_variance_)),
         "train_rmse": float(model.train_rmse_),
-        "full_search": full,
     }
 
 
@@ -162,7 +140,8 @@ def extrapolation_case(seed: int = 0) -> dict:
 def print_case(r: dict) -> None:
     d, br = r["direct"], r["bayesian_ridge"]
     print(
-        f"{r['set']:<9} b={r['b']:<5} split {r['split']}  RMSE {d['rmse']:.4f} / {br['rmse']:.4f} = "
+        f"{r['set']:<9} b={r['b']:<5} split {r['split']} {r['variant']:<9}  "
+        f"RMSE {d['rmse']:.4f} / {br['rmse']:.4f} = "
         f"{r['rmse_ratio']:.3f}  NLPD {d['nlpd']:.3f} / {br['nlpd']:.3f} ({r['nlpd_diff']:+.3f})  "
         f"cov95 {d['coverage95']:.3f} / {br['coverage95']:.3f}  conv {str(r['converged']):<5} "
         f"{r['seconds']:.1f} s (search {100 * r['search_share']:.0f} %)  "
@@ -170,21 +149,13 @@ def print_case(r: dict) -> None:
         f"train {r['train_rmse']:.4g}",
         flush=True,
     )
-    f = r.get("full_search")
-    if f:
-        print(
-            f"    search on all {r['b']} features: {f['full_seconds']:.1f} s (this search "
-            f"{f['time_ratio']:.2f}× of it), ELBO {f['full_elbo']:.2f} (this {r['elbo']:.2f}), RMSE "
-            f"{f['full_rmse']:.4f} (this {f['rmse']:.4f}), same hyperparameters: {f['same_hyperparameters']}",
-            flush=True,
-        )
 
 
 def summary(rows: list[dict]) -> None:
     print("\nmean over splits (DIRECT / BayesianRidge):")
-    keys = sorted({(r["set"], r["b"]) for r in rows}, key=lambda k: (k[1], k[0]))
-    for name, b in keys:
-        rs = [r for r in rows if r["set"] == name and r["b"] == b]
+    keys = sorted({(r["set"], r["b"], r["variant"]) for r in rows}, key=lambda k: (k[1], k[2], k[0]))
+    for name, b, variant in keys:
+        rs = [r for r in rows if (r["set"], r["b"], r["variant"]) == (name, b, variant)]
         ratio = np.mean([r["rmse_ratio"] for r in rs])
         dn = np.mean([r["nlpd_diff"] for r in rs])
         cov = np.mean([r["direct"]["coverage95"] for r in rs])
@@ -193,7 +164,7 @@ def summary(rows: list[dict]) -> None:
         share = np.mean([r["search_share"] for r in rs])
         secs = np.mean([r["seconds"] for r in rs])
         print(
-            f"| {name} | {b} | {len(rs)} | {ratio:.3f} | {dn:+.3f} | {cov:.3f} | {brcov:.3f} | "
+            f"| {name} | {b} | {variant} | {len(rs)} | {ratio:.3f} | {dn:+.3f} | {cov:.3f} | {brcov:.3f} | "
             f"{conv}/{len(rs)} | {secs:.1f} | {100 * share:.0f} % |"
         )
 
@@ -206,7 +177,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument("--json", help="append each case to this JSON-lines file")
     parser.add_argument("--no-extrapolation", action="store_true")
-    parser.add_argument("--compare-full-search", action="store_true")
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
     args = parser.parse_args()
     rows = []
     if not args.no_extrapolation:
@@ -220,12 +191,13 @@ def main() -> None:
     for b in args.features:
         for name in args.sets:
             for split in range(args.splits):
-                r = uci_case(name, args.data_dir, b, split, args.compare_full_search)
-                print_case(r)
-                rows.append(r)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(r) + "\n")
+                for variant in args.variants:
+                    r = uci_case(name, args.data_dir, b, split, variant)
+                    print_case(r)
+                    rows.append(r)
+                    if args.json:
+                        with open(args.json, "a") as f:
+                            f.write(json.dumps(r) + "\n")
     summary(rows)
 
 

@@ -36,7 +36,7 @@ from direct_edge.files import write_atomic
 from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.trainer.errors import DataError, ModelFileError
 from direct_edge.trainer.features import CONSTANT_ULPS, FEATURE_KINDS, FeatureMap
-from direct_edge.trainer.grid import WeightGrid
+from direct_edge.trainer.grid import GAIN_FRAC_BITS, WeightGrid, quantise_gains
 from direct_edge.trainer.posterior import Posterior
 
 MAGIC = MODEL_FILE_MAGIC
@@ -349,6 +349,8 @@ ARRAYS = (
     ArraySpec("feature_map.input_scale", "<f8", ("d",), "positive"),
     ArraySpec("feature_map.projection", "<f8", ("d", "F"), "finite", kinds=("rff",)),
     ArraySpec("grid.levels", "|i1", ("m",), "levels"),
+    # per-feature grid gains (docs/trainer.md §2); files without them have one grid for every weight
+    ArraySpec("grid.gains", "<f8", ("b",), "gains", required=False),
     ArraySpec("posterior.q_weights", "<f8", ("r", "b", "m"), "distribution"),
     ArraySpec("posterior.mixture_weights", "<f8", ("r",), "distribution"),
     ArraySpec("posterior.noise", "<f8", ("K",), "positive"),
@@ -370,6 +372,10 @@ VALUE_RULES = {
     "finite": (lambda a: True, "finite"),
     "positive": (lambda a: bool(np.all(a > 0)), "finite and > 0"),
     "distribution": (_distribution, "probabilities (finite, >= 0, summing to 1 along the last axis)"),
+    "gains": (
+        lambda a: bool(np.all((a >= 2.0**-GAIN_FRAC_BITS) & (a <= 1.0)) and np.all(quantise_gains(a) == a)),
+        f"gains in [2^-{GAIN_FRAC_BITS}, 1], each a multiple of 2^-{GAIN_FRAC_BITS}",
+    ),
     "levels": (
         lambda a: bool(np.all(np.diff(a.astype(np.int64)) > 0) and np.any(a == 0)),
         "strictly increasing integer levels that include 0",
@@ -545,6 +551,7 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
     arrays.update(
         {
             "grid.levels": grid.levels.astype(np.int8),
+            **({} if grid.gains is None else {"grid.gains": np.asarray(grid.gains, dtype=np.float64)}),
             "posterior.q_weights": post.q_weights,
             "posterior.mixture_weights": post.mixture_weights,
             "posterior.noise": post.noise,
@@ -723,7 +730,9 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     fm_arrays = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature_map.")}
     fmap = FeatureMap.from_arrays(meta["feature_map"], fm_arrays)
     levels = arrays["grid.levels"].astype(np.int64)
-    grid = WeightGrid(levels, float(meta["grid"]["scale"]))
+    gains = arrays.get("grid.gains")
+    gains = None if gains is None else gains.astype(np.float64)
+    grid = WeightGrid(levels, float(meta["grid"]["scale"]), gains)
     b = fmap.n_features
     model.feature_map_ = fmap
     model.posterior_ = Posterior(

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from direct_edge.trainer.data import ArraySource, is_dask_collection, source_moments, source_statistics
 from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.evidence import grid_gains
 from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap
 from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
 from direct_edge.trainer.model import ENTROPIES, FAMILIES, DirectGLM
@@ -38,6 +39,12 @@ from direct_edge.trainer.statistics import (
 # sets in a reference run (docs/trainer.md §9).
 LENGTHSCALE_FACTORS = (0.2, 0.35, 0.6, 1.0)
 GRID_SCALES = (0.05, 0.1, 0.2, 0.4)
+# With per-feature grids (grid_gains="evidence") the grid step of weight i is c·r_i, r_i its size under
+# the conjugate posterior (trainer/evidence.py); c is searched from these (docs/trainer.md §2, §9).
+GAIN_GRID_FACTORS = (0.1, 0.15, 0.25, 0.4)
+GRID_GAINS = ("evidence", "none")
+# ... and the prior sd as a factor of the conjugate posterior's evidence-maximising prior sd.
+GAIN_PRIOR_FACTORS = (0.5, 1.0, 2.0)
 PRIOR_SCALES = (0.25, 0.5, 1.0)
 # Short fits rank the candidates (staged start plus joint iterations); the chosen one is refitted.
 SELECTION_MAX_ITER = 150
@@ -50,12 +57,6 @@ SELECTION_STAGE_ITER = 100
 # coordinate optimiser from the same start), so it never ends below L-BFGS-B alone.
 SEARCH_OPTIMIZER = "lbfgs"
 OPTIMIZER = "combined"
-# The search of §9 runs on at most this many rff features.  In units of sd(y) the grid scale, the prior
-# scale and the lengthscale mean the same for any b (the features' amplitude is (b/2)^-1/2, so the
-# function's prior variance and a weight step's effect on it do not depend on b), so the ranking of the
-# candidates carries over, and each short fit costs O(b²) per iteration.  The chosen map is then built
-# at the requested b: one more statistics pass, and the final fit from the "auto" start.
-SEARCH_FEATURES = 512
 
 ProgressCallback = Callable[[str, int, float], None]
 
@@ -144,6 +145,20 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         relative, accumulated in float64).
     random_state : int >= 0, default 0
         Seed of the rff frequencies and of the mixture's symmetry breaking.
+    grid_gains : {"evidence", "none"}, default "none"
+        "evidence": each weight gets a grid of its own step, c·r_i, where r_i is the weight's size
+        under the evidence-maximising conjugate Gaussian posterior on the same statistics (§2,
+        trainer/evidence.py); the integer runtime applies the ratio r_i / max r to its feature
+        (docs/integer-spec.md, feature gains).  c is chosen from {0.1, 0.15, 0.25, 0.4} by the ELBO
+        when ``grid_scale`` is None; a given ``grid_scale`` is the step of the largest weight's
+        grid, in sd(y); a searched ``prior_scale`` is a factor {0.5, 1, 2} of the evidence's
+        prior sd.  "none": one grid, levels × ``grid_scale``, for every weight.  The packed export
+        needs an integer runtime with feature gains for "evidence".
+    search_features : int >= 2 or None, default None
+        Run the hyperparameter search (§9) on at most this many rff features, then score the chosen
+        lengthscale and the next shorter one at ``n_features`` (§9 step 3b).  None: search at
+        ``n_features``.  At b = 2,000 a value of 512 makes the fit 2.5–4× faster; the ELBO it ends
+        at can be lower (docs/benchmarks.md, accuracy against the float model).
 
     Attributes
     ----------
@@ -182,6 +197,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "entropy": [StrOptions(set(ENTROPIES))],
         "n_entropy_samples": [Interval(Integral, 1, None, closed="left")],
+        "grid_gains": [StrOptions(set(GRID_GAINS))],
+        "search_features": [None, Interval(Integral, 2, None, closed="left")],
     }
 
     def __init__(
@@ -203,6 +220,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         chunk_rows: int = 4096,
         precision: str = "float64",
         random_state: int = 0,
+        grid_gains: str = "none",
+        search_features: int | None = None,
     ) -> None:
         self.features = features
         self.n_features = n_features
@@ -221,6 +240,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.chunk_rows = chunk_rows
         self.precision = precision
         self.random_state = random_state
+        self.grid_gains = grid_gains
+        self.search_features = search_features
 
     # ---- fitting ------------------------------------------------------------------------------
 
@@ -298,14 +319,15 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
         searched = len(grid_scales) * len(prior_scales) > 1 or self.lengthscale is None
         b_search = int(self.n_features)
-        if self.features == "rff" and searched:
-            b_search = min(b_search, SEARCH_FEATURES)
+        if self.features == "rff" and searched and self.search_features is not None:
+            b_search = min(b_search, int(self.search_features))
         ell, fmap, stats = self._choose_features(search, units, mid, b_search)
         best_scales = self._choose_scales(search, stats, ell, grid_scales, prior_scales, mid)
         if b_search != int(self.n_features):
             ell, fmap, stats = self._refine_features(search, units, ell, best_scales)
         glm, trace = self._final_fit(search, stats, best_scales)
         self._record_fit(units, fmap, ell, best_scales, glm, trace, search.selection, stats)
+        self.__dict__.pop("_gains_cache", None)  # statistics of every candidate, O(b²) each
         self.fit_time_ = time.perf_counter() - start
         if glm.limit_reached_:
             self._warn_not_converged()
@@ -339,11 +361,13 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _candidate_scales(self) -> tuple[tuple, tuple]:
         """The grid scales and prior scales to try: the given value, or the candidate set of §9
         (a uniform prior has no scale: (None,))."""
-        grid_scales = GRID_SCALES if self.grid_scale is None else (float(self.grid_scale),)
+        searched = GAIN_GRID_FACTORS if self.grid_gains == "evidence" else GRID_SCALES
+        grid_scales = searched if self.grid_scale is None else (float(self.grid_scale),)
         if self.prior == "uniform":
             prior_scales: tuple = (None,)
         else:
-            prior_scales = PRIOR_SCALES if self.prior_scale is None else (float(self.prior_scale),)
+            searched = GAIN_PRIOR_FACTORS if self.grid_gains == "evidence" else PRIOR_SCALES
+            prior_scales = searched if self.prior_scale is None else (float(self.prior_scale),)
         return grid_scales, prior_scales
 
     def _choose_features(
@@ -381,7 +405,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _refine_features(
         self, search: _CandidateSearch, units: _Units, ell, scales: tuple
     ) -> tuple[object, FeatureMap, SufficientStatistics]:
-        """§9 step 4: the map chosen on ``SEARCH_FEATURES`` features, built at the requested b.
+        """§9 step 3b: the map chosen on ``search_features`` features, built at the requested b.
 
         More features resolve shorter lengthscales, so when ℓ was searched the next shorter candidate
         is scored too (a statistics pass and a short fit at ``scales`` each, as in step 1); the better
@@ -474,7 +498,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         else:
             ell = np.asarray(ell, dtype=np.float64)
             self.lengthscale_ = float(ell) if ell.ndim == 0 else ell
-        self.grid_scale_, self.prior_scale_ = scales
+        self.grid_scale_ = float(glm.weight_grid.scale)
+        self.prior_scale_ = None if scales[1] is None else self._prior_sd(stats, scales[1])
         self.elbo_ = float(glm.elbo_)
         self.n_iter_ = int(glm.n_iter_)
         self.converged_ = bool(glm.converged_)
@@ -499,12 +524,40 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         b = int(self.n_features) if n_features is None else int(n_features)
         return FeatureMap.rff(units.offset, units.scale, b, ell, int(self.random_state))
 
+    def _grid(self, stats: SufficientStatistics, grid_scale: float) -> WeightGrid:
+        """The weight grid for a candidate: levels × ``grid_scale``; with per-feature gains, the gains
+        of ``stats`` (computed once per statistics) and, for a searched candidate, Δ = ``grid_scale``
+        (the factor c) × the largest weight's size."""
+        if self.grid_gains == "none":
+            return WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
+        cache = self.__dict__.setdefault("_gains_cache", [])
+        found = next((entry for entry in cache if entry[0] is stats), None)
+        if found is None:
+            found = (stats, *grid_gains(stats))
+            cache.append(found)
+        _, gains, top, _ = found
+        delta = float(grid_scale) if self.grid_scale is not None else float(grid_scale) * top
+        delta = float(np.clip(delta, *SCALE_RANGE))
+        return WeightGrid.from_bits(int(self.bits), delta, bool(self.symmetric)).with_gains(gains)
+
+    def _prior_sd(self, stats: SufficientStatistics, prior_scale: float | None) -> float:
+        """The prior sd for a candidate: ``prior_scale`` itself, or with per-feature grids and a searched
+        prior scale, ``prior_scale`` (a factor) × the evidence's prior sd."""
+        if prior_scale is None:
+            return 1.0
+        if self.grid_gains == "none" or self.prior_scale is not None:
+            return float(prior_scale)
+        self._grid(stats, 1.0)  # fills the cache
+        found = next(entry for entry in self._gains_cache if entry[0] is stats)
+        return float(np.clip(float(prior_scale) * found[3], *SCALE_RANGE))
+
     def _glm(
         self, stats: SufficientStatistics, grid_scale: float, prior_scale: float | None, family: str
     ) -> DirectGLM:
-        grid = WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
+        grid = self._grid(stats, grid_scale)
         kind = self.prior
-        log_prior = prior_log_probs(grid.values, kind, prior_scale or 1.0, float(self.zero_mass))
+        prior_sd = self._prior_sd(stats, prior_scale)
+        log_prior = prior_log_probs(grid.values, kind, prior_sd, float(self.zero_mass))
         return DirectGLM(
             stats=stats,
             grid=grid,

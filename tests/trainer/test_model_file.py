@@ -48,6 +48,7 @@ def small_model(diabetes):
     [
         {"features": "linear"},
         {"n_features": 32, "lengthscale": [2.0] * 10, "grid_scale": 0.1, "prior_scale": 0.5},
+        {"n_features": 32, "lengthscale": 3.0, "grid_gains": "evidence"},
         {
             "n_features": 16,
             "family": "mixture",
@@ -83,6 +84,10 @@ def test_round_trip_reproduces_predictions_samples_and_attributes(tmp_path, diab
     ):
         assert getattr(loaded, key) == getattr(model, key), key
     assert loaded.trace_ == model.trace_
+    gains, loaded_gains = model.posterior_.weight_grid.gains, loaded.posterior_.weight_grid.gains
+    assert (gains is None) == (loaded_gains is None) == (model.grid_gains == "none")
+    if gains is not None:
+        np.testing.assert_array_equal(gains, loaded_gains)
     assert loaded.summary_ == {"test_rmse": 1.5}
     assert not list(tmp_path.glob(".*tmp")), "temporary file left behind"
 
@@ -155,6 +160,22 @@ def test_content_behind_a_valid_crc_is_still_checked(small_model):
     del m["params"]
     with pytest.raises(ModelFileError, match="^model file is malformed: meta has no 'params'$"):
         model_from_arrays(*decode(encode(m, arrays)))
+
+
+def test_grid_gains_behind_a_valid_crc_are_checked(diabetes):
+    X, y = diabetes
+    model = DirectRegressor(n_features=16, lengthscale=3.0, grid_gains="evidence", max_iter=50).fit(X, y)
+    meta, arrays = model_to_arrays(model)
+    model_from_arrays(*decode(encode(meta, arrays)))
+    for bad, why in (
+        (np.zeros(16), "gains"),  # a zero gain would erase its feature
+        (np.full(16, 1.5), "gains"),  # above 1: the device's u16 holds at most 2^15
+        (np.full(16, 0.3), "multiple"),  # not what the device holds
+        (np.ones(15), "b"),  # one per feature
+    ):
+        broken = dict(arrays, **{"grid.gains": bad})
+        with pytest.raises(ModelFileError, match=why):
+            model_from_arrays(*decode(encode(meta, broken)))
 
 
 @pytest.mark.parametrize(

@@ -139,10 +139,9 @@ def test_selection_picks_the_highest_elbo_candidate(diabetes):
 
 
 def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(diabetes, monkeypatch):
-    # The candidates are scored on SEARCH_FEATURES features; the chosen lengthscale and the next
+    # The candidates are scored on search_features features; the chosen lengthscale and the next
     # shorter one are then scored at the requested b, and the final fit continues from the better.
     X, y = diabetes
-    monkeypatch.setattr(regressor_module, "SEARCH_FEATURES", 16)
     passes = []
     statistics = regressor_module._CandidateSearch.statistics
 
@@ -151,7 +150,7 @@ def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(d
         return statistics(self, fmap)
 
     monkeypatch.setattr(regressor_module._CandidateSearch, "statistics", counting)
-    reg = DirectRegressor(n_features=48, max_iter=200).fit(X, y)
+    reg = DirectRegressor(n_features=48, search_features=16, max_iter=200).fit(X, y)
     n_searched = sum(r["stage"] == "lengthscale" for r in reg.selection_)
     assert passes == [16] * n_searched + [48, 48]
     assert reg.feature_map_.n_features == 48 and reg.posterior_.q_weights.shape[1] == 48
@@ -167,14 +166,15 @@ def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(d
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
 
 
-def test_a_given_lengthscale_is_not_refined_and_small_maps_search_at_their_own_size(diabetes, monkeypatch):
+def test_a_given_lengthscale_is_not_refined_and_small_maps_search_at_their_own_size(diabetes):
     X, y = diabetes
-    monkeypatch.setattr(regressor_module, "SEARCH_FEATURES", 16)
-    reg = DirectRegressor(n_features=48, lengthscale=3.0, max_iter=100).fit(X, y)
+    reg = DirectRegressor(n_features=48, lengthscale=3.0, search_features=16, max_iter=100).fit(X, y)
     assert [r["lengthscale"] for r in reg.selection_ if r["stage"] == "features"] == [3.0]
     assert reg.feature_map_.n_features == 48
-    small = DirectRegressor(n_features=16, max_iter=100).fit(X, y)
+    small = DirectRegressor(n_features=16, search_features=16, max_iter=100).fit(X, y)
     assert not [r for r in small.selection_ if r["stage"] == "features"]
+    default = DirectRegressor(n_features=48, lengthscale=3.0, max_iter=100).fit(X, y)
+    assert not [r for r in default.selection_ if r["stage"] == "features"]
 
 
 @pytest.mark.parametrize(

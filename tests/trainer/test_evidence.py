@@ -1,0 +1,75 @@
+"""The conjugate posterior on the statistics (trainer/evidence.py), per-feature grids (trainer.md §2)."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import BayesianRidge
+
+from direct_edge.trainer import DataError, DirectRegressor, WeightGrid
+from direct_edge.trainer.evidence import conjugate_posterior, grid_gains
+from direct_edge.trainer.grid import GAIN_FRAC_BITS, quantise_gains
+from direct_edge.trainer.regressor import GAIN_GRID_FACTORS, GAIN_PRIOR_FACTORS
+from direct_edge.trainer.statistics import SufficientStatistics
+
+
+@pytest.mark.parametrize(
+    ("n", "b", "noise", "offset"), [(300, 40, 0.3, 0.0), (60, 80, 0.5, 1e6), (500, 5, 2.0, -3.0)]
+)
+def test_the_conjugate_posterior_equals_bayesian_ridge_without_hyperpriors(n, b, noise, offset):
+    rng = np.random.default_rng(n + b)
+    Phi = rng.standard_normal((n, b))
+    y = Phi[:, : min(b, 5)] @ rng.standard_normal(min(b, 5)) + noise * rng.standard_normal(n) + offset
+    ref = BayesianRidge(
+        fit_intercept=False, tol=1e-12, max_iter=5000, alpha_1=0, alpha_2=0, lambda_1=0, lambda_2=0
+    ).fit(Phi, y - offset)
+    # statistics kept in the data's own units (a large offset) and asked for y − offset
+    stats = SufficientStatistics.from_basis(Phi, y).standardised(offset, 1.0)
+    post = conjugate_posterior(stats)
+    np.testing.assert_allclose(post.mean, ref.coef_, rtol=1e-6, atol=1e-9 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(post.var, np.diag(ref.sigma_), rtol=1e-6)
+    assert post.prior_var * ref.lambda_ == pytest.approx(1.0, rel=1e-6)
+    assert post.noise_var * ref.alpha_ == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_allclose(post.weight_size, np.sqrt(post.mean**2 + post.var))
+
+
+def test_gains_are_the_devices_multiples_of_2_to_the_minus_15_in_0_1():
+    one = 2.0**GAIN_FRAC_BITS
+    g = quantise_gains(np.array([1.0, 0.5, 1 / 3, 1e-9, 2.0, 0.99999]))
+    np.testing.assert_array_equal(g * one, np.array([one, one / 2, round(one / 3), 1.0, one, one]))
+    for bad in (np.array([0.0, 1.0]), np.array([-1.0]), np.array([np.nan]), np.ones((2, 2)), np.array([])):
+        with pytest.raises(DataError, match="grid gains"):
+            quantise_gains(bad)
+    grid = WeightGrid.from_bits(4, 0.5).with_gains(np.array([1.0, 0.25]))
+    np.testing.assert_array_equal(grid.values, np.outer([0.5, 0.125], np.arange(-7, 8)))
+    assert grid.bits == 4 and WeightGrid.from_bits(4, 0.5).values.shape == (15,)
+
+
+def _final_statistics(model: DirectRegressor, X: np.ndarray, y: np.ndarray) -> SufficientStatistics:
+    Phi = model.feature_map_.transform(X)
+    return SufficientStatistics.from_basis(Phi, (y - model.y_offset_) / model.y_scale_)
+
+
+def test_evidence_grids_scale_each_weight_by_its_size_under_the_conjugate_posterior():
+    X, y = load_diabetes(return_X_y=True)
+    model = DirectRegressor(n_features=32, lengthscale=3.0, grid_gains="evidence", max_iter=300).fit(X, y)
+    stats = _final_statistics(model, X, y)
+    gains, top, prior_sd = grid_gains(stats)
+    grid = model.posterior_.weight_grid
+    np.testing.assert_allclose(grid.gains, quantise_gains(gains), atol=2.0**-GAIN_FRAC_BITS)
+
+    # Δ is a searched factor × the largest weight's size, the prior sd a factor × the evidence's; a
+    # search past the edge of a set halves or doubles (§9)
+    def on_a_candidate(ratio: float, factors: tuple) -> bool:
+        steps = [np.log2(ratio / f) for f in factors]
+        return min(abs(k - round(k)) for k in steps) < 1e-9
+
+    assert on_a_candidate(grid.scale / top, GAIN_GRID_FACTORS)
+    assert on_a_candidate(model.prior_scale_ / prior_sd, GAIN_PRIOR_FACTORS)
+    np.testing.assert_array_equal(model.posterior_.grid, grid.values)
+    assert model.grid_scale_ == grid.scale
+    # the largest weight's grid has gain 1; a given grid scale is that grid's step, in sd(y)
+    assert grid.gains.max() == 1.0
+    given = DirectRegressor(
+        n_features=32, lengthscale=3.0, grid_gains="evidence", grid_scale=0.3, prior_scale=0.5, max_iter=50
+    ).fit(X, y)
+    assert given.posterior_.weight_grid.scale == 0.3 and given.prior_scale_ == 0.5
