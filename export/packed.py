@@ -511,6 +511,11 @@ def pack(
     fmap, post = model.feature_map_, model.posterior_
     if post.weight_grid is None:
         raise ExportError("the posterior's grid is not integer levels × scale; it cannot be packed")
+    if post.weight_grid.gains is not None:
+        raise ExportError(
+            "the model has per-feature grids (grid_gains='evidence') and this integer runtime has one grid "
+            "for every weight; retrain with grid_gains='none' to export it"
+        )
     if post.weight_grid.bits > MAX_BITS:
         raise ExportError(
             f"the model's weights use {post.weight_grid.bits}-bit levels and the packed format holds at "

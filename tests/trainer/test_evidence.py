@@ -73,3 +73,12 @@ def test_evidence_grids_scale_each_weight_by_its_size_under_the_conjugate_poster
         n_features=32, lengthscale=3.0, grid_gains="evidence", grid_scale=0.3, prior_scale=0.5, max_iter=50
     ).fit(X, y)
     assert given.posterior_.weight_grid.scale == 0.3 and given.prior_scale_ == 0.5
+
+
+def test_a_model_with_per_feature_grids_is_refused_by_an_export_without_feature_gains(tmp_path):
+    from direct_edge.export.packed import ExportError, pack
+
+    X, y = load_diabetes(return_X_y=True)
+    model = DirectRegressor(n_features=16, lengthscale=3.0, grid_gains="evidence", max_iter=50).fit(X, y)
+    with pytest.raises(ExportError, match="per-feature grids"):
+        pack(model)
