@@ -78,7 +78,10 @@ def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     if X.dtype == np.int16:
         X = reference.dequantize_inputs(blob, X)
     Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
-    return Phi @ (blob.levels.astype(np.float64) * model.grid_scale_).T * model.y_scale_ + model.y_offset_
+    weights = blob.levels.astype(np.float64) * model.grid_scale_
+    if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
+        weights = weights * (blob.gains / 32768.0)
+    return Phi @ weights.T * model.y_scale_ + model.y_offset_
 
 
 def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from direct_edge import __version__
 from direct_edge.runtime import reference
-from direct_edge.runtime.blob import KIND_LINEAR, Blob
+from direct_edge.runtime.blob import KIND_LINEAR, Blob, round_shift
 
 OPSET = 21
 # The IR version of opset 21 (onnx 1.16). onnxruntime loads the exact-moment graph from 1.18 (opset 21)
@@ -201,13 +201,21 @@ def moments_from_model(model) -> ExactMoments:
     return ExactMoments(w_mean * unit, w_var * unit**2, float(model.noise_variance_))
 
 
+def gain_values(blob: Blob) -> np.ndarray:
+    """IS §3.4: the feature gains g_i = G_i·2^-15 as float64 (b,), exact (ones without gains)."""
+    if blob.gains is None:
+        return np.ones(blob.n_features)
+    return blob.gains.astype(np.float64) / 32768.0
+
+
 def moments_from_blob(blob: Blob, feats: FloatFeatures) -> ExactMoments:
-    """The blob's exact-moment section (IS §6: μq/2^12 and vq/2^10 levels) in the graph's units;
-    ValueError when the blob has none."""
+    """The blob's exact-moment section (IS §6: μq/2^12 and vq/2^10 levels, each level worth g_i of
+    the unit with feature gains, IS §3.4) in the graph's units; ValueError when the blob has none."""
     if not blob.has_exact:
         raise ValueError("the blob has no exact-moment section")
-    mean = blob.exact_mean.astype(np.float64) / 4096.0 * feats.unit
-    var = blob.exact_var.astype(np.float64) / 1024.0 * feats.unit**2
+    g = gain_values(blob)
+    mean = blob.exact_mean.astype(np.float64) / 4096.0 * feats.unit * g
+    var = blob.exact_var.astype(np.float64) / 1024.0 * (feats.unit * g) ** 2
     return ExactMoments(mean, var, float(blob.noise_exact_q) * blob.mean_scale**2)
 
 
@@ -303,23 +311,27 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     folds both into a float32 constant when it loads the file, and no optimisation level rewrites a
     float MatMul with lower precision (a DequantizeLinear(INT4) + MatMul pair would be fused into
     MatMulNBits with int8 activations at the default level).  The linear bias feature is folded into a
-    per-sample bias.  Raises ValueError for levels outside [−8, 7].
+    per-sample bias.  Feature gains (IS §3.4) scale the weights' rows, g_i exact in float32 (a
+    constant Mul that onnxruntime folds too).  Raises ValueError for levels outside [−8, 7].
     """
     g = _Graph()
     S, d = blob.n_samples, blob.n_inputs
     levels = blob.levels.astype(np.int64)  # (S, b)
+    gains = gain_values(blob)
     bias = np.zeros(S)
     phi = _float_features(g, feats)
     if feats.kind == KIND_LINEAR:
         # φ̃ = [z, 1]: the constant feature's contribution is a per-sample constant, added after MatMul.
-        bias = bias + feats.unit * levels[:, -1]
-        levels = levels[:, :-1]
+        bias = bias + feats.unit * gains[-1] * levels[:, -1]
+        levels, gains = levels[:, :-1], gains[:-1]
     weights = g.op(
         "Mul",
         g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
         g.const(feats.unit, np.float32, "unit"),
         hint="weights",
     )
+    if blob.gains is not None:
+        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
     centred = g.op("MatMul", phi, weights, hint="centred")  # (n, S) float32, without y_offset
     if np.any(bias):
         centred = g.op("Add", centred, g.const(bias, np.float32, "bias"))
@@ -477,7 +489,17 @@ def _sin16(g: _Graph, t: str, tables: tuple[np.ndarray, np.ndarray, np.ndarray])
 
 
 def _features(g: _Graph, blob: Blob, q: str) -> str:
-    """IS §3: int64 φ (n, b) (the linear bias feature excluded: it is folded into the accumulator)."""
+    """IS §3: int64 φ (n, b) (the linear bias feature excluded: it is folded into the accumulator),
+    with feature gains the φ' of IS §3.4."""
+    phi = _ungained_features(g, blob, q)
+    if blob.gains is None:
+        return phi
+    G = blob.gains[:-1] if blob.kind == KIND_LINEAR else blob.gains
+    return _round_shift(g, g.op("Mul", phi, g.wide(G, np.uint16, "G")), 15)
+
+
+def _ungained_features(g: _Graph, blob: Blob, q: str) -> str:
+    """IS §3.1–§3.3: int64 φ (n, b) (linear: without the bias feature)."""
     if blob.kind == KIND_LINEAR:
         affine = g.op(
             "Add",
@@ -523,8 +545,11 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     levels = blob.levels.astype(np.int64)
     bias = None
     if blob.kind == KIND_LINEAR:
-        # The bias feature φ_d = 2^Fφ contributes w_sd·2^Fφ to acc_s: a per-sample constant.
-        bias = levels[:, -1] << blob.feature_frac
+        # The bias feature φ_d = 2^Fφ (φ'_d with gains) contributes w_sd·φ_d to acc_s: a per-sample constant.
+        phi_d = 1 << blob.feature_frac
+        if blob.gains is not None:
+            phi_d = round_shift(phi_d * int(blob.gains[-1]), 15)
+        bias = levels[:, -1] * phi_d
         levels = levels[:, :-1]
     w = g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.INT32, hint="w")
     acc = g.op("MatMul", g.op("Cast", phi, to=TensorProto.INT32), w, hint="acc32")

@@ -30,6 +30,7 @@ from direct_edge.runtime import bounds, header
 from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.blob import (
     FLAG_EXACT,
+    FLAG_GAINS,
     HEADER_SIZE,
     KIND_LINEAR,
     KIND_RFF,
@@ -284,7 +285,8 @@ class IntegerModel:
     ``levels``: (S, b) int8; ``noise_variance``: (S,) sampled noise variances and
     ``noise_expected``: E_q[σ²], both in standardised target units; ``exact``: (mean, variance) of
     each weight's level, float64 (b,) each, or None; ``schema``: the input schema (MF §10), or None
-    for a blob without the section.
+    for a blob without the section; ``gains``: the feature gains G_i = g_i·2^15, integers (b,) in
+    [1, 32768] (MF §5.1, IS §3.4), or None (every gain 1: no gains stored).
     """
 
     kind: int
@@ -303,6 +305,16 @@ class IntegerModel:
     exact: tuple[np.ndarray, np.ndarray] | None = None
     meta: dict | None = None
     schema: input_schema.Schema | None = None
+    gains: np.ndarray | None = None
+
+
+def gain_integers(gains: np.ndarray) -> np.ndarray:
+    """IS §3.4: trainer gains g (b,) float64, multiples of 2^-15 in (0, 1] (trainer/grid.py) -> the
+    integers G = g·2^15 (b,) uint16 in [1, 32768]; ExportError for a gain off that grid."""
+    G = np.asarray(gains, dtype=np.float64) * bounds.GAIN_ONE
+    if G.ndim != 1 or not np.all(np.isfinite(G)) or np.any(G != np.rint(G)) or not bounds.gains_fit(G):
+        raise ExportError("feature gains must be multiples of 2^-15 in (0, 1] (trainer.grid.quantise_gains)")
+    return G.astype(np.uint16)
 
 
 def _exact_section(exact: tuple[np.ndarray, np.ndarray]) -> bytes:
@@ -356,6 +368,13 @@ def assemble(
     else:
         feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
         table = sine_table().astype("<i2").tobytes()
+    flags = FLAG_EXACT if exact is not None else 0
+    if model.gains is not None:  # MF §5.1
+        gains = np.asarray(model.gains)
+        if gains.shape != (b,) or not bounds.gains_fit(gains):
+            raise ExportError(f"feature gains must be {b} integers in [1, 32768] (MF §5.1)")
+        feature_bytes += gains.astype("<u2").tobytes()
+        flags |= FLAG_GAINS
     meta = json.dumps(model.meta or {}, sort_keys=True, separators=(",", ":")).encode("utf-8")
     sections = [  # the samples (index 3) go in below
         np.stack([model.input_scale, model.input_zero], axis=1).astype("<f8").tobytes(),
@@ -373,7 +392,7 @@ def assemble(
                 "kind": model.kind,
                 "layout": code,
                 "bits": model.bits,
-                "flags": FLAG_EXACT if exact is not None else 0,
+                "flags": flags,
                 "n_inputs": d,
                 "n_features": b,
                 "n_samples": S,
@@ -511,11 +530,6 @@ def pack(
     fmap, post = model.feature_map_, model.posterior_
     if post.weight_grid is None:
         raise ExportError("the posterior's grid is not integer levels × scale; it cannot be packed")
-    if post.weight_grid.gains is not None:
-        raise ExportError(
-            "the model has per-feature grids (grid_gains='evidence') and this integer runtime has one grid "
-            "for every weight; retrain with grid_gains='none' to export it"
-        )
     if post.weight_grid.bits > MAX_BITS:
         raise ExportError(
             f"the model's weights use {post.weight_grid.bits}-bit levels and the packed format holds at "
@@ -541,10 +555,15 @@ def pack(
     samples = post.sample(int(n_samples), seed=int(seed))
     levels = samples.levels.astype(np.int8)
     delta = float(post.weight_grid.scale)
+    gains = post.weight_grid.gains
+    G = None if gains is None else gain_integers(gains)
     moments = None
     if exact:
+        # IS §6 stores the moments of each weight's level: the device applies g_i to the feature
+        # (IS §3.4), so a weight's value Δ·g_i·level is divided by Δ·g_i, not by Δ alone.
+        level_unit = delta if gains is None else delta * np.asarray(gains, dtype=np.float64)
         w_mean, w_var = post.weight_moments()
-        moments = (w_mean / delta, w_var / delta**2)
+        moments = (w_mean / level_unit, w_var / level_unit**2)
     meta = {
         "producer": "direct-edge",
         "spec": "integer-spec 1",
@@ -575,6 +594,7 @@ def pack(
             exact=moments,
             meta=meta,
             schema=model_schema(model, lo, hi) if schema else None,
+            gains=G,
         ),
         layout,
         optimize,
@@ -596,11 +616,13 @@ def synthetic_blob(
     optimize: str = "speed",
     target: str = DEFAULT_TARGET,
     schema: bool | input_schema.Schema = False,
+    gains: bool = False,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
     ``schema``: True for an input-schema section (MF §10) of plain columns x0 .. named, target "y";
-    a Schema (of d inputs) to store that one."""
+    a Schema (of d inputs) to store that one.  ``gains``: random feature gains (MF §5.1) spanning
+    [1, 32768], both ends included."""
     rng = np.random.default_rng(seed)
     code = KIND_LINEAR if kind == "linear" else KIND_RFF
     if code == KIND_LINEAR and b != d + 1:
@@ -618,6 +640,10 @@ def synthetic_blob(
     levels = rng.choice(nonzero_levels, size=(S, b)).astype(np.int8)
     levels[rng.random((S, b)) < zeros] = 0
     w_mean = rng.uniform(low, high, b)
+    G = None
+    if gains:  # a generator of their own: the other parameters stay those of the blob without gains
+        G = np.exp2(np.random.default_rng([seed, 1]).uniform(0.0, 15.0, b)).round().astype(np.int64)
+        G[: min(b, 2)] = [1, 32768][: min(b, 2)]
     return assemble(
         IntegerModel(
             kind=code,
@@ -643,6 +669,7 @@ def synthetic_blob(
             )
             if schema
             else None,
+            gains=G,
         ),
         layout,
         optimize,

@@ -35,7 +35,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from direct_edge import __version__
-from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, noise_variance
+from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, gain_values, noise_variance
 from direct_edge.export.packed import ExportError, blob_input_range
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
@@ -101,9 +101,10 @@ def integer_parameters(blob: Blob, feats: FloatFeatures, activations: int = 16) 
     qmax = (1 << (activations - 1)) - 1
     levels = blob.levels.astype(np.int64)
     if feats.kind == KIND_LINEAR:
+        # Gains (IS §3.4) only shrink the features: the ungained largest |z| still covers them.
         zmax = float(np.max(_largest_features(blob, feats)))
         s_phi = _float32(max(zmax, 1.0) / qmax * (1 + 1e-6))
-        bias = np.rint(levels[:, -1] / s_phi).astype(np.int64)  # the constant feature 1
+        bias = np.rint(levels[:, -1] * gain_values(blob)[-1] / s_phi).astype(np.int64)  # the feature g_d
         levels = levels[:, :-1]
     else:
         s_phi = _float32(1.0 / qmax)  # |cos|, |sin| ≤ 1
@@ -174,9 +175,14 @@ def _largest_features(blob: Blob, feats: FloatFeatures) -> np.ndarray:
     return np.abs(feats.gain).T @ z + np.abs(feats.shift)
 
 
-def float_features(feats: FloatFeatures, x: np.ndarray) -> np.ndarray:
-    """φ̃ of the graph in float64 on inputs x (n, d) in input units: (n, b') (linear: no bias feature)."""
-    return feats.features(x)
+def float_features(feats: FloatFeatures, x: np.ndarray, blob: Blob | None = None) -> np.ndarray:
+    """φ̃ of the graph in float64 on inputs x (n, d) in input units: (n, b') (linear: no bias feature);
+    with a ``blob`` that has feature gains, each times its gain g_i (IS §3.4), what the ensemble
+    graph quantises."""
+    phi = feats.features(x)
+    if blob is not None and blob.gains is not None:
+        phi = phi * gain_values(blob)[: phi.shape[1]]
+    return phi
 
 
 def feature_error(blob: Blob, feats: FloatFeatures) -> float:
@@ -204,6 +210,10 @@ def error_bound(blob: Blob, feats: FloatFeatures, part: IntegerPart) -> float:
     tail (2^−18 of the range).
     """
     eps_f = feature_error(blob, feats)
+    if blob.gains is not None:  # the MUL by g_i ≤ 1 (exact in float32) rounds once more
+        eps_f += F32_EPS * (
+            float(np.max(_largest_features(blob, feats))) if feats.kind == KIND_LINEAR else 1.0
+        )
     s = part.feature_scale
     L = float(np.abs(part.levels.astype(np.int64)).sum(axis=1).max())
     per_sample = L * (0.5 + eps_f / s) + (0.5 if feats.kind == KIND_LINEAR else 0.0)
@@ -503,7 +513,7 @@ def build(
     part = integer_parameters(blob, feats, activations)
     g = _Builder()
     graph_input, x, extra = _graph_input(g, blob, batch)
-    phi = _features(g, blob, feats, x, batch)
+    phi = _gained(g, blob, _features(g, blob, feats, x, batch), batch)
     fq, sq, f = _samples(g, part, phi, activations, batch)
     mean, variance = _moments(g, f, blob.n_samples, batch)
     outs = (
@@ -548,6 +558,18 @@ def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int)
     opts.axis = 1
     g.op(_OP.CONCATENATION, [cos, sin], [phi], _OPT.ConcatenationOptions, opts)
     return phi
+
+
+def _gained(g: _Builder, blob: Blob, phi: int, batch: int) -> int:
+    """IS §3.4 in float: φ̃ (batch, b') times the feature gains g_i (exact in float32), one MUL; φ̃
+    itself without gains."""
+    if blob.gains is None:
+        return phi
+    width = blob.n_features - 1 if blob.kind == KIND_LINEAR else blob.n_features
+    gains = g.const("feature_gains", gain_values(blob)[None, :width].astype(np.float32), _T.FLOAT32)
+    out = g.tensor("phi_gained", [batch, width], _T.FLOAT32, dynamic=True)
+    g.op(_OP.MUL, [phi, gains], [out], _OPT.MulOptions, schema.MulOptionsT())
+    return out
 
 
 def build_exact(blob: Blob, feats: FloatFeatures, moments: ExactMoments, batch: int = 1) -> bytes:

@@ -22,6 +22,7 @@ from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.bounds import I32_MAX, PHI_MAX, round_shift
 from direct_edge.runtime.header import (
     FLAG_EXACT,
+    FLAG_GAINS,
     FORMAT_MAJOR,
     FORMAT_MINOR,
     HEADER_SIZE,
@@ -39,6 +40,7 @@ from direct_edge.runtime.header import (
 
 __all__ = [
     "FLAG_EXACT",
+    "FLAG_GAINS",
     "FORMAT_MAJOR",
     "FORMAT_MINOR",
     "HEADER_SIZE",
@@ -124,6 +126,7 @@ class Blob:
     phase_c: np.ndarray | None
     phase_w: np.ndarray | None
     table: np.ndarray | None
+    gains: np.ndarray | None
     sample_levels: SampleLevels
     weight_bound: int
     exact_mean: np.ndarray | None
@@ -146,6 +149,10 @@ class Blob:
     @property
     def has_exact(self) -> bool:
         return bool(self.flags & FLAG_EXACT)
+
+    @property
+    def has_gains(self) -> bool:
+        return bool(self.flags & FLAG_GAINS)
 
     @property
     def kind_name(self) -> str:
@@ -246,9 +253,10 @@ def _check_fields(h: dict[str, Any], code: str) -> None:
 def _expected_sizes(h: dict[str, Any]) -> list[int | None]:
     """MF §3: the size each section must have (None: any)."""
     d, b, linear = h["n_inputs"], h["n_features"], h["kind"] == KIND_LINEAR
+    gains = 2 * b if h["flags"] & FLAG_GAINS else 0  # MF §5.1: b u16 after the parameters
     return [
         16 * d,
-        8 * d if linear else 4 * (b // 2) * (1 + d),
+        (8 * d if linear else 4 * (b // 2) * (1 + d)) + gains,
         0 if linear else 2 * TABLE_SIZE,
         None,
         4 * b if h["flags"] & FLAG_EXACT else 0,
@@ -479,15 +487,31 @@ def _read_inputs(data: bytes, h: dict[str, Any], sections) -> np.ndarray:
     return inputs
 
 
+def _read_gains(data: bytes, h: dict[str, Any], sections) -> np.ndarray | None:
+    """MF §5.1: the b u16 gains that end the feature section, or None without flag bit 1.  Raises
+    CONTENT for a gain of 0 or above 32768 (IS §9)."""
+    if not h["flags"] & FLAG_GAINS:
+        return None
+    b = h["n_features"]
+    gains = _section(data, sections[SECTION_FEATURES], "<u2", b, start=sections[SECTION_FEATURES][1] - 2 * b)
+    if not bounds.gains_fit(gains):
+        raise BlobError("CONTENT", "a feature gain is 0 or above 32768 (MF §5.1)")
+    return gains
+
+
 def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.ndarray | None]:
-    """MF §5: the feature parameters, with IS §9's bounds on them.  Raises CONTENT."""
+    """MF §5: the feature parameters, with IS §9's bounds on them, and the gains of MF §5.1.
+    Raises CONTENT."""
     d, b = h["n_inputs"], h["n_features"]
     if h["kind"] == KIND_LINEAR:
-        params = _section(data, sections[SECTION_FEATURES], "<i4").reshape(d, 2)
+        params = _section(data, sections[SECTION_FEATURES], "<i4", 2 * d).reshape(d, 2)
         for m, c in params.tolist():
             if not bounds.linear_feature_fits(m, c):
                 raise BlobError("CONTENT", "linear feature parameters exceed the i32/i16 bounds (IS §9)")
-        return dict(linear_m=params[:, 0], linear_b=params[:, 1], phase_c=None, phase_w=None, table=None)
+        gains = _read_gains(data, h, sections)
+        return dict(
+            linear_m=params[:, 0], linear_b=params[:, 1], phase_c=None, phase_w=None, table=None, gains=gains
+        )
     F = b // 2
     table = _section(data, sections[SECTION_TABLE], "<i2")
     if not bounds.sine_table_fits(table):
@@ -498,6 +522,7 @@ def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.nda
         phase_c=_section(data, sections[SECTION_FEATURES], "<u4", F),
         phase_w=_section(data, sections[SECTION_FEATURES], "<i4", F * d, start=4 * F).reshape(F, d),
         table=table,
+        gains=_read_gains(data, h, sections),
     )
 
 

@@ -16,6 +16,7 @@ WEIGHT_BOUND_MAX = 65536  # IS §9 §4: L = max_s Σ_i |w_si|
 NOISE_MAX = 1 << 62  # IS §9 §5: noise_q, noise_exact_q
 M2_MAX = 1 << 31  # IS §5
 PRE_SHIFT_MAX = 31  # IS §4
+GAIN_ONE = 1 << 15  # IS §3.4: G_i = gain·2^15, 1 ≤ G_i ≤ 2^15
 
 
 def round_shift(x, s: int):
@@ -35,6 +36,12 @@ def linear_feature_fits(m: int, b: int) -> bool:
 def sine_table_fits(table: np.ndarray) -> bool:
     """IS §9 (§3.3): every entry of the int16 (257,) quarter-wave table has |T[i]| ≤ 32767."""
     return not bool(np.any(np.asarray(table) == -32768))
+
+
+def gains_fit(gains: np.ndarray) -> bool:
+    """IS §9 (§3.4): every feature gain G_i (u16 (b,)) has 1 ≤ G_i ≤ 2^15, so |φ'_i| ≤ |φ_i|."""
+    gains = np.asarray(gains)
+    return bool(np.all((gains >= 1) & (gains <= GAIN_ONE)))
 
 
 def weight_bound_fits(bound: int) -> bool:

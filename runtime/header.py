@@ -30,7 +30,7 @@ from direct_edge.runtime import bounds
 
 MAGIC = b"DIRQ"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1  # 1.1 added the input-schema section (MF §10); 1.0 blobs have none
+FORMAT_MINOR = 2  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1)
 HEADER_SIZE = 128
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
@@ -42,6 +42,7 @@ LAYOUT_NAMES = {
     LAYOUT_GAP4: "gap4",
 }
 FLAG_EXACT = 1
+FLAG_GAINS = 2  # MF §5.1: the feature section ends with b u16 gains
 N_SECTIONS = 7
 
 # type -> (struct code, bytes, C type an accessor returns, C expression reading it at address p)
@@ -172,8 +173,8 @@ FIELDS: tuple[Field, ...] = (
         "flags",
         "u8",
         15,
-        rules=_rule(lambda h: h["flags"] & ~FLAG_EXACT == 0, "unknown flags"),
-        doc="bit 0: exact section (§7)",
+        rules=_rule(lambda h: h["flags"] & ~(FLAG_EXACT | FLAG_GAINS) == 0, "unknown flags"),
+        doc="bit 0: exact section (§7); bit 1: feature gains (§5.1)",
     ),
     Field("n_inputs", "u16", 16, rules=_rule(lambda h: h["n_inputs"] >= 1, "no inputs"), doc="d"),
     Field(

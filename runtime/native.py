@@ -80,6 +80,7 @@ class _Model(ctypes.Structure):
         ("exact_mean", ctypes.c_void_p),
         ("exact_var", ctypes.c_void_p),
         ("weight_bound", ctypes.c_uint32),
+        ("gains", ctypes.c_void_p),
     ]
 
 

@@ -13,6 +13,8 @@ import numpy as np
 
 from direct_edge.runtime.blob import KIND_LINEAR, PHI_MAX, Blob, BlobError, round_shift
 
+GAIN_SHIFT = 15  # IS §3.4: φ' = round_shift(φ·G, 15)
+
 _U32 = np.int64(0xFFFFFFFF)
 
 
@@ -136,17 +138,21 @@ def sin16(table: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def features(blob: Blob, q: np.ndarray) -> np.ndarray:
-    """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values."""
+    """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values; with feature
+    gains (MF §5.1) the gained features φ' of IS §3.4, what every prediction mode multiplies."""
     q = check_inputs(q, blob.n_inputs).astype(np.int64)
     n = q.shape[0]
     if blob.kind == KIND_LINEAR:
         phi = np.empty((n, blob.n_features), dtype=np.int64)
         phi[:, :-1] = round_shift(q * blob.linear_m.astype(np.int64) + blob.linear_b.astype(np.int64), 15)
         phi[:, -1] = 1 << blob.feature_frac
-        return phi
-    # IS §3.2: the exact integer sum, then the u32 wrap (the i64 sum cannot overflow: |W·q| < 2^46).
-    t = (q @ blob.phase_w.astype(np.int64).T + blob.phase_c.astype(np.int64)) & _U32
-    return np.concatenate([sin16(blob.table, (t + (1 << 30)) & _U32), sin16(blob.table, t)], axis=1)
+    else:
+        # IS §3.2: the exact integer sum, then the u32 wrap (the i64 sum cannot overflow: |W·q| < 2^46).
+        t = (q @ blob.phase_w.astype(np.int64).T + blob.phase_c.astype(np.int64)) & _U32
+        phi = np.concatenate([sin16(blob.table, (t + (1 << 30)) & _U32), sin16(blob.table, t)], axis=1)
+    if blob.gains is not None:  # IS §3.4
+        phi = round_shift(phi * blob.gains.astype(np.int64), GAIN_SHIFT)
+    return phi
 
 
 def _mulshift96(num: np.ndarray, m2: int, s2: int) -> np.ndarray:
@@ -226,5 +232,7 @@ def feature_error(blob: Blob) -> float:
 
 
 def error_bound(blob: Blob) -> float:
-    """IS §8: bound E on |mean_q − float mean| and |sd − float sd| in output units (per prediction)."""
-    return blob.weight_bound * feature_error(blob) / 2.0**blob.pre_shift + 2.0
+    """IS §8: bound E on |mean_q − float mean| and |sd − float sd| in output units (per prediction);
+    feature gains (IS §3.4) add the rounding of φ·G, ½ per feature (g_i·ε_φ ≤ ε_φ)."""
+    eps = feature_error(blob) + (0.5 if blob.gains is not None else 0.0)
+    return blob.weight_bound * eps / 2.0**blob.pre_shift + 2.0

@@ -103,7 +103,7 @@ static direct_status check_header(const uint8_t *h) {
     uint64_t noise = direct_h_noise_q(h), noise_exact = direct_h_noise_exact_q(h);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
-    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)DIRECT_FLAG_EXACT) != 0u) {
+    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS)) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (d < 1u || S < 1u || r > 31u) {
@@ -148,7 +148,8 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
     uint32_t end = DIRECT_HEADER_SIZE, limit = total - 4u, sid;
 
     want[SEC_INPUT] = 16u * d;
-    want[SEC_FEATURES] = linear ? 8u * d : 4u * (b / 2u) * (1u + d);
+    want[SEC_FEATURES] = (linear ? 8u * d : 4u * (b / 2u) * (1u + d)) +
+                         ((direct_h_flags(h) & DIRECT_FLAG_GAINS) != 0u ? 2u * b : 0u); /* MF §5.1 */
     want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
     want[SEC_SAMPLES] = SIZE_ANY;
     want[SEC_EXACT] = (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
@@ -380,6 +381,7 @@ static void clear_model(direct_model *m) {
     m->exact_mean = NULL;
     m->exact_var = NULL;
     m->weight_bound = 0u;
+    m->gains = NULL;
 }
 
 /* MF §9 codes ARG … CRC: pointer, size and host, alignment (MF §1), magic, major version, total size and
@@ -418,19 +420,40 @@ static direct_status check_inputs(const uint8_t *h) {
     return DIRECT_OK;
 }
 
-/* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's. Section offsets are
- * multiples of 8 and the blob 4-aligned, so the arrays are read in place. */
-static direct_status check_features(const uint8_t *h) {
-    uint32_t k;
-    if (direct_h_kind(h) == DIRECT_KIND_LINEAR) {
-        return check_linear((const int32_t *)(const void *)(h + section_offset(h, SEC_FEATURES)), direct_h_n_inputs(h));
+/* MF §5.1: the b u16 gains end the feature section (flag bit 1); NULL without them. */
+static const uint16_t *section_gains(const uint8_t *h) {
+    uint32_t b = direct_h_n_features(h);
+    if ((direct_h_flags(h) & DIRECT_FLAG_GAINS) == 0u) {
+        return NULL;
     }
-    {
+    return (const uint16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + section_size(h, SEC_FEATURES) -
+                                            2u * b);
+}
+
+/* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's, then every gain in
+ * [1, 32768] (MF §5.1). Section offsets are multiples of 8, the parameters fill whole words and the blob is
+ * 4-aligned, so the arrays are read in place. */
+static direct_status check_features(const uint8_t *h) {
+    const uint16_t *g = section_gains(h);
+    uint32_t k, b = direct_h_n_features(h);
+    if (direct_h_kind(h) == DIRECT_KIND_LINEAR) {
+        direct_status st =
+            check_linear((const int32_t *)(const void *)(h + section_offset(h, SEC_FEATURES)), direct_h_n_inputs(h));
+        if (st != DIRECT_OK) {
+            return st;
+        }
+    } else {
         const int16_t *t = (const int16_t *)(const void *)(h + section_offset(h, SEC_TABLE));
         for (k = 0u; k < TABLE_SIZE; ++k) {
             if (DIRECT_I16(t + k) == INT16_MIN) {
                 return DIRECT_ERR_CONTENT;
             }
+        }
+    }
+    for (k = 0u; g != NULL && k < b; ++k) {
+        uint32_t gk = DIRECT_U16(g + k);
+        if (gk < 1u || gk > UINT32_C(32768)) {
+            return DIRECT_ERR_CONTENT;
         }
     }
     return DIRECT_OK;
@@ -509,6 +532,7 @@ static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
         m->exact_var = (const uint16_t *)(const void *)(e + 2u * b);
     }
     m->weight_bound = bound;
+    m->gains = section_gains(h);
 }
 
 direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {

@@ -79,7 +79,7 @@ typedef enum {
 /* MF §2 enumerations. */
 enum { DIRECT_KIND_LINEAR = 0, DIRECT_KIND_RFF = 1 };
 enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2, DIRECT_LAYOUT_GAP4 = 3 };
-enum { DIRECT_FLAG_EXACT = 1 };
+enum { DIRECT_FLAG_EXACT = 1, DIRECT_FLAG_GAINS = 2 };
 
 /*
  * A validated blob: header fields and const pointers into the caller's blob (nothing is copied).
@@ -91,7 +91,7 @@ typedef struct {
     uint8_t kind;             /* DIRECT_KIND_* (MF §2) */
     uint8_t layout;           /* DIRECT_LAYOUT_* (MF §6) */
     uint8_t bits;             /* 2, 3 or 4 */
-    uint8_t flags;            /* DIRECT_FLAG_EXACT */
+    uint8_t flags;            /* DIRECT_FLAG_EXACT, DIRECT_FLAG_GAINS */
     uint16_t n_inputs;        /* d */
     uint16_t n_features;      /* b */
     uint16_t n_samples;       /* S */
@@ -113,6 +113,7 @@ typedef struct {
     const int16_t *exact_mean; /* exact section: μq (b values) (IS §6); NULL without it */
     const uint16_t *exact_var; /* exact section: vq (b values); NULL without it */
     uint32_t weight_bound;    /* L = max_s Σ_i |w_si| over the stored levels (IS §9) */
+    const uint16_t *gains;    /* feature gains G_i in [1, 32768] (b values; IS §3.4, MF §5.1); NULL: none */
 } direct_model;
 
 /* One prediction in the model's output units (IS §5, §7: target = y_offset + mean_scale · mean). */

@@ -245,6 +245,13 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
         }
 #endif
     }
+    if (m->gains != NULL) { /* IS §3.4: |φ·G| ≤ 32767·2^15, inside the bounded shift's range */
+        const uint16_t *g = m->gains;
+        uint32_t b = m->n_features;
+        for (k = 0u; k < b; ++k) {
+            phi[k] = (int16_t)direct_round_shift32_bounded((int32_t)phi[k] * (int32_t)DIRECT_U16(g + k), 15u);
+        }
+    }
 }
 
 /*

@@ -28,3 +28,36 @@ def mixed_blob(b: int = 64, seed: int = 12, with_schema: bool = True):
 
     schema = mixed_schema() if with_schema else False
     return parse(synthetic_blob("rff", 8, b, 8, seed=seed, exact=True, schema=schema))
+
+
+def gained_regressor(n_features: int = 32, kind: str = "rff"):
+    """A fitted ``DirectRegressor`` on scikit-learn's diabetes data whose posterior lives on per-feature
+    grids (trainer/grid.py ``WeightGrid.gains``): the regressor's own fit gives the feature map and the
+    target's units, then a ``DirectGLM`` on the same statistics with gains spread over (0, 1] (both
+    ends, 2^-15 and 1, included) replaces its posterior.  Returns (model, X)."""
+    import numpy as np
+    from sklearn.datasets import load_diabetes
+
+    from direct_edge.trainer import DirectGLM, DirectRegressor, SufficientStatistics
+    from direct_edge.trainer.grid import WeightGrid, noise_grid, prior_log_probs
+
+    X, y = load_diabetes(return_X_y=True)
+    params = dict(features=kind, grid_scale=0.1, prior_scale=0.5, max_iter=300)
+    if kind == "rff":
+        params.update(n_features=n_features, lengthscale=2.0)
+    model = DirectRegressor(**params).fit(X, y)
+    Phi = model.feature_map_.transform(X)
+    b = Phi.shape[1]
+    gains = np.geomspace(2.0**-15, 1.0, b)  # the linear bias feature, last, keeps gain 1
+    gains[1:-1:3] = np.linspace(0.2, 1.0, len(gains[1:-1:3]))
+    grid = WeightGrid.from_bits(4, 0.1).with_gains(gains)
+    stats = SufficientStatistics.from_basis(Phi, (y - model.y_offset_) / model.y_scale_)
+    glm = DirectGLM(
+        stats=stats,
+        grid=grid,
+        log_prior=prior_log_probs(grid.values, "gaussian", 0.5),
+        noise_grid=noise_grid(),
+    )
+    glm.fit(200)
+    model.posterior_ = glm.posterior()
+    return model, X

@@ -60,6 +60,17 @@ def test_avr_every_layout_is_bit_exact(case, tmp_path):
     assert "PASS: 24 of 24 rows match the reference" in lines
 
 
+def test_avr_applies_feature_gains_read_from_program_memory(tmp_path):
+    """IS §3.4 with the blob in flash: the gains are read with pgm_read_word like every other array."""
+    from direct_edge.export.packed import synthetic_blob
+
+    blob = synthetic_blob("rff", 5, 64, 8, zeros=0.5, seed=9, layout="gap4", exact=False, gains=True)
+    want = write_model_dir(tmp_path / "model", blob, 24, seed=2)
+    lines = _run_sim(tmp_path / "model", tmp_path / "build")
+    assert [line for line in lines if line[:1].isdigit()] == want
+    assert "PASS: 24 of 24 rows match the reference" in lines
+
+
 def test_atmega2560_runs_a_blob_at_avr_gccs_array_limit(tmp_path):
     """The largest model an AVR runs is one array of at most 32,767 bytes (avr-gcc's object limit; the
     runtime reads the blob as one array with 16-bit flash addresses): a 32,544-byte blob (b = 1024,

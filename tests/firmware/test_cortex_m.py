@@ -81,6 +81,22 @@ def test_cortex_m_outputs_equal_reference_on_every_layout(target, case, tmp_path
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+def test_cortex_m_applies_feature_gains_bit_exactly(target, tmp_path):
+    """A fitted model on per-feature grids (IS §3.4): the M0's assembly and the M4's DSP kernel read
+    the gained features."""
+    _tools()
+    from direct_edge.export.packed import pack
+    from tests.export.conftest import gained_regressor
+
+    model, _ = gained_regressor(n_features=64)
+    want = write_model_dir(tmp_path / "model", pack(model, n_samples=8, layout="dense4"), ROWS, seed=3)
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    assert f"PASS: {ROWS} of {ROWS}" in stdout
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_cortex_m_trained_model_is_bit_exact_and_within_budget(target, trained_header, tmp_path):
     _tools()
     model_dir = tmp_path / "model"

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 from direct_edge.export import packed
+from direct_edge.runtime import reference
 from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.blob import (
+    FLAG_GAINS,
+    FORMAT_MINOR,
     HEADER_SIZE,
+    SECTION_FEATURES,
     SECTION_INPUT,
     SECTION_SAMPLES,
     SECTION_SCHEMA,
@@ -205,7 +209,7 @@ def schema_blob() -> bytes:
 
 def test_the_schema_section_round_trips_and_names_the_columns(schema_blob):
     b = parse(schema_blob)
-    assert b.minor == 1 and b.sections[SECTION_SCHEMA][1] > 0
+    assert b.minor == FORMAT_MINOR and b.sections[SECTION_SCHEMA][1] > 0
     assert b.schema.column_names == b.schema.input_names == ["x0", "x1", "x2"]
     assert b.schema.target == "y" and b.schema.plain
     assert [c.low for c in b.schema.columns] == pytest.approx(
@@ -325,3 +329,70 @@ def test_the_missing_value_strings_are_pandas_defaults():
     from direct_edge.runtime.schema import MISSING
 
     assert set(STR_NA_VALUES) == MISSING
+
+
+# --- feature gains (MF §5.1, IS §3.4) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,d,b", [("linear", 4, 5), ("rff", 3, 18)])
+def test_gains_round_trip_and_leave_the_blob_without_them_unchanged(kind, d, b):
+    plain = packed.synthetic_blob(kind, d, b, 4, seed=7, layout="dense4")
+    data = packed.synthetic_blob(kind, d, b, 4, seed=7, layout="dense4", gains=True)
+    old, new = parse(plain), parse(data)
+    assert old.gains is None and not old.has_gains
+    assert new.has_gains and new.flags & FLAG_GAINS and new.gains.dtype == np.dtype("<u2")
+    assert new.gains[0] == 1 and new.gains[1] == 32768 and np.all((new.gains >= 1) & (new.gains <= 32768))
+    assert new.sections[SECTION_FEATURES][1] == old.sections[SECTION_FEATURES][1] + 2 * b
+    # Every other parameter is the same; the gains only scale the features (IS §3.4).
+    np.testing.assert_array_equal(new.levels, old.levels)
+    q = np.random.default_rng(0).integers(-32768, 32768, (50, d)).astype(np.int16)
+    phi, phi_g = reference.features(old, q), reference.features(new, q)
+    np.testing.assert_array_equal(phi_g, (phi * new.gains.astype(np.int64) + (1 << 14)) >> 15)
+    assert np.all(np.abs(phi_g) <= np.abs(phi))
+    np.testing.assert_array_equal(phi_g[:, 1], phi[:, 1])  # G = 32768 is the identity
+    # A gain of 32768 everywhere predicts exactly as no gains.
+    G = np.frombuffer(data, dtype="<u2", count=b, offset=sum(new.sections[SECTION_FEATURES]) - 2 * b)
+    ones = bytearray(data)
+    ones[sum(new.sections[SECTION_FEATURES]) - 2 * b : sum(new.sections[SECTION_FEATURES])] = bytes(
+        np.full_like(G, 32768).tobytes()
+    )
+    same = parse(recrc(ones))
+    for mode in (reference.predict, reference.predict_exact):
+        for got, want in zip(mode(same, q), mode(old, q), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def gains_mutant(data: bytes, index: int, value: int) -> bytes:
+    """``data`` with feature gain ``index`` set to ``value`` (u16), CRC recomputed."""
+    b = parse(data)
+    off, size = b.sections[SECTION_FEATURES]
+    out = bytearray(data)
+    struct.pack_into("<H", out, off + size - 2 * b.n_features + 2 * index, value)
+    return recrc(out)
+
+
+@pytest.mark.parametrize("kind,d,b", [("linear", 4, 5), ("rff", 3, 18)])
+def test_corrupt_gains_are_rejected_with_one_error(kind, d, b):
+    data = packed.synthetic_blob(kind, d, b, 4, seed=7, layout="gap4", gains=True)
+    for index, value in ((0, 0), (b - 1, 0), (2, 32769), (3, 65535)):
+        with pytest.raises(BlobError) as err:
+            parse(gains_mutant(data, index, value))
+        assert err.value.name == "CONTENT" and "gain" in str(err.value) and "\n" not in str(err.value)
+    # The flag without the gains' bytes, and gains without the flag: the feature section's size is wrong.
+    plain = packed.synthetic_blob(kind, d, b, 4, seed=7, layout="gap4")
+    for blob, flags in ((plain, parse(plain).flags | FLAG_GAINS), (data, parse(data).flags & ~FLAG_GAINS)):
+        with pytest.raises(BlobError) as err:
+            parse(patched(blob, "flags", flags))
+        assert err.value.name == "SECTION" and "section 1" in str(err.value)
+    # An unknown flag bit is still a header error.
+    with pytest.raises(BlobError) as err:
+        parse(patched(data, "flags", parse(data).flags | 4))
+    assert err.value.name == "HEADER"
+
+
+def test_packing_refuses_gains_off_the_grid():
+    with pytest.raises(packed.ExportError, match="multiples of 2"):
+        packed.gain_integers(np.array([0.5, 1.0 + 2.0**-15]))
+    with pytest.raises(packed.ExportError, match="multiples of 2"):
+        packed.gain_integers(np.array([0.5, 0.3]))
+    assert packed.gain_integers(np.array([2.0**-15, 0.5, 1.0])).tolist() == [1, 16384, 32768]

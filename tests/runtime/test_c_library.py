@@ -180,6 +180,50 @@ def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, 
     np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
 
 
+# Feature gains (IS §3.4, MF §5.1): every layout, both feature kinds, odd b, gains spanning [1, 32768].
+GAIN_CASES = [
+    ("linear", 8, 9, 3, 4, 0.0, "dense4"),
+    ("linear", 20, 21, 33, 4, 0.9, "bitmap4"),
+    ("rff", 9, 64, 8, 4, 0.0, "dense4"),
+    ("rff", 5, 128, 32, 4, 0.5, "bitmap4"),
+    ("rff", 7, 512, 12, 4, 0.9, "grouped"),
+    ("rff", 5, 1000, 9, 4, 0.97, "gap4"),
+]
+
+
+@pytest.mark.parametrize("kind,d,b,S,bits,zeros,layout", GAIN_CASES)
+def test_c_applies_feature_gains_bit_exactly(native_library, kind, d, b, S, bits, zeros, layout):
+    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, "gains")).encode())
+    data = synthetic_blob(kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, gains=True)
+    blob, model = parse(data), NativeModel(data, library=native_library)
+    assert blob.gains is not None
+    q = random_inputs(np.random.default_rng(seed), 2000, d)
+    assert_same(model.predict(q), reference.predict(blob, q))
+    assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
+    np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
+
+
+def test_c_rejects_corrupt_gains_with_the_readers_code(native_library):
+    data = synthetic_blob("rff", 3, 18, 4, seed=7, layout="gap4", gains=True)
+    blob = parse(data)
+    off, size = blob.sections[1]
+    start = off + size - 2 * blob.n_features
+    for index, value in ((0, 0), (17, 0), (5, 32769), (6, 65535)):
+        bad = bytearray(data)
+        bad[start + 2 * index : start + 2 * index + 2] = value.to_bytes(2, "little")
+        with pytest.raises(BlobError) as want:
+            parse(recrc(bad))
+        with pytest.raises(BlobError) as info:
+            NativeModel(recrc(bad), library=native_library)
+        assert (info.value.code, info.value.name) == (want.value.code, want.value.name) == (9, "CONTENT")
+    flags = data[15] & ~2  # gains without the flag: the feature section is 2·b bytes too long
+    bad = bytearray(data)
+    bad[15] = flags
+    with pytest.raises(BlobError) as info:
+        NativeModel(recrc(bad), library=native_library)
+    assert info.value.name == "SECTION"
+
+
 def test_c_is_bit_exact_on_a_trained_model(native_library):
     from sklearn.datasets import load_diabetes
 
@@ -372,24 +416,27 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
     and the features are 4-byte aligned), and each agrees with the reference on every layout."""
     for kind, d, b, S, zeros, layout in ALIGN_CASES:
         seed = zlib.crc32(repr((kind, d, b, S, layout)).encode())
-        data = synthetic_blob(kind, d, b, S, zeros=zeros, seed=seed, layout=layout, exact=False)
-        q = random_inputs(np.random.default_rng(seed), 500, d)
-        (tmp_path / "m.bin").write_bytes(data)
-        (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
-        done = subprocess.run(
-            [
-                str(aligned_harnesses[kernel]),
-                str(tmp_path / "m.bin"),
-                str(tmp_path / "x.bin"),
-                str(scratch_offset),
-            ],
-            capture_output=True,
-            check=False,
-        )
-        assert done.returncode == 0, (layout, done.returncode, done.stderr.decode()[-2000:])
-        got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
-        mean_q, var_q, var_y_q = reference.predict(parse(data), q)
-        assert_same((got["mean"], got["var_f"], got["var_y"]), (mean_q, var_q, var_y_q))
+        for gains in (False, True):  # IS §3.4 runs before each kernel's pairing of the features
+            data = synthetic_blob(
+                kind, d, b, S, zeros=zeros, seed=seed, layout=layout, exact=False, gains=gains
+            )
+            q = random_inputs(np.random.default_rng(seed), 500, d)
+            (tmp_path / "m.bin").write_bytes(data)
+            (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
+            done = subprocess.run(
+                [
+                    str(aligned_harnesses[kernel]),
+                    str(tmp_path / "m.bin"),
+                    str(tmp_path / "x.bin"),
+                    str(scratch_offset),
+                ],
+                capture_output=True,
+                check=False,
+            )
+            assert done.returncode == 0, (layout, done.returncode, done.stderr.decode()[-2000:])
+            got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
+            mean_q, var_q, var_y_q = reference.predict(parse(data), q)
+            assert_same((got["mean"], got["var_f"], got["var_y"]), (mean_q, var_q, var_y_q))
 
 
 def test_the_alignment_sanitizer_catches_a_misaligned_word_load(tmp_path):

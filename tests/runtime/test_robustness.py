@@ -31,7 +31,7 @@ LCG_MUL, LCG_ADD = 6364136223846793005, 1442695040888963407
 
 def valid_blobs() -> dict[str, bytes]:
     """Small blobs covering both feature kinds, the four layouts, the exact section, gap escapes and skips,
-    and the schema section."""
+    the schema section and feature gains."""
     return {
         "linear-dense4": synthetic_blob("linear", 5, 6, 3, bits=4, zeros=0.2, seed=1, layout="dense4"),
         "linear-grouped": synthetic_blob("linear", 8, 9, 5, bits=3, zeros=0.5, seed=2, layout="grouped"),
@@ -44,6 +44,11 @@ def valid_blobs() -> dict[str, bytes]:
         "linear-schema": synthetic_blob(
             "linear", 3, 4, 3, bits=4, zeros=0.3, seed=6, layout="gap4", schema=True
         ),
+        # MF §5.1: feature gains at the end of the feature section
+        "linear-gains": synthetic_blob(
+            "linear", 4, 5, 3, bits=4, zeros=0.3, seed=7, layout="dense4", gains=True
+        ),
+        "rff-gains": synthetic_blob("rff", 3, 16, 4, bits=4, zeros=0.5, seed=8, layout="bitmap4", gains=True),
     }
 
 

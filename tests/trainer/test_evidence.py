@@ -75,10 +75,24 @@ def test_evidence_grids_scale_each_weight_by_its_size_under_the_conjugate_poster
     assert given.posterior_.weight_grid.scale == 0.3 and given.prior_scale_ == 0.5
 
 
-def test_a_model_with_per_feature_grids_is_refused_by_an_export_without_feature_gains(tmp_path):
-    from direct_edge.export.packed import ExportError, pack
+def test_a_model_with_per_feature_grids_exports_from_its_model_file_with_its_gains(tmp_path):
+    # The model file keeps the gains, so the blob packed from the file equals the one packed from the
+    # fitted model, and its exact mode gives the trained model's mean.
+    from direct_edge.export.packed import pack
+    from direct_edge.runtime import reference
+    from direct_edge.runtime.blob import parse
+    from direct_edge.trainer.model_file import load_model, save_model
 
     X, y = load_diabetes(return_X_y=True)
-    model = DirectRegressor(n_features=16, lengthscale=3.0, grid_gains="evidence", max_iter=50).fit(X, y)
-    with pytest.raises(ExportError, match="per-feature grids"):
-        pack(model)
+    model = DirectRegressor(n_features=16, lengthscale=3.0, grid_gains="evidence", max_iter=200).fit(X, y)
+    path = tmp_path / "model.direct"
+    save_model(path, model)
+    assert pack(load_model(path), exact=True) == pack(model, exact=True)
+    blob = parse(pack(model, exact=True))
+    assert blob.has_gains
+    np.testing.assert_array_equal(blob.gains, np.rint(model.posterior_.weight_grid.gains * 2**GAIN_FRAC_BITS))
+    mean_q, _, var_y_q = reference.predict_exact(blob, reference.quantize_inputs(blob, X))
+    mean, sd = reference.to_target_units(blob, mean_q, var_y_q)
+    want_mean, want_sd = model.predict(X, return_std=True)
+    assert np.max(np.abs(mean - want_mean)) < 1e-3 * np.std(y)
+    assert np.max(np.abs(sd - want_sd)) < 1e-3 * np.std(y)
