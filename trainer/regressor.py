@@ -458,24 +458,28 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _final_fit(
         self, search: _CandidateSearch, stats: SufficientStatistics, scales: tuple
     ) -> tuple[DirectGLM, list[float]]:
-        """§9 step 4: continue from the best candidate (so the result can only improve on it), or fit
-        from the "auto" start when nothing was searched; a mixture then starts from that fit (§6).
-        Returns (the fitted model, the ELBO trace of the candidate and the final fits)."""
-        mf = search.fitted.get(scales) or self._glm(stats, *scales, "mean-field")
+        """§9 step 4: continue from the best candidate (so the result can only improve on it) and fit
+        from the "auto" start of §8, keeping the higher ELBO (the candidate's short L-BFGS-B fit can
+        sit in a basin the fresh start escapes, and the reverse); with nothing searched, only the
+        "auto" fit.  A mixture then starts from the kept fit (§6).  Returns (the fitted model, the
+        ELBO trace of the kept run: the candidate's short fit, if kept, and the final fit)."""
+        candidate = search.fitted.get(scales)
+        mf = self._glm(stats, *scales, "mean-field")
+        mf.fit(int(self.max_iter), init="auto", callback=search.reporter("fit"), optimizer=OPTIMIZER)
         trace = list(mf.trace_)
-        mf.fit(
-            int(self.max_iter),
-            init="warm" if mf.trace_ else "auto",
-            callback=search.reporter("fit"),
-            optimizer=OPTIMIZER,
-        )
+        if candidate is not None:
+            short = list(candidate.trace_)
+            candidate.fit(
+                int(self.max_iter), init="warm", callback=search.reporter("fit"), optimizer=OPTIMIZER
+            )
+            if candidate.elbo_ > mf.elbo_:
+                mf, trace = candidate, short + candidate.trace_
         glm = mf
         if self.family == "mixture":
             glm = self._glm(stats, *scales, "mixture")
             glm.params = glm.params_from_mean_field(mf)
-            trace += mf.trace_
             glm.fit(int(self.max_iter), init="warm", callback=search.reporter("fit mixture"))
-        trace += glm.trace_
+            trace += glm.trace_
         return glm, trace
 
     def _record_fit(
