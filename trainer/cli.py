@@ -219,7 +219,7 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
         ("bits", f"{s['bits']} ({LEVELS[not s['symmetric']]} levels)"),
         ("ELBO", f"{s['elbo']:.4f} nats"),
         ("converged", converged_text(s)),
-        ("grid scale Δ", f"{_fmt(s['grid_scale'])} sd(y)"),
+        ("grid scale Δ", f"{_fmt(s['grid_scale'])} sd(y)" + grids_text(s)),
         ("prior", prior),
         ("lengthscale", ell_text),
     ]
@@ -320,6 +320,13 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     "--grid-scale", type=POSITIVE, help="Grid step Δ in units of sd(y); default: chosen by the ELBO."
 )
 @click.option(
+    "--grid-gains",
+    type=click.Choice(["auto", "evidence", "none"]),
+    default="auto",
+    show_default=True,
+    help="Per-feature grids (evidence), one grid for all weights (none), or both, keeping the higher ELBO.",
+)
+@click.option(
     "--prior", type=click.Choice(["uniform", "gaussian", "sparse"]), default="gaussian", show_default=True
 )
 @click.option("--prior-scale", type=POSITIVE, help="Prior sd in units of sd(y); default: chosen by the ELBO.")
@@ -393,6 +400,13 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
     train(data, target[0] if target else None, output, test_path, test_fraction, plot_path, quiet, **options)
 
 
+def grids_text(s: dict) -> str:
+    """The summary's note on per-feature grids (docs/trainer.md §2), empty for one shared grid."""
+    if not s.get("per_feature_grids"):
+        return ""
+    return " for the largest weight; per-feature grids, each weight's step in proportion to its size"
+
+
 def train(
     data: str | None = None,
     target: str | None = None,
@@ -408,6 +422,7 @@ def train(
     bits: int = 4,
     asymmetric: bool = False,
     grid_scale: float | None = None,
+    grid_gains: str = "auto",
     prior: str = "gaussian",
     prior_scale: float | None = None,
     zero_mass: float = 0.5,
@@ -469,6 +484,7 @@ def train(
             bits=bits,
             symmetric=not asymmetric,
             grid_scale=grid_scale,
+            grid_gains=grid_gains,
             prior=prior,
             prior_scale=prior_scale,
             zero_mass=zero_mass,
@@ -632,6 +648,7 @@ def summarise(
         "n_iter": int(model.n_iter_),
         "max_iter": int(params["max_iter"]),
         "grid_scale": float(model.grid_scale_),
+        "per_feature_grids": model.posterior_.weight_grid.gains is not None,
         "prior_scale": None if model.prior_scale_ is None else float(model.prior_scale_),
         "lengthscale": None if model.lengthscale_ is None else np.asarray(model.lengthscale_).tolist(),
         "chosen_by_elbo": chosen_by_elbo,

@@ -14,8 +14,8 @@ import numpy as np
 
 from direct_edge.trainer.statistics import SufficientStatistics
 
-MAX_ITER = 300
-TOL = 1e-8
+MAX_ITER = 1000
+TOL = 1e-13
 
 
 @dataclass(frozen=True)

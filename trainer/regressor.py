@@ -42,7 +42,7 @@ GRID_SCALES = (0.05, 0.1, 0.2, 0.4)
 # With per-feature grids (grid_gains="evidence") the grid step of weight i is c·r_i, r_i its size under
 # the conjugate posterior (trainer/evidence.py); c is searched from these (docs/trainer.md §2, §9).
 GAIN_GRID_FACTORS = (0.1, 0.15, 0.25, 0.4)
-GRID_GAINS = ("evidence", "none")
+GRID_GAINS = ("auto", "evidence", "none")
 # ... and the prior sd as a factor of the conjugate posterior's evidence-maximising prior sd.
 GAIN_PRIOR_FACTORS = (0.5, 1.0, 2.0)
 PRIOR_SCALES = (0.25, 0.5, 1.0)
@@ -145,15 +145,17 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         relative, accumulated in float64).
     random_state : int >= 0, default 0
         Seed of the rff frequencies and of the mixture's symmetry breaking.
-    grid_gains : {"evidence", "none"}, default "none"
+    grid_gains : {"auto", "evidence", "none"}, default "auto"
         "evidence": each weight gets a grid of its own step, c·r_i, where r_i is the weight's size
         under the evidence-maximising conjugate Gaussian posterior on the same statistics (§2,
         trainer/evidence.py); the integer runtime applies the ratio r_i / max r to its feature
         (docs/integer-spec.md, feature gains).  c is chosen from {0.1, 0.15, 0.25, 0.4} by the ELBO
         when ``grid_scale`` is None; a given ``grid_scale`` is the step of the largest weight's
         grid, in sd(y); a searched ``prior_scale`` is a factor {0.5, 1, 2} of the evidence's
-        prior sd.  "none": one grid, levels × ``grid_scale``, for every weight.  The packed export
-        needs an integer runtime with feature gains for "evidence".
+        prior sd.  "none": one grid, levels × ``grid_scale``, for every weight.  "auto": both, each
+        with its own search, and the fit with the higher ELBO is kept (about twice the time); with a
+        given ``grid_scale``, "none".  The
+        integer runtime applies per-feature gains to its features (docs/integer-spec.md §3.4).
     search_features : int >= 2 or None, default None
         Run the hyperparameter search (§9) on at most this many rff features, then score the chosen
         lengthscale and the next shorter one at ``n_features`` (§9 step 3b).  None: search at
@@ -220,7 +222,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         chunk_rows: int = 4096,
         precision: str = "float64",
         random_state: int = 0,
-        grid_gains: str = "none",
+        grid_gains: str = "auto",
         search_features: int | None = None,
     ) -> None:
         self.features = features
@@ -308,13 +310,39 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             )
 
     def _fit(self, source, progress: bool, callback: ProgressCallback | None) -> DirectRegressor:
-        """The steps of docs/trainer.md §9 in order; each is one method below.  The options have
-        been validated by ``_fit_context``."""
+        """The steps of docs/trainer.md §9 in order; each is one method below.  With ``grid_gains``
+        "auto" they run once with one shared grid and once with per-feature grids (§2), and the fit
+        with the higher ELBO is kept.  The options have been validated by ``_fit_context``."""
         start = time.perf_counter()
         if self.features == "rff":
             self._check_lengthscale(self.n_features_in_)
         units = self._learn_units(source)
         search = _CandidateSearch(self, source, units, progress, callback)
+        if self.grid_gains != "auto":
+            modes: tuple = (self.grid_gains,)
+        else:  # a grid scale given in sd(y) is one shared grid's step
+            modes = ("none", "evidence") if self.grid_scale is None else ("none",)
+        best = None
+        for mode in modes:
+            self._gains_mode = mode
+            search.fitted.clear()
+            search.stage_suffix = " (per-feature grids)" if mode == "evidence" and len(modes) > 1 else ""
+            result = self._fit_grid(search, units)
+            if best is None or result[0].elbo_ > best[0].elbo_:
+                best = (*result, mode)
+        glm, trace, fmap, ell, scales, stats, mode = best
+        self._gains_mode = mode
+        self._record_fit(units, fmap, ell, scales, glm, trace, search.selection, stats)
+        for name in ("_gains_cache", "_gains_mode"):
+            self.__dict__.pop(name, None)  # statistics of every candidate, O(b²) each
+        self.fit_time_ = time.perf_counter() - start
+        if glm.limit_reached_:
+            self._warn_not_converged()
+        return self
+
+    def _fit_grid(self, search: _CandidateSearch, units: _Units) -> tuple:
+        """§9 steps 1–4 for one kind of grid (``self._gains_mode``).  Returns (model, trace, map,
+        lengthscale, scales, statistics)."""
         grid_scales, prior_scales = self._candidate_scales()
         mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
         searched = len(grid_scales) * len(prior_scales) > 1 or self.lengthscale is None
@@ -326,12 +354,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         if b_search != int(self.n_features):
             ell, fmap, stats = self._refine_features(search, units, ell, best_scales)
         glm, trace = self._final_fit(search, stats, best_scales)
-        self._record_fit(units, fmap, ell, best_scales, glm, trace, search.selection, stats)
-        self.__dict__.pop("_gains_cache", None)  # statistics of every candidate, O(b²) each
-        self.fit_time_ = time.perf_counter() - start
-        if glm.limit_reached_:
-            self._warn_not_converged()
-        return self
+        return glm, trace, fmap, ell, best_scales, stats
+
+    @property
+    def _gains(self) -> str:
+        """The kind of grid being fitted: "none" or "evidence" (``grid_gains`` unless it is "auto")."""
+        return self.__dict__.get("_gains_mode", self.grid_gains)
 
     def _warn_not_converged(self) -> None:
         """One ConvergenceWarning for a final fit that stopped at its iteration limit."""
@@ -361,12 +389,12 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     def _candidate_scales(self) -> tuple[tuple, tuple]:
         """The grid scales and prior scales to try: the given value, or the candidate set of §9
         (a uniform prior has no scale: (None,))."""
-        searched = GAIN_GRID_FACTORS if self.grid_gains == "evidence" else GRID_SCALES
+        searched = GAIN_GRID_FACTORS if self._gains == "evidence" else GRID_SCALES
         grid_scales = searched if self.grid_scale is None else (float(self.grid_scale),)
         if self.prior == "uniform":
             prior_scales: tuple = (None,)
         else:
-            searched = GAIN_PRIOR_FACTORS if self.grid_gains == "evidence" else PRIOR_SCALES
+            searched = GAIN_PRIOR_FACTORS if self._gains == "evidence" else PRIOR_SCALES
             prior_scales = searched if self.prior_scale is None else (float(self.prior_scale),)
         return grid_scales, prior_scales
 
@@ -465,12 +493,20 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         ELBO trace of the kept run: the candidate's short fit, if kept, and the final fit)."""
         candidate = search.fitted.get(scales)
         mf = self._glm(stats, *scales, "mean-field")
-        mf.fit(int(self.max_iter), init="auto", callback=search.reporter("fit"), optimizer=OPTIMIZER)
+        mf.fit(
+            int(self.max_iter),
+            init="auto",
+            callback=search.reporter("fit"),
+            optimizer=OPTIMIZER,
+        )
         trace = list(mf.trace_)
         if candidate is not None:
             short = list(candidate.trace_)
             candidate.fit(
-                int(self.max_iter), init="warm", callback=search.reporter("fit"), optimizer=OPTIMIZER
+                int(self.max_iter),
+                init="warm",
+                callback=search.reporter("fit"),
+                optimizer=OPTIMIZER,
             )
             if candidate.elbo_ > mf.elbo_:
                 mf, trace = candidate, short + candidate.trace_
@@ -532,7 +568,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         """The weight grid for a candidate: levels × ``grid_scale``; with per-feature gains, the gains
         of ``stats`` (computed once per statistics) and, for a searched candidate, Δ = ``grid_scale``
         (the factor c) × the largest weight's size."""
-        if self.grid_gains == "none":
+        if self._gains == "none":
             return WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
         cache = self.__dict__.setdefault("_gains_cache", [])
         found = next((entry for entry in cache if entry[0] is stats), None)
@@ -549,7 +585,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         prior scale, ``prior_scale`` (a factor) × the evidence's prior sd."""
         if prior_scale is None:
             return 1.0
-        if self.grid_gains == "none" or self.prior_scale is not None:
+        if self._gains == "none" or self.prior_scale is not None:
             return float(prior_scale)
         self._grid(stats, 1.0)  # fills the cache
         found = next(entry for entry in self._gains_cache if entry[0] is stats)
@@ -669,12 +705,17 @@ class _CandidateSearch:
         self.selection: list[dict] = []
         self.fitted: dict[tuple, DirectGLM] = {}
         self.lengthscales: list[float] = []  # every rff lengthscale candidate scored
+        self.stage_suffix = ""  # appended to the stage names in ``selection``
+        self.passes: dict = {}  # statistics per feature map, reused by a second kind of grid
 
     def statistics(self, fmap: FeatureMap) -> SufficientStatistics:
         """One statistics pass (§4) with ``fmap``, standardised to the target's units (§1)."""
         reg = self.regressor
-        raw = source_statistics(self.source, fmap, int(reg.chunk_rows), self.progress, reg.precision)
-        return raw.standardised(self.units.y_offset, self.units.y_scale)
+        key = (fmap.kind, fmap.n_features, repr(fmap.info))
+        if key not in self.passes:
+            raw = source_statistics(self.source, fmap, int(reg.chunk_rows), self.progress, reg.precision)
+            self.passes[key] = raw.standardised(self.units.y_offset, self.units.y_scale)
+        return self.passes[key]
 
     def reporter(self, stage: str) -> Callable[[int, float], None] | None:
         """The optimiser's callback for ``stage``, or None without a progress callback."""
@@ -694,7 +735,7 @@ class _CandidateSearch:
             callback=self.reporter(stage),
             optimizer=SEARCH_OPTIMIZER,
         )
-        self.selection.append(reg._row(stage, ell, *scales, glm.elbo_))
+        self.selection.append(reg._row(stage + self.stage_suffix, ell, *scales, glm.elbo_))
         return glm
 
     def best(self) -> tuple:

@@ -121,7 +121,7 @@ def test_elbo_and_predictions_match_direct_glm_on_its_own_features(diabetes):
 
 def test_selection_picks_the_highest_elbo_candidate(diabetes):
     X, y = diabetes
-    reg = DirectRegressor(n_features=32, max_iter=200).fit(X, y)
+    reg = DirectRegressor(n_features=32, max_iter=200, grid_gains="none").fit(X, y)
     mid = (GRID_SCALES[len(GRID_SCALES) // 2], PRIOR_SCALES[len(PRIOR_SCALES) // 2])
     lengthscale_rows = [r for r in reg.selection_ if r["stage"] == "lengthscale"]
     assert len(lengthscale_rows) >= len(LENGTHSCALE_FACTORS)
@@ -150,7 +150,7 @@ def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(d
         return statistics(self, fmap)
 
     monkeypatch.setattr(regressor_module._CandidateSearch, "statistics", counting)
-    reg = DirectRegressor(n_features=48, search_features=16, max_iter=200).fit(X, y)
+    reg = DirectRegressor(n_features=48, search_features=16, max_iter=200, grid_gains="none").fit(X, y)
     n_searched = sum(r["stage"] == "lengthscale" for r in reg.selection_)
     assert passes == [16] * n_searched + [48, 48]
     assert reg.feature_map_.n_features == 48 and reg.posterior_.q_weights.shape[1] == 48
@@ -164,6 +164,38 @@ def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(d
     best = max(refined, key=lambda r: r["elbo"])
     assert reg.lengthscale_ == pytest.approx(best["lengthscale"])
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
+
+
+def test_auto_grids_keep_the_higher_elbo_of_one_grid_and_per_feature_grids(diabetes, monkeypatch):
+    # grid_gains="auto" (the default) is the two searches of §9, one per kind of grid, sharing their
+    # statistics passes; the fit kept is the one with the higher ELBO, so it is never below either.
+    X, y = diabetes
+    passes = []
+    statistics = regressor_module.source_statistics
+
+    def counting(*args, **kwargs):
+        passes.append(args[1].n_features)
+        return statistics(*args, **kwargs)
+
+    monkeypatch.setattr(regressor_module, "source_statistics", counting)
+    options = {"n_features": 32, "max_iter": 300}
+    auto = DirectRegressor(**options).fit(X, y)
+    n_lengthscales = len({r["lengthscale"] for r in auto.selection_})
+    assert len(passes) == n_lengthscales, "the second kind of grid reuses the first one's passes"
+    monkeypatch.setattr(regressor_module, "source_statistics", statistics)
+    one = DirectRegressor(grid_gains="none", **options).fit(X, y)
+    per_feature = DirectRegressor(grid_gains="evidence", **options).fit(X, y)
+    assert auto.elbo_ == max(one.elbo_, per_feature.elbo_)
+    kept = per_feature if per_feature.elbo_ > one.elbo_ else one
+    np.testing.assert_array_equal(auto.predict(X), kept.predict(X))
+    stages = {r["stage"] for r in auto.selection_}
+    assert {
+        "lengthscale",
+        "scales",
+        "lengthscale (per-feature grids)",
+        "scales (per-feature grids)",
+    } <= stages
+    assert (auto.posterior_.weight_grid.gains is not None) == (kept is per_feature)
 
 
 def test_a_given_lengthscale_is_not_refined_and_small_maps_search_at_their_own_size(diabetes):
@@ -203,7 +235,8 @@ def test_fit_is_invariant_to_the_units_of_the_target(diabetes):
     kw = {"features": "linear", "max_iter": 300}
     a = DirectRegressor(**kw).fit(X, y)
     b = DirectRegressor(**kw).fit(X, 1000.0 * y - 7.0)
-    assert (a.grid_scale_, a.prior_scale_) == (b.grid_scale_, b.prior_scale_)
+    # Per-feature grids derive Δ and s from the statistics, so they agree to round-off, not bit for bit.
+    assert (a.grid_scale_, a.prior_scale_) == pytest.approx((b.grid_scale_, b.prior_scale_), rel=1e-12)
     # Round-off in the statistics moves the optimiser's stopping point (ftol 1e-10) a little.
     assert b.elbo_ == pytest.approx(a.elbo_, rel=1e-6)
     np.testing.assert_allclose(b.predict(X), 1000.0 * a.predict(X) - 7.0, rtol=1e-3)
