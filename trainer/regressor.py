@@ -43,6 +43,9 @@ GRID_SCALES = (0.05, 0.1, 0.2, 0.4)
 # the conjugate posterior (trainer/evidence.py); c is searched from these (docs/trainer.md §2, §9).
 GAIN_GRID_FACTORS = (0.1, 0.15, 0.25, 0.4)
 GRID_GAINS = ("auto", "evidence", "none")
+# The statistics of every lengthscale candidate are kept for the second kind of grid up to this many
+# bytes of Gram matrices (b = 2,000: 32 MB each); beyond it that search repeats its passes.
+PASS_CACHE_BYTES = 2**30
 # ... and the prior sd as a factor of the conjugate posterior's evidence-maximising prior sd.
 GAIN_PRIOR_FACTORS = (0.5, 1.0, 2.0)
 PRIOR_SCALES = (0.25, 0.5, 1.0)
@@ -712,10 +715,14 @@ class _CandidateSearch:
         """One statistics pass (§4) with ``fmap``, standardised to the target's units (§1)."""
         reg = self.regressor
         key = (fmap.kind, fmap.n_features, repr(fmap.info))
-        if key not in self.passes:
-            raw = source_statistics(self.source, fmap, int(reg.chunk_rows), self.progress, reg.precision)
-            self.passes[key] = raw.standardised(self.units.y_offset, self.units.y_scale)
-        return self.passes[key]
+        if key in self.passes:
+            return self.passes[key]
+        raw = source_statistics(self.source, fmap, int(reg.chunk_rows), self.progress, reg.precision)
+        stats = raw.standardised(self.units.y_offset, self.units.y_scale)
+        held = sum(held.gram.nbytes for held in self.passes.values())
+        if held + stats.gram.nbytes <= PASS_CACHE_BYTES:  # else the second kind of grid passes again
+            self.passes[key] = stats
+        return stats
 
     def reporter(self, stage: str) -> Callable[[int, float], None] | None:
         """The optimiser's callback for ``stage``, or None without a progress callback."""

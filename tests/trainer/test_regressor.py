@@ -198,6 +198,31 @@ def test_auto_grids_keep_the_higher_elbo_of_one_grid_and_per_feature_grids(diabe
     assert (auto.posterior_.weight_grid.gains is not None) == (kept is per_feature)
 
 
+def test_without_room_to_keep_the_passes_the_second_search_repeats_them_and_ends_the_same(
+    diabetes, monkeypatch
+):
+    X, y = diabetes
+    options = {"n_features": 32, "max_iter": 300}
+    kept = DirectRegressor(**options).fit(X, y)
+    passes = []
+    statistics = regressor_module.source_statistics
+
+    def counting(*args, **kwargs):
+        passes.append(args[1].n_features)
+        return statistics(*args, **kwargs)
+
+    monkeypatch.setattr(regressor_module, "source_statistics", counting)
+    monkeypatch.setattr(regressor_module, "PASS_CACHE_BYTES", 0)
+    again = DirectRegressor(**options).fit(X, y)
+    lengthscales = {r["lengthscale"] for r in kept.selection_ if r["stage"] == "lengthscale"}
+    per_feature = {
+        r["lengthscale"] for r in kept.selection_ if r["stage"] == "lengthscale (per-feature grids)"
+    }
+    assert len(passes) == len(lengthscales) + len(per_feature)
+    assert again.elbo_ == kept.elbo_
+    np.testing.assert_array_equal(again.predict(X), kept.predict(X))
+
+
 def test_a_given_lengthscale_is_not_refined_and_small_maps_search_at_their_own_size(diabetes):
     X, y = diabetes
     reg = DirectRegressor(n_features=48, lengthscale=3.0, search_features=16, max_iter=100).fit(X, y)
