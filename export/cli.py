@@ -460,7 +460,7 @@ def export(
     integer_inputs = out.suffix in (".bin", ".h") or integer
     ensemble_output = not exact_graph_ or out.suffix in (".bin", ".h")
     exact_advice = (
-        "the exact mode is closer (direct_predict_exact, direct-run --exact)"
+        "the exact moments are closer, and they are direct-run's default answer (direct_predict_exact in C)"
         if out.suffix in (".bin", ".h")
         else "without --ensemble the graph carries the exact moments"
         if not integer

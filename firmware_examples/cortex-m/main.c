@@ -3,7 +3,9 @@
  *
  * Opens the model compiled in from model.h (direct-export model.h), predicts every row of the test
  * batch in test_vectors.h (firmware_examples/make_test_vectors.py: inputs and the numpy reference's
- * outputs), prints one line per row
+ * outputs) with the trained model's exact moments (direct_predict_exact) when the blob carries them, as
+ * direct-export writes by default, else with the S-sample ensemble (direct_predict), prints which
+ * ("mode exact" or "mode ensemble") and one line per row
  *
  *     <row> <mean_q> <var_f_q> <var_y_q>
  *
@@ -38,6 +40,9 @@
 #if MODEL_N_INPUTS != TV_N_INPUTS || MODEL_SIZE != TV_BLOB_SIZE
 #error "test_vectors.h was made for another model.h: run make_test_vectors.py on this model.h"
 #endif
+#ifndef TV_EXACT
+#error "test_vectors.h is from an older make_test_vectors.py: run it again on this model.h"
+#endif
 
 /* u64 in decimal without printf's %llu (newlib-nano has none). buf holds 21 chars. */
 static const char *u64_text(uint64_t v, char *buf) {
@@ -51,6 +56,12 @@ static const char *u64_text(uint64_t v, char *buf) {
 }
 
 static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
+
+/* One prediction: the exact moments (IS §6) when the blob has them, else the S-sample ensemble. */
+static direct_status predict(const direct_model *m, const int16_t *q, direct_prediction *p) {
+    return direct_has_exact(m) ? direct_predict_exact(m, q, scratch, sizeof scratch, p)
+                               : direct_predict(m, q, scratch, sizeof scratch, p);
+}
 
 /* Stack painting: fill the free stack between the reserved area's end (_stack_limit, sections.ld) and
  * main's stack pointer with a pattern, make one call, and find the lowest word it changed; the call
@@ -91,7 +102,7 @@ static int predict_rows(const direct_model *m) {
 #else
         model_quantize_fixed(&rows_v[i * MODEL_N_INPUTS], q); /* no FPU: x * 2^MODEL_INPUT_FRAC_BITS[k] */
 #endif
-        if (direct_predict(m, q, scratch, sizeof scratch, &p) != DIRECT_OK ||
+        if (predict(m, q, &p) != DIRECT_OK ||
             model_output_fixed(p.mean, p.var_y, ROWS_DECIMALS, &mean, &sd) != 0) {
             printf("row %lu failed\n", (unsigned long)i);
             return 2;
@@ -118,6 +129,8 @@ int main(void) {
     }
     printf("model b=%lu S=%lu d=%lu\n", (unsigned long)direct_n_features(&m),
            (unsigned long)direct_n_samples(&m), (unsigned long)direct_n_inputs(&m));
+    printf("mode %s\n", direct_has_exact(&m) == TV_EXACT ? (TV_EXACT ? "exact" : "ensemble")
+                                                            : "differs from test_vectors.h");
     {
         direct_model m2;
         direct_prediction p;
@@ -132,7 +145,7 @@ int main(void) {
         direct_prediction p;
         uint64_t want_f = ((uint64_t)tv_var_f_hi[i] << 32) | tv_var_f_lo[i];
         uint64_t want_y = ((uint64_t)tv_var_y_hi[i] << 32) | tv_var_y_lo[i];
-        st = direct_predict(&m, &tv_inputs[i * TV_N_INPUTS], scratch, sizeof scratch, &p);
+        st = predict(&m, &tv_inputs[i * TV_N_INPUTS], &p);
         if (st != DIRECT_OK) {
             printf("predict failed: %s\n", direct_status_name(st));
             return 2;

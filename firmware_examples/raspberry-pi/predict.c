@@ -2,7 +2,7 @@
  * predict.c - direct-edge on a Raspberry Pi (Linux, aarch64 or armhf): CSV rows of raw sensor values on
  * stdin, the predictive mean and standard deviation of each row on stdout.
  *
- *     ./predict [-i] [model.bin] < rows.csv
+ *     ./predict [-i] [-e] [model.bin] < rows.csv
  *
  * Each line holds the model's d inputs, comma-separated (a first line that does not parse as numbers
  * is taken as a header and skipped). The model is the one compiled in from model.h (direct-export
@@ -11,6 +11,10 @@
  *
  *     mean,std                               (target units, docs/integer-spec.md §7)
  *     mean,std,mean_q,var_f_q,var_y_q        (with -i: also the integer outputs of IS §5)
+ *
+ * The answer is the trained model's exact predictive moments (IS §6, direct_predict_exact) when the blob
+ * carries them, as direct-export writes by default, else the S-sample ensemble (IS §4-§5,
+ * direct_predict); -e asks for the ensemble, as direct-run --ensemble does.
  *
  * Floating point is used only at the edges: quantising the inputs (IS §2, with the scale and zero point
  * the blob carries for the host) and showing the outputs (IS §7). The prediction itself is the integer
@@ -100,7 +104,7 @@ static int parse_row(char *line, double *x, uint32_t d) {
 int main(int argc, char **argv) {
     const uint8_t *blob = model_blob.bytes;
     uint32_t size = MODEL_SIZE, d, k, row = 0;
-    int integers = 0, i;
+    int integers = 0, ensemble = 0, i;
     const char *path = NULL;
     direct_model m;
     direct_status st;
@@ -111,6 +115,8 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "-i") == 0) {
             integers = 1;
+        } else if (strcmp(argv[i], "-e") == 0) {
+            ensemble = 1;
         } else {
             path = argv[i];
         }
@@ -157,7 +163,11 @@ int main(int argc, char **argv) {
         for (k = 0; k < d; ++k) {
             q[k] = quantize(x[k], scale[k], zero[k]);
         }
-        st = direct_predict(&m, q, scratch, direct_scratch_size(&m), &p);
+        if (direct_has_exact(&m) && !ensemble) {
+            st = direct_predict_exact(&m, q, scratch, direct_scratch_size(&m), &p);
+        } else {
+            st = direct_predict(&m, q, scratch, direct_scratch_size(&m), &p);
+        }
         if (st != DIRECT_OK) {
             fprintf(stderr, "predict: %s\n", direct_status_name(st));
             return 2;

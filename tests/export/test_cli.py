@@ -208,6 +208,7 @@ def test_the_check_compares_with_the_trained_model_and_defaults_keep_it_small(tr
     assert ensemble == pytest.approx(want, rel=1e-2)
     assert ("note           32 samples are" in out) == (ensemble > 0.05)
     assert "direct_predict_exact" in out or ensemble <= 0.05
+    assert "--exact" not in out  # direct-run answers with the exact moments by default; no option needed
     out = CliRunner().invoke(
         main, [str(trained / "model.direct"), str(tmp_path / "n.bin"), "--no-exact-moments"]
     )
@@ -360,3 +361,17 @@ def test_a_column_name_the_schema_cannot_hold_is_one_line_and_no_schema_exports(
         main, [str(tmp_path / "model.direct"), str(tmp_path / "m.bin"), "--no-schema"]
     )
     assert result.exit_code == 0 and parse((tmp_path / "m.bin").read_bytes()).schema is None
+
+
+def test_the_ensemble_note_says_the_exact_moments_are_already_the_default(trained, tmp_path):
+    """With few samples the ensemble is far from the trained model; the note for a .bin or .h says the
+    exact moments are what direct-run and direct_predict_exact answer with, and asks for no option."""
+    for name in ("few.bin", "few.h"):
+        result = CliRunner().invoke(
+            main, [str(trained / "model.direct"), str(tmp_path / name), "--samples", "2"]
+        )
+        assert result.exit_code == 0, result.output
+        note = [line for line in result.output.splitlines() if "2 samples are" in line]
+        assert len(note) == 1, result.output
+        assert "direct-run's default answer (direct_predict_exact in C)" in note[0]
+        assert "--exact" not in note[0] and "--samples" in note[0]

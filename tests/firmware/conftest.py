@@ -135,7 +135,8 @@ def trained_header(tmp_path_factory) -> Path:
 
 
 def synthetic(kind: str, b: int, S: int, zeros: float, layout: str, seed: int = 0, d: int = 6) -> bytes:
-    """A random blob from export/packed.py's synthetic_blob (no exact section: the examples never read it)."""
+    """A random blob from export/packed.py's synthetic_blob with no exact section: the examples fall back
+    to the S-sample ensemble (direct_predict) on it."""
     from direct_edge.export.packed import synthetic_blob
 
     return synthetic_blob(

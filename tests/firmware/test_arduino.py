@@ -37,6 +37,7 @@ def test_avr_b256_s8_trained_model_fits_an_uno_and_is_bit_exact(trained_header, 
     lines = _run_sim(model_dir, tmp_path / "build")
     assert [line for line in lines if line[:1].isdigit()] == want
     assert "PASS: 40 of 40 rows match the reference" in lines
+    assert "mode exact" in lines  # the exported blob carries the exact moments: direct_predict_exact
     flash, ram = elf_size("avr-size", tmp_path / "build" / "direct_edge.elf")
     assert flash <= FLASH_BUDGET, f"{flash} bytes of flash"
     assert ram <= STATIC_RAM_BUDGET, f"{ram} bytes of static RAM"
@@ -58,6 +59,7 @@ def test_avr_every_layout_is_bit_exact(case, tmp_path):
     lines = _run_sim(tmp_path / "model", tmp_path / "build")
     assert [line for line in lines if line[:1].isdigit()] == want
     assert "PASS: 24 of 24 rows match the reference" in lines
+    assert "mode ensemble" in lines  # no exact section: the ensemble is the fallback
 
 
 def test_avr_applies_feature_gains_read_from_program_memory(tmp_path):
@@ -69,6 +71,7 @@ def test_avr_applies_feature_gains_read_from_program_memory(tmp_path):
     lines = _run_sim(tmp_path / "model", tmp_path / "build")
     assert [line for line in lines if line[:1].isdigit()] == want
     assert "PASS: 24 of 24 rows match the reference" in lines
+    assert "mode ensemble" in lines  # no exact section: the ensemble is the fallback
 
 
 def test_atmega2560_runs_a_blob_at_avr_gccs_array_limit(tmp_path):

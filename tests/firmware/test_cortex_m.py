@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from direct_edge.runtime import reference
+from direct_edge.runtime.blob import parse
+
 from .conftest import (
     EXAMPLES,
     elf_size,
@@ -19,6 +22,7 @@ from .conftest import (
     result_lines,
     run,
     synthetic,
+    vectors,
     write_model_dir,
     write_vectors,
 )
@@ -78,6 +82,7 @@ def test_cortex_m_outputs_equal_reference_on_every_layout(target, case, tmp_path
     assert result_lines(stdout) == want
     assert code == 0, stdout[-2000:]
     assert f"PASS: {ROWS} of {ROWS}" in stdout
+    assert "mode ensemble" in stdout.splitlines()  # no exact section: the ensemble is the fallback
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
@@ -106,6 +111,12 @@ def test_cortex_m_trained_model_is_bit_exact_and_within_budget(target, trained_h
     stdout, code = _build_and_run(target, model_dir, tmp_path / "build")
     assert result_lines(stdout) == want
     assert code == 0, stdout[-2000:]
+    # direct-export's default blob carries the exact moments: the example answers with them, and they
+    # are not the ensemble's numbers (so the comparison above tells the two calls apart)
+    assert "mode exact" in stdout.splitlines()
+    blob = parse(vectors.read_blob_bytes(model_dir / "model.h"))
+    q = vectors.test_inputs(blob.n_inputs, ROWS, 7)
+    assert not np.array_equal(reference.predict(blob, q)[0], reference.predict_exact(blob, q)[0])
     flash, ram = elf_size("arm-none-eabi-size", tmp_path / "build" / "app.elf")
     assert flash <= FLASH_BUDGET[target], f"{target}: {flash} bytes of flash"
     assert ram <= STATIC_RAM_BUDGET, f"{target}: {ram} bytes of static RAM"

@@ -42,9 +42,11 @@ def csv_text(X: np.ndarray) -> str:
     return header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n"
 
 
-def expected(blob, X: np.ndarray) -> list[tuple[float, float, int, int, int]]:
+def expected(blob, X: np.ndarray, ensemble: bool = False) -> list[tuple[float, float, int, int, int]]:
+    """What predict prints: the exact moments when the blob carries them (unless -e), else the ensemble."""
     q = reference.quantize_inputs(blob, X)
-    mean_q, var_f, var_y = reference.predict(blob, q)
+    predict = reference.predict_exact if blob.has_exact and not ensemble else reference.predict
+    mean_q, var_f, var_y = predict(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_y)
     return list(zip(mean.tolist(), sd.tolist(), mean_q.tolist(), var_f.tolist(), var_y.tolist(), strict=True))
 
@@ -87,7 +89,19 @@ def _run(config: str, builds, args: list[str], stdin: str) -> str:
 def test_pi_compiled_in_model_matches_reference_bit_for_bit(config, builds, trained_header):
     blob = parse(vectors.read_blob_bytes(trained_header))
     X = raw_rows(blob, ROWS, seed=3)
+    assert blob.has_exact  # direct-export's default: the example answers with the exact moments
     assert parsed(_run(config, builds, [], csv_text(X))) == expected(blob, X)
+
+
+def test_pi_ensemble_on_request_and_exact_by_default_differ(builds, trained_header):
+    """-e gives the S-sample ensemble of the same blob, bit for bit, and it is not the default's answer."""
+    blob = parse(vectors.read_blob_bytes(trained_header))
+    X = raw_rows(blob, 50, seed=8)
+    exact = parsed(_run("aarch64-a53", builds, [], csv_text(X)))
+    ensemble = parsed(_run("aarch64-a53", builds, ["-e"], csv_text(X)))
+    assert exact == expected(blob, X)
+    assert ensemble == expected(blob, X, ensemble=True)
+    assert [r[2] for r in exact] != [r[2] for r in ensemble]
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

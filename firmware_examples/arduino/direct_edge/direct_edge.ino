@@ -5,7 +5,10 @@
  * The model (model.h, from direct-export) and the test batch (test_vectors.h, from make_test_vectors.py)
  * live in flash (PROGMEM); the runtime reads them there (DIRECT_PROGMEM, runtime/c/direct.h). setup()
  * predicts every test row, prints "<row> <mean_q> <var_f_q> <var_y_q>" per row and a PASS/FAIL line at
- * 9600 baud; loop() then predicts row 0 once a second (where your sensor reading would go).
+ * 9600 baud; loop() then predicts row 0 once a second (where your sensor reading would go). Every
+ * prediction is the trained model's exact moments (direct_predict_exact, IS §6) when the blob carries
+ * them, as direct-export writes by default, else the S-sample ensemble (direct_predict); setup() says
+ * which ("mode exact" or "mode ensemble").
  *
  * Before the rows it prints "open OK" (direct_status_name) and the stack the runtime's calls used,
  * measured by painting: "stack open <bytes> predict <bytes> exact <bytes>".
@@ -27,10 +30,19 @@
 #if MODEL_SIZE != TV_BLOB_SIZE || MODEL_N_INPUTS != TV_N_INPUTS
 #error "test_vectors.h was made for another model.h: run make_test_vectors.py on this model.h"
 #endif
+#ifndef TV_EXACT
+#error "test_vectors.h is from an older make_test_vectors.py: run it again on this model.h"
+#endif
 
 static direct_model model;
 static int16_t scratch[MODEL_SCRATCH_BYTES / 2u];
 static int16_t x[MODEL_N_INPUTS];
+
+/* One prediction of x: the exact moments (IS §6) when the blob has them, else the S-sample ensemble. */
+static direct_status predict(direct_prediction *p) {
+    return direct_has_exact(&model) ? direct_predict_exact(&model, x, scratch, sizeof scratch, p)
+                                    : direct_predict(&model, x, scratch, sizeof scratch, p);
+}
 
 /* Stack painting: fill the free RAM between the end of .bss (__heap_start; this sketch has no heap) and
  * the caller's stack pointer with a pattern, make one call, and find the lowest byte it changed: the call
@@ -107,11 +119,17 @@ void setup() {
     Serial.print((unsigned long)direct_n_features(&model));
     Serial.print(" S=");
     Serial.println((unsigned long)direct_n_samples(&model));
+    Serial.print("mode ");
+    Serial.println(direct_has_exact(&model) ? "exact" : "ensemble");
+    if (direct_has_exact(&model) != TV_EXACT) {
+        Serial.println("test_vectors.h was made for another model.h");
+        return;
+    }
     print_stack_use();
     for (uint16_t i = 0; i < TV_ROWS; ++i) {
         direct_prediction p;
         load_row(i);
-        direct_predict(&model, x, scratch, sizeof scratch, &p);
+        predict(&p);
         Serial.print((unsigned long)i);
         Serial.print(" ");
         Serial.print((long)p.mean);
@@ -134,6 +152,6 @@ void setup() {
 void loop() {
     direct_prediction p;
     load_row(0);
-    direct_predict(&model, x, scratch, sizeof scratch, &p);
+    predict(&p);
     delay(1000);
 }
