@@ -24,7 +24,7 @@ import numpy as np
 
 from direct_edge.runtime import schema as input_schema
 from direct_edge.trainer.errors import DataError
-from direct_edge.trainer.tables import Batch, FrameSource, TableSource, frame_values
+from direct_edge.trainer.tables import TEXT_HINT, Batch, FrameSource, TableSource, frame_values
 
 MISSING_POLICIES = ("refuse", "mean-indicator")
 
@@ -128,8 +128,7 @@ def _numbers(column: np.ndarray, where: str, seen: int) -> tuple[np.ndarray, np.
     if text_at is not None:
         cell = str(np.asarray(column, dtype=object)[text_at])
         raise DataError(
-            f"{where}, row {seen + text_at + 1} holds text {cell[:40]!r}, not a number "
-            "(a category? name the column with --categorical)"
+            f"{where}, row {seen + text_at + 1} holds text {cell[:40]!r}, not a number {TEXT_HINT}"
         )
     if np.isinf(values).any():
         raise DataError(

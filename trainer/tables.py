@@ -157,6 +157,12 @@ def check_numeric_array(a: np.ndarray, what: str) -> None:
         raise DataError(f"{what} must hold integers or floats, not {a.dtype}")
 
 
+# what a text cell in a numeric input usually is, and the option that handles it
+TEXT_HINT = (
+    "(a category? name the column with --categorical; an ID, a date or a note? leave it out with --drop)"
+)
+
+
 def frame_values(frame, names: list[str], where: str, first_row: int, comma_hint: bool = False) -> np.ndarray:
     """(k, D) float64 values of a pandas chunk whose columns are ``names``, validated.
 
@@ -187,7 +193,7 @@ def frame_values(frame, names: list[str], where: str, first_row: int, comma_hint
         i, j = _first_bad_cell(text | ~np.isfinite(values))
         if text[i, j]:
             cell = str(frame.iat[i, j])
-            hint = ""
+            hint = f" {TEXT_HINT}"
             if comma_hint and _DECIMAL_COMMA.fullmatch(cell):
                 hint = "; it looks like a number with a decimal comma: read the file with decimal=','"
             raise DataError(

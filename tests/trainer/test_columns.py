@@ -382,3 +382,24 @@ def test_held_out_rows_go_through_the_training_stage(tmp_path, raw_table):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "data row 11 has the level 'purple' in column colour, not seen in training" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, column, cell",
+    [
+        (["--drop", "id,date"], "colour", "red"),  # no stage: the plain reader
+        (["--drop", "id", "--categorical", "colour,code"], "date", "2024-01-01"),  # the stage's reader
+        (["--drop", "date", "--missing", "mean-indicator", "--categorical", "colour"], "id", "row-0000"),
+    ],
+)
+def test_a_text_column_names_the_options_that_handle_it(tmp_path, raw_table, args, column, cell):
+    """A text cell where a number belongs, whichever reader meets it, is one line that names the column
+    and both ways out: --categorical for a category, --drop for an ID, a date or a note."""
+    path, _ = raw_table
+    out = tmp_path / "m.direct"
+    result = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", *FAST, *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{column!r}, row 1 holds text {cell!r}, not a number" in result.stderr, result.stderr
+    assert "--categorical" in result.stderr and "leave it out with --drop" in result.stderr
+    assert not out.exists()
