@@ -570,6 +570,43 @@ def _raw_part(blob: Blob, name: str) -> tuple[str, str]:
     return "".join(constants), _RAW_HELPERS.replace("@name@", name).replace("@N@", N)
 
 
+def _usage(blob: Blob, name: str) -> str:
+    """The comment block's input and prediction lines: the raw-column helpers where the schema prepares
+    the inputs, and the exact-moment call where the blob carries the section (direct-run's answer)."""
+    N = name.upper()
+    if blob.schema is not None and not blob.schema.plain:
+        lines = [
+            (f"double raw[{N}_N_COLUMNS];", f"raw columns, raw[{N}_COL_...] by name: a number, a level"),
+            ("", f"code ({N}_<COLUMN>_<LEVEL>) or NaN for a missing value"),
+            (f"int16_t q[{N}_N_INPUTS];", ""),
+            (f"{name}_quantize_raw_f64(raw, q);", "0, or 1 + the column it refuses;"),
+            ("", f"{name}_quantize_raw_fixed(v, q) without an FPU"),
+        ]
+        clipped = f"(p.out_of_range & {N}_RANGE_MASK) != 0"
+    else:
+        lines = [
+            (f"float x[{N}_N_INPUTS];", f"real inputs, x[{N}_IN_...] by name"),
+            (f"int16_t q[{N}_N_INPUTS];", ""),
+            (f"{name}_quantize_f32(x, q);", f"or {name}_quantize_fixed(v, q) without an FPU"),
+        ]
+        clipped = "p.out_of_range != 0"
+    lines.append(("direct_prediction p;", ""))
+    if blob.has_exact:
+        lines += [
+            ("direct_predict_exact(&m, q, scratch, sizeof scratch, &p);", ""),
+            ("", "the exact moments (direct_predict: the S samples)"),
+        ]
+    else:
+        lines += [("direct_predict(&m, q, scratch, sizeof scratch, &p);", ""), ("", "the S-sample ensemble")]
+    lines += [
+        (f"{clipped}:", "an input beyond the training range, clipped"),
+        ("int32_t mean, sd;", "in 10^-2 target units:"),
+        (f"{name}_output_fixed(p.mean, p.var_y, 2u, &mean, &sd);", ""),
+    ]
+    width = max(len(code) for code, note in lines if note) + 2
+    return "\n".join(f" *   {code:<{width}}{note}".rstrip() for code, note in lines)
+
+
 def render(blob_bytes: bytes, name: str) -> str:
     """The header text for ``blob_bytes`` with identifiers prefixed by ``name``."""
     return render_blob(parse(blob_bytes), name)
@@ -598,13 +635,7 @@ def render_blob(blob: Blob, name: str) -> str:
  *   direct_model m;
  *   direct_model_open(&m, {name}_blob.bytes, {N}_SIZE);
  *   int16_t scratch[{N}_SCRATCH_BYTES / 2];
- *   float x[{N}_N_INPUTS];             real inputs, x[{N}_IN_...] by name
- *   int16_t q[{N}_N_INPUTS];
- *   {name}_quantize_f32(x, q);          or {name}_quantize_fixed(v, q) without an FPU
- *   direct_prediction p;
- *   direct_predict(&m, q, scratch, sizeof scratch, &p);
- *   int32_t mean, sd;                   in 10^-2 target units:
- *   {name}_output_fixed(p.mean, p.var_y, 2u, &mean, &sd);
+{_usage(blob, name)}
  */
 #ifndef {guard}
 #define {guard}

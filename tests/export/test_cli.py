@@ -375,3 +375,71 @@ def test_the_ensemble_note_says_the_exact_moments_are_already_the_default(traine
         assert len(note) == 1, result.output
         assert "direct-run's default answer (direct_predict_exact in C)" in note[0]
         assert "--exact" not in note[0] and "--samples" in note[0]
+
+
+def _usage_program(header: str, name: str, values: list[float]) -> str:
+    """A C program made of the header comment's "Use" lines themselves: the input array filled with
+    ``values``, then every call as written; prints the refusal code, the clipped test and the outputs."""
+    block = header[header.index(" * Use (") : header.index(" */")].splitlines()[1:]
+    body = []
+    for line in block:
+        code = line.removeprefix(" *   ").split("  ")[0].strip()
+        if not code:
+            continue
+        if code.endswith(":"):  # "<expression>: what it means"
+            body.append(f'printf("clipped %d\\n", (int)({code[:-1]}));')
+            continue
+        if "_quantize_raw_" in code:
+            code = f'printf("refused %d\\n", {code[:-1]});'
+        body.append(code)
+        if code.startswith(("double raw[", "float x[")):
+            array = code.split()[1].split("[")[0]
+            kind = code.split()[0]
+            body += [f"{array}[{k}] = ({kind}){v!r};" for k, v in enumerate(values)]
+    body.append('printf("out %ld %llu\\n", (long)p.mean, (unsigned long long)p.var_y);')
+    body = [line.replace("nan;", "NAN;") for line in body]
+    return (
+        '#include <math.h>\n#include <stdio.h>\n#include "direct.h"\n'
+        f'#include "{name}.h"\nint main(void) {{\n    '
+        + "\n    ".join(body)
+        + "\n    (void)mean;\n    (void)sd;\n    return 0;\n}\n"
+    )
+
+
+@pytest.mark.parametrize("schema", [True, False], ids=["raw-columns-exact", "plain-ensemble"])
+def test_the_headers_use_lines_compile_and_give_the_runtimes_answer(tmp_path, schema):
+    """The .h's comment block is a recipe: its lines, compiled as they stand (gcc -Werror -pedantic),
+    take raw columns where the schema prepares the inputs and answer with the exact moments where the
+    blob has them, equal to the numpy reference of the same raw row."""
+    from direct_edge.export.c_header import render_blob
+    from direct_edge.export.packed import synthetic_blob
+    from direct_edge.runtime import schema as input_schema
+
+    from .conftest import mixed_blob
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    if schema:
+        blob = mixed_blob()
+        values = [0.5, 2.0, float("nan"), 1.0]  # age, colour = red, size missing, sex = m
+        X = input_schema.prepare_columns(blob.schema, [[0.5], ["red"], [None], ["m"]])
+        want = reference.predict_exact(blob, reference.quantize_inputs(blob, X))
+    else:
+        blob = parse(synthetic_blob("rff", 3, 32, 4, seed=2, exact=False))
+        values = [0.25, -0.5, 0.125]
+        want = reference.predict(blob, reference.quantize_inputs(blob, np.array([values])))
+    header = render_blob(blob, "model")
+    (tmp_path / "model.h").write_text(header)
+    (tmp_path / "use.c").write_text(_usage_program(header, "model", values))
+    c = Path(__file__).resolve().parents[2] / "runtime" / "c"
+    exe = tmp_path / "use"
+    built = subprocess.run(
+        ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{c}", f"-I{tmp_path}",
+         str(tmp_path / "use.c"), str(c / "direct.c"), str(c / "direct_predict.c"), "-lm", "-o", str(exe)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr + (tmp_path / "use.c").read_text()
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert ("refused 0" in lines) == schema
+    assert "clipped 0" in lines
+    assert f"out {int(want[0][0])} {int(want[2][0])}" in lines
