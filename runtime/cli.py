@@ -94,9 +94,14 @@ def column_order(path: str, first: list[str], names: list[str]) -> list[int]:
     parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
         [f"unknown {', '.join(unknown)}"] if unknown else []
     )
+    hint = ""
+    if unknown and not missing and len(set(given)) == len(given):
+        # the training file itself, with its ID, date and target: say what to keep
+        fields = ",".join(str(i + 1) for i in sorted(given.index(n) for n in names))
+        hint = f"; keep only the model's columns, e.g. cut -d, -f{fields}"
     raise RunError(
         f"{path}: the header names {', '.join(given)}; the model's inputs are {', '.join(names)} "
-        f"({'; '.join(parts) or 'a name repeated'})"
+        f"({'; '.join(parts) or 'a name repeated'}){hint}"
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -215,6 +217,26 @@ def test_a_header_that_does_not_name_the_inputs_is_refused(named_model, names, m
     result = run_cli(work / "m.bin", work / "bad.csv")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "the model's inputs are a, b, c" in result.output and message in result.output
+    # only extra columns (an ID, the target): the line says how to keep the model's own
+    assert ("keep only the model's columns, e.g. cut -d, -f1,2,3" in result.output) == (names[-1] == "d")
+
+
+def test_extra_columns_are_refused_with_the_command_that_keeps_the_models_own(named_model):
+    """The training file as it stands (an ID first, the target last, the inputs in another order) is
+    refused in one line that names the unknown columns and the cut command selecting the model's, and
+    that command's output gives the answer of the plain file."""
+    work, X = named_model
+    write_columns(work / "train.csv", X, ["id", "c", "a", "b", "y"])  # id and y: columns of zeros
+    result = run_cli(work / "m.bin", work / "train.csv")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "unknown id, y" in result.output
+    command = result.output.split("e.g. ")[1].strip().split()
+    assert command == ["cut", "-d,", "-f2,3,4"]
+    cut = subprocess.run([*command, str(work / "train.csv")], capture_output=True, text=True, check=True)
+    (work / "kept.csv").write_text(cut.stdout)
+    write_columns(work / "abc.csv", X, ["a", "b", "c"])
+    kept, plain = run_cli(work / "m.bin", work / "kept.csv"), run_cli(work / "m.bin", work / "abc.csv")
+    assert kept.exit_code == 0 and kept.output == plain.output
 
 
 @pytest.mark.parametrize("engine", ["reference", "c"])
