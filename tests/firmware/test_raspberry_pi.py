@@ -37,8 +37,10 @@ def raw_rows(blob, rows: int, seed: int) -> np.ndarray:
     return X
 
 
-def csv_text(X: np.ndarray) -> str:
-    header = ",".join(f"x{k}" for k in range(X.shape[1]))
+def csv_text(X: np.ndarray, names: list[str] | None = None) -> str:
+    """CSV of X with a header: the model's column names where its blob has a schema (``names``), else
+    x0, x1, ... (skipped by position)."""
+    header = ",".join(names or [f"x{k}" for k in range(X.shape[1])])
     return header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n"
 
 
@@ -90,15 +92,15 @@ def test_pi_compiled_in_model_matches_reference_bit_for_bit(config, builds, trai
     blob = parse(vectors.read_blob_bytes(trained_header))
     X = raw_rows(blob, ROWS, seed=3)
     assert blob.has_exact  # direct-export's default: the example answers with the exact moments
-    assert parsed(_run(config, builds, [], csv_text(X))) == expected(blob, X)
+    assert parsed(_run(config, builds, [], csv_text(X, blob.column_names))) == expected(blob, X)
 
 
 def test_pi_ensemble_on_request_and_exact_by_default_differ(builds, trained_header):
     """-e gives the S-sample ensemble of the same blob, bit for bit, and it is not the default's answer."""
     blob = parse(vectors.read_blob_bytes(trained_header))
     X = raw_rows(blob, 50, seed=8)
-    exact = parsed(_run("aarch64-a53", builds, [], csv_text(X)))
-    ensemble = parsed(_run("aarch64-a53", builds, ["-e"], csv_text(X)))
+    exact = parsed(_run("aarch64-a53", builds, [], csv_text(X, blob.column_names)))
+    ensemble = parsed(_run("aarch64-a53", builds, ["-e"], csv_text(X, blob.column_names)))
     assert exact == expected(blob, X)
     assert ensemble == expected(blob, X, ensemble=True)
     assert [r[2] for r in exact] != [r[2] for r in ensemble]
@@ -131,3 +133,68 @@ def test_pi_linear_model_from_another_model_dir_matches_reference(tmp_path):
     done = run(["qemu-aarch64", str(tmp_path / "b" / "predict"), "-i"], input=csv_text(X))
     blob = parse(vectors.read_blob_bytes(tmp_path / "m" / "model.h"))
     assert parsed(done.stdout) == expected(blob, X)
+
+
+def _schema_rows(names: list[str]) -> tuple[str, list[list]]:
+    """Raw rows of the mixed schema (age, colour, size with mean-indicator, sex) as CSV text with the
+    columns in the order ``names``, and the same rows as columns for the host's preparation."""
+    rows = [
+        {"age": "0.5", "colour": "red", "size": "2.5", "sex": "m"},
+        {"age": "-0.25", "colour": " blue ", "size": "", "sex": "f"},  # spaces; empty cell: missing
+        {"age": "1.75", "colour": "green", "size": "NA", "sex": "f"},  # NA: missing
+        {"age": "9", "colour": "red", "size": "4.75", "sex": "m"},  # beyond the training range
+        {"age": "0", "colour": "blue", "size": "1e0", "sex": "m"},
+    ]
+    text = ",".join(names) + "\n" + "".join(",".join(r[n] for n in names) + "\n" for r in rows)
+    columns = [[r[n] for r in rows] for n in ("age", "colour", "size", "sex")]
+    return text, columns
+
+
+def _schema_blob(tmp_path):
+    from tests.export.conftest import mixed_blob
+
+    blob = mixed_blob()
+    (tmp_path / "model.bin").write_bytes(bytes(blob.data))
+    return blob
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_pi_reads_raw_columns_by_name_with_the_blobs_schema(config, builds, tmp_path):
+    """A blob whose schema has a categorical column, a numeric one with the mean-indicator policy and
+    plain ones: the header names the columns in another order, levels come as text, missing cells as
+    empty or NA; the outputs equal the host's preparation then the integer reference bit for bit;
+    without a header the columns are in the training order, and a byte-order mark changes nothing."""
+    from direct_edge.runtime import schema as input_schema
+
+    blob = _schema_blob(tmp_path)
+    text, columns = _schema_rows(["sex", "size", "age", "colour"])
+    want = expected(blob, input_schema.prepare_columns(blob.schema, columns))
+    model = [str(tmp_path / "model.bin")]
+    assert parsed(_run(config, builds, model, text)) == want
+    plain, _ = _schema_rows(["age", "colour", "size", "sex"])
+    assert parsed(_run(config, builds, model, plain.split("\n", 1)[1])) == want  # headerless
+    assert parsed(_run(config, builds, model, "\ufeff" + text)) == want  # Excel's CSV UTF-8
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("age,colour,size\n0.5,red,2\n", "missing sex"),
+        ("age,colour,size,sex,id\n0.5,red,2,m,7\n", "unknown id"),
+        ("age,colour,size,sex\n0.5,purple,2,m\n", "line 2: a level not seen in training in column colour"),
+        ("age,colour,size,sex\nNA,red,2,m\n", "line 2: a missing value in column age"),
+        ("age,colour,size,sex\n0.5,,2,m\n", "line 2: a missing value in column colour"),
+        ("age,colour,size,sex\n0.5,red,big,m\n", "line 2: 'big' in column size is not a finite number"),
+        ("age,colour,size,sex\n0.5,red,inf,m\n", "is not a finite number"),
+        ("0.5,red,2\n", "line 1: 3 comma-separated fields, expected 4"),
+    ],
+)
+def test_pi_refuses_what_the_host_refuses_in_one_line(builds, tmp_path, text, message):
+    """Names that are not the model's, an unseen level, a missing value where the column takes none, text
+    in a numeric column, a short row: one line on stderr, exit 2, and no prediction printed."""
+    require_tool("aarch64-linux-gnu-gcc", "qemu-aarch64")
+    _schema_blob(tmp_path)
+    done = run(["qemu-aarch64", str(builds["aarch64"]), str(tmp_path / "model.bin")], input=text)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert done.stdout.strip() == "mean,std"
