@@ -29,7 +29,7 @@ which the binary case (K = 1) is exactly an instance (tests check it against ``m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -399,3 +399,97 @@ def tilted_bound_log_lik(
         w_neg = beta[None] / M_neg
     dQ = np.matmul(w_pos.transpose(0, 2, 1), tilts.pos) + np.matmul(w_neg.transpose(0, 2, 1), tilts.neg)
     return float(f.sum()), softmax_backward(Q, dQ.transpose(1, 0, 2))
+
+
+# ---- a continuous Gaussian approximation: each weight's size in logit units -------------------------
+
+# Outer passes (re-expansions of Böhning's bound at the current mean) of the Gaussian approximation, its
+# relative stopping tolerance on the prior precision and the mean, and MacKay steps per pass.
+GAUSSIAN_PASSES = 100
+GAUSSIAN_TOL = 1e-8
+GAUSSIAN_PRIOR_STEPS = 50
+# Smallest per-feature gain relative to the largest: a feature whose weights' means are below it is
+# given a grid of (almost) zeros, i.e. dropped, rather than a grid far finer than the device needs.
+MIN_GAIN = 2.0**-10
+
+
+@dataclass(frozen=True)
+class GaussianApproximation:
+    """The Gaussian posterior N(``mean``, ``var`` on its diagonal) of continuous weights W (K, b) under
+    the prior N(0, ``prior_var``·I) and Böhning's bound expanded at its own mean, ``prior_var`` chosen
+    by that surrogate's evidence.  ``mean``, ``var``: (K, b) float64 in logit units; ``prior_var``:
+    float; ``passes``: outer passes run."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    prior_var: float
+    passes: int
+
+    @property
+    def mean_size(self) -> np.ndarray:
+        """(b,) (mean_k μ_kj²)^½: feature j's weight size under the posterior mean, in logit units (the
+        K outputs share a grid row, so they share its size)."""
+        return np.sqrt(np.mean(self.mean**2, axis=0))
+
+    def grid_gains(self) -> tuple[np.ndarray, float]:
+        """Per-feature gains g_j = size_j / max size (b,) in [``MIN_GAIN``, 1] (before the device's
+        2^-15 rounding) and the largest size (logit units; 1 where every mean is 0)."""
+        size = self.mean_size
+        top = float(np.max(size, initial=0.0))
+        if not np.isfinite(top) or top <= 0:
+            return np.ones_like(size), 1.0
+        return np.maximum(size / top, MIN_GAIN), top
+
+
+def gaussian_approximation(
+    gram: np.ndarray, blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], n_outputs: int
+) -> GaussianApproximation:
+    """Böhning's bound as a Gaussian likelihood for continuous weights (docs/trainer.md §11, per-feature
+    grids).  For a fixed expansion Ψ the bound is quadratic in W, so with the prior N(0, λ⁻¹I) the
+    posterior is Gaussian with precision λI + A⊗G and mean (λI + A⊗G)⁻¹ vec H, H = Φᵀ(T − P(Ψ) + ΨA)
+    (K, b).  With G = U diag(e) Uᵀ and A = V diag(a) Vᵀ the precision is diagonal in the basis V⊗U,
+    so each step costs O(K·b² + K²·b) after one eigendecomposition.  λ follows MacKay's update on the
+    surrogate's evidence (γ = Σ a_k e_j / (λ + a_k e_j), λ = γ / |μ|²; Bishop, PRML §3.5.2); each
+    outer pass puts Ψ at Φμ (one pass over the rows) until λ and μ move by less than ``GAUSSIAN_TOL``
+    relative, or after ``GAUSSIAN_PASSES`` passes (the bound's majorisation steps converge linearly).
+    Softmax ignores adding one vector to every output; that direction (A's null vector) has H = 0 and
+    so mean 0.
+
+    ``gram``: ΦᵀΦ (b, b) float64; ``blocks``: a callable returning a fresh iterable of (Φ (k, b)
+    float64, labels (k,) integer class indices) per pass; ``n_outputs``: K (1 for two classes).
+    Raises DataError for no rows; ``numpy.linalg.LinAlgError`` only if an eigendecomposition does."""
+    K = int(n_outputs)
+    e, U = np.linalg.eigh(0.5 * (gram + gram.T))
+    e = np.maximum(e, 0.0)
+    a, V = np.linalg.eigh(boehning_curvature(K))
+    a = np.maximum(a, 0.0)
+    curv = a[:, None] * e[None, :]  # (K, b): the likelihood's precision in the V⊗U basis
+    lam = 1.0
+    mean = np.zeros((K, gram.shape[0]))
+    passes = 0
+    while passes < GAUSSIAN_PASSES:
+        passes += 1
+        terms = None
+        for Phi, labels in blocks():
+            part = boehning_terms(Phi, labels, Phi @ mean.T)
+            terms = part if terms is None else terms + part
+        if terms is None:
+            raise DataError("no rows to approximate")
+        H = V.T @ terms.phi_target @ U  # (K, b) in the eigenbasis
+        lam_before, mean_before = lam, mean
+        for _ in range(GAUSSIAN_PRIOR_STEPS):
+            gamma = float(np.sum(curv / (lam + curv)))
+            new_lam = max(gamma, 1e-12) / max(float(np.sum((H / (lam + curv)) ** 2)), 1e-300)
+            done = abs(new_lam - lam) <= GAUSSIAN_TOL * lam
+            lam = new_lam
+            if done:
+                break
+        mean = V @ (H / (lam + curv)) @ U.T
+        step = float(np.max(np.abs(mean - mean_before), initial=0.0))
+        if (
+            step <= GAUSSIAN_TOL * float(np.max(np.abs(mean), initial=0.0))
+            and abs(lam - lam_before) <= GAUSSIAN_TOL * lam
+        ):
+            break
+    var = (V * V) @ (1.0 / (lam + curv)) @ (U * U).T
+    return GaussianApproximation(mean, var, 1.0 / lam, passes)

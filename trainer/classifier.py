@@ -9,7 +9,10 @@ likelihood; K ≥ 3 classes use K weight vectors and the softmax likelihood.
 Fitting with a quadratic bound (Böhning's, the default, or Jaakkola–Jordan's) alternates an outer
 step, one pass over the rows that moves the bound's expansion points to the current q, and an inner
 L-BFGS-B optimisation of q whose cost per iteration does not depend on n.  Grid scale, prior scale
-and rff lengthscale are chosen by the ELBO when not given (as §9 does for regression).
+and rff lengthscale are chosen by the ELBO when not given (as §9 does for regression).  By default
+each feature has its own grid, levels × Δ × g_j, with g_j proportional to the size of its weights
+under a continuous Gaussian approximation (Böhning's bound, prior by its evidence), as regression's
+per-feature grids are sized by its conjugate posterior (§2).
 Predictions average the likelihood over posterior samples drawn once, with a fixed seed, at fit
 time (``sample_levels_``): the Bayesian model average an integer runtime holding the same samples
 reproduces.
@@ -42,16 +45,25 @@ from direct_edge.trainer.posterior import sample_indices
 from direct_edge.trainer.regressor import (
     LENGTHSCALE_FACTORS,
     MODEL_CONSTRAINTS,
+    SCALE_RANGE,
     ParameterError,
     search_past_edge,
 )
 from direct_edge.trainer.statistics import array_batches, check_memory_for, compute_statistics
 
 # Candidate sets searched by the ELBO (§11), in logit units: a weight's value adds Δ·level·φ_j to a
-# logit.  Lengthscales are those of regression (multiples of sqrt(d)); each set is followed past its
-# edge like regression's (search_past_edge).
-GRID_SCALES = (0.1, 0.2, 0.4, 0.8)
-PRIOR_SCALES = (0.5, 1.0, 2.0)
+# logit, and an rff feature is of size ~b^-½, so a confident logit needs weights of a few units
+# (logistic regression on digits' b = 256 features: rms 1.9, largest 7.6).  Lengthscales are those of
+# regression (multiples of sqrt(d)); each set is followed past its edge like regression's
+# (search_past_edge).
+GRID_SCALES = (0.2, 0.4, 0.8, 1.6)
+PRIOR_SCALES = (0.5, 1.0, 2.0, 4.0)
+# With per-feature grids (grid_gains="gaussian") weight j's grid step is c·|μ_j|, |μ_j| its size under
+# the Gaussian approximation (classification_elbo.gaussian_approximation), and the prior sd is f times
+# that approximation's prior sd; c and f are searched from these (§11), followed past their edges.
+GAIN_GRID_FACTORS = (0.15, 0.25, 0.4, 0.6)
+GAIN_PRIOR_FACTORS = (1.0, 2.0, 4.0)
+GRID_GAINS = ("gaussian", "none")
 # Inner L-BFGS-B iterations between two updates of a quadratic bound, and the relative ELBO change
 # between outer steps below which a fit has converged.
 INNER_ITER = 50
@@ -186,19 +198,21 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     symmetric : bool, default True
         Levels −(2^(k−1)−1)..2^(k−1)−1, or two's complement.
     grid_scale : float in [1e-4, 100], or None, default None
-        Δ in logit units; None chooses from {0.1, 0.2, 0.4, 0.8} by the ELBO.
+        Δ in logit units; None chooses from {0.2, 0.4, 0.8, 1.6} by the ELBO.
     prior : {"gaussian", "uniform", "sparse"}, default "gaussian"
         Prior over each weight's grid row (§2).
     prior_scale : float in [1e-4, 100], or None, default None
-        sd of the gaussian prior in logit units; None chooses from {0.5, 1, 2} by the ELBO.
+        sd of the gaussian prior in logit units; None chooses from {0.5, 1, 2, 4} by the ELBO.
     zero_mass : float in [0, 1), default 0.5
         Extra prior mass on level 0 (prior "sparse" only).
     bound : {"auto", "boehning", "jj", "jensen", "exp"}, default "auto"
         Lower bound on the log-likelihood (§11): Böhning's fixed-curvature quadratic bound (cost per
         iteration independent of n), Jaakkola–Jordan's (binary only; a weighted Gram per outer
-        step), or the paper's exp bound / its Jensen form (O(n·b·m·K) per iteration).  "auto"
-        scores the candidates on a quadratic bound (Jaakkola–Jordan for two classes, Böhning for
-        more) and continues the chosen one on the Jensen bound, the tightest (measured in §11).
+        step), or the paper's exp bound / its Jensen form (O(n·b·m·K) per iteration).
+        "auto" chooses the lengthscale on a quadratic bound (Jaakkola–Jordan for two classes,
+        Böhning for more: n-independent inner iterations), then scores the grid and prior scales on
+        the Jensen bound, the tightest, and continues the chosen one on it (the quadratic bounds,
+        looser for confident rows, prefer scales too small to be confident; measured in §11).
     max_iter : int >= 1, default 1000
         Bound on the L-BFGS-B iterations of the final fit (all inner iterations together).
     n_samples : int >= 1, default 512
@@ -210,13 +224,21 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         Precision of the Gram pass (§4).
     random_state : int >= 0, default 0
         Seed of the rff frequencies and of the posterior samples.
+    grid_gains : {"gaussian", "none"}, default "gaussian"
+        "gaussian": per-feature grids (§11): weight j lives on levels × Δ × g_j with g_j = |μ_j| / max|μ|
+        in [2^-10, 1], μ the posterior mean of a continuous Gaussian approximation (Böhning's bound,
+        prior by its evidence); a searched Δ is c × max|μ| (c from {0.15, 0.25, 0.4, 0.6}) and a
+        searched prior sd f × the approximation's (f from {1, 2, 4}); a given ``grid_scale`` or
+        ``prior_scale`` is used as it is.  The integer runtime applies such gains to its features
+        (docs/integer-spec.md §3.4).  "none": one grid for every weight.
 
     Attributes
     ----------
     classes_ : (n_classes,) array of the labels, sorted.
     feature_map_ : FeatureMap.
     q_weights_ : (K, b, m) float64, q over each weight's grid levels (K = 1 for binary labels).
-    grid_levels_ : (m,) int64 levels; ``grid_scale_`` Δ (level × Δ is a weight in logit units).
+    grid_levels_ : (m,) int64 levels; ``grid_scale_`` Δ; ``grid_gains_`` (b,) float64 g_j in (0, 1]
+        (all 1 with ``grid_gains="none"``), multiples of 2^-15: level × Δ × g_j is weight j in logit units.
     sample_levels_ : (n_samples, K, b) int8 levels of the posterior samples.
     elbo_ : ELBO on the bound (nats); ``bound_``, ``prior_scale_``, ``lengthscale_``, ``n_iter_``,
     ``converged_``, ``trace_``, ``selection_`` (candidates and their ELBO), ``n_train_``,
@@ -234,6 +256,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         **MODEL_CONSTRAINTS,
         "bound": [StrOptions({"auto", *C.BOUNDS})],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "grid_gains": [StrOptions(set(GRID_GAINS))],
     }
 
     def __init__(
@@ -253,6 +276,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         chunk_rows: int = 4096,
         precision: str = "float64",
         random_state: int = 0,
+        grid_gains: str = "gaussian",
     ) -> None:
         self.features = features
         self.n_features = n_features
@@ -269,6 +293,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         self.chunk_rows = chunk_rows
         self.precision = precision
         self.random_state = random_state
+        self.grid_gains = grid_gains
 
     # ---- fitting ------------------------------------------------------------------------------
 
@@ -324,8 +349,14 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
                 f"{n_inputs} finite floats > 0 (one per input). Got {self.lengthscale!r} instead."
             )
 
-    def _grid(self, grid_scale: float) -> WeightGrid:
-        return WeightGrid.from_bits(int(self.bits), float(grid_scale), bool(self.symmetric))
+    def _grid(self, grid_scale: float, gains: np.ndarray | None = None) -> WeightGrid:
+        grid = WeightGrid.from_bits(int(self.bits), float(grid_scale), bool(self.symmetric))
+        return grid if gains is None else grid.with_gains(gains)
+
+    def weight_grid(self) -> np.ndarray:
+        """(b, m) float64: the fitted grid's weight values, level × Δ × g_j, in logit units."""
+        check_is_fitted(self, "q_weights_")
+        return self.grid_scale_ * self.grid_gains_[:, None] * self.grid_levels_[None, :].astype(np.float64)
 
     def _log_prior(self, grid: WeightGrid, prior_scale: float | None, b: int) -> np.ndarray:
         lp = prior_log_probs(grid.values, self.prior, prior_scale or 1.0, float(self.zero_mass))
@@ -336,47 +367,89 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     ) -> None:
         """§11: lengthscale (one feature pass each, scored at the middle scales), then grid and prior
         scales on the chosen features, each set followed past its edge; then the final fit,
-        continued from the best candidate.  Sets the fitted attributes."""
-        grid_scales = GRID_SCALES if self.grid_scale is None else (float(self.grid_scale),)
+        continued from the best candidate.  With ``bound="auto"`` the lengthscale stage is scored on a
+        quadratic bound and the scales on the Jensen bound (so the scales' ELBOs are the final fit's
+        kind).  Sets the fitted attributes."""
+        gained = self.grid_gains == "gaussian"
+        grid_set, prior_set = (
+            (GAIN_GRID_FACTORS, GAIN_PRIOR_FACTORS) if gained else (GRID_SCALES, PRIOR_SCALES)
+        )
+        grid_scales = grid_set if self.grid_scale is None else (float(self.grid_scale),)
         if self.prior == "uniform":
             prior_scales: tuple = (None,)
         else:
-            prior_scales = PRIOR_SCALES if self.prior_scale is None else (float(self.prior_scale),)
+            prior_scales = prior_set if self.prior_scale is None else (float(self.prior_scale),)
         mid = (grid_scales[len(grid_scales) // 2], prior_scales[len(prior_scales) // 2])
-        if self.bound == "auto":  # search on a quadratic bound, finish on the tight Jensen bound
-            search_bound, final_bound = ("jj" if K == 1 else "boehning"), "jensen"
+        if self.bound == "auto":
+            # The lengthscale on a cheap quadratic bound; the scales on the tight Jensen bound, because a
+            # quadratic bound's looseness grows with the logits' size and so biases it towards small Δ
+            # (digits: Böhning chose Δ = 0.2, accuracy 0.894; Jensen's ELBO prefers Δ = 0.8, 0.957).
+            # A scales candidate is first fitted on the quadratic bound and continued on Jensen: from
+            # the prior, L-BFGS-B on Jensen alone stalls where the logits must grow large (separable
+            # data: Jensen −80.9 after 150 iterations where JJ reached −27.3 on the same candidate).
+            search_bound, scale_bound, final_bound = ("jj" if K == 1 else "boehning"), "jensen", "jensen"
         else:
-            search_bound = final_bound = self.bound
+            search_bound = scale_bound = final_bound = self.bound
         selection: list[dict] = []
         searching = len(grid_scales) * len(prior_scales) > 1 or (
             self.features == "rff" and self.lengthscale is None
         )
 
-        def problem(ell) -> tuple[FeatureMap, _Rows, np.ndarray | None]:
+        def problem(ell) -> tuple:
+            """(feature map, rows, ΦᵀΦ or None, (gains, largest size, prior sd) or None)."""
             if self.features == "linear":
                 fmap = FeatureMap.linear(offset, scale)
             else:
                 fmap = FeatureMap.rff(offset, scale, int(self.n_features), ell, int(self.random_state))
             rows = _Rows(fmap, X, labels, int(self.chunk_rows))
-            gram = None
-            if search_bound == "boehning":
+            gram = gains = None
+            if search_bound == "boehning" or gained:
                 batches = array_batches(X, labels.astype(np.float64), int(self.chunk_rows))
                 gram = compute_statistics(fmap, batches, int(self.chunk_rows), precision=self.precision).gram
-            return fmap, rows, gram
+            if gained:
+                approx = C.gaussian_approximation(gram, rows.blocks, K)
+                gains = (*approx.grid_gains(), float(np.sqrt(approx.prior_var)))
+            return fmap, rows, gram, gains
 
-        def candidate(data, ell, scales, stage: str) -> _Fit:
-            fmap, rows, gram = data
-            grid = self._grid(scales[0])
-            log_prior = self._log_prior(grid, scales[1], fmap.n_features)
-            values = np.ascontiguousarray(np.broadcast_to(grid.values, log_prior.shape))
+        def actual(data, scales) -> tuple[float, float | None]:
+            """A candidate's Δ and prior sd in logit units: with per-feature grids, searched factors
+            times the Gaussian approximation's largest weight and prior sd."""
+            gains = data[3]
+            if gains is None:
+                return float(scales[0]), scales[1]
+            delta = float(scales[0]) * (gains[1] if self.grid_scale is None else 1.0)
+            sd = scales[1]
+            if sd is not None and self.prior_scale is None:
+                sd = float(sd) * gains[2]
+            clip = (lambda v: v) if sd is None else (lambda v: float(np.clip(v, *SCALE_RANGE)))
+            return float(np.clip(delta, *SCALE_RANGE)), clip(sd)
+
+        def setup(data, scales) -> tuple[WeightGrid, np.ndarray, np.ndarray]:
+            """The candidate's grid, log prior (b, m) and weight values (b, m)."""
+            delta, sd = actual(data, scales)
+            grid = self._grid(delta, None if data[3] is None else data[3][0])
+            log_prior = self._log_prior(grid, sd, data[0].n_features)
+            return grid, log_prior, np.ascontiguousarray(np.broadcast_to(grid.values, log_prior.shape))
+
+        def candidate(data, ell, scales, stage: str, bound: str) -> _Fit:
+            fmap, rows, gram, _ = data
+            grid, log_prior, values = setup(data, scales)
             theta0 = np.broadcast_to(log_prior, (K, *log_prior.shape)).copy()
-            fit = fit_posterior(search_bound, rows, gram, values, log_prior, theta0, SELECTION_MAX_ITER)
+            if bound != search_bound:  # warm start on the cheap bound, scored on ``bound``
+                warm = fit_posterior(search_bound, rows, gram, values, log_prior, theta0, SELECTION_MAX_ITER)
+                theta0 = warm.theta
+            fit = fit_posterior(bound, rows, gram, values, log_prior, theta0, SELECTION_MAX_ITER)
+            if bound != search_bound:
+                fit.n_iter += warm.n_iter
+                fit.trace = warm.trace + fit.trace
             selection.append(
                 {
                     "stage": stage,
+                    "bound": bound,
                     "lengthscale": None if ell is None else float(np.mean(ell)),
-                    "grid_scale": float(scales[0]),
-                    "prior_scale": None if scales[1] is None else float(scales[1]),
+                    "grid_scale": actual(data, scales)[0],
+                    "prior_scale": actual(data, scales)[1],
+                    "factors": scales if gained else None,
                     "elbo": float(fit.elbo),
                 }
             )
@@ -393,7 +466,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
             def score_lengthscale(factor: float) -> float:
                 ell = factor * np.sqrt(X.shape[1])
                 data = problem(ell)
-                fit = candidate(data, ell, mid, "lengthscale")
+                fit = candidate(data, ell, mid, "lengthscale", search_bound)
                 if not best or fit.elbo > best["fit"].elbo:
                     best.update(ell=ell, data=data, fit=fit)
                 return fit.elbo
@@ -401,12 +474,13 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
             tried = {f: score_lengthscale(f) for f in LENGTHSCALE_FACTORS}
             search_past_edge(tried, score_lengthscale)
             ell, data = best["ell"], best["data"]
-            fitted = {mid: best["fit"]}
+            # Scores on another bound are not comparable with the scales stage's.
+            fitted = {mid: best["fit"]} if scale_bound == search_bound else {}
 
         # Step 2: scales on the chosen features.
         def score_scales(scales: tuple) -> float:
             if scales not in fitted:
-                fitted[scales] = candidate(data, ell, scales, "scales")
+                fitted[scales] = candidate(data, ell, scales, "scales", scale_bound)
             return fitted[scales].elbo
 
         if len(grid_scales) * len(prior_scales) > 1:
@@ -422,23 +496,22 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         scales = max(fitted, key=lambda k: fitted[k].elbo) if fitted else mid
 
         # Step 3: the final fit, continued from the chosen candidate (never worse than it).
-        fmap, rows, gram = data
-        grid = self._grid(scales[0])
-        log_prior = self._log_prior(grid, scales[1], fmap.n_features)
-        values = np.ascontiguousarray(np.broadcast_to(grid.values, log_prior.shape))
+        fmap, rows, gram, _ = data
+        grid, log_prior, values = setup(data, scales)
         start = fitted[scales] if scales in fitted else None
         theta0 = (
             start.theta if start is not None else np.broadcast_to(log_prior, (K, *log_prior.shape)).copy()
         )
         fit = fit_posterior(final_bound, rows, gram, values, log_prior, theta0, int(self.max_iter))
-        if final_bound == search_bound and start is not None and start.elbo > fit.elbo:
+        if final_bound == scale_bound and start is not None and start.elbo > fit.elbo:
             fit.theta, fit.elbo = start.theta, start.elbo  # never worse than the candidate it continues
 
         self.feature_map_ = fmap
         self.bound_ = final_bound
         self.grid_levels_ = grid.levels.copy()
-        self.grid_scale_ = float(scales[0])
-        self.prior_scale_ = None if scales[1] is None else float(scales[1])
+        self.grid_scale_, self.prior_scale_ = actual(data, scales)
+        b = fmap.n_features
+        self.grid_gains_ = np.ones(b) if grid.gains is None else grid.gains.copy()
         if ell is None:
             self.lengthscale_ = None
         else:
@@ -463,7 +536,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     # ---- posterior ----------------------------------------------------------------------------
 
     def sample(self, n_samples: int, seed: int = 0) -> np.ndarray:
-        """(n_samples, K, b) int8 grid levels drawn from q (weights = levels × ``grid_scale_``),
+        """(n_samples, K, b) int8 grid levels drawn from q (weight j = level × Δ × g_j, :meth:`weight_grid`),
         reproducible for a given ``seed`` (one ``numpy.random.default_rng(seed)``)."""
         check_is_fitted(self, "q_weights_")
         K, b, m = self.q_weights_.shape
@@ -480,7 +553,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     def weight_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance of the weights, each (K, b), in logit units."""
         check_is_fitted(self, "q_weights_")
-        return C.weight_moments(self.grid_levels_ * self.grid_scale_, self.q_weights_)
+        return C.weight_moments(self.weight_grid(), self.q_weights_)
 
     # ---- prediction ---------------------------------------------------------------------------
 
@@ -490,7 +563,7 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         levels = self.sample_levels_ if levels is None else levels
         S, K, b = levels.shape
-        W = levels.reshape(S * K, b).astype(np.float64) * self.grid_scale_
+        W = levels.reshape(S * K, b).astype(np.float64) * (self.grid_scale_ * self.grid_gains_)
         Z = (self.feature_map_.transform(X) @ W.T).reshape(X.shape[0], S, K).transpose(1, 0, 2)
         if K == 1:
             return np.concatenate([log_expit(-Z), log_expit(Z)], axis=2)

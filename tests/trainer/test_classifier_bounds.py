@@ -270,3 +270,50 @@ def test_tilts_are_refused_where_they_would_overflow():
     grid = np.broadcast_to(WeightGrid.from_bits(4, 10.0).values, (2, 15))
     assert C.Tilts.build(np.array([[5.0, 0.1]]), grid) is None  # |Φ W| = 350
     assert C.Tilts.build(np.array([[4.0, 0.1]]), grid) is not None
+
+
+# ---- the Gaussian approximation behind per-feature grids --------------------------------------------
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_gaussian_approximation_is_the_map_of_the_penalised_likelihood_at_its_evidence_fixed_point(K):
+    """At convergence Böhning's expansion point is the mean itself, so μ is the MAP of the exact
+    log-likelihood with the L2 penalty λ/2·|W|²: λ μ_k = Φᵀ(t_k − p_k(Φμ)); and λ is MacKay's fixed
+    point λ = γ/|μ|² on the surrogate; its diagonal variance is that of (λI + A⊗G)⁻¹, inverted densely."""
+    rng = np.random.default_rng(4)
+    n, b = 60, 4
+    Phi = rng.standard_normal((n, b))
+    W_true = rng.standard_normal((max(K, 2), b))
+    z = Phi @ W_true.T
+    labels = np.argmax(z + rng.gumbel(size=z.shape), axis=1)  # noisy: the MAP is finite
+    G = Phi.T @ Phi
+    approx = C.gaussian_approximation(G, lambda: [(Phi[:30], labels[:30]), (Phi[30:], labels[30:])], K)
+    lam, mu = 1.0 / approx.prior_var, approx.mean
+    assert approx.passes < C.GAUSSIAN_PASSES
+    Z = Phi @ mu.T
+    if K == 1:
+        residual = (labels - 1.0 / (1.0 + np.exp(-Z[:, 0])))[:, None]
+    else:
+        residual = C.one_hot(labels, K) - np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
+    np.testing.assert_allclose(lam * mu, residual.T @ Phi, atol=1e-6 * np.abs(residual.T @ Phi).max())
+    precision = lam * np.eye(K * b) + np.kron(C.boehning_curvature(K), G)
+    cov = np.linalg.inv(precision)
+    np.testing.assert_allclose(approx.var.ravel(), np.diag(cov), rtol=1e-10)
+    a, e = np.linalg.eigvalsh(C.boehning_curvature(K)), np.linalg.eigvalsh(G)
+    curv = np.maximum(np.outer(a, e), 0.0)
+    gamma = np.sum(curv / (lam + curv))
+    np.testing.assert_allclose(lam, gamma / np.sum(mu**2), rtol=1e-6)
+    if K > 1:  # softmax ignores a shift shared by every output: the mean has none
+        np.testing.assert_allclose(mu.sum(axis=0), 0.0, atol=1e-10)
+
+
+def test_gaussian_approximation_gains_are_the_mean_sizes_floored():
+    mean = np.array([[0.0, 3.0, -1.5, 1e-6], [0.0, -4.0, 0.0, 0.0]])
+    approx = C.GaussianApproximation(mean, np.ones_like(mean), 1.0, 1)
+    gains, top = approx.grid_gains()
+    assert top == pytest.approx(np.sqrt(12.5))
+    np.testing.assert_allclose(gains, [C.MIN_GAIN, 1.0, np.sqrt(1.125) / np.sqrt(12.5), C.MIN_GAIN])
+    flat = C.GaussianApproximation(np.zeros((1, 3)), np.ones((1, 3)), 1.0, 1).grid_gains()
+    np.testing.assert_array_equal(flat[0], 1.0) and flat[1] == 1.0
+    with pytest.raises(C.DataError, match="no rows"):
+        C.gaussian_approximation(np.eye(2), lambda: [], 1)
