@@ -198,3 +198,30 @@ def test_pi_refuses_what_the_host_refuses_in_one_line(builds, tmp_path, text, me
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert done.stdout.strip() == "mean,std"
+
+
+def test_pi_matches_numeric_levels_as_the_host_writes_them(builds, tmp_path):
+    """Category codes given as numbers: 2.0, 07 and 2.50 are the levels 2, 7 and 2.5, as the host's
+    level_text reads them (pandas may have written the column either way)."""
+    from direct_edge.export.packed import synthetic_blob
+    from direct_edge.runtime import schema as input_schema
+
+    require_tool("aarch64-linux-gnu-gcc", "qemu-aarch64")
+    Column = input_schema.Column
+    schema = input_schema.Schema(
+        (
+            Column("code", input_schema.CATEGORICAL, levels=("1", "2", "7", "2.5")),
+            Column("x", low=-1.0, high=1.0),
+        ),
+        "y",
+    )
+    data = synthetic_blob("rff", 5, 32, 4, seed=3, exact=True, schema=schema)
+    (tmp_path / "codes.bin").write_bytes(data)
+    blob = parse(data)
+    cells = ["2.0", " 07", "2.50", "1"]
+    text = "code,x\n" + "".join(f"{c},0.1\n" for c in cells)
+    X = input_schema.prepare_columns(blob.schema, [cells, ["0.1"] * 4])
+    done = run(["qemu-aarch64", str(builds["aarch64"]), "-i", str(tmp_path / "codes.bin")], input=text)
+    assert done.returncode == 0, done.stderr
+    assert parsed(done.stdout) == expected(blob, X)
+    assert len({row[2] for row in parsed(done.stdout)}) == 4  # four different levels, four answers
