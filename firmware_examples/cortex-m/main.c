@@ -35,6 +35,9 @@
 #if ROWS_N_INPUTS != MODEL_N_INPUTS
 #error "rows.h was made for another model.h: run make_rows.py on this model.h"
 #endif
+#if defined(ROWS_RAW) && !defined(MODEL_N_COLUMNS)
+#error "rows.h holds raw columns but model.h has no raw-column helpers: run make_rows.py on this model.h"
+#endif
 #endif
 
 #if MODEL_N_INPUTS != TV_N_INPUTS || MODEL_SIZE != TV_BLOB_SIZE
@@ -97,11 +100,19 @@ static int predict_rows(const direct_model *m) {
         int16_t q[MODEL_N_INPUTS];
         int32_t mean, sd;
         direct_prediction p;
-#if defined(__ARM_FP)
-        model_quantize_f32(&rows_x[i * MODEL_N_INPUTS], q); /* FPU: the real values */
+#if defined(ROWS_RAW) && defined(__ARM_FP)
+        int refused = model_quantize_raw_f64(&rows_raw[i * MODEL_N_COLUMNS], q); /* raw columns, NaN: missing */
+#elif defined(ROWS_RAW)
+        int refused = model_quantize_raw_fixed(&rows_raw_v[i * MODEL_N_COLUMNS], q); /* no FPU */
+#elif defined(__ARM_FP)
+        int refused = (model_quantize_f32(&rows_x[i * MODEL_N_INPUTS], q), 0); /* FPU: the real values */
 #else
-        model_quantize_fixed(&rows_v[i * MODEL_N_INPUTS], q); /* no FPU: x * 2^MODEL_INPUT_FRAC_BITS[k] */
+        int refused = (model_quantize_fixed(&rows_v[i * MODEL_N_INPUTS], q), 0); /* x * 2^FRAC_BITS[k] */
 #endif
+        if (refused != 0) {
+            printf("row %lu refused: column %d\n", (unsigned long)i, refused - 1);
+            return 2;
+        }
         if (predict(m, q, &p) != DIRECT_OK ||
             model_output_fixed(p.mean, p.var_y, ROWS_DECIMALS, &mean, &sd) != 0) {
             printf("row %lu failed\n", (unsigned long)i);

@@ -183,3 +183,118 @@ def test_cortex_m_predicts_your_rows_with_the_generated_helpers(target, trained_
     assert not re.search(
         r'printf\("[^"]*%[-+ #0-9.]*[fgeFGE]', (EXAMPLES / "cortex-m" / "main.c").read_text()
     )
+
+
+@pytest.fixture(scope="module")
+def raw_header(tmp_path_factory):
+    """model.h of a model trained on a messy CSV (an ID and a date dropped, a text category, a numeric
+    column with empty and NA cells) with --categorical and --missing mean-indicator, S = 8."""
+    from .conftest import cli
+
+    work = tmp_path_factory.mktemp("raw")
+    rng = np.random.default_rng(5)
+    lines = ["id,date,colour,size,x,y"]
+    for i in range(150):
+        colour = ["red", "green", "blue"][i % 3]
+        size, x = rng.uniform(1, 5), rng.normal()
+        y = 2 * x + size + {"red": 1.0, "green": -1.0, "blue": 0.0}[colour] + 0.1 * rng.normal()
+        cell = "" if i % 11 == 0 else "NA" if i % 13 == 0 else f"{size:.4f}"
+        lines.append(f"{i},2024-01-{1 + i % 28:02d},{colour},{cell},{x:.4f},{y:.4f}")
+    (work / "train.csv").write_text("\n".join(lines) + "\n")
+    args = ["--drop", "id,date", "--categorical", "colour", "--missing", "mean-indicator", "-q"]
+    fast = ["--n-features", "64", "--max-iter", "200"]
+    done = run([cli("direct-train"), str(work / "train.csv"), "-o", str(work / "m.direct"), *args, *fast])
+    assert done.returncode == 0, done.stderr
+    done = run(
+        [
+            cli("direct-export"),
+            "--model",
+            str(work / "m.direct"),
+            "--samples",
+            "8",
+            "-q",
+            str(work / "model.h"),
+        ]
+    )
+    assert done.returncode == 0, done.stderr
+    return work / "model.h"
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_cortex_m_predicts_raw_rows_with_the_raw_column_helpers(target, raw_header, tmp_path):
+    """Raw rows of a model with a categorical and a mean-indicator column (header in another order, a
+    level as text, an empty and an NA cell, a value beyond the range) through make_rows.py: the M4F
+    quantises them with model_quantize_raw_f64, the M0 with model_quantize_raw_fixed; the printed q and
+    outputs equal the host's preparation, IS §2 and the exact moments bit for bit."""
+    _tools()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(raw_header, model_dir / "model.h")
+    write_vectors(model_dir, 8, seed=1)
+    (model_dir / "rows.csv").write_text(
+        "x,size,colour\n0.25,2.5,red\n-1.5,,blue\n0.0,NA,green\n9.5,4.75, red \n0.125,1e0,green\n"
+    )
+    script = str(EXAMPLES / "make_rows.py")
+    made = run(
+        [
+            sys.executable,
+            script,
+            str(model_dir / "model.h"),
+            str(model_dir / "rows.csv"),
+            "-o",
+            str(model_dir / "rows.h"),
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+    path = "float" if target == "m4" else "fixed"
+    printed = run(
+        [sys.executable, script, str(model_dir / "model.h"), str(model_dir / "rows.csv"), "--print", path]
+    )
+    assert printed.returncode == 0, printed.stderr
+    want = printed.stdout.splitlines()
+    stdout, code = _build_and_run(target, model_dir, tmp_path / "build")
+    assert code == 0, stdout[-2000:]
+    got = [line.strip() for line in stdout.splitlines() if line.startswith("row ")]
+    assert got == want and len(got) == 5
+    # the host's own answer for the same raw rows: direct-run on the blob inside model.h
+    from direct_edge.runtime import schema as input_schema
+
+    blob = parse(vectors.read_blob_bytes(model_dir / "model.h"))
+    columns = [
+        ["2.5", "", "NA", "4.75", "1e0"],
+        ["red", "blue", "green", " red ", "green"],
+        ["0.25", "-1.5", "0.0", "9.5", "0.125"],
+    ]
+    order = [blob.schema.column_names.index(n) for n in ("size", "colour", "x")]
+    raw = [None] * 3
+    for given, k in enumerate(order):
+        raw[k] = columns[given]
+    q = reference.quantize_inputs(blob, input_schema.prepare_columns(blob.schema, raw))
+    mean_q = reference.predict_exact(blob, q)[0]
+    if path == "float":  # f64 raw helper: the host's preparation and IS §2 exactly
+        assert [int(line.split()[-4]) for line in got] == mean_q.tolist()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("x,size,colour\n0.25,2.5,purple\n", "the level 'purple' in column colour, not seen in training"),
+        ("x,size,colour\n,2.5,red\n", "has a missing value in column x"),
+        ("x,size,shade\n0.25,2.5,red\n", "the model's columns are colour, size, x"),
+        ("0.25,2.5\n", "row 1 has 2 values, the model takes 3"),
+    ],
+)
+def test_make_rows_refuses_raw_rows_the_host_refuses_in_one_line(raw_header, tmp_path, rows, message):
+    (tmp_path / "rows.csv").write_text(rows)
+    done = run(
+        [
+            sys.executable,
+            str(EXAMPLES / "make_rows.py"),
+            str(raw_header),
+            str(tmp_path / "rows.csv"),
+            "-o",
+            str(tmp_path / "rows.h"),
+        ]
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "rows.h").exists()
