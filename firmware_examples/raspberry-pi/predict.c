@@ -250,7 +250,7 @@ static void print_name(FILE *f, const column *col, uint32_t c) {
     if (col->name != NULL) {
         fprintf(f, "%.*s", (int)col->name_len, (const char *)col->name);
     } else {
-        fprintf(f, "column %" PRIu32, c + 1);
+        fprintf(f, "%" PRIu32, c + 1); /* "in column 3" */
     }
 }
 
