@@ -298,3 +298,17 @@ def test_make_rows_refuses_raw_rows_the_host_refuses_in_one_line(raw_header, tmp
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "rows.h").exists()
+
+
+def test_cortex_m_builds_with_a_model_h_exported_elsewhere(trained_header, tmp_path):
+    """A model.h (and its test vectors) copied into the example folder without the model.direct it came
+    from: make builds and runs with them instead of asking for the model file."""
+    from .conftest import ROOT
+
+    _tools()
+    work = tmp_path / "cortex-m"
+    shutil.copytree(EXAMPLES / "cortex-m", work, ignore=shutil.ignore_patterns("build", "model.*", "*.h"))
+    shutil.copy(trained_header, work / "model.h")
+    write_vectors(work, 4, seed=2)
+    done = run(["make", "-s", "-C", str(work), "TARGET=m0", "all", f"RUNTIME={ROOT / 'runtime' / 'c'}"])
+    assert done.returncode == 0, done.stdout + done.stderr

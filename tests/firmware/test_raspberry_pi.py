@@ -261,3 +261,17 @@ def test_pi_survives_a_corrupted_schema_section(builds, tmp_path):
         assert done.returncode in (0, 2) and done.stderr.count(b"\n") == done.returncode // 2, done.stderr
         seen.add(done.returncode)
     assert seen == {0, 2}
+
+
+def test_pi_builds_with_a_model_h_exported_elsewhere(trained_header, tmp_path):
+    """The example folder as a user has it after copying in a model.h exported elsewhere (no
+    model.direct next to it): make builds with that header instead of asking for the model file."""
+    from .conftest import EXAMPLES, ROOT
+
+    require_tool("aarch64-linux-gnu-gcc", "qemu-aarch64")
+    work = tmp_path / "raspberry-pi"
+    shutil.copytree(EXAMPLES / "raspberry-pi", work, ignore=shutil.ignore_patterns("build", "model.*"))
+    shutil.copy(trained_header, work / "model.h")
+    done = run(["make", "-s", "-C", str(work), "TARGET=aarch64", f"RUNTIME={ROOT / 'runtime' / 'c'}"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (work / "build" / "aarch64" / "predict").is_file()
