@@ -257,7 +257,7 @@ static void print_name(FILE *f, const column *col, uint32_t c) {
 /* The header's cells matched to the schema's column names: order[c] = the cell of column c. 1, or 0
  * after one line on stderr naming the missing and the unknown columns. */
 static int match_header(char **cells, uint32_t n_cells, const column *cols, uint32_t n_cols, uint32_t *order) {
-    uint32_t c, j, bad = 0;
+    uint32_t c, j, bad = 0, missing;
     for (c = 0; c < n_cols; ++c) {
         order[c] = n_cells;
         for (j = 0; j < n_cells; ++j) {
@@ -270,6 +270,7 @@ static int match_header(char **cells, uint32_t n_cells, const column *cols, uint
     if (bad == 0 && n_cells == n_cols) {
         return 1;
     }
+    missing = bad;
     fprintf(stderr, "predict: the header does not name the model's columns (");
     for (c = 0; c < n_cols; ++c) {
         print_name(stderr, &cols[c], c);
@@ -286,6 +287,17 @@ static int match_header(char **cells, uint32_t n_cells, const column *cols, uint
         }
         if (c == n_cols) {
             fprintf(stderr, "%s%s", bad++ == 0 ? "; unknown " : ", ", cells[j]);
+        }
+    }
+    if (missing == 0) { /* only extra columns (an ID, the target): the command that keeps the model's */
+        fputs("; keep only the model's columns, e.g. cut -d, -f", stderr);
+        for (j = 0, c = 0; j < n_cells; ++j) {
+            uint32_t k;
+            for (k = 0; k < n_cols && order[k] != j; ++k) {
+            }
+            if (k < n_cols) {
+                fprintf(stderr, "%s%" PRIu32, c++ == 0 ? "" : ",", j + 1);
+            }
         }
     }
     fputc('\n', stderr);

@@ -185,7 +185,14 @@ def test_pi_reads_raw_columns_by_name_with_the_blobs_schema(config, builds, tmp_
     "text, message",
     [
         ("age,colour,size\n0.5,red,2\n", "missing sex"),
-        ("age,colour,size,sex,id\n0.5,red,2,m,7\n", "unknown id"),
+        (
+            "id,age,colour,size,sex\n7,0.5,red,2,m\n",
+            "unknown id; keep only the model's columns, e.g. cut -d, -f2,3,4,5",
+        ),
+        (
+            "age,colour,size,sex,sex\n0.5,red,2,m,f\n",
+            "does not name the model's columns (age, colour, size, sex)",
+        ),
         ("age,colour,size,sex\n0.5,purple,2,m\n", "line 2: a level not seen in training in column colour"),
         ("age,colour,size,sex\nNA,red,2,m\n", "line 2: a missing value in column age"),
         ("age,colour,size,sex\n0.5,,2,m\n", "line 2: a missing value in column colour"),
