@@ -1,5 +1,6 @@
 """DirectRegressor: scikit-learn conformance, agreement with DirectGLM, ELBO-based selection, options."""
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -138,19 +139,29 @@ def test_selection_picks_the_highest_elbo_candidate(diabetes):
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
 
 
-def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(diabetes, monkeypatch):
+@contextlib.contextmanager
+def counted_passes():
+    """The feature counts of the statistics passes the regressor makes inside the block."""
+    passes: list[int] = []
+    statistics = regressor_module.source_statistics
+
+    def counting(*args, **kwargs):
+        passes.append(args[1].n_features)
+        return statistics(*args, **kwargs)
+
+    regressor_module.source_statistics = counting
+    try:
+        yield passes
+    finally:
+        regressor_module.source_statistics = statistics
+
+
+def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(diabetes):
     # The candidates are scored on search_features features; the chosen lengthscale and the next
     # shorter one are then scored at the requested b, and the final fit continues from the better.
     X, y = diabetes
-    passes = []
-    statistics = regressor_module._CandidateSearch.statistics
-
-    def counting(self, fmap):
-        passes.append(fmap.n_features)
-        return statistics(self, fmap)
-
-    monkeypatch.setattr(regressor_module._CandidateSearch, "statistics", counting)
-    reg = DirectRegressor(n_features=48, search_features=16, max_iter=200, grid_gains="none").fit(X, y)
+    with counted_passes() as passes:
+        reg = DirectRegressor(n_features=48, search_features=16, max_iter=200, grid_gains="none").fit(X, y)
     n_searched = sum(r["stage"] == "lengthscale" for r in reg.selection_)
     assert passes == [16] * n_searched + [48, 48]
     assert reg.feature_map_.n_features == 48 and reg.posterior_.q_weights.shape[1] == 48
@@ -166,23 +177,15 @@ def test_a_search_on_fewer_features_refines_the_lengthscale_at_the_requested_b(d
     assert reg.elbo_ >= best["elbo"] - 1e-9 * abs(best["elbo"])
 
 
-def test_auto_grids_keep_the_higher_elbo_of_one_grid_and_per_feature_grids(diabetes, monkeypatch):
+def test_auto_grids_keep_the_higher_elbo_of_one_grid_and_per_feature_grids(diabetes):
     # grid_gains="auto" (the default) is the two searches of §9, one per kind of grid, sharing their
     # statistics passes; the fit kept is the one with the higher ELBO, so it is never below either.
     X, y = diabetes
-    passes = []
-    statistics = regressor_module.source_statistics
-
-    def counting(*args, **kwargs):
-        passes.append(args[1].n_features)
-        return statistics(*args, **kwargs)
-
-    monkeypatch.setattr(regressor_module, "source_statistics", counting)
     options = {"n_features": 32, "max_iter": 300}
-    auto = DirectRegressor(**options).fit(X, y)
+    with counted_passes() as passes:
+        auto = DirectRegressor(**options).fit(X, y)
     n_lengthscales = len({r["lengthscale"] for r in auto.selection_})
     assert len(passes) == n_lengthscales, "the second kind of grid reuses the first one's passes"
-    monkeypatch.setattr(regressor_module, "source_statistics", statistics)
     one = DirectRegressor(grid_gains="none", **options).fit(X, y)
     per_feature = DirectRegressor(grid_gains="evidence", **options).fit(X, y)
     assert auto.elbo_ == max(one.elbo_, per_feature.elbo_)
@@ -204,16 +207,9 @@ def test_without_room_to_keep_the_passes_the_second_search_repeats_them_and_ends
     X, y = diabetes
     options = {"n_features": 32, "max_iter": 300}
     kept = DirectRegressor(**options).fit(X, y)
-    passes = []
-    statistics = regressor_module.source_statistics
-
-    def counting(*args, **kwargs):
-        passes.append(args[1].n_features)
-        return statistics(*args, **kwargs)
-
-    monkeypatch.setattr(regressor_module, "source_statistics", counting)
     monkeypatch.setattr(regressor_module, "PASS_CACHE_BYTES", 0)
-    again = DirectRegressor(**options).fit(X, y)
+    with counted_passes() as passes:
+        again = DirectRegressor(**options).fit(X, y)
     lengthscales = {r["lengthscale"] for r in kept.selection_ if r["stage"] == "lengthscale"}
     per_feature = {
         r["lengthscale"] for r in kept.selection_ if r["stage"] == "lengthscale (per-feature grids)"
