@@ -281,3 +281,20 @@ def test_per_feature_grids_reach_a_higher_elbo_than_one_grid(cancer):
         one = DirectClassifier(n_features=32, lengthscale=5.0, grid_gains="none").fit(X, y)
     np.testing.assert_array_equal(one.grid_gains_, 1.0)
     assert gained.elbo_ > one.elbo_ + 5
+
+
+def test_the_fit_does_not_depend_on_the_callers_blas_threads(cancer):
+    """The fit (Gaussian approximation, search, final fit) runs on one BLAS thread whatever the caller
+    allows, so the model is bit-identical under 1 and 2 threads."""
+    from threadpoolctl import threadpool_limits
+
+    X, y = cancer
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            fits.append(
+                DirectClassifier(n_features=32, lengthscale=5.0, grid_scale=1.0, max_iter=100).fit(X, y)
+            )
+    np.testing.assert_array_equal(fits[0].q_weights_, fits[1].q_weights_)
+    np.testing.assert_array_equal(fits[0].grid_gains_, fits[1].grid_gains_)
+    assert fits[0].prior_scale_ == fits[1].prior_scale_
