@@ -13,6 +13,14 @@
  * Before the rows it prints "open OK" (direct_status_name) and the stack the runtime's calls used,
  * measured by painting: "stack open <bytes> predict <bytes> exact <bytes>".
  *
+ * With WITH_ROWS defined (the Makefile does when MODEL_DIR has a rows.h from
+ * firmware_examples/make_rows.py; in the Arduino IDE, define it above the includes), setup() then
+ * predicts your own rows, kept in flash too: turned into int16 inputs by model.h's fixed-point helper
+ * (model_quantize_raw_fixed for a model with raw columns, else model_quantize_fixed: AVR has no FPU),
+ * the outputs into target units by model_output_fixed, and printed in integers only:
+ *
+ *     row <i> <q_0> .. <q_d-1> <mean_q> <var_y_q> <mean> <sd>     (mean, sd in 10^-ROWS_DECIMALS units)
+ *
  * RAM: the 2·b-byte scratch and the direct_model struct; nothing of the model is copied.
  */
 #include <avr/pgmspace.h>
@@ -32,6 +40,29 @@
 #endif
 #ifndef TV_EXACT
 #error "test_vectors.h is from an older make_test_vectors.py: run it again on this model.h"
+#endif
+
+#ifdef WITH_ROWS
+/* rows.h's fixed-point arrays in flash as well: the macros put PROGMEM before each one's name (the float
+ * arrays for FPU cores are not used here, so the compiler drops them). */
+#define rows_v PROGMEM rows_v
+#define rows_raw_v PROGMEM rows_raw_v
+#include "rows.h"
+#undef rows_v
+#undef rows_raw_v
+#if ROWS_N_INPUTS != MODEL_N_INPUTS
+#error "rows.h was made for another model.h: run make_rows.py on this model.h"
+#endif
+#if defined(ROWS_RAW) && !defined(MODEL_N_COLUMNS)
+#error "rows.h holds raw columns but model.h has no raw-column helpers: run make_rows.py on this model.h"
+#endif
+#ifdef ROWS_RAW
+#define ROWS_WIDTH MODEL_N_COLUMNS /* raw columns: v, a level code or MODEL_MISSING_FIXED */
+#define ROWS_VALUES rows_raw_v
+#else
+#define ROWS_WIDTH MODEL_N_INPUTS /* x * 2^MODEL_INPUT_FRAC_BITS[k] */
+#define ROWS_VALUES rows_v
+#endif
 #endif
 
 static direct_model model;
@@ -105,6 +136,49 @@ static void print_stack_use() {
     Serial.println((unsigned long)exact_b);
 }
 
+#ifdef WITH_ROWS
+/* Your rows: quantise with model.h's fixed-point helper, predict, print integers. */
+static void predict_rows() {
+    char buf[21];
+    for (uint16_t i = 0; i < ROWS_N; ++i) {
+        int32_t v[ROWS_WIDTH];
+        int32_t mean, sd;
+        direct_prediction p;
+        for (uint16_t k = 0; k < ROWS_WIDTH; ++k) {
+            v[k] = (int32_t)pgm_read_dword(&ROWS_VALUES[i * ROWS_WIDTH + k]);
+        }
+#ifdef ROWS_RAW
+        int refused = model_quantize_raw_fixed(v, x); /* 0, or 1 + the column it refuses */
+#else
+        int refused = (model_quantize_fixed(v, x), 0);
+#endif
+        Serial.print("row ");
+        Serial.print((unsigned long)i);
+        if (refused != 0) {
+            Serial.print(" refused: column ");
+            Serial.println((unsigned long)(refused - 1));
+            return;
+        }
+        if (predict(&p) != DIRECT_OK || model_output_fixed(p.mean, p.var_y, ROWS_DECIMALS, &mean, &sd) != 0) {
+            Serial.println(" failed");
+            return;
+        }
+        for (uint16_t k = 0; k < MODEL_N_INPUTS; ++k) {
+            Serial.print(" ");
+            Serial.print((long)x[k]);
+        }
+        Serial.print(" ");
+        Serial.print((long)p.mean);
+        Serial.print(" ");
+        Serial.print(u64_text(p.var_y, buf));
+        Serial.print(" ");
+        Serial.print((long)mean);
+        Serial.print(" ");
+        Serial.println((unsigned long)sd);
+    }
+}
+#endif
+
 void setup() {
     char buf[21];
     uint16_t bad = 0;
@@ -147,6 +221,9 @@ void setup() {
     Serial.print(" of ");
     Serial.print((unsigned long)TV_ROWS);
     Serial.println(" rows match the reference");
+#ifdef WITH_ROWS
+    predict_rows();
+#endif
 }
 
 void loop() {
