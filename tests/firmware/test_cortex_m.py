@@ -185,41 +185,6 @@ def test_cortex_m_predicts_your_rows_with_the_generated_helpers(target, trained_
     )
 
 
-@pytest.fixture(scope="module")
-def raw_header(tmp_path_factory):
-    """model.h of a model trained on a messy CSV (an ID and a date dropped, a text category, a numeric
-    column with empty and NA cells) with --categorical and --missing mean-indicator, S = 8."""
-    from .conftest import cli
-
-    work = tmp_path_factory.mktemp("raw")
-    rng = np.random.default_rng(5)
-    lines = ["id,date,colour,size,x,y"]
-    for i in range(150):
-        colour = ["red", "green", "blue"][i % 3]
-        size, x = rng.uniform(1, 5), rng.normal()
-        y = 2 * x + size + {"red": 1.0, "green": -1.0, "blue": 0.0}[colour] + 0.1 * rng.normal()
-        cell = "" if i % 11 == 0 else "NA" if i % 13 == 0 else f"{size:.4f}"
-        lines.append(f"{i},2024-01-{1 + i % 28:02d},{colour},{cell},{x:.4f},{y:.4f}")
-    (work / "train.csv").write_text("\n".join(lines) + "\n")
-    args = ["--drop", "id,date", "--categorical", "colour", "--missing", "mean-indicator", "-q"]
-    fast = ["--n-features", "64", "--max-iter", "200"]
-    done = run([cli("direct-train"), str(work / "train.csv"), "-o", str(work / "m.direct"), *args, *fast])
-    assert done.returncode == 0, done.stderr
-    done = run(
-        [
-            cli("direct-export"),
-            "--model",
-            str(work / "m.direct"),
-            "--samples",
-            "8",
-            "-q",
-            str(work / "model.h"),
-        ]
-    )
-    assert done.returncode == 0, done.stderr
-    return work / "model.h"
-
-
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_cortex_m_predicts_raw_rows_with_the_raw_column_helpers(target, raw_header, tmp_path):
     """Raw rows of a model with a categorical and a mean-indicator column (header in another order, a
