@@ -115,6 +115,25 @@ def test_csv_with_header_and_target_matches_an_in_process_fit(tmp_path, data):
     assert loaded.summary_["train_nlpd"] == pytest.approx(nlpd, rel=1e-10)
 
 
+@pytest.mark.parametrize("gains", ["evidence", "none"])
+def test_grid_gains_reach_the_fit_the_summary_and_the_model_file(tmp_path, csv, data, gains):
+    # The grid scale is searched (FAST gives one), so "evidence" has per-feature grids to choose.
+    out = tmp_path / "m.direct"
+    options = ["--n-features", "32", "--max-iter", "100", "--lengthscale", "1.5", "--prior-scale", "0.5"]
+    result = run(csv, "-o", out, *options, "--grid-gains", gains, "--quiet")
+    assert result.exit_code == 0, result.output
+    loaded = load_model(out)
+    assert loaded.grid_gains == gains
+    assert (loaded.posterior_.weight_grid.gains is not None) == (gains == "evidence")
+    assert loaded.summary_["per_feature_grids"] == (gains == "evidence")
+    assert ("per-feature grids" in result.stdout) == (gains == "evidence")
+    reference = DirectRegressor(
+        n_features=32, max_iter=100, lengthscale=1.5, prior_scale=0.5, grid_gains=gains
+    ).fit_source(open_table(csv, None))
+    X, _ = data
+    np.testing.assert_array_equal(loaded.predict(X), reference.predict(X))
+
+
 def test_headerless_csv_with_a_target_index(tmp_path, data):
     path = write_csv(tmp_path / "t.csv", *data, header=False, target_first=True)
     out = tmp_path / "m.direct"
