@@ -109,6 +109,28 @@ def elf_size(tool: str, elf: Path) -> tuple[int, int]:
     return text + data, data + bss
 
 
+def export_header(model: Path) -> Path:
+    """``direct-export --model MODEL --samples 8 model.h`` beside MODEL (the documented path); the .h."""
+    out = model.with_name("model.h")
+    done = run([cli("direct-export"), "--model", str(model), "--samples", "8", "-q", str(out)])
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def make_rows(model_dir: Path, csv_text: str, path: str) -> list[str]:
+    """``csv_text`` as MODEL_DIR/rows.csv through the documented `make_rows.py model.h rows.csv -o
+    rows.h`; returns the row lines `make_rows.py --print PATH` (the numpy reference) says the example
+    prints for them, PATH "fixed" or "float" as the device quantises."""
+    (model_dir / "rows.csv").write_text(csv_text)
+    script = str(EXAMPLES / "make_rows.py")
+    header, rows = str(model_dir / "model.h"), str(model_dir / "rows.csv")
+    made = run([sys.executable, script, header, rows, "-o", str(model_dir / "rows.h")])
+    assert made.returncode == 0, made.stderr
+    printed = run([sys.executable, script, header, rows, "--print", path])
+    assert printed.returncode == 0, printed.stderr
+    return printed.stdout.splitlines()
+
+
 @pytest.fixture(scope="session")
 def trained_header(tmp_path_factory) -> Path:
     """A directory with model.h from the documented path: direct-train (the bundled diabetes demo,
@@ -119,19 +141,7 @@ def trained_header(tmp_path_factory) -> Path:
         timeout=600.0,
     )
     assert done.returncode == 0, done.stderr
-    done = run(
-        [
-            cli("direct-export"),
-            "--model",
-            str(work / "model.direct"),
-            "--samples",
-            "8",
-            "-q",
-            str(work / "model.h"),
-        ]
-    )
-    assert done.returncode == 0, done.stderr
-    return work / "model.h"
+    return export_header(work / "model.direct")
 
 
 @pytest.fixture(scope="session")
@@ -152,19 +162,7 @@ def raw_header(tmp_path_factory) -> Path:
     fast = ["--n-features", "64", "--max-iter", "200"]
     done = run([cli("direct-train"), str(work / "train.csv"), "-o", str(work / "m.direct"), *args, *fast])
     assert done.returncode == 0, done.stderr
-    done = run(
-        [
-            cli("direct-export"),
-            "--model",
-            str(work / "m.direct"),
-            "--samples",
-            "8",
-            "-q",
-            str(work / "model.h"),
-        ]
-    )
-    assert done.returncode == 0, done.stderr
-    return work / "model.h"
+    return export_header(work / "m.direct")
 
 
 def synthetic(kind: str, b: int, S: int, zeros: float, layout: str, seed: int = 0, d: int = 6) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from .conftest import (
     EXAMPLES,
     elf_size,
     make,
+    make_rows,
     require_tool,
     run,
     synthetic,
@@ -114,19 +114,6 @@ def _make_rows_module():
     return module
 
 
-def _your_rows(model_dir, csv_text: str) -> list[str]:
-    """rows.csv through the documented `make_rows.py model.h rows.csv -o rows.h` into MODEL_DIR; returns
-    what `make_rows.py --print fixed` says the sketch prints for them."""
-    (model_dir / "rows.csv").write_text(csv_text)
-    script = str(EXAMPLES / "make_rows.py")
-    header, rows = str(model_dir / "model.h"), str(model_dir / "rows.csv")
-    made = run([sys.executable, script, header, rows, "-o", str(model_dir / "rows.h")])
-    assert made.returncode == 0, made.stderr
-    printed = run([sys.executable, script, header, rows, "--print", "fixed"])
-    assert printed.returncode == 0, printed.stderr
-    return printed.stdout.splitlines()
-
-
 def _host_lines(blob, q: np.ndarray) -> list[str]:
     """The row lines from the host: q (the host's int16 inputs for the rows), the numpy reference's
     exact moments where the blob carries them (else its S-sample ensemble), and model_output_fixed's
@@ -158,7 +145,7 @@ def test_avr_predicts_your_rows_with_the_fixed_point_helper(trained_header, tmp_
     values[0] = 0.0
     values[1, 0] = 1.0  # beyond the training range: saturates
     csv_text = ",".join(names) + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in values)
-    want = _your_rows(model_dir, csv_text + "\n")
+    want = make_rows(model_dir, csv_text + "\n", "fixed")
     blob = parse(vectors.read_blob_bytes(model_dir / "model.h"))
     order = [names.index(n) for n in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")]
     assert want == _host_lines(blob, reference.quantize_inputs(blob, values[:, order]))
@@ -192,8 +179,10 @@ def test_avr_predicts_raw_rows_with_model_quantize_raw_fixed(moments, raw_header
         done = run([*args, str(model_dir / "model.h")])
         assert done.returncode == 0, done.stderr
     write_vectors(model_dir, 4, seed=1)
-    want = _your_rows(
-        model_dir, "x,size,colour\n0.25,2.5,red\n-1.5,,blue\n0.0,NA,green\n9.5,4.75, red \n0.125,1e0,green\n"
+    want = make_rows(
+        model_dir,
+        "x,size,colour\n0.25,2.5,red\n-1.5,,blue\n0.0,NA,green\n9.5,4.75, red \n0.125,1e0,green\n",
+        "fixed",
     )
     blob = parse(vectors.read_blob_bytes(model_dir / "model.h"))
     given = {

@@ -17,6 +17,7 @@ from .conftest import (
     EXAMPLES,
     elf_size,
     make,
+    make_rows,
     require_newlib,
     require_tool,
     result_lines,
@@ -144,25 +145,7 @@ def _rows(model_dir, target: str) -> list[str]:
     values[0] = 0.0
     values[1, 0] = 1.0  # beyond the training range: saturates
     csv_text = ",".join(names) + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in values)
-    (model_dir / "rows.csv").write_text(csv_text + "\n")
-    script = str(EXAMPLES / "make_rows.py")
-    made = run(
-        [
-            sys.executable,
-            script,
-            str(model_dir / "model.h"),
-            str(model_dir / "rows.csv"),
-            "-o",
-            str(model_dir / "rows.h"),
-        ]
-    )
-    assert made.returncode == 0, made.stderr
-    path = "float" if target == "m4" else "fixed"
-    printed = run(
-        [sys.executable, script, str(model_dir / "model.h"), str(model_dir / "rows.csv"), "--print", path]
-    )
-    assert printed.returncode == 0, printed.stderr
-    return printed.stdout.splitlines()
+    return make_rows(model_dir, csv_text + "\n", "float" if target == "m4" else "fixed")
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
@@ -196,27 +179,12 @@ def test_cortex_m_predicts_raw_rows_with_the_raw_column_helpers(target, raw_head
     model_dir.mkdir()
     shutil.copy(raw_header, model_dir / "model.h")
     write_vectors(model_dir, 8, seed=1)
-    (model_dir / "rows.csv").write_text(
-        "x,size,colour\n0.25,2.5,red\n-1.5,,blue\n0.0,NA,green\n9.5,4.75, red \n0.125,1e0,green\n"
-    )
-    script = str(EXAMPLES / "make_rows.py")
-    made = run(
-        [
-            sys.executable,
-            script,
-            str(model_dir / "model.h"),
-            str(model_dir / "rows.csv"),
-            "-o",
-            str(model_dir / "rows.h"),
-        ]
-    )
-    assert made.returncode == 0, made.stderr
     path = "float" if target == "m4" else "fixed"
-    printed = run(
-        [sys.executable, script, str(model_dir / "model.h"), str(model_dir / "rows.csv"), "--print", path]
+    want = make_rows(
+        model_dir,
+        "x,size,colour\n0.25,2.5,red\n-1.5,,blue\n0.0,NA,green\n9.5,4.75, red \n0.125,1e0,green\n",
+        path,
     )
-    assert printed.returncode == 0, printed.stderr
-    want = printed.stdout.splitlines()
     stdout, code = _build_and_run(target, model_dir, tmp_path / "build")
     assert code == 0, stdout[-2000:]
     got = [line.strip() for line in stdout.splitlines() if line.startswith("row ")]
