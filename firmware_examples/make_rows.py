@@ -204,6 +204,23 @@ def expected_lines(
     return lines
 
 
+def same_model_check(raw: bool) -> str:
+    """The preprocessor lines with which rows.h refuses to build beside a model.h it was not made for
+    (included after model.h, as every example does)."""
+    lines = (
+        '#ifndef MODEL_N_INPUTS\n#error "include model.h before rows.h"\n#endif\n'
+        "#if ROWS_N_INPUTS != MODEL_N_INPUTS\n"
+        '#error "rows.h was made for another model.h: run make_rows.py on this model.h"\n#endif\n'
+    )
+    if raw:
+        lines += (
+            "#ifndef MODEL_N_COLUMNS\n"
+            '#error "rows.h holds raw columns but model.h has no raw-column helpers: run make_rows.py on '
+            'this model.h"\n#endif\n'
+        )
+    return lines + "\n"
+
+
 def render_raw(blob: Blob, columns: list[list], decimals: int) -> str:
     """rows.h for a model with raw columns: rows_raw (double, NaN for missing) for model_quantize_raw_f64
     and rows_raw_v (int32) for model_quantize_raw_fixed, MODEL_N_COLUMNS values per row."""
@@ -225,6 +242,7 @@ def render_raw(blob: Blob, columns: list[list], decimals: int) -> str:
         "#ifndef ROWS_H\n#define ROWS_H\n\n#include <math.h>\n#include <stdint.h>\n\n"
         f"#define ROWS_N {len(R)}u\n#define ROWS_RAW 1\n#define ROWS_N_COLUMNS {c}u\n"
         f"#define ROWS_N_INPUTS {blob.n_inputs}u\n#define ROWS_DECIMALS {decimals}u\n\n"
+        + same_model_check(raw=True)
         + array("double", "rows_raw", floats)
         + array("int32_t", "rows_raw_v", ints)
         + "\n#endif /* ROWS_H */\n"
@@ -249,6 +267,7 @@ def render(blob: Blob, X: np.ndarray, decimals: int) -> str:
         " * target units.\n */\n"
         "#ifndef ROWS_H\n#define ROWS_H\n\n#include <stdint.h>\n\n"
         f"#define ROWS_N {len(X)}u\n#define ROWS_N_INPUTS {d}u\n#define ROWS_DECIMALS {decimals}u\n\n"
+        + same_model_check(raw=False)
         + array("float", "rows_x", floats)
         + array("int32_t", "rows_v", ints)
         + "\n#endif /* ROWS_H */\n"

@@ -32,12 +32,6 @@
 #include "test_vectors.h"
 #ifdef WITH_ROWS
 #include "rows.h"
-#if ROWS_N_INPUTS != MODEL_N_INPUTS
-#error "rows.h was made for another model.h: run make_rows.py on this model.h"
-#endif
-#if defined(ROWS_RAW) && !defined(MODEL_N_COLUMNS)
-#error "rows.h holds raw columns but model.h has no raw-column helpers: run make_rows.py on this model.h"
-#endif
 #endif
 
 #if MODEL_N_INPUTS != TV_N_INPUTS || MODEL_SIZE != TV_BLOB_SIZE

@@ -15,6 +15,7 @@ from direct_edge.runtime.blob import parse
 
 from .conftest import (
     EXAMPLES,
+    ROOT,
     elf_size,
     make,
     make_rows,
@@ -166,6 +167,48 @@ def test_cortex_m_predicts_your_rows_with_the_generated_helpers(target, trained_
     assert not re.search(
         r'printf\("[^"]*%[-+ #0-9.]*[fgeFGE]', (EXAMPLES / "cortex-m" / "main.c").read_text()
     )
+
+
+def test_rows_h_refuses_to_build_beside_a_model_h_it_was_not_made_for(trained_header, raw_header, tmp_path):
+    """make_rows.py writes the check into rows.h itself, so every example that includes model.h and then
+    rows.h refuses a rows.h made for another model, in one #error line saying what to run."""
+    require_tool("gcc")
+    raw_rows = make_rows(_model_dir(tmp_path / "raw", raw_header), "x,size,colour\n0.25,2.5,red\n", "fixed")
+    plain_csv = ",".join(["0.01"] * 10) + "\n"
+    plain_rows = make_rows(_model_dir(tmp_path / "plain", trained_header), plain_csv, "fixed")
+    assert len(raw_rows) == len(plain_rows) == 1
+    source = tmp_path / "probe.c"
+    source.write_text(
+        '#include "direct.h"\n#include "model.h"\n#include "rows.h"\nint main(void) { return 0; }\n'
+    )
+
+    def build(model_dir, rows_dir):
+        probe = tmp_path / f"{model_dir.name}-with-rows-of-{rows_dir.name}"
+        probe.mkdir()
+        shutil.copy(model_dir / "model.h", probe / "model.h")
+        shutil.copy(rows_dir / "rows.h", probe / "rows.h")
+        include = ["-I", str(ROOT / "runtime" / "c"), "-I", str(probe)]
+        return run(["gcc", "-std=c99", "-fsyntax-only", *include, str(source)])
+
+    for own in (tmp_path / "raw", tmp_path / "plain"):
+        done = build(own, own)
+        assert done.returncode == 0, done.stderr
+    for model_dir, rows_dir, message in (
+        (
+            tmp_path / "plain",
+            tmp_path / "raw",
+            "rows.h holds raw columns but model.h has no raw-column helpers",
+        ),
+        (tmp_path / "raw", tmp_path / "plain", "rows.h was made for another model.h: run make_rows.py"),
+    ):
+        done = build(model_dir, rows_dir)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def _model_dir(path, header):
+    path.mkdir()
+    shutil.copy(header, path / "model.h")
+    return path
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

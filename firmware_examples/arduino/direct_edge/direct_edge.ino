@@ -50,12 +50,6 @@
 #include "rows.h"
 #undef rows_v
 #undef rows_raw_v
-#if ROWS_N_INPUTS != MODEL_N_INPUTS
-#error "rows.h was made for another model.h: run make_rows.py on this model.h"
-#endif
-#if defined(ROWS_RAW) && !defined(MODEL_N_COLUMNS)
-#error "rows.h holds raw columns but model.h has no raw-column helpers: run make_rows.py on this model.h"
-#endif
 #ifdef ROWS_RAW
 #define ROWS_WIDTH MODEL_N_COLUMNS /* raw columns: v, a level code or MODEL_MISSING_FIXED */
 #define ROWS_VALUES rows_raw_v
