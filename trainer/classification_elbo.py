@@ -36,6 +36,7 @@ import numpy as np
 
 from direct_edge.trainer.elbo import log_softmax, logsumexp, softmax_backward
 from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.grid import gains_from_sizes
 
 BOUNDS = ("boehning", "jj", "jensen", "exp")
 QUADRATIC_BOUNDS = ("boehning", "jj")
@@ -434,11 +435,7 @@ class GaussianApproximation:
     def grid_gains(self) -> tuple[np.ndarray, float]:
         """Per-feature gains g_j = size_j / max size (b,) in [``MIN_GAIN``, 1] (before the device's
         2^-15 rounding) and the largest size (logit units; 1 where every mean is 0)."""
-        size = self.mean_size
-        top = float(np.max(size, initial=0.0))
-        if not np.isfinite(top) or top <= 0:
-            return np.ones_like(size), 1.0
-        return np.maximum(size / top, MIN_GAIN), top
+        return gains_from_sizes(self.mean_size, MIN_GAIN)
 
 
 def gaussian_approximation(

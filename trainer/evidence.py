@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from direct_edge.trainer.grid import GAIN_FRAC_BITS, gains_from_sizes
 from direct_edge.trainer.statistics import SufficientStatistics
 
 MAX_ITER = 1000
@@ -69,9 +70,5 @@ def grid_gains(stats: SufficientStatistics) -> tuple[np.ndarray, float, float]:
     """Per-feature grid gains g_i = r_i / max r (b,) in (0, 1] (before rounding to the device's
     2^-15 steps), max r, and the evidence's prior sd λ^-½, from :func:`conjugate_posterior`."""
     post = conjugate_posterior(stats)
-    size = post.weight_size
-    top = float(np.max(size))
-    prior_sd = float(np.sqrt(post.prior_var))
-    if not np.isfinite(top) or top <= 0:
-        return np.ones_like(size), 1.0, prior_sd
-    return np.maximum(size / top, 2.0**-15), top, prior_sd
+    gains, top = gains_from_sizes(post.weight_size, 2.0**-GAIN_FRAC_BITS)
+    return gains, top, float(np.sqrt(post.prior_var))

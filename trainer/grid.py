@@ -83,6 +83,17 @@ def quantise_gains(gains: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gains * one), 1.0, one) / one
 
 
+def gains_from_sizes(size: np.ndarray, smallest: float) -> tuple[np.ndarray, float]:
+    """Per-feature gains g_i = size_i / max size (b,), floored at ``smallest`` (before
+    :func:`quantise_gains`), and the largest size; (ones, 1.0) when no size is positive and finite.
+    ``size``: (b,) each feature's weight size under a continuous approximation (docs/trainer.md §2)."""
+    size = np.asarray(size, dtype=np.float64)
+    top = float(np.max(size, initial=0.0))
+    if not np.isfinite(top) or top <= 0:
+        return np.ones_like(size), 1.0
+    return np.maximum(size / top, smallest), top
+
+
 def prior_log_probs(
     values: np.ndarray,
     kind: str = "gaussian",

@@ -7,7 +7,7 @@ from sklearn.linear_model import BayesianRidge
 
 from direct_edge.trainer import DataError, DirectRegressor, WeightGrid
 from direct_edge.trainer.evidence import conjugate_posterior, grid_gains
-from direct_edge.trainer.grid import GAIN_FRAC_BITS, quantise_gains
+from direct_edge.trainer.grid import GAIN_FRAC_BITS, gains_from_sizes, quantise_gains
 from direct_edge.trainer.regressor import GAIN_GRID_FACTORS, GAIN_PRIOR_FACTORS
 from direct_edge.trainer.statistics import SufficientStatistics
 
@@ -45,6 +45,16 @@ def test_gains_are_the_devices_multiples_of_2_to_the_minus_15_in_0_1():
     grid = WeightGrid.from_bits(4, 0.5).with_gains(np.array([1.0, 0.25]))
     np.testing.assert_array_equal(grid.values, np.outer([0.5, 0.125], np.arange(-7, 8)))
     assert grid.bits == 4 and WeightGrid.from_bits(4, 0.5).values.shape == (15,)
+
+
+def test_gains_are_sizes_over_the_largest_floored_and_ones_without_a_size():
+    gains, top = gains_from_sizes(np.array([4.0, 1.0, 1e-9, 2.0]), 2.0**-10)
+    np.testing.assert_array_equal(gains, [1.0, 0.25, 2.0**-10, 0.5])
+    assert top == 4.0
+    for sizes in (np.zeros(3), np.array([np.inf, 1.0, 1.0])):
+        gains, top = gains_from_sizes(sizes, 2.0**-15)
+        np.testing.assert_array_equal(gains, np.ones(3))
+        assert top == 1.0
 
 
 def _final_statistics(model: DirectRegressor, X: np.ndarray, y: np.ndarray) -> SufficientStatistics:
