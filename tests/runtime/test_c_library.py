@@ -167,19 +167,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind,d,b,S,bits,zeros,layout", CASES)
-def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout):
-    seed = zlib.crc32(repr((kind, d, b, S, bits, layout)).encode())
-    data = synthetic_blob(kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True)
-    blob, model = parse(data), NativeModel(data, library=native_library)
-    assert (model.n_inputs, model.n_features, model.n_samples) == (d, b, S)
-    assert model.weight_bound == blob.weight_bound and model.has_exact
-    q = random_inputs(np.random.default_rng(seed), N_ROWS, d)
-    assert_same(model.predict(q), reference.predict(blob, q))
-    assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
-    np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
-
-
 # Feature gains (IS §3.4, MF §5.1): every layout, both feature kinds, odd b, gains spanning [1, 32768].
 GAIN_CASES = [
     ("linear", 8, 9, 3, 4, 0.0, "dense4"),
@@ -191,13 +178,20 @@ GAIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind,d,b,S,bits,zeros,layout", GAIN_CASES)
-def test_c_applies_feature_gains_bit_exactly(native_library, kind, d, b, S, bits, zeros, layout):
-    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, "gains")).encode())
-    data = synthetic_blob(kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, gains=True)
+@pytest.mark.parametrize(
+    "kind,d,b,S,bits,zeros,layout,gains",
+    [(*case, False) for case in CASES] + [(*case, True) for case in GAIN_CASES],
+)
+def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout, gains):
+    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, *(("gains",) if gains else ()))).encode())
+    data = synthetic_blob(
+        kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True, gains=gains
+    )
     blob, model = parse(data), NativeModel(data, library=native_library)
-    assert blob.gains is not None
-    q = random_inputs(np.random.default_rng(seed), 2000, d)
+    assert (model.n_inputs, model.n_features, model.n_samples) == (d, b, S)
+    assert model.weight_bound == blob.weight_bound and model.has_exact
+    assert (blob.gains is not None) == gains
+    q = random_inputs(np.random.default_rng(seed), N_ROWS, d)
     assert_same(model.predict(q), reference.predict(blob, q))
     assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
     np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
