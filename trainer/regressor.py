@@ -573,12 +573,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         (the factor c) × the largest weight's size."""
         if self._gains == "none":
             return WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
-        cache = self.__dict__.setdefault("_gains_cache", [])
-        found = next((entry for entry in cache if entry[0] is stats), None)
-        if found is None:
-            found = (stats, *grid_gains(stats))
-            cache.append(found)
-        _, gains, top, _ = found
+        gains, top, _ = self._evidence(stats)
         delta = float(grid_scale) if self.grid_scale is not None else float(grid_scale) * top
         delta = float(np.clip(delta, *SCALE_RANGE))
         return WeightGrid.from_bits(int(self.bits), delta, bool(self.symmetric)).with_gains(gains)
@@ -590,9 +585,17 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             return 1.0
         if self._gains == "none" or self.prior_scale is not None:
             return float(prior_scale)
-        self._grid(stats, 1.0)  # fills the cache
-        found = next(entry for entry in self._gains_cache if entry[0] is stats)
-        return float(np.clip(float(prior_scale) * found[3], *SCALE_RANGE))
+        return float(np.clip(float(prior_scale) * self._evidence(stats)[2], *SCALE_RANGE))
+
+    def _evidence(self, stats: SufficientStatistics) -> tuple[np.ndarray, float, float]:
+        """:func:`evidence.grid_gains` of ``stats`` (gains, largest size, prior sd), computed once per
+        statistics of a fit (an O(b³) eigendecomposition)."""
+        cache = self.__dict__.setdefault("_gains_cache", [])
+        found = next((entry for entry in cache if entry[0] is stats), None)
+        if found is None:
+            found = (stats, *grid_gains(stats))
+            cache.append(found)
+        return found[1:]
 
     def _glm(
         self, stats: SufficientStatistics, grid_scale: float, prior_scale: float | None, family: str
