@@ -14,8 +14,8 @@ Per data set of the UCI folder (its fixed splits, ``test_mask.csv.gz``), b in ``
 Printed per case: test RMSE of each and their ratio (DIRECT / BayesianRidge), mean NLPD of a Gaussian
 with each model's exact predictive mean and variance (nats per test point, target units) and the
 difference, the share of test targets inside each central 95 % interval, whether DIRECT's final fit
-converged, its wall time and the share of that time spent choosing hyperparameters (every step before
-the final fit).
+converged, its wall time and the share of that time spent choosing hyperparameters (everything except
+the final fits).
 
 ``--variants`` runs each case once per variant, one right after the other (so their times compare):
 ``default`` (every option at its default: ``grid_gains="auto"``), ``one-grid`` (``grid_gains="none"``, one
