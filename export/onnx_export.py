@@ -196,7 +196,8 @@ class ExactMoments:
 
 def moments_from_model(model) -> ExactMoments:
     """The trained posterior's own weight moments (float64, unquantised)."""
-    w_mean, w_var = model.posterior_.weight_moments()  # standardised target units per Φ (with amplitude)
+    # standardised target units per Φ (with amplitude); the predictive variance with its rounding floor
+    w_mean, w_var = model.posterior_.predictive_weight_moments()
     unit = float(model.y_scale_ * model.feature_map_.amplitude)
     return ExactMoments(w_mean * unit, w_var * unit**2, float(model.noise_variance_))
 

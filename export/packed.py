@@ -562,7 +562,7 @@ def pack(
         # IS §6 stores the moments of each weight's level: the device applies g_i to the feature
         # (IS §3.4), so a weight's value Δ·g_i·level is divided by Δ·g_i, not by Δ alone.
         level_unit = delta if gains is None else delta * np.asarray(gains, dtype=np.float64)
-        w_mean, w_var = post.weight_moments()
+        w_mean, w_var = post.predictive_weight_moments()  # with the grid's rounding floor (trainer §7)
         moments = (w_mean / level_unit, w_var / level_unit**2)
     meta = {
         "producer": "direct-edge",

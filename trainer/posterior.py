@@ -13,6 +13,9 @@ import numpy as np
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.grid import WeightGrid
 
+# The variance of a uniform error over one grid cell, in cell widths² (docs/trainer.md §7).
+GRID_ROUNDING_VARIANCE = 1.0 / 12.0
+
 
 def sample_indices(
     q_weights: np.ndarray, mixture_weights: np.ndarray, n_samples: int, rng: np.random.Generator
@@ -79,28 +82,63 @@ class Posterior:
         return (np.sum(self.q_weights * self.grid, axis=-1), np.sum(self.q_weights * self.grid**2, axis=-1))
 
     def weight_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean (b,) and marginal variance (b,) of the weights."""
+        """Posterior mean (b,) and marginal variance (b,) of the weights under q."""
         s, t = self.component_moments()
         mean = self.mixture_weights @ s
         return mean, np.maximum(self.mixture_weights @ t - mean**2, 0.0)
 
-    def predict_moments(self, Phi: np.ndarray, include_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Exact predictive mean (n,) and variance (n,) for features ``Phi``: (n, b).
+    def rounding_variance(self) -> np.ndarray:
+        """(b,) variance of a uniform error over one grid cell of each weight: step_i² / 12.
+
+        The variance of a continuous weight that the grid can only hold to within half a step
+        (docs/trainer.md §7); for integer levels × Δ × g_i the step is Δ·g_i,
+        so the floor is 1/12 in level units (what IS §6 stores)."""
+        m = self.grid.shape[1]
+        step = (self.grid[:, -1] - self.grid[:, 0]) / max(m - 1, 1)
+        return step**2 * GRID_ROUNDING_VARIANCE
+
+    def _component_predictive_variance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-component mean (r, b) and predictive variance (r, b): q's variance, floored at the
+        grid's rounding variance."""
+        s, t = self.component_moments()
+        return s, np.maximum(t - s * s, self.rounding_variance()[None, :])
+
+    def predictive_weight_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (b,) and predictive variance (b,) of each weight: per component, q's variance floored
+        at :meth:`rounding_variance`, then mixed over components.  What :meth:`predict_moments` and
+        the exporters' exact-moment sections use (docs/trainer.md §7; IS §6)."""
+        s, v = self._component_predictive_variance()
+        alpha = self.mixture_weights
+        mean = alpha @ s
+        return mean, np.maximum(alpha @ (v + s * s) - mean**2, 0.0)
+
+    def predict_moments(
+        self, Phi: np.ndarray, include_noise: bool = True, include_rounding: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean (n,) and variance (n,) for features ``Phi``: (n, b).
 
         Mean-field: E[f] = Φs, Var[f] = Φ²v.  Mixture: the law of total variance over components.
-        The variance is of y* = f* + ε when ``include_noise`` (adds E_q[σ²]), of f* otherwise.
+        With ``include_rounding`` (the default, what the product predicts) each weight's variance is
+        at least its grid's rounding variance (:meth:`rounding_variance`), so that the predictive sd
+        grows off the data even where q sits on one level (docs/trainer.md §7); without it, the
+        exact moments of q.  The variance is of y* = f* + ε when ``include_noise`` (adds E_q[σ²]),
+        of f* otherwise.  Raises DataError for ``Phi`` of another width.
         """
         Phi = np.asarray(Phi, dtype=np.float64)
         if Phi.ndim != 2 or Phi.shape[1] != self.n_features:
             raise DataError(f"features must have shape (n, {self.n_features}), got {Phi.shape}")
-        s, t = self.component_moments()
+        if include_rounding:
+            s, v = self._component_predictive_variance()
+        else:
+            s, t = self.component_moments()
+            v = t - s * s
         alpha = self.mixture_weights
         if self.n_components == 1:
             mean = Phi @ s[0]
-            var = (Phi * Phi) @ (t[0] - s[0] ** 2)
+            var = (Phi * Phi) @ v[0]
         else:
             mean_k = Phi @ s.T  # (n, r)
-            second = ((Phi * Phi) @ (t - s * s).T + mean_k**2) @ alpha
+            second = ((Phi * Phi) @ v.T + mean_k**2) @ alpha
             mean = mean_k @ alpha
             var = np.maximum(second - mean**2, 0.0)
         if include_noise:

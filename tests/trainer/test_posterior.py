@@ -42,7 +42,7 @@ def test_predictive_moments_equal_enumeration(brute, grid, r, include_noise):
     b = 3
     post = random_posterior(rng, r, b, grid)
     Phi_test = rng.standard_normal((7, b))
-    mean, var = post.predict_moments(Phi_test, include_noise=include_noise)
+    mean, var = post.predict_moments(Phi_test, include_noise=include_noise, include_rounding=False)
     e_mean, e_var = brute.predictive_moments(
         post.grid, post.q_weights, post.mixture_weights, post.noise, post.q_noise, Phi_test, include_noise
     )
@@ -188,3 +188,66 @@ def test_sample_rejects_zero_samples():
     post = random_posterior(np.random.default_rng(0), 1, 2, WeightGrid.from_bits(2))
     with pytest.raises(DataError):
         post.sample(0)
+
+
+# ---- the grid's rounding floor (docs/trainer.md §7) --------------------------------------------------
+
+
+def one_level_posterior(grid: WeightGrid, index: np.ndarray, r: int = 1) -> Posterior:
+    """q on one level per weight (what a weight pinned by many rows looks like)."""
+    b, m = index.size, grid.levels.size
+    Q = np.zeros((r, b, m))
+    Q[:, np.arange(b), index] = 1.0
+    values = np.broadcast_to(grid.values, (b, m)).copy()
+    return Posterior(values, Q, np.full(r, 1.0 / r), np.array([0.25]), np.array([1.0]), grid)
+
+
+@pytest.mark.parametrize("r", [1, 2])
+@pytest.mark.parametrize("gains", [None, [1.0, 0.25, 2**-15]])
+def test_a_weight_on_one_level_keeps_the_variance_of_its_grid_cell(r, gains):
+    grid = WeightGrid.from_bits(4, 0.3)
+    if gains is not None:
+        grid = grid.with_gains(np.array(gains))
+    post = one_level_posterior(grid, np.array([7, 10, 2]), r)
+    step = 0.3 * (np.ones(3) if gains is None else grid.gains)
+    Phi = np.random.default_rng(0).standard_normal((6, 3)) * [1.0, 30.0, 1000.0]
+    mean, var = post.predict_moments(Phi, include_noise=False)
+    np.testing.assert_allclose(var, (Phi**2) @ (step**2 / 12), rtol=1e-12)
+    _, q_var = post.predict_moments(Phi, include_noise=False, include_rounding=False)
+    np.testing.assert_array_equal(q_var, 0.0)
+    np.testing.assert_allclose(mean, Phi @ (grid.levels[[7, 10, 2]] * step), rtol=1e-12)
+    w_mean, w_var = post.predictive_weight_moments()
+    np.testing.assert_allclose(w_var, step**2 / 12, rtol=1e-12)
+    np.testing.assert_array_equal(w_mean, post.weight_moments()[0])
+
+
+def test_a_spread_weight_keeps_its_own_variance():
+    # Uniform over 15 levels: Var = (15² − 1)/12 = 18.67 levels², far above the floor of 1/12.
+    grid = WeightGrid.from_bits(4, 0.5)
+    post = Posterior(
+        np.broadcast_to(grid.values, (2, 15)).copy(),
+        np.full((1, 2, 15), 1 / 15),
+        np.ones(1),
+        np.ones(1),
+        np.ones(1),
+        grid,
+    )
+    Phi = np.random.default_rng(1).standard_normal((5, 2))
+    with_floor = post.predict_moments(Phi)
+    without = post.predict_moments(Phi, include_rounding=False)
+    np.testing.assert_array_equal(with_floor[0], without[0])
+    np.testing.assert_array_equal(with_floor[1], without[1])
+    np.testing.assert_allclose(post.predictive_weight_moments()[1], 0.25 * 224 / 12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("r", [1, 3])
+def test_predictive_weight_moments_are_the_predictive_moments_of_unit_features(r):
+    # The exporters' exact sections hold predictive_weight_moments; on φ = e_i they must be what
+    # predict_moments says, for a mixture too (law of total variance per weight).
+    rng = np.random.default_rng(r)
+    post = random_posterior(rng, r, 4, WeightGrid.from_bits(4, 0.2), spread=4.0)
+    mean, var = post.predict_moments(np.eye(4), include_noise=False)
+    w_mean, w_var = post.predictive_weight_moments()
+    np.testing.assert_allclose(w_mean, mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w_var, var, rtol=1e-12, atol=1e-15)
+    assert np.all(w_var >= 0.2**2 / 12 * (1 - 1e-12))
