@@ -318,7 +318,8 @@ def notes(
         if not np.isfinite(gap):
             out.append("the difference from the trained model is not a finite number: its outputs overflow")
         elif gap > TOLERANCE:
-            wanted = min(65535, int(np.ceil(blob.n_samples * (gap / (0.8 * TOLERANCE)) ** 2)))
+            ratio = gap / (0.8 * TOLERANCE)  # the sd of a mean over S samples falls as S^-½
+            wanted = 65535 if ratio >= 256 else min(65535, int(np.ceil(blob.n_samples * ratio**2)))
             advice = f"about --samples {wanted} for {TOLERANCE}"
             if blob.has_exact:
                 advice = f"{exact_advice}; or {advice}"

@@ -66,9 +66,10 @@ def conjugate_posterior(stats: SufficientStatistics) -> ConjugatePosterior:
     return ConjugatePosterior(mean, var, 1.0 / lam, 1.0 / alpha)
 
 
-def grid_gains(stats: SufficientStatistics) -> tuple[np.ndarray, float, float]:
+def grid_gains(stats: SufficientStatistics | ConjugatePosterior) -> tuple[np.ndarray, float, float]:
     """Per-feature grid gains g_i = r_i / max r (b,) in (0, 1] (before rounding to the device's
-    2^-15 steps), max r, and the evidence's prior sd λ^-½, from :func:`conjugate_posterior`."""
-    post = conjugate_posterior(stats)
+    2^-15 steps), max r, and the evidence's prior sd λ^-½, from :func:`conjugate_posterior` of
+    ``stats`` (or from that posterior itself)."""
+    post = stats if isinstance(stats, ConjugatePosterior) else conjugate_posterior(stats)
     gains, top = gains_from_sizes(post.weight_size, 2.0**-GAIN_FRAC_BITS)
     return gains, top, float(np.sqrt(post.prior_var))

@@ -37,7 +37,7 @@ from direct_edge.formats import MODEL_FILE_MAGIC
 from direct_edge.trainer.errors import DataError, ModelFileError
 from direct_edge.trainer.features import CONSTANT_ULPS, FEATURE_KINDS, FeatureMap
 from direct_edge.trainer.grid import GAIN_FRAC_BITS, WeightGrid, quantise_gains
-from direct_edge.trainer.posterior import Posterior
+from direct_edge.trainer.posterior import GRID_ROUNDING_VARIANCE, Posterior
 
 MAGIC = MODEL_FILE_MAGIC
 FORMAT_MAJOR = 1
@@ -355,6 +355,8 @@ ARRAYS = (
     ArraySpec("posterior.mixture_weights", "<f8", ("r",), "distribution"),
     ArraySpec("posterior.noise", "<f8", ("K",), "positive"),
     ArraySpec("posterior.q_noise", "<f8", ("K",), "distribution"),
+    # the predictive variance floor (docs/trainer.md §7); files without it predict q's own moments
+    ArraySpec("posterior.variance_floor", "<f8", ("b",), "nonnegative", required=False),
     ArraySpec("trace", "<f8", ("T",), "any"),
     ArraySpec("lengthscale", "<f8", ("L",), "positive", kinds=("rff",)),
     ArraySpec("data.input_min", "<f8", ("d",), "finite", required=False),
@@ -371,6 +373,7 @@ VALUE_RULES = {
     "any": (lambda a: True, ""),
     "finite": (lambda a: True, "finite"),
     "positive": (lambda a: bool(np.all(a > 0)), "finite and > 0"),
+    "nonnegative": (lambda a: bool(np.all(a >= 0)), "finite and >= 0"),
     "distribution": (_distribution, "probabilities (finite, >= 0, summing to 1 along the last axis)"),
     "gains": (
         lambda a: bool(np.all((a >= 2.0**-GAIN_FRAC_BITS) & (a <= 1.0)) and np.all(quantise_gains(a) == a)),
@@ -559,6 +562,8 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
             "trace": np.asarray(model.trace_, dtype=np.float64),
         }
     )
+    if post.variance_floor is not None:
+        arrays["posterior.variance_floor"] = np.asarray(post.variance_floor, dtype=np.float64)
     if model.lengthscale_ is not None:
         arrays["lengthscale"] = np.atleast_1d(model.lengthscale_).astype(np.float64)
     if getattr(model, "input_min_", None) is not None:
@@ -675,6 +680,12 @@ def _check_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     half = 2 ** (meta["grid"]["bits"] - 1)
     if levels[0] < -half or levels[-1] >= half:
         raise _fail("array 'grid.levels'", f"must fit in grid.bits = {meta['grid']['bits']}")
+    floor = arrays.get("posterior.variance_floor")
+    if floor is not None:  # at most one grid cell's rounding variance (docs/trainer.md §7)
+        gains = arrays.get("grid.gains")
+        step = float(meta["grid"]["scale"]) * (1.0 if gains is None else gains)
+        if not np.all(floor <= step**2 * GRID_ROUNDING_VARIANCE * (1.0 + 1e-12)):
+            raise _fail("array 'posterior.variance_floor'", "must not exceed step²/12 of each weight's grid")
     return dims
 
 
@@ -742,6 +753,7 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
         arrays["posterior.noise"],
         arrays["posterior.q_noise"],
         grid,
+        arrays.get("posterior.variance_floor"),
     )
     for key in _FITTED_SCALARS:
         setattr(model, key, meta["fitted"][key])

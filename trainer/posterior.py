@@ -17,6 +17,21 @@ from direct_edge.trainer.grid import WeightGrid
 GRID_ROUNDING_VARIANCE = 1.0 / 12.0
 
 
+def rounding_floor(grid: np.ndarray, conjugate_var: np.ndarray) -> np.ndarray:
+    """The predictive variance floor (b,) of each weight (docs/trainer.md §7): the variance of a
+    uniform error over one grid cell, step_i² / 12, but never more than the weight's variance under
+    the conjugate Gaussian posterior on the same statistics (``conjugate_var`` (b,),
+    :func:`direct_edge.trainer.evidence.conjugate_posterior`), since a weight the data pin exactly to
+    a level (a constant target's zero weights) loses nothing by rounding.  ``grid``: (b, m) weight
+    values (uniform steps; for a non-uniform row, its mean step)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    m = grid.shape[1]
+    step = (grid[:, -1] - grid[:, 0]) / max(m - 1, 1)
+    return np.minimum(
+        step**2 * GRID_ROUNDING_VARIANCE, np.maximum(np.asarray(conjugate_var, dtype=np.float64), 0.0)
+    )
+
+
 def sample_indices(
     q_weights: np.ndarray, mixture_weights: np.ndarray, n_samples: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -54,7 +69,9 @@ class Posterior:
 
     ``grid``: (b, m) values; ``q_weights``: (r, b, m); ``mixture_weights``: (r,) α;
     ``noise``: (K,) variances; ``q_noise``: (K,) ρ; ``weight_grid``: the integer-level grid when
-    the grid is one (then ``grid`` rows all equal ``weight_grid.values``).
+    the grid is one (then ``grid`` rows all equal ``weight_grid.values``); ``variance_floor``: None or
+    (b,) the least variance each weight has in the predictive moments (:func:`rounding_floor`, set by
+    the trainer; None: no floor, q's own moments).
     """
 
     grid: np.ndarray
@@ -63,6 +80,7 @@ class Posterior:
     noise: np.ndarray
     q_noise: np.ndarray
     weight_grid: WeightGrid | None = None
+    variance_floor: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -87,25 +105,16 @@ class Posterior:
         mean = self.mixture_weights @ s
         return mean, np.maximum(self.mixture_weights @ t - mean**2, 0.0)
 
-    def rounding_variance(self) -> np.ndarray:
-        """(b,) variance of a uniform error over one grid cell of each weight: step_i² / 12.
-
-        The variance of a continuous weight that the grid can only hold to within half a step
-        (docs/trainer.md §7); for integer levels × Δ × g_i the step is Δ·g_i,
-        so the floor is 1/12 in level units (what IS §6 stores)."""
-        m = self.grid.shape[1]
-        step = (self.grid[:, -1] - self.grid[:, 0]) / max(m - 1, 1)
-        return step**2 * GRID_ROUNDING_VARIANCE
-
     def _component_predictive_variance(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-component mean (r, b) and predictive variance (r, b): q's variance, floored at the
-        grid's rounding variance."""
+        """Per-component mean (r, b) and predictive variance (r, b): q's variance, floored at
+        ``variance_floor``."""
         s, t = self.component_moments()
-        return s, np.maximum(t - s * s, self.rounding_variance()[None, :])
+        floor = 0.0 if self.variance_floor is None else self.variance_floor[None, :]
+        return s, np.maximum(t - s * s, floor)
 
     def predictive_weight_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean (b,) and predictive variance (b,) of each weight: per component, q's variance floored
-        at :meth:`rounding_variance`, then mixed over components.  What :meth:`predict_moments` and
+        at ``variance_floor``, then mixed over components.  What :meth:`predict_moments` and
         the exporters' exact-moment sections use (docs/trainer.md §7; IS §6)."""
         s, v = self._component_predictive_variance()
         alpha = self.mixture_weights
@@ -119,10 +128,10 @@ class Posterior:
 
         Mean-field: E[f] = Φs, Var[f] = Φ²v.  Mixture: the law of total variance over components.
         With ``include_rounding`` (the default, what the product predicts) each weight's variance is
-        at least its grid's rounding variance (:meth:`rounding_variance`), so that the predictive sd
-        grows off the data even where q sits on one level (docs/trainer.md §7); without it, the
-        exact moments of q.  The variance is of y* = f* + ε when ``include_noise`` (adds E_q[σ²]),
-        of f* otherwise.  Raises DataError for ``Phi`` of another width.
+        at least ``variance_floor`` (:func:`rounding_floor`), so that the predictive sd grows off the
+        data even where q sits on one level (docs/trainer.md §7); without it, the exact moments of q.
+        The variance is of y* = f* + ε when ``include_noise`` (adds E_q[σ²]), of f* otherwise.
+        Raises DataError for ``Phi`` of another width.
         """
         Phi = np.asarray(Phi, dtype=np.float64)
         if Phi.ndim != 2 or Phi.shape[1] != self.n_features:

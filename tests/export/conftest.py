@@ -39,7 +39,9 @@ def gained_regressor(n_features: int = 32, kind: str = "rff"):
     from sklearn.datasets import load_diabetes
 
     from direct_edge.trainer import DirectGLM, DirectRegressor, SufficientStatistics
+    from direct_edge.trainer.evidence import conjugate_posterior
     from direct_edge.trainer.grid import WeightGrid, noise_grid, prior_log_probs
+    from direct_edge.trainer.posterior import rounding_floor
 
     X, y = load_diabetes(return_X_y=True)
     params = dict(features=kind, grid_scale=0.1, prior_scale=0.5, max_iter=300)
@@ -60,4 +62,6 @@ def gained_regressor(n_features: int = 32, kind: str = "rff"):
     )
     glm.fit(200)
     model.posterior_ = glm.posterior()
+    # as the trainer sets it (docs/trainer.md §7)
+    model.posterior_.variance_floor = rounding_floor(model.posterior_.grid, conjugate_posterior(stats).var)
     return model, X

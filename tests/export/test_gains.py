@@ -53,14 +53,16 @@ def test_the_blob_holds_the_trained_gains_samples_and_level_moments(gained):
     assert blob.gains.min() == 1 and blob.gains.max() == 32768
     np.testing.assert_array_equal(blob.levels, model.posterior_.sample(16, seed=1).levels)
     # IS §6 with gains: the moments of each level, weight / (Δ·g_i); the variance is the predictive one,
-    # floored at the rounding variance of one level (1/12, trainer §7), whatever the weight's gain.
+    # floored (trainer §7) at most at the rounding variance of one level, 1/12, whatever the gain.
     w_mean, w_var = model.posterior_.predictive_weight_moments()
     unit = grid.scale * grid.gains
     want_mean = np.clip(np.rint(w_mean / unit * 4096), -32768, 32767)
     want_var = np.clip(np.rint(w_var / unit**2 * 1024), 0, 65535)
     np.testing.assert_array_equal(blob.exact_mean, want_mean)
     np.testing.assert_array_equal(blob.exact_var, want_var)
-    assert blob.exact_var.min() >= round(1024 / 12)
+    floor = model.posterior_.variance_floor
+    assert np.all(floor / unit**2 <= 1 / 12 + 1e-12)
+    np.testing.assert_array_equal(w_var, np.maximum(model.posterior_.weight_moments()[1], floor))
 
 
 def test_exact_mode_is_within_its_bound_of_the_trained_model(gained):

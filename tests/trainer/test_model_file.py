@@ -89,6 +89,7 @@ def test_round_trip_reproduces_predictions_samples_and_attributes(tmp_path, diab
     assert (gains is not None) == (model.grid_gains == "evidence") or model.grid_gains == "auto"
     if gains is not None:
         np.testing.assert_array_equal(gains, loaded_gains)
+    np.testing.assert_array_equal(loaded.posterior_.variance_floor, model.posterior_.variance_floor)
     assert loaded.summary_ == {"test_rmse": 1.5}
     assert not list(tmp_path.glob(".*tmp")), "temporary file left behind"
 
@@ -154,6 +155,7 @@ def test_content_behind_a_valid_crc_is_still_checked(small_model):
     # Posterior shape that does not match the feature map.
     m, arrays = decode(blob)
     arrays["posterior.q_weights"] = arrays["posterior.q_weights"][:, :-1]
+    arrays["posterior.variance_floor"] = arrays["posterior.variance_floor"][:-1]
     with pytest.raises(ModelFileError, match="need b = 2F >= 2, got b = 15, F = 8"):
         model_from_arrays(*decode(encode(m, arrays)))
     # Missing metadata.
@@ -177,6 +179,30 @@ def test_grid_gains_behind_a_valid_crc_are_checked(diabetes):
         broken = dict(arrays, **{"grid.gains": bad})
         with pytest.raises(ModelFileError, match=why):
             model_from_arrays(*decode(encode(meta, broken)))
+
+
+def test_the_variance_floor_behind_a_valid_crc_is_checked_and_files_without_it_load(diabetes):
+    X, y = diabetes
+    model = DirectRegressor(n_features=16, lengthscale=3.0, max_iter=50).fit(X, y)
+    meta, arrays = model_to_arrays(model)
+    assert np.all(arrays["posterior.variance_floor"] >= 0) and np.any(arrays["posterior.variance_floor"] > 0)
+    for bad, why in (
+        (np.full(16, -1e-3), ">= 0"),
+        (np.full(16, 1e300), "step²/12"),  # more than one grid cell: not a rounding floor
+        (np.full(16, np.nan), "finite"),
+        (np.ones(15), "b"),
+    ):
+        broken = dict(arrays, **{"posterior.variance_floor": bad})
+        with pytest.raises(ModelFileError, match=why):
+            model_from_arrays(*decode(encode(meta, broken)))
+    # A file written before the floor existed predicts q's own moments (docs/trainer.md §7).
+    old = model_from_arrays(*decode(encode(meta, {k: v for k, v in arrays.items() if "floor" not in k})))
+    assert old.posterior_.variance_floor is None
+    Phi = model.feature_map_.transform(X)
+    q_var = model.posterior_.predict_moments(Phi, include_rounding=False)[1]
+    np.testing.assert_allclose(
+        old.predict(X, return_std=True)[1], np.sqrt(q_var) * model.y_scale_, rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -357,7 +383,7 @@ def _entry(table: list, name: str) -> dict:
         (lambda m, t: m["params"].update(lengthscale=[[1.0], [2.0, 3.0]]), "meta.params holds a bad option"),
         (lambda m, t: m["fitted"].update(n_features_in_=9), "fitted.n_features_in_ must equal d = 10"),
         (lambda m, t: m.update(arrays=None, selection={}), "meta.selection must be a list, got {}"),
-        (lambda m, t: t.append(dict(t[0])), "arrays[12] repeats the name 'feature_map.input_offset'"),
+        (lambda m, t: t.append(dict(t[0])), "arrays[13] repeats the name 'feature_map.input_offset'"),
         (lambda m, t: t.remove(_entry(t, "posterior.noise")), "the file has no array 'posterior.noise'"),
     ],
 )

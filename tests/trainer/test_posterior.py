@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from direct_edge.trainer import DataError, WeightGrid
-from direct_edge.trainer.posterior import Posterior, sample_indices
+from direct_edge.trainer.posterior import Posterior, rounding_floor, sample_indices
 
 
 def random_posterior(rng, r: int, b: int, grid: WeightGrid | np.ndarray, K: int = 3, spread: float = 1.5):
@@ -199,7 +199,8 @@ def one_level_posterior(grid: WeightGrid, index: np.ndarray, r: int = 1) -> Post
     Q = np.zeros((r, b, m))
     Q[:, np.arange(b), index] = 1.0
     values = np.broadcast_to(grid.values, (b, m)).copy()
-    return Posterior(values, Q, np.full(r, 1.0 / r), np.array([0.25]), np.array([1.0]), grid)
+    floor = rounding_floor(values, np.full(b, np.inf))  # a conjugate posterior wider than every cell
+    return Posterior(values, Q, np.full(r, 1.0 / r), np.array([0.25]), np.array([1.0]), grid, floor)
 
 
 @pytest.mark.parametrize("r", [1, 2])
@@ -224,13 +225,15 @@ def test_a_weight_on_one_level_keeps_the_variance_of_its_grid_cell(r, gains):
 def test_a_spread_weight_keeps_its_own_variance():
     # Uniform over 15 levels: Var = (15² − 1)/12 = 18.67 levels², far above the floor of 1/12.
     grid = WeightGrid.from_bits(4, 0.5)
+    values = np.broadcast_to(grid.values, (2, 15)).copy()
     post = Posterior(
-        np.broadcast_to(grid.values, (2, 15)).copy(),
+        values,
         np.full((1, 2, 15), 1 / 15),
         np.ones(1),
         np.ones(1),
         np.ones(1),
         grid,
+        rounding_floor(values, np.full(2, np.inf)),
     )
     Phi = np.random.default_rng(1).standard_normal((5, 2))
     with_floor = post.predict_moments(Phi)
@@ -246,8 +249,26 @@ def test_predictive_weight_moments_are_the_predictive_moments_of_unit_features(r
     # predict_moments says, for a mixture too (law of total variance per weight).
     rng = np.random.default_rng(r)
     post = random_posterior(rng, r, 4, WeightGrid.from_bits(4, 0.2), spread=4.0)
+    post.variance_floor = rounding_floor(post.grid, np.array([np.inf, 0.0, 1e-4, 1.0]))
     mean, var = post.predict_moments(np.eye(4), include_noise=False)
     w_mean, w_var = post.predictive_weight_moments()
     np.testing.assert_allclose(w_mean, mean, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(w_var, var, rtol=1e-12, atol=1e-15)
-    assert np.all(w_var >= 0.2**2 / 12 * (1 - 1e-12))
+    assert np.all(w_var >= post.variance_floor * (1 - 1e-12))
+
+
+def test_the_floor_is_a_cell_of_the_grid_capped_by_the_conjugate_variance():
+    grid = WeightGrid.from_bits(4, 0.3).with_gains(np.array([1.0, 0.5, 0.5, 2**-15]))
+    values = grid.values
+    step = 0.3 * grid.gains
+    conjugate = np.array([1.0, 0.0, 1e-4, 1.0])
+    np.testing.assert_allclose(rounding_floor(values, conjugate), [0.09 / 12, 0.0, 1e-4, step[3] ** 2 / 12])
+    # A weight pinned exactly (a constant target's zero weights: conjugate variance 0) gets no floor.
+    np.testing.assert_array_equal(rounding_floor(values, np.zeros(4)), 0.0)
+    # Without a floor (files written before it), the predictive moments are q's own.
+    post = one_level_posterior(WeightGrid.from_bits(4, 0.3), np.array([7, 9]))
+    post.variance_floor = None
+    Phi = np.ones((2, 2))
+    np.testing.assert_array_equal(
+        post.predict_moments(Phi)[1], post.predict_moments(Phi, include_rounding=False)[1]
+    )
