@@ -236,6 +236,80 @@ static uint32_t features_simd(const direct_model *m, const int16_t *x, int16_t *
 }
 #endif
 
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_NEON)
+#include <arm_neon.h>
+/*
+ * IS §3.2-§3.3 for features j … j+3 in the four 32-bit lanes of a register (aarch64 NEON). Phase: each row
+ * of W is read four inputs at a time and multiplied lane-wise (MUL/MLA keep the low 32 bits: the u32
+ * arithmetic of IS §3.2), the four rows' lanes reduced with two ADDP; the last d mod 4 inputs are loaded
+ * per lane (no read past W). Table: the pairs (T[i], T[i+1]) and (T[255−i], T[256−i]) are read as one
+ * 32-bit word each (memcpy: any alignment), split into sign-extended halves, and IS §3.3's
+ * v = y0 + round_shift((y1 − y0)·f, 15) is computed as written: |(y1 − y0)·f| < 2^31 − 2^14 (IS §9), so
+ * adding 2^14 and shifting right arithmetically is exact. Quadrants as in cos_sin16.
+ */
+static int32x4_t interpolate_x4(uint32x4_t pairs, int32x4_t f, int lo_first) {
+    int32x4_t lo = vshrq_n_s32(vshlq_n_s32(vreinterpretq_s32_u32(pairs), 16), 16);
+    int32x4_t hi = vshrq_n_s32(vreinterpretq_s32_u32(pairs), 16);
+    int32x4_t y0 = lo_first ? lo : hi, y1 = lo_first ? hi : lo;
+    int32x4_t prod = vmulq_s32(vsubq_s32(y1, y0), f);
+    return vaddq_s32(y0, vshrq_n_s32(vaddq_s32(prod, vdupq_n_s32(0x4000)), 15));
+}
+
+static void cos_sin16_x4(const int16_t *table, uint32x4_t t, int16_t *c, int16_t *sn) {
+    uint32_t tl[4], pa[4], pb[4], l;
+    int32x4_t f = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(t, 7), vdupq_n_u32(0x7FFFu)));
+    int32x4_t a, b, cv, sv;
+    uint32x4_t odd, neg_c, neg_s;
+    vst1q_u32(tl, t);
+    for (l = 0u; l < 4u; ++l) {
+        uint32_t i = (tl[l] >> 22) & UINT32_C(0xFF);
+        memcpy(&pa[l], table + i, sizeof pa[l]);         /* (T[i], T[i+1]) */
+        memcpy(&pb[l], table + (255u - i), sizeof pb[l]); /* (T[255−i], T[256−i]) */
+    }
+    a = interpolate_x4(vld1q_u32(pa), f, 1);
+    b = interpolate_x4(vld1q_u32(pb), f, 0);
+    odd = vtstq_u32(t, vdupq_n_u32(UINT32_C(0x40000000)));
+    neg_s = vtstq_u32(t, vdupq_n_u32(UINT32_C(0x80000000)));
+    neg_c = vtstq_u32(veorq_u32(t, vshlq_n_u32(t, 1)), vdupq_n_u32(UINT32_C(0x80000000)));
+    cv = vbslq_s32(odd, a, b);
+    sv = vbslq_s32(odd, b, a);
+    cv = vbslq_s32(neg_c, vnegq_s32(cv), cv);
+    sv = vbslq_s32(neg_s, vnegq_s32(sv), sv);
+    vst1_s16(c, vmovn_s32(cv)); /* |v| ≤ 32767: the narrowing is exact */
+    vst1_s16(sn, vmovn_s32(sv));
+}
+
+/* IS §3.2-§3.3 for the features 0 … 4⌊F/4⌋ − 1; returns how many it did (the caller does the rest). */
+static uint32_t features_simd(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t F) {
+    uint32_t d = m->n_inputs, full = d & ~3u, j, k, l;
+    const uint32_t *w = (const uint32_t *)(const void *)m->phase_w;
+    for (j = 0u; j + 4u <= F; j += 4u, w += 4u * d) {
+        uint32x4_t v[4], t = vld1q_u32(m->phase_c + j);
+        for (l = 0u; l < 4u; ++l) {
+            v[l] = vdupq_n_u32(0u);
+        }
+        for (k = 0u; k < full; k += 4u) {
+            int32x4_t q32 = vmovl_s16(vld1_s16(x + k));
+            uint32x4_t q = vreinterpretq_u32_s32(q32);
+            for (l = 0u; l < 4u; ++l) {
+                v[l] = vmlaq_u32(v[l], vld1q_u32(w + l * d + k), q);
+            }
+        }
+        t = vaddq_u32(t, vpaddq_u32(vpaddq_u32(v[0], v[1]), vpaddq_u32(v[2], v[3])));
+        for (; k < d; ++k) { /* lane l gets W_{j+l,k} */
+            uint32x4_t col = vdupq_n_u32(0u);
+            col = vld1q_lane_u32(w + k, col, 0);
+            col = vld1q_lane_u32(w + d + k, col, 1);
+            col = vld1q_lane_u32(w + 2u * d + k, col, 2);
+            col = vld1q_lane_u32(w + 3u * d + k, col, 3);
+            t = vmlaq_u32(t, col, vdupq_n_u32((uint32_t)(int32_t)x[k]));
+        }
+        cos_sin16_x4(m->table, t, phi + j, phi + F + j);
+    }
+    return j;
+}
+#endif
+
 /* Portable sign extensions of a u32's low and high halves; compilers emit one SXTH/ASR (or a shift pair). */
 #define direct_sext16(v) direct_floor_shift32(direct_i32_from_u32((uint32_t)(v) << 16), 16u)
 #define direct_high16(v) direct_floor_shift32(direct_i32_from_u32((uint32_t)(v)), 16u)
@@ -491,6 +565,76 @@ static void dotn_dense4(const uint8_t *w, uint32_t row, uint32_t n, const int16_
     }
 }
 #undef DIRECT_AVX2_SAMPLE
+#elif DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_NEON)
+/*
+ * aarch64 NEON: 16 bytes of a row are eight 16-bit lanes, lane m holding the nibbles of weights 4m … 4m+3;
+ * the signed level of nibble n is (lane << (12 − 4n)) >> 12 (SHL, SSHR), so L_n[m] = w_{4m+n}. LD4 reads the
+ * 32 features of a group de-interleaved by four, P_n[m] = φ_{4m+n}, so the features stay in natural order.
+ * SMLAL/SMLAL2 widen each product to 32 bits; lane sums wrap mod 2^32 and the total is exact (IS §9).
+ * Four samples per pass share the feature loads.
+ */
+#define DIRECT_SIMD_GROUP 16u /* row bytes per group: 32 weights */
+
+static void pair_features(int16_t *phi, uint32_t groups) { /* LD4 de-interleaves: nothing to do */
+    (void)phi;
+    (void)groups;
+}
+
+#define DIRECT_NEON_LEVEL(v, sh) vshrq_n_s16(vshlq_n_s16((v), (sh)), 12)
+#define DIRECT_NEON_SAMPLE(acc, row)                                                                   \
+    do {                                                                                               \
+        int16x8_t v_ = vreinterpretq_s16_u8(vld1q_u8(row)), l_;                                        \
+        l_ = DIRECT_NEON_LEVEL(v_, 12);                                                                \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[0]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[0]);                                                       \
+        l_ = DIRECT_NEON_LEVEL(v_, 8);                                                                 \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[1]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[1]);                                                       \
+        l_ = DIRECT_NEON_LEVEL(v_, 4);                                                                 \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[2]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[2]);                                                       \
+        l_ = vshrq_n_s16(v_, 12);                                                                      \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[3]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[3]);                                                       \
+    } while (0)
+
+/* Natural-order bytes from..row-1 of one sample (after the full groups). */
+static uint32_t dense4_tail(const uint8_t *w, const int16_t *phi, uint32_t from, uint32_t row) {
+    uint32_t acc = 0u, i;
+    for (i = from; i < row; ++i) {
+        uint32_t c = w[i];
+        acc += (uint32_t)direct_nibble(c & 15u) * (uint32_t)(int32_t)phi[2u * i] +
+               (uint32_t)direct_nibble(c >> 4) * (uint32_t)(int32_t)phi[2u * i + 1u];
+    }
+    return acc;
+}
+
+/* Samples at w, w + row, w + 2·row, w + 3·row (n = 1 or 4 of them) into acc[0 … n−1]. */
+static void dotn_dense4(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t *acc) {
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+    uint32_t groups = row / DIRECT_SIMD_GROUP, g, s;
+    for (g = 0u; g < groups; ++g) {
+        const int16x8x4_t p = vld4q_s16(phi + 32u * g);
+        const uint8_t *r = w + DIRECT_SIMD_GROUP * g;
+        DIRECT_NEON_SAMPLE(a0, r);
+        if (n == 4u) {
+            DIRECT_NEON_SAMPLE(a1, r + row);
+            DIRECT_NEON_SAMPLE(a2, r + 2u * row);
+            DIRECT_NEON_SAMPLE(a3, r + 3u * row);
+        }
+    }
+    acc[0] = vaddvq_u32(vreinterpretq_u32_s32(a0));
+    if (n == 4u) {
+        acc[1] = vaddvq_u32(vreinterpretq_u32_s32(a1));
+        acc[2] = vaddvq_u32(vreinterpretq_u32_s32(a2));
+        acc[3] = vaddvq_u32(vreinterpretq_u32_s32(a3));
+    }
+    for (s = 0u; s < n; ++s) {
+        acc[s] += dense4_tail(w + s * row, phi, DIRECT_SIMD_GROUP * groups, row);
+    }
+}
+#undef DIRECT_NEON_SAMPLE
+#undef DIRECT_NEON_LEVEL
 #elif DIRECT_KERNEL == DIRECT_KERNEL_DSP
 /*
  * On the DSP extension, table-free: each 32-bit word of a row holds nibbles n0 … n7 (weights 8g … 8g+7);
