@@ -149,7 +149,7 @@ static void cos_sin16(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn)
  * value that cannot overflow. Quadrants: (cos, sin) = (B, A), (−A, B), (−B, −A), (A, −B) for qd = 0 … 3:
  * select on bit 30 of t, negate cos where bits 31 and 30 agree and sin where bit 31 is clear.
  */
-static void cos_sin16_x8(const int16_t *table, __m256i t, int16_t *c, int16_t *sn) {
+static inline void cos_sin16_x8(const int16_t *table, __m256i t, int16_t *c, int16_t *sn) {
     const __m256i lo15 = _mm256_set1_epi32(0x7FFF), sign15 = _mm256_set1_epi32(0x8000);
     const __m256i lo16 = _mm256_set1_epi32(0xFFFF), round = _mm256_set1_epi32(0x3FFF);
     __m256i i = _mm256_and_si256(_mm256_srli_epi32(t, 22), _mm256_set1_epi32(0xFF));
@@ -177,48 +177,69 @@ static void cos_sin16_x8(const int16_t *table, __m256i t, int16_t *c, int16_t *s
 #define DIRECT_AVX2_MAX_CHUNKS 8u /* inputs d ≤ 64 take the contiguous path below, larger d gathers */
 
 /* IS §3.2 for 8 features (rows w, w + d, …, w + 7d of W) and d ≤ 64: each row is read contiguously, 8
- * inputs per load (masked past d: the load never leaves W), multiplied lane-wise by the inputs, and the
- * eight rows' lane sums are reduced together (VPHADDD tree). Every operation is a 32-bit add or the low
- * half of a product: arithmetic mod 2^32, as IS §3.2 asks. */
-static __m256i phases_rows(const int32_t *w, uint32_t d, const __m256i *qv, const __m256i *mask, uint32_t chunks,
-                           __m256i t) {
-    __m256i v[8], s01, s23, s45, s67, lo, hi;
-    uint32_t l, c;
-    for (l = 0u; l < 8u; ++l) {
-        const int *row = (const int *)(const void *)(w + l * d);
-        v[l] = _mm256_mullo_epi32(_mm256_maskload_epi32(row, mask[0]), qv[0]);
-        for (c = 1u; c < chunks; ++c) {
-            v[l] = _mm256_add_epi32(v[l], _mm256_mullo_epi32(_mm256_maskload_epi32(row + 8u * c, mask[c]), qv[c]));
+ * inputs per load, multiplied lane-wise by the inputs, and the eight rows' lane sums are reduced together
+ * (VPHADDD tree). Lanes past d multiply a zero input; a load that could pass the end of W (the last block's
+ * partial chunk) is masked instead. Every operation is a 32-bit add or the low half of a product: arithmetic
+ * mod 2^32, as IS §3.2 asks. The eight rows stay in registers (named, not an array the compiler spills). */
+#define DIRECT_AVX2_ROW(l, c, ld)                                                                      \
+    v##l = _mm256_add_epi32(v##l, _mm256_mullo_epi32(ld((const int *)(const void *)(w + l##u * d + 8u * (c))), qv[c]))
+#define DIRECT_AVX2_ROWS(c, ld)                                                                        \
+    do {                                                                                               \
+        DIRECT_AVX2_ROW(0, c, ld); DIRECT_AVX2_ROW(1, c, ld); DIRECT_AVX2_ROW(2, c, ld);           \
+        DIRECT_AVX2_ROW(3, c, ld); DIRECT_AVX2_ROW(4, c, ld); DIRECT_AVX2_ROW(5, c, ld);           \
+        DIRECT_AVX2_ROW(6, c, ld); DIRECT_AVX2_ROW(7, c, ld);                                       \
+    } while (0)
+#define DIRECT_AVX2_LOADU(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define DIRECT_AVX2_MASKED(p) _mm256_maskload_epi32((p), tail)
+static __m256i phases_rows(const int32_t *w, uint32_t d, const __m256i *qv, __m256i tail, uint32_t chunks,
+                           int masked, __m256i t) {
+    __m256i v0 = _mm256_setzero_si256(), v1 = v0, v2 = v0, v3 = v0, v4 = v0, v5 = v0, v6 = v0, v7 = v0;
+    __m256i s01, s23, s45, s67, lo, hi;
+    uint32_t c, full = d / 8u;
+    for (c = 0u; c < full; ++c) {
+        DIRECT_AVX2_ROWS(c, DIRECT_AVX2_LOADU);
+    }
+    if (full < chunks) { /* the partial chunk: inputs 8·full … d−1 */
+        if (masked) {
+            DIRECT_AVX2_ROWS(full, DIRECT_AVX2_MASKED);
+        } else {
+            DIRECT_AVX2_ROWS(full, DIRECT_AVX2_LOADU);
         }
     }
-    s01 = _mm256_hadd_epi32(v[0], v[1]);
-    s23 = _mm256_hadd_epi32(v[2], v[3]);
-    s45 = _mm256_hadd_epi32(v[4], v[5]);
-    s67 = _mm256_hadd_epi32(v[6], v[7]);
+    s01 = _mm256_hadd_epi32(v0, v1);
+    s23 = _mm256_hadd_epi32(v2, v3);
+    s45 = _mm256_hadd_epi32(v4, v5);
+    s67 = _mm256_hadd_epi32(v6, v7);
     lo = _mm256_hadd_epi32(s01, s23); /* (rows 0-3: sums of the low 128-bit halves | of the high halves) */
     hi = _mm256_hadd_epi32(s45, s67); /* the same for rows 4-7 */
     return _mm256_add_epi32(t, _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
                                                 _mm256_permute2x128_si256(lo, hi, 0x31)));
 }
+#undef DIRECT_AVX2_MASKED
+#undef DIRECT_AVX2_LOADU
+#undef DIRECT_AVX2_ROWS
+#undef DIRECT_AVX2_ROW
 
 /* IS §3.2-§3.3 for the features 0 … 8⌊F/8⌋ − 1; returns how many it did (the caller does the rest). */
 static uint32_t features_simd(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t F) {
     uint32_t d = m->n_inputs, j, k, chunks = (d + 7u) / 8u;
     const int32_t *w = m->phase_w;
     if (chunks <= DIRECT_AVX2_MAX_CHUNKS) {
-        __m256i qv[DIRECT_AVX2_MAX_CHUNKS], mask[DIRECT_AVX2_MAX_CHUNKS];
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i qv[DIRECT_AVX2_MAX_CHUNKS], tail;
         int32_t qs[8u * DIRECT_AVX2_MAX_CHUNKS];
         for (k = 0u; k < 8u * chunks; ++k) {
             qs[k] = k < d ? (int32_t)x[k] : 0;
         }
-        for (k = 0u; k < chunks; ++k) { /* lanes of chunk k: inputs 8k … 8k+7, those below d enabled */
+        for (k = 0u; k < chunks; ++k) { /* chunk k: inputs 8k … 8k+7, zero past d */
             qv[k] = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 8u * k));
-            mask[k] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(d - 8u * k)), lane);
         }
+        tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(d % 8u)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for (j = 0u; j + 8u <= F; j += 8u, w += 8u * d) {
             __m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(m->phase_c + j));
-            cos_sin16_x8(m->table, phases_rows(w, d, qv, mask, chunks, t), phi + j, phi + F + j);
+            /* The partial chunk of row j+7 reads words up to (j+7)·d + 8⌊d/8⌋ + 7 < (j+8)·d + 8: unmasked
+             * only while those stay inside W (F·d words; < 2^31, so no overflow). */
+            int masked = (j + 8u) * d + 8u > F * d;
+            cos_sin16_x8(m->table, phases_rows(w, d, qv, tail, chunks, masked, t), phi + j, phi + F + j);
         }
     } else { /* d > 64: lane l gathers W_{j+l,k} (stride d) */
         const int32_t dd = (int32_t)d;

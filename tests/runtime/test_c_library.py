@@ -242,7 +242,8 @@ def check_bit_exact(library, kind, d, b, S, bits, zeros, layout, gains) -> None:
 
 
 # Shapes where the SIMD kernel changes path: F a multiple of 8 or not (AVX2 does 8 features per pass, NEON
-# 4), d > 64 (AVX2 gathers W), rows of whole 32-byte groups, groups plus a tail, and fewer than 4 samples.
+# 4), d > 64 (AVX2 gathers W), rows of whole 32-byte groups, groups plus a tail, fewer than 4 samples, and
+# one block of 8 features (its partial input chunk read masked: the row is W's last).
 SIMD_CASES = [
     ("rff", 9, 2000, 9, 4, 0.0, "dense4"),
     ("rff", 9, 512, 32, 4, 0.5, "dense4"),
@@ -251,6 +252,7 @@ SIMD_CASES = [
     ("rff", 13, 46, 3, 4, 0.0, "dense4"),
     ("rff", 1, 128, 1, 4, 0.0, "dense4"),
     ("rff", 17, 90, 7, 3, 0.2, "dense4"),
+    ("rff", 9, 16, 5, 4, 0.0, "dense4"),
 ]
 
 
