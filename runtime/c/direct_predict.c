@@ -140,8 +140,8 @@ static void cos_sin16(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn)
 #include <immintrin.h>
 /*
  * IS §3.2-§3.3 for features j … j+7 in the eight 32-bit lanes of a register (AVX2).
- * Phase: lane l holds t_{j+l}; W_{j+l,k} is gathered (stride d), multiplied by q_k with VPMULLD (the low
- * 32 bits of the product: the u32 product of IS §3.2) and added with wrap-around. Table: one 32-bit gather
+ * Phase: lane l holds t_{j+l} (phases_rows below for d ≤ 64, else W_{j+l,k} gathered with stride d),
+ * products by VPMULLD (the low 32 bits: the u32 product of IS §3.2), sums with wrap-around. Table: one 32-bit gather
  * at byte offset 2i reads the pair (T[i], T[i+1]) as i16 halves, one at 2(255 − i) the pair
  * (T[255−i], T[256−i]) (T has 257 entries, so both stay inside it). VPMADDWD with fa = (f − 2^15, −f) and
  * fb = (−f, f − 2^15) gives −X_A = −(T[i]·(2^15 − f) + T[i+1]·f) and −X_B likewise, |X| < 2^30; then
