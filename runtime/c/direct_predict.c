@@ -32,14 +32,26 @@ static const uint8_t lowest_bit[256] DIRECT_ROM = {
  *   DIRECT_KERNEL_DSP     Arm cores with the DSP extension (Cortex-M4/M7/M33, Armv7-A): dual 16-bit
  *                         multiply-accumulates (SMLAD, SMLSD); elsewhere the same operations in plain C
  *   DIRECT_KERNEL_LEAN    Armv6-M (Cortex-M0/M0+/M23): word loads and shifts, few live registers
+ *   DIRECT_KERNEL_SIMD    hosts with AVX2 (x86-64, -mavx2 or -march=native) or NEON (aarch64): the feature
+ *                         map eight (AVX2) or four (NEON) features per pass and dense4 four samples per
+ *                         pass, in intrinsics; chosen by -DDIRECT_VECTORIZE when the compiler predefines
+ *                         __AVX2__ or __aarch64__ with __ARM_NEON, else DIRECT_KERNEL_VECTOR applies
  */
 #define DIRECT_KERNEL_TABLES 1
 #define DIRECT_KERNEL_VECTOR 2
 #define DIRECT_KERNEL_DSP 3
 #define DIRECT_KERNEL_LEAN 4
+#define DIRECT_KERNEL_SIMD 5
+#if defined(__AVX2__)
+#define DIRECT_HAVE_AVX2 1
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define DIRECT_HAVE_NEON 1
+#endif
 #ifndef DIRECT_KERNEL
 #if DIRECT_PROGMEM
 #define DIRECT_KERNEL DIRECT_KERNEL_TABLES
+#elif defined(DIRECT_VECTORIZE) && (defined(DIRECT_HAVE_AVX2) || defined(DIRECT_HAVE_NEON))
+#define DIRECT_KERNEL DIRECT_KERNEL_SIMD
 #elif defined(DIRECT_VECTORIZE)
 #define DIRECT_KERNEL DIRECT_KERNEL_VECTOR
 #elif defined(__ARM_FEATURE_DSP)
@@ -52,6 +64,9 @@ static const uint8_t lowest_bit[256] DIRECT_ROM = {
 #endif
 #if DIRECT_PROGMEM && DIRECT_KERNEL != DIRECT_KERNEL_TABLES
 #error "program-memory builds read the blob byte-wise: only DIRECT_KERNEL_TABLES applies"
+#endif
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD && !defined(DIRECT_HAVE_AVX2) && !defined(DIRECT_HAVE_NEON)
+#error "DIRECT_KERNEL_SIMD needs AVX2 (-mavx2) or aarch64 NEON"
 #endif
 
 #if DIRECT_KERNEL == DIRECT_KERNEL_TABLES
@@ -119,6 +134,201 @@ static void cos_sin16(const int16_t *table, uint32_t t, int16_t *c, int16_t *sn)
     *sn = (int16_t)sv;
 }
 
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_AVX2)
+#include <immintrin.h>
+/*
+ * IS §3.2-§3.3 for features j … j+7 in the eight 32-bit lanes of a register (AVX2).
+ * Phase: lane l holds t_{j+l} (phases_rows below for d ≤ 64, else W_{j+l,k} gathered with stride d),
+ * products by VPMULLD (the low 32 bits: the u32 product of IS §3.2), sums with wrap-around. Table: one 32-bit gather
+ * at byte offset 2i reads the pair (T[i], T[i+1]) as i16 halves, one at 2(255 − i) the pair
+ * (T[255−i], T[256−i]) (T has 257 entries, so both stay inside it). VPMADDWD with fa = (f − 2^15, −f) and
+ * fb = (−f, f − 2^15) gives −X_A = −(T[i]·(2^15 − f) + T[i+1]·f) and −X_B likewise, |X| < 2^30; then
+ * −A = ⌊(−X_A + 2^14 − 1) / 2^15⌋ is IS §3.3's v negated (as in the DSP kernel), an arithmetic shift of a
+ * value that cannot overflow. Quadrants: (cos, sin) = (B, A), (−A, B), (−B, −A), (A, −B) for qd = 0 … 3:
+ * select on bit 30 of t, negate cos where bits 31 and 30 agree and sin where bit 31 is clear.
+ */
+static inline void cos_sin16_x8(const int16_t *table, __m256i t, int16_t *c, int16_t *sn) {
+    const __m256i lo15 = _mm256_set1_epi32(0x7FFF), sign15 = _mm256_set1_epi32(0x8000);
+    const __m256i lo16 = _mm256_set1_epi32(0xFFFF), round = _mm256_set1_epi32(0x3FFF);
+    __m256i i = _mm256_and_si256(_mm256_srli_epi32(t, 22), _mm256_set1_epi32(0xFF));
+    __m256i f = _mm256_and_si256(_mm256_srli_epi32(t, 7), lo15);
+    __m256i nf = _mm256_sub_epi32(_mm256_setzero_si256(), f), f1 = _mm256_xor_si256(f, sign15);
+    __m256i fa = _mm256_or_si256(f1, _mm256_slli_epi32(nf, 16));
+    __m256i fb = _mm256_or_si256(_mm256_and_si256(nf, lo16), _mm256_slli_epi32(f1, 16));
+    __m256i wa = _mm256_i32gather_epi32((const int *)(const void *)table, i, 2);
+    __m256i wb = _mm256_i32gather_epi32((const int *)(const void *)table, _mm256_sub_epi32(_mm256_set1_epi32(255), i), 2);
+    __m256i na = _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(wa, fa), round), 15);
+    __m256i nb = _mm256_srai_epi32(_mm256_add_epi32(_mm256_madd_epi16(wb, fb), round), 15);
+    __m256i odd = _mm256_srai_epi32(_mm256_slli_epi32(t, 1), 31);
+    __m256i neg_c = _mm256_xor_si256(_mm256_srai_epi32(_mm256_xor_si256(t, _mm256_slli_epi32(t, 1)), 31),
+                                     _mm256_set1_epi32(-1));
+    __m256i neg_s = _mm256_xor_si256(_mm256_srai_epi32(t, 31), _mm256_set1_epi32(-1));
+    __m256i cv = _mm256_blendv_epi8(nb, na, odd), sv = _mm256_blendv_epi8(na, nb, odd), both;
+    cv = _mm256_sub_epi32(_mm256_xor_si256(cv, neg_c), neg_c);
+    sv = _mm256_sub_epi32(_mm256_xor_si256(sv, neg_s), neg_s);
+    /* |v| ≤ 32767: the saturating pack is exact. Lanes come out (c0-3, s0-3 | c4-7, s4-7). */
+    both = _mm256_permute4x64_epi64(_mm256_packs_epi32(cv, sv), 0xD8);
+    _mm_storeu_si128((__m128i *)(void *)c, _mm256_castsi256_si128(both));
+    _mm_storeu_si128((__m128i *)(void *)sn, _mm256_extracti128_si256(both, 1));
+}
+
+#define DIRECT_AVX2_MAX_CHUNKS 8u /* inputs d ≤ 64 take the contiguous path below, larger d gathers */
+
+/* IS §3.2 for 8 features (rows w, w + d, …, w + 7d of W) and d ≤ 64: each row is read contiguously, 8
+ * inputs per load, multiplied lane-wise by the inputs, and the eight rows' lane sums are reduced together
+ * (VPHADDD tree). Lanes past d multiply a zero input; a load that could pass the end of W (the last block's
+ * partial chunk) is masked instead. Every operation is a 32-bit add or the low half of a product: arithmetic
+ * mod 2^32, as IS §3.2 asks. The eight rows stay in registers (named, not an array the compiler spills). */
+#define DIRECT_AVX2_ROW(l, c, ld)                                                                      \
+    v##l = _mm256_add_epi32(v##l, _mm256_mullo_epi32(ld((const int *)(const void *)(w + l##u * d + 8u * (c))), qv[c]))
+#define DIRECT_AVX2_ROWS(c, ld)                                                                        \
+    do {                                                                                               \
+        DIRECT_AVX2_ROW(0, c, ld); DIRECT_AVX2_ROW(1, c, ld); DIRECT_AVX2_ROW(2, c, ld);           \
+        DIRECT_AVX2_ROW(3, c, ld); DIRECT_AVX2_ROW(4, c, ld); DIRECT_AVX2_ROW(5, c, ld);           \
+        DIRECT_AVX2_ROW(6, c, ld); DIRECT_AVX2_ROW(7, c, ld);                                       \
+    } while (0)
+#define DIRECT_AVX2_LOADU(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define DIRECT_AVX2_MASKED(p) _mm256_maskload_epi32((p), tail)
+static __m256i phases_rows(const int32_t *w, uint32_t d, const __m256i *qv, __m256i tail, uint32_t chunks,
+                           int masked, __m256i t) {
+    __m256i v0 = _mm256_setzero_si256(), v1 = v0, v2 = v0, v3 = v0, v4 = v0, v5 = v0, v6 = v0, v7 = v0;
+    __m256i s01, s23, s45, s67, lo, hi;
+    uint32_t c, full = d / 8u;
+    for (c = 0u; c < full; ++c) {
+        DIRECT_AVX2_ROWS(c, DIRECT_AVX2_LOADU);
+    }
+    if (full < chunks) { /* the partial chunk: inputs 8·full … d−1 */
+        if (masked) {
+            DIRECT_AVX2_ROWS(full, DIRECT_AVX2_MASKED);
+        } else {
+            DIRECT_AVX2_ROWS(full, DIRECT_AVX2_LOADU);
+        }
+    }
+    s01 = _mm256_hadd_epi32(v0, v1);
+    s23 = _mm256_hadd_epi32(v2, v3);
+    s45 = _mm256_hadd_epi32(v4, v5);
+    s67 = _mm256_hadd_epi32(v6, v7);
+    lo = _mm256_hadd_epi32(s01, s23); /* (rows 0-3: sums of the low 128-bit halves | of the high halves) */
+    hi = _mm256_hadd_epi32(s45, s67); /* the same for rows 4-7 */
+    return _mm256_add_epi32(t, _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                                                _mm256_permute2x128_si256(lo, hi, 0x31)));
+}
+#undef DIRECT_AVX2_MASKED
+#undef DIRECT_AVX2_LOADU
+#undef DIRECT_AVX2_ROWS
+#undef DIRECT_AVX2_ROW
+
+/* IS §3.2-§3.3 for the features 0 … 8⌊F/8⌋ − 1; returns how many it did (the caller does the rest). */
+static uint32_t features_simd(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t F) {
+    uint32_t d = m->n_inputs, j, k, chunks = (d + 7u) / 8u;
+    const int32_t *w = m->phase_w;
+    if (chunks <= DIRECT_AVX2_MAX_CHUNKS) {
+        __m256i qv[DIRECT_AVX2_MAX_CHUNKS], tail;
+        int32_t qs[8u * DIRECT_AVX2_MAX_CHUNKS];
+        for (k = 0u; k < 8u * chunks; ++k) {
+            qs[k] = k < d ? (int32_t)x[k] : 0;
+        }
+        for (k = 0u; k < chunks; ++k) { /* chunk k: inputs 8k … 8k+7, zero past d */
+            qv[k] = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 8u * k));
+        }
+        tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(d % 8u)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (j = 0u; j + 8u <= F; j += 8u, w += 8u * d) {
+            __m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(m->phase_c + j));
+            /* The partial chunk of row j+7 reads words up to (j+7)·d + 8⌊d/8⌋ + 7 < (j+8)·d + 8: unmasked
+             * only while those stay inside W (F·d words; < 2^31, so no overflow). */
+            int masked = (j + 8u) * d + 8u > F * d;
+            cos_sin16_x8(m->table, phases_rows(w, d, qv, tail, chunks, masked, t), phi + j, phi + F + j);
+        }
+    } else { /* d > 64: lane l gathers W_{j+l,k} (stride d) */
+        const int32_t dd = (int32_t)d;
+        const __m256i rows = _mm256_setr_epi32(0, dd, 2 * dd, 3 * dd, 4 * dd, 5 * dd, 6 * dd, 7 * dd);
+        for (j = 0u; j + 8u <= F; j += 8u, w += 8u * d) {
+            __m256i t = _mm256_loadu_si256((const __m256i *)(const void *)(m->phase_c + j));
+            for (k = 0u; k < d; ++k) {
+                __m256i wk = _mm256_i32gather_epi32((const int *)(const void *)(w + k), rows, 4);
+                t = _mm256_add_epi32(t, _mm256_mullo_epi32(wk, _mm256_set1_epi32((int32_t)x[k])));
+            }
+            cos_sin16_x8(m->table, t, phi + j, phi + F + j);
+        }
+    }
+    return j;
+}
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_NEON)
+#include <arm_neon.h>
+/*
+ * IS §3.2-§3.3 for features j … j+3 in the four 32-bit lanes of a register (aarch64 NEON). Phase: each row
+ * of W is read four inputs at a time and multiplied lane-wise (MUL/MLA keep the low 32 bits: the u32
+ * arithmetic of IS §3.2), the four rows' lanes reduced with two ADDP; the last d mod 4 inputs are loaded
+ * per lane (no read past W). Table: the pairs (T[i], T[i+1]) and (T[255−i], T[256−i]) are read as one
+ * 32-bit word each (memcpy: any alignment), split into sign-extended halves, and IS §3.3's
+ * v = y0 + round_shift((y1 − y0)·f, 15) is computed as written: |(y1 − y0)·f| < 2^31 − 2^14 (IS §9), so
+ * adding 2^14 and shifting right arithmetically is exact. Quadrants as in cos_sin16.
+ */
+static int32x4_t interpolate_x4(uint32x4_t pairs, int32x4_t f, int lo_first) {
+    int32x4_t lo = vshrq_n_s32(vshlq_n_s32(vreinterpretq_s32_u32(pairs), 16), 16);
+    int32x4_t hi = vshrq_n_s32(vreinterpretq_s32_u32(pairs), 16);
+    int32x4_t y0 = lo_first ? lo : hi, y1 = lo_first ? hi : lo;
+    int32x4_t prod = vmulq_s32(vsubq_s32(y1, y0), f);
+    return vaddq_s32(y0, vshrq_n_s32(vaddq_s32(prod, vdupq_n_s32(0x4000)), 15));
+}
+
+static void cos_sin16_x4(const int16_t *table, uint32x4_t t, int16_t *c, int16_t *sn) {
+    uint32_t tl[4], pa[4], pb[4], l;
+    int32x4_t f = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(t, 7), vdupq_n_u32(0x7FFFu)));
+    int32x4_t a, b, cv, sv;
+    uint32x4_t odd, neg_c, neg_s;
+    vst1q_u32(tl, t);
+    for (l = 0u; l < 4u; ++l) {
+        uint32_t i = (tl[l] >> 22) & UINT32_C(0xFF);
+        memcpy(&pa[l], table + i, sizeof pa[l]);         /* (T[i], T[i+1]) */
+        memcpy(&pb[l], table + (255u - i), sizeof pb[l]); /* (T[255−i], T[256−i]) */
+    }
+    a = interpolate_x4(vld1q_u32(pa), f, 1);
+    b = interpolate_x4(vld1q_u32(pb), f, 0);
+    odd = vtstq_u32(t, vdupq_n_u32(UINT32_C(0x40000000)));
+    neg_s = vtstq_u32(t, vdupq_n_u32(UINT32_C(0x80000000)));
+    neg_c = vtstq_u32(veorq_u32(t, vshlq_n_u32(t, 1)), vdupq_n_u32(UINT32_C(0x80000000)));
+    cv = vbslq_s32(odd, a, b);
+    sv = vbslq_s32(odd, b, a);
+    cv = vbslq_s32(neg_c, vnegq_s32(cv), cv);
+    sv = vbslq_s32(neg_s, vnegq_s32(sv), sv);
+    vst1_s16(c, vmovn_s32(cv)); /* |v| ≤ 32767: the narrowing is exact */
+    vst1_s16(sn, vmovn_s32(sv));
+}
+
+/* IS §3.2-§3.3 for the features 0 … 4⌊F/4⌋ − 1; returns how many it did (the caller does the rest). */
+static uint32_t features_simd(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t F) {
+    uint32_t d = m->n_inputs, full = d & ~3u, j, k, l;
+    const uint32_t *w = (const uint32_t *)(const void *)m->phase_w;
+    for (j = 0u; j + 4u <= F; j += 4u, w += 4u * d) {
+        uint32x4_t v[4], t = vld1q_u32(m->phase_c + j);
+        for (l = 0u; l < 4u; ++l) {
+            v[l] = vdupq_n_u32(0u);
+        }
+        for (k = 0u; k < full; k += 4u) {
+            int32x4_t q32 = vmovl_s16(vld1_s16(x + k));
+            uint32x4_t q = vreinterpretq_u32_s32(q32);
+            for (l = 0u; l < 4u; ++l) {
+                v[l] = vmlaq_u32(v[l], vld1q_u32(w + l * d + k), q);
+            }
+        }
+        t = vaddq_u32(t, vpaddq_u32(vpaddq_u32(v[0], v[1]), vpaddq_u32(v[2], v[3])));
+        for (; k < d; ++k) { /* lane l gets W_{j+l,k} */
+            uint32x4_t col = vdupq_n_u32(0u);
+            col = vld1q_lane_u32(w + k, col, 0);
+            col = vld1q_lane_u32(w + d + k, col, 1);
+            col = vld1q_lane_u32(w + 2u * d + k, col, 2);
+            col = vld1q_lane_u32(w + 3u * d + k, col, 3);
+            t = vmlaq_u32(t, col, vdupq_n_u32((uint32_t)(int32_t)x[k]));
+        }
+        cos_sin16_x4(m->table, t, phi + j, phi + F + j);
+    }
+    return j;
+}
 #endif
 
 /* Portable sign extensions of a u32's low and high halves; compilers emit one SXTH/ASR (or a shift pair). */
@@ -236,7 +446,12 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
             cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), phi + j, sn + j);
         }
 #else
-        for (j = 0u; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
+        j = 0u;
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+        j = features_simd(m, x, phi, F); /* all but the last F mod 8 (AVX2) or F mod 4 (NEON) */
+        w += j * d;
+#endif
+        for (; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
             uint32_t t = DIRECT_U32(m->phase_c + j);
             for (k = 0u; k < d; ++k) {
                 t += (uint32_t)DIRECT_I32(w + k) * (uint32_t)(int32_t)x[k];
@@ -273,6 +488,174 @@ static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes
     return acc;
 }
 #define DIRECT_DENSE4_OFFSET 1
+#elif DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_AVX2)
+/*
+ * AVX2: 32 bytes of a row are sixteen 16-bit lanes, lane m holding the nibbles of weights 4m … 4m+3; the
+ * signed level of nibble n is (lane << (12 − 4n)) >> 12 (VPSLLW, VPSRAW: no table, no offset), so four
+ * shift pairs give four vectors L_n with L_n[m] = w_{4m+n}. The 64 features of each full group are stored
+ * to match once per prediction (pair_features: P_n[m] = φ_{4m+n}, in place), and VPMADDWD of L_n with P_n
+ * adds two products per 32-bit lane (|sum| ≤ 2·8·32768). Four samples per pass share the feature loads.
+ * Lane sums wrap mod 2^32; the total is exact (IS §9). Bytes after the last full group use the natural
+ * feature order.
+ */
+#define DIRECT_SIMD_GROUP 32u /* row bytes per group: 64 weights */
+
+/* φ_{64g + 4m + n} moves to position 64g + 16n + m for every full group g (a 4-way de-interleave). */
+static void pair_features(int16_t *phi, uint32_t groups) {
+    /* In each 128-bit lane (features 8q … 8q+7), dword n becomes (φ_{8q+n}, φ_{8q+4+n}). */
+    const __m256i spread = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9,
+                                            2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+    /* Then qword n of each register holds dword n of its two lanes (q even, q odd). */
+    const __m256i pairs = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    uint32_t g;
+    for (g = 0u; g < groups; ++g, phi += 64) {
+        __m256i a0 = _mm256_loadu_si256((const __m256i *)(const void *)phi);
+        __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)(phi + 16));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(const void *)(phi + 32));
+        __m256i a3 = _mm256_loadu_si256((const __m256i *)(const void *)(phi + 48));
+        __m256i lo01, hi01, lo23, hi23;
+        a0 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a0, spread), pairs);
+        a1 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a1, spread), pairs);
+        a2 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a2, spread), pairs);
+        a3 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(a3, spread), pairs);
+        lo01 = _mm256_unpacklo_epi64(a0, a1); /* (n = 0 | n = 2) for q = 0 … 3 */
+        hi01 = _mm256_unpackhi_epi64(a0, a1); /* (n = 1 | n = 3) */
+        lo23 = _mm256_unpacklo_epi64(a2, a3); /* the same for q = 4 … 7 */
+        hi23 = _mm256_unpackhi_epi64(a2, a3);
+        _mm256_storeu_si256((__m256i *)(void *)phi, _mm256_permute2x128_si256(lo01, lo23, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(phi + 16), _mm256_permute2x128_si256(hi01, hi23, 0x20));
+        _mm256_storeu_si256((__m256i *)(void *)(phi + 32), _mm256_permute2x128_si256(lo01, lo23, 0x31));
+        _mm256_storeu_si256((__m256i *)(void *)(phi + 48), _mm256_permute2x128_si256(hi01, hi23, 0x31));
+    }
+}
+
+#define DIRECT_AVX2_SAMPLE(acc, row)                                                                   \
+    do {                                                                                               \
+        __m256i v_ = _mm256_loadu_si256((const __m256i *)(const void *)(row));                         \
+        __m256i s_ = _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v_, 12), 12), p0);          \
+        s_ = _mm256_add_epi32(s_, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v_, 8), 12), p1)); \
+        s_ = _mm256_add_epi32(s_, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(v_, 4), 12), p2)); \
+        s_ = _mm256_add_epi32(s_, _mm256_madd_epi16(_mm256_srai_epi16(v_, 12), p3));                   \
+        acc = _mm256_add_epi32(acc, s_);                                                               \
+    } while (0)
+
+static uint32_t hsum_epi32(__m256i v) { /* the eight lanes' sum mod 2^32 */
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+/* Natural-order bytes from..row-1 of one sample (after the full groups). */
+static uint32_t dense4_tail(const uint8_t *w, const int16_t *phi, uint32_t from, uint32_t row) {
+    uint32_t acc = 0u, i;
+    for (i = from; i < row; ++i) {
+        uint32_t c = w[i];
+        acc += (uint32_t)direct_nibble(c & 15u) * (uint32_t)(int32_t)phi[2u * i] +
+               (uint32_t)direct_nibble(c >> 4) * (uint32_t)(int32_t)phi[2u * i + 1u];
+    }
+    return acc;
+}
+
+/* Samples at w, w + row, w + 2·row, w + 3·row (n of them, 1 ≤ n ≤ 4) into acc[0 … n−1]. */
+static void dotn_dense4(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t *acc) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    uint32_t groups = row / DIRECT_SIMD_GROUP, g, s;
+    const int16_t *ph = phi;
+    for (g = 0u; g < groups; ++g, ph += 64) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)ph);
+        const __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 16));
+        const __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 32));
+        const __m256i p3 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 48));
+        const uint8_t *r = w + DIRECT_SIMD_GROUP * g;
+        DIRECT_AVX2_SAMPLE(a0, r);
+        if (n == 4u) { /* the common case: one branch per group, predicted */
+            DIRECT_AVX2_SAMPLE(a1, r + row);
+            DIRECT_AVX2_SAMPLE(a2, r + 2u * row);
+            DIRECT_AVX2_SAMPLE(a3, r + 3u * row);
+        }
+    }
+    acc[0] = hsum_epi32(a0);
+    if (n == 4u) {
+        acc[1] = hsum_epi32(a1);
+        acc[2] = hsum_epi32(a2);
+        acc[3] = hsum_epi32(a3);
+    }
+    for (s = 0u; s < n; ++s) {
+        acc[s] += dense4_tail(w + s * row, phi, DIRECT_SIMD_GROUP * groups, row);
+    }
+}
+#undef DIRECT_AVX2_SAMPLE
+#elif DIRECT_KERNEL == DIRECT_KERNEL_SIMD && defined(DIRECT_HAVE_NEON)
+/*
+ * aarch64 NEON: 16 bytes of a row are eight 16-bit lanes, lane m holding the nibbles of weights 4m … 4m+3;
+ * the signed level of nibble n is (lane << (12 − 4n)) >> 12 (SHL, SSHR), so L_n[m] = w_{4m+n}. LD4 reads the
+ * 32 features of a group de-interleaved by four, P_n[m] = φ_{4m+n}, so the features stay in natural order.
+ * SMLAL/SMLAL2 widen each product to 32 bits; lane sums wrap mod 2^32 and the total is exact (IS §9).
+ * Four samples per pass share the feature loads.
+ */
+#define DIRECT_SIMD_GROUP 16u /* row bytes per group: 32 weights */
+
+static void pair_features(int16_t *phi, uint32_t groups) { /* LD4 de-interleaves: nothing to do */
+    (void)phi;
+    (void)groups;
+}
+
+#define DIRECT_NEON_LEVEL(v, sh) vshrq_n_s16(vshlq_n_s16((v), (sh)), 12)
+#define DIRECT_NEON_SAMPLE(acc, row)                                                                   \
+    do {                                                                                               \
+        int16x8_t v_ = vreinterpretq_s16_u8(vld1q_u8(row)), l_;                                        \
+        l_ = DIRECT_NEON_LEVEL(v_, 12);                                                                \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[0]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[0]);                                                       \
+        l_ = DIRECT_NEON_LEVEL(v_, 8);                                                                 \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[1]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[1]);                                                       \
+        l_ = DIRECT_NEON_LEVEL(v_, 4);                                                                 \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[2]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[2]);                                                       \
+        l_ = vshrq_n_s16(v_, 12);                                                                      \
+        acc = vmlal_s16(acc, vget_low_s16(l_), vget_low_s16(p.val[3]));                                \
+        acc = vmlal_high_s16(acc, l_, p.val[3]);                                                       \
+    } while (0)
+
+/* Natural-order bytes from..row-1 of one sample (after the full groups). */
+static uint32_t dense4_tail(const uint8_t *w, const int16_t *phi, uint32_t from, uint32_t row) {
+    uint32_t acc = 0u, i;
+    for (i = from; i < row; ++i) {
+        uint32_t c = w[i];
+        acc += (uint32_t)direct_nibble(c & 15u) * (uint32_t)(int32_t)phi[2u * i] +
+               (uint32_t)direct_nibble(c >> 4) * (uint32_t)(int32_t)phi[2u * i + 1u];
+    }
+    return acc;
+}
+
+/* Samples at w, w + row, w + 2·row, w + 3·row (n = 1 or 4 of them) into acc[0 … n−1]. */
+static void dotn_dense4(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t *acc) {
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+    uint32_t groups = row / DIRECT_SIMD_GROUP, g, s;
+    for (g = 0u; g < groups; ++g) {
+        const int16x8x4_t p = vld4q_s16(phi + 32u * g);
+        const uint8_t *r = w + DIRECT_SIMD_GROUP * g;
+        DIRECT_NEON_SAMPLE(a0, r);
+        if (n == 4u) {
+            DIRECT_NEON_SAMPLE(a1, r + row);
+            DIRECT_NEON_SAMPLE(a2, r + 2u * row);
+            DIRECT_NEON_SAMPLE(a3, r + 3u * row);
+        }
+    }
+    acc[0] = vaddvq_u32(vreinterpretq_u32_s32(a0));
+    if (n == 4u) {
+        acc[1] = vaddvq_u32(vreinterpretq_u32_s32(a1));
+        acc[2] = vaddvq_u32(vreinterpretq_u32_s32(a2));
+        acc[3] = vaddvq_u32(vreinterpretq_u32_s32(a3));
+    }
+    for (s = 0u; s < n; ++s) {
+        acc[s] += dense4_tail(w + s * row, phi, DIRECT_SIMD_GROUP * groups, row);
+    }
+}
+#undef DIRECT_NEON_SAMPLE
+#undef DIRECT_NEON_LEVEL
 #elif DIRECT_KERNEL == DIRECT_KERNEL_DSP
 /*
  * On the DSP extension, table-free: each 32-bit word of a row holds nibbles n0 … n7 (weights 8g … 8g+7);
@@ -638,6 +1021,22 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
     switch (m->layout) {
     case DIRECT_LAYOUT_DENSE4: {
         uint32_t row = (b + 1u) / 2u, off = 0u;
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+        uint32_t acc[4];
+        (void)off; /* the SIMD kernel decodes signed levels: no offset */
+        pair_features(phi, row / DIRECT_SIMD_GROUP);
+        for (s = 0u; s + 4u <= S; s += 4u, p += 4u * row) {
+            dotn_dense4(p, row, 4u, phi, acc);
+            add_sample(acc[0], r, &sum_a, &sum_a2);
+            add_sample(acc[1], r, &sum_a, &sum_a2);
+            add_sample(acc[2], r, &sum_a, &sum_a2);
+            add_sample(acc[3], r, &sum_a, &sum_a2);
+        }
+        for (; s < S; ++s, p += row) {
+            dotn_dense4(p, row, 1u, phi, acc);
+            add_sample(acc[0], r, &sum_a, &sum_a2);
+        }
+#else
 #if defined(DIRECT_DENSE4_OFFSET)
         uint32_t i = 0u;
 #if defined(DIRECT_DENSE4_PAIRS)
@@ -664,6 +1063,7 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
         for (s = 0u; s < S; ++s, p += row) {
             add_sample(dot_dense4(p, phi, row) - off, r, &sum_a, &sum_a2);
         }
+#endif
 #endif
         break;
     }

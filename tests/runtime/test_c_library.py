@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import shutil
 import subprocess
 import zlib
 from pathlib import Path
@@ -46,6 +47,44 @@ def test_library_builds_warning_free_with_strict_flags(compiler, tmp_path):
             check=False,
         )
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def host_has_avx2() -> bool:
+    """Whether this machine runs AVX2 code (Linux: /proc/cpuinfo; elsewhere assumed not)."""
+    try:
+        return " avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+# The SIMD kernel (DIRECT_KERNEL_SIMD) as each compiler builds it: the intrinsics sit behind __AVX2__ and
+# __aarch64__ && __ARM_NEON, so the builds above (no -mavx2) leave them out and these put them in.
+SIMD_BUILDS = {
+    "gcc-avx2": (["gcc"], ["-mavx2"]),
+    "clang-avx2": (["clang"], ["-mavx2"]),
+    "gcc-neon": (["aarch64-linux-gnu-gcc"], []),
+    "clang-neon": (["clang", "--target=aarch64-linux-gnu"], []),
+}
+
+
+@pytest.mark.parametrize("build", sorted(SIMD_BUILDS))
+def test_simd_kernel_builds_warning_free_with_strict_flags(build, tmp_path):
+    cc, extra = SIMD_BUILDS[build]
+    cmd = [require_tool(cc[0]), *cc[1:], *STRICT, "-DDIRECT_VECTORIZE", *extra]
+    cmd += ["-DDIRECT_KERNEL=5", "-c", str(C_DIR / "direct_predict.c"), "-o", str(tmp_path / "p.o")]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if build == "clang-neon" and "arm_neon.h" in done.stderr:
+        pytest.skip("clang has no aarch64 headers here")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_simd_kernel_refuses_a_target_without_avx2_or_neon(tmp_path):
+    """Forcing DIRECT_KERNEL_SIMD where neither instruction set is enabled is a build error, not a silent
+    scalar build."""
+    gcc = require_tool("gcc")
+    cmd = [gcc, "-std=c99", "-mno-avx2", "-DDIRECT_KERNEL=5", "-c", str(C_DIR / "direct_predict.c")]
+    done = subprocess.run([*cmd, "-o", str(tmp_path / "p.o")], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "DIRECT_KERNEL_SIMD needs AVX2" in done.stderr
 
 
 def test_make_builds_static_and_shared_libraries(tmp_path):
@@ -183,11 +222,16 @@ GAIN_CASES = [
     [(*case, False) for case in CASES] + [(*case, True) for case in GAIN_CASES],
 )
 def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout, gains):
+    check_bit_exact(native_library, kind, d, b, S, bits, zeros, layout, gains)
+
+
+def check_bit_exact(library, kind, d, b, S, bits, zeros, layout, gains) -> None:
+    """predict, predict_exact and the features of ``library`` equal the reference on N_ROWS rows."""
     seed = zlib.crc32(repr((kind, d, b, S, bits, layout, *(("gains",) if gains else ()))).encode())
     data = synthetic_blob(
         kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True, gains=gains
     )
-    blob, model = parse(data), NativeModel(data, library=native_library)
+    blob, model = parse(data), NativeModel(data, library=library)
     assert (model.n_inputs, model.n_features, model.n_samples) == (d, b, S)
     assert model.weight_bound == blob.weight_bound and model.has_exact
     assert (blob.gains is not None) == gains
@@ -195,6 +239,47 @@ def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, 
     assert_same(model.predict(q), reference.predict(blob, q))
     assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
     np.testing.assert_array_equal(model.features(q[:200]), reference.features(blob, q[:200]))
+
+
+# Shapes where the SIMD kernel changes path: F a multiple of 8 or not (AVX2 does 8 features per pass, NEON
+# 4), d > 64 (AVX2 gathers W), rows of whole 32-byte groups, groups plus a tail, fewer than 4 samples, and
+# one block of 8 features (its partial input chunk read masked: the row is W's last).
+SIMD_CASES = [
+    ("rff", 9, 2000, 9, 4, 0.0, "dense4"),
+    ("rff", 9, 512, 32, 4, 0.5, "dense4"),
+    ("rff", 70, 200, 5, 4, 0.0, "dense4"),
+    ("rff", 64, 136, 4, 4, 0.0, "dense4"),
+    ("rff", 13, 46, 3, 4, 0.0, "dense4"),
+    ("rff", 1, 128, 1, 4, 0.0, "dense4"),
+    ("rff", 17, 90, 7, 3, 0.2, "dense4"),
+    ("rff", 9, 16, 5, 4, 0.0, "dense4"),
+]
+
+
+@pytest.fixture(scope="module")
+def avx2_library(tmp_path_factory) -> str:
+    """The library with the AVX2 kernel forced (-mavx2, DIRECT_KERNEL_SIMD), whatever -march=native says."""
+    from direct_edge.runtime.native import NativeUnavailable, build_library
+
+    if not host_has_avx2():
+        pytest.skip("this machine has no AVX2")
+    flags = ("-std=c99", "-O3", "-mavx2", "-DDIRECT_VECTORIZE", "-DDIRECT_KERNEL=5", "-fPIC", "-shared")
+    try:
+        path = build_library(tmp_path_factory.mktemp("avx2") / "libdirect.so", flags)
+    except NativeUnavailable as exc:
+        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+    if shutil.which("objdump") is not None:  # the build really holds the AVX2 dense4 kernel
+        listing = subprocess.run(["objdump", "-d", str(path)], capture_output=True, text=True, check=True)
+        assert "vpmaddwd" in listing.stdout and "vphaddd" in listing.stdout
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "kind,d,b,S,bits,zeros,layout,gains",
+    [(*case, False) for case in CASES + SIMD_CASES] + [(*case, True) for case in GAIN_CASES + SIMD_CASES[:2]],
+)
+def test_avx2_kernel_is_bit_exact_with_the_reference(avx2_library, kind, d, b, S, bits, zeros, layout, gains):
+    check_bit_exact(avx2_library, kind, d, b, S, bits, zeros, layout, gains)
 
 
 def test_c_rejects_corrupt_gains_with_the_readers_code(native_library):
@@ -355,7 +440,8 @@ int main(int argc, char **argv) {
 }
 """
 ALIGN_FLAGS = ["-std=c99", "-O1", "-g", "-fsanitize=alignment,undefined", "-fno-sanitize-recover=all"]
-KERNELS = {"tables": 1, "vector": 2, "dsp": 3, "lean": 4}
+KERNELS = {"tables": 1, "vector": 2, "dsp": 3, "lean": 4, "simd": 5}
+KERNEL_FLAGS = {"simd": ["-mavx2"]}  # DIRECT_KERNEL_SIMD on x86 (its NEON build runs under qemu below)
 # (kind, d, b, S, zeros, layout): dense4 with full words, a partial word and odd b; the sparse layouts.
 ALIGN_CASES = [
     ("rff", 8, 64, 5, 0.0, "dense4"),
@@ -364,6 +450,8 @@ ALIGN_CASES = [
     ("rff", 5, 128, 6, 0.5, "bitmap4"),
     ("rff", 4, 300, 3, 0.9, "grouped"),
     ("rff", 6, 512, 4, 0.95, "gap4"),
+    ("rff", 70, 200, 5, 0.0, "dense4"),
+    ("rff", 9, 512, 6, 0.0, "dense4"),
 ]
 
 
@@ -391,8 +479,11 @@ def aligned_harnesses(tmp_path_factory) -> dict[str, Path]:
     (work / "harness.c").write_text(ALIGN_HARNESS)
     out = {}
     for name, value in KERNELS.items():
+        if name == "simd" and not host_has_avx2():
+            continue
         exe = work / f"harness_{name}"
-        cmd = [cc, *ALIGN_FLAGS, f"-DDIRECT_KERNEL={value}", f"-I{C_DIR}", str(work / "harness.c")]
+        cmd = [cc, *ALIGN_FLAGS, *KERNEL_FLAGS.get(name, []), f"-DDIRECT_KERNEL={value}", f"-I{C_DIR}"]
+        cmd += [str(work / "harness.c")]
         cmd += [str(C_DIR / s) for s in SOURCES] + ["-o", str(exe)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
@@ -408,6 +499,8 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
     """No kernel loads a word the sanitizer calls misaligned (blob at 4 mod 8, scratch at 2 or 0 mod 4:
     the DSP kernel reads words through memcpy, the Armv6-M kernel takes its word path only when the rows
     and the features are 4-byte aligned), and each agrees with the reference on every layout."""
+    if kernel not in aligned_harnesses:
+        pytest.skip("this machine has no AVX2")
     for kind, d, b, S, zeros, layout in ALIGN_CASES:
         seed = zlib.crc32(repr((kind, d, b, S, layout)).encode())
         for gains in (False, True):  # IS §3.4 runs before each kernel's pairing of the features
@@ -446,3 +539,48 @@ def test_the_alignment_sanitizer_catches_a_misaligned_word_load(tmp_path):
     subprocess.run([cc, *ALIGN_FLAGS, str(src), "-o", str(tmp_path / "bad")], check=True, capture_output=True)
     done = subprocess.run([str(tmp_path / "bad")], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "misaligned" in done.stderr
+
+
+# --- the NEON kernel on aarch64, under qemu-user -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def neon_harness(tmp_path_factory) -> Path:
+    """ALIGN_HARNESS cross-compiled static for aarch64 with -DDIRECT_VECTORIZE: the build a Raspberry Pi 3/4
+    or an Arm phone or server gets, which selects DIRECT_KERNEL_SIMD (NEON) by itself."""
+    cc = require_tool("aarch64-linux-gnu-gcc")
+    require_tool("qemu-aarch64")
+    work = tmp_path_factory.mktemp("neon")
+    (work / "harness.c").write_text(ALIGN_HARNESS)
+    exe = work / "harness"
+    cmd = [cc, "-std=c99", "-O2", "-static", "-DDIRECT_VECTORIZE", f"-I{C_DIR}", str(work / "harness.c")]
+    done = subprocess.run(
+        [*cmd, *(str(C_DIR / s) for s in SOURCES), "-o", str(exe)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
+    if shutil.which("aarch64-linux-gnu-objdump") is not None:  # LD4 and SMLAL2: the NEON dense4 kernel is in
+        listing = subprocess.run(
+            ["aarch64-linux-gnu-objdump", "-d", str(exe)], capture_output=True, text=True
+        )
+        assert "\tld4\t" in listing.stdout and "smlal2" in listing.stdout
+    return exe
+
+
+@pytest.mark.parametrize(
+    "kind,d,b,S,bits,zeros,layout,gains",
+    [(*case, False) for case in CASES + SIMD_CASES] + [(*case, True) for case in GAIN_CASES],
+)
+def test_neon_kernel_is_bit_exact_under_qemu(
+    neon_harness, kind, d, b, S, bits, zeros, layout, gains, tmp_path
+):
+    """Blob at 4 mod 8, scratch at 2 mod 4, thousands of rows (the extremes first) on a Cortex-A72."""
+    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, gains, "neon")).encode())
+    data = synthetic_blob(kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, gains=gains)
+    q = random_inputs(np.random.default_rng(seed), min(3000, (1 << 16) // d), d)
+    (tmp_path / "m.bin").write_bytes(data)
+    (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
+    cmd = ["qemu-aarch64", "-cpu", "cortex-a72", str(neon_harness), str(tmp_path / "m.bin")]
+    done = subprocess.run([*cmd, str(tmp_path / "x.bin"), "2"], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
+    assert_same((got["mean"], got["var_f"], got["var_y"]), reference.predict(parse(data), q))
