@@ -84,6 +84,26 @@ def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     return Phi @ weights.T * model.y_scale_ + model.y_offset_
 
 
+def float64_class_probabilities(model, blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §10.5's comparison: the float64 model average mean_s softmax(z_s) (n, C) of a classifier
+    blob's own samples (the N = S·R weight rows, MF §11) at inputs ``X`` (n, d), through the trainer's
+    float64 feature map; int16 inputs are IS §2's q, dequantised first.  ``model``: the
+    DirectClassifier the blob was packed from."""
+    X = np.asarray(X)
+    if X.dtype == np.int16:
+        X = reference.dequantize_inputs(blob, X)
+    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
+    weights = blob.levels.astype(np.float64) * model.grid_scale_
+    if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
+        weights = weights * (blob.gains / 32768.0)
+    R = 1 if blob.classes == 2 else blob.classes
+    z = (Phi @ weights.T).reshape(X.shape[0], -1, R)
+    if R == 1:  # the logistic model: σ(z) = softmax(0, z)
+        z = np.concatenate([np.zeros_like(z), z], axis=2)
+    e = np.exp(z - z.max(axis=2, keepdims=True))
+    return (e / e.sum(axis=2, keepdims=True)).mean(axis=1)
+
+
 def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
     """(largest |integer − float64| over mean and sd, the IS §8 bound), both in target units, on int16
     inputs ``q`` (n, d): the integer pipeline against the same samples at the dequantised inputs."""
