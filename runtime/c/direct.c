@@ -50,11 +50,11 @@ uint32_t direct_crc32(const void *data, uint32_t len) {
 
 /* The names as one constant table (flash on every target): an array of pointers to string literals
  * would be copied into RAM on AVR, 114 bytes of a 2 KB part. The last entry is for unknown codes. */
-#define N_STATUS_NAMES 13u
+#define N_STATUS_NAMES 14u
 #define STATUS_NAME_SIZE 9u /* "OVERFLOW" and "NO_EXACT" with their terminator */
 static const char status_names[N_STATUS_NAMES + 1u][STATUS_NAME_SIZE] DIRECT_ROM = {
     "OK",   "ARG",    "ALIGN",   "MAGIC",   "VERSION",  "SIZE",    "CRC",
-    "HEADER", "SECTION", "CONTENT", "OVERFLOW", "SCRATCH", "NO_EXACT", "?"};
+    "HEADER", "SECTION", "CONTENT", "OVERFLOW", "SCRATCH", "NO_EXACT", "TASK", "?"};
 
 const char *direct_status_name(direct_status status) {
     uint32_t code = (uint32_t)status < N_STATUS_NAMES ? (uint32_t)status : N_STATUS_NAMES;
@@ -94,6 +94,28 @@ static int f64_positive(uint64_t bits) {
     return (bits >> 63) == 0u && bits != 0u && f64_finite(bits);
 }
 
+/* MF §2 and §11 (code HEADER): C = 0 (regression) with sz = Mz = 0, or a classifier: 2 <= C <= 255,
+ * 1 <= sz <= 62, 1 <= Mz <= 2^31 - 1 (IS §10.6), N = S·R rows with S <= 4096, no noise, no exact section.
+ * N a multiple of R is checked by stepping through the multiples: no division anywhere in the library. */
+static direct_status check_classifier(const uint8_t *h) {
+    uint32_t classes = direct_h_classes(h), sz = direct_h_logit_shift(h), mz = direct_h_logit_mult(h);
+    uint32_t rows = direct_h_n_samples(h), r, k, s = 0u;
+    if (classes == 0u) {
+        return sz == 0u && mz == 0u ? DIRECT_OK : DIRECT_ERR_HEADER;
+    }
+    if (classes < 2u || sz < 1u || sz > 62u || mz < 1u || mz > UINT32_C(0x7FFFFFFF)) {
+        return DIRECT_ERR_HEADER;
+    }
+    r = classes == 2u ? 1u : classes;
+    for (k = 0u; k < rows; k += r) {
+        ++s;
+    }
+    if (k != rows || s > 4096u || direct_h_noise_q(h) != 0u || (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    return DIRECT_OK;
+}
+
 /* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
     uint32_t kind = direct_h_kind(h), layout = direct_h_layout(h), bits = direct_h_bits(h), flags = direct_h_flags(h);
@@ -115,7 +137,7 @@ static direct_status check_header(const uint8_t *h) {
     if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_h_m2(h) > (UINT32_C(1) << 31)) {
         return DIRECT_ERR_HEADER;
     }
-    if (direct_h_reserved_30(h) != 0u || direct_h_reserved_36(h) != 0u) {
+    if (check_classifier(h) != DIRECT_OK) {
         return DIRECT_ERR_HEADER;
     }
     if (noise > noise_max || noise_exact > noise_max) {
