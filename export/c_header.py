@@ -203,6 +203,15 @@ def output_constants(mean_scale: float, y_offset: float) -> list[tuple[int, int,
 
 
 def _summary_lines(blob: Blob) -> list[str]:
+    if blob.classes:  # MF §11: a classifier; direct_classify's outputs are fixed point (IS §10)
+        return [
+            f"features        {blob.kind_name}, {blob.n_inputs} inputs -> {blob.n_features} features",
+            f"classifier      {blob.classes} classes, {blob.n_samples} weight rows, {blob.bits}-bit levels, "
+            f"layout {blob.layout_name}",
+            f"size            {len(blob.data)} bytes",
+            "outputs         direct_classify: c.label, c.proba[k] / 65536, entropy and mutual_info",
+            "                in 2^-16 bits (times 0.693147 / 65536 for nats) (IS §10)",
+        ]
     return [
         f"features        {blob.kind_name}, {blob.n_inputs} inputs -> {blob.n_features} features",
         f"weights         {blob.bits}-bit levels, {blob.n_samples} posterior samples, "
@@ -236,7 +245,16 @@ def _constants(blob: Blob, name: str) -> str:
     exceptions = [(k, v, q) for k, f in enumerate(fixed) for v, q in f.exceptions]
     outputs = output_constants(blob.mean_scale, blob.y_offset)
     enum = ",\n    ".join(f"{N}_IN_{ident} = {k}" for k, ident in enumerate(idents))
+    labels = blob.meta.get("classes") if blob.classes else None
+    classifier = []
+    if isinstance(labels, list) and len(labels) == blob.classes:  # MF §11: the labels, host metadata
+        classifier = [
+            f"#define {N}_N_CLASSES {blob.classes}u /* direct_classify (IS §10, MF §11) */\n",
+            "/* The class labels in class order (c.label indexes them). */\n",
+            _array("char *const", f"{N}_CLASS_LABELS", [_c_string(str(v)) for v in labels]),
+        ]
     parts = [
+        *classifier,
         f"#define {N}_N_INPUTS {d}u\n",
         f"#define {N}_Y_OFFSET {_f64(blob.y_offset)}\n",
         f"#define {N}_MEAN_SCALE {_f64(blob.mean_scale)}\n",

@@ -22,7 +22,7 @@ import numpy as np
 from direct_edge.commands import command
 from direct_edge.export.c_header import c_identifier, render
 from direct_edge.export.layout_cost import DEFAULT_TARGET
-from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, save_blob
+from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, pack_classifier, save_blob
 from direct_edge.files import check_not_an_input
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
@@ -438,6 +438,10 @@ def export(
         model = load_model(model_path)
     except (ModelFileError, OSError) as exc:
         raise ExportError(str(exc)) from None
+    from direct_edge.trainer.model_file import is_classifier
+
+    if is_classifier(model):
+        return export_classifier(model, out, samples, layout, schema)
     data = pack(
         model,
         n_samples=samples,
@@ -513,6 +517,59 @@ def export(
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def export_classifier(model, out: Path, samples: int, layout: str, schema: bool) -> str:
+    """A DirectClassifier to .bin or .h (MF §11, IS §10): the first ``samples`` fit-time posterior
+    samples in dense4; the summary checks the integer probabilities against the float64 softmax of the
+    same samples on :func:`check_batch`.  ExportError for other formats (not yet written) or layouts."""
+    from direct_edge.runtime import classify
+
+    if out.suffix not in (".bin", ".h"):
+        raise ExportError(
+            f"a classifier exports to .bin or .h only for now (IS §10); {out.suffix} is not implemented"
+        )
+    if layout not in ("auto", "dense4"):
+        raise ExportError(
+            f"a classifier is packed in dense4 (the layout direct_classify decodes), not {layout}"
+        )
+    data = pack_classifier(model, n_samples=samples, schema=schema)
+    blob = parse(data)
+    X, beyond = check_batch(blob)
+    q = reference.quantize_inputs(blob, X)
+    got = classify.classify(blob, q)
+    diff = float(np.max(np.abs(got["proba"] / 65536.0 - float64_class_probabilities(model, blob, q))))
+    bound = classify.probability_error_bound(blob) / 65536.0
+    trained = model.predict(X)
+    agree = float(np.mean(np.asarray(model.classes_)[got["label"]] == trained))
+    write_output(out, data)
+    labels = ", ".join(str(c) for c in model.classes_)
+    rows = [
+        ("format", f"{FORMATS[out.suffix]}, classifier ({out})"),
+        ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
+        ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights per logit"),
+        ("classes", f"{blob.classes}: {labels}"),
+        (
+            "samples",
+            f"{blob.n_samples // _rows(blob)} of the fit's"
+            f" posterior samples, {blob.bits}-bit levels, layout dense4",
+        ),
+        ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
+        *((("schema", schema_line(blob)),) if blob.schema is not None else ()),
+        (
+            "check",
+            f"max |integer - float64| probability = {diff:.3g} on {len(X)} inputs "
+            f"(same samples; bound {bound:.3g}; target 1/256 = {1 / 256:.3g})",
+        ),
+        ("check", f"integer class = trained model's predict on {100 * agree:.1f}% of them"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _rows(blob: Blob) -> int:
+    """R, the logit rows per posterior sample of a classifier blob (MF §11)."""
+    return 1 if blob.classes == 2 else blob.classes
 
 
 @command(PROG)
