@@ -441,7 +441,7 @@ def export(
     from direct_edge.trainer.model_file import is_classifier
 
     if is_classifier(model):
-        return export_classifier(model, out, samples, layout, schema)
+        return export_classifier(model, out, samples, layout, schema, integer)
     data = pack(
         model,
         n_samples=samples,
@@ -519,15 +519,19 @@ def export(
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-def export_classifier(model, out: Path, samples: int, layout: str, schema: bool) -> str:
-    """A DirectClassifier to .bin or .h (MF §11, IS §10): the first ``samples`` fit-time posterior
-    samples in dense4; the summary checks the integer probabilities against the float64 softmax of the
-    same samples on :func:`check_batch`.  ExportError for other formats (not yet written) or layouts."""
+def export_classifier(
+    model, out: Path, samples: int, layout: str, schema: bool, integer: bool = False
+) -> str:
+    """A DirectClassifier to .bin, .h or the integer .onnx graph (MF §11, IS §10): the first ``samples``
+    fit-time posterior samples in dense4; the summary checks the integer probabilities against the
+    float64 softmax of the same samples on :func:`check_batch` (and the ONNX graph against the integer
+    reference).  ExportError for the formats not written yet (float .onnx, .tflite) or other layouts."""
     from direct_edge.runtime import classify
 
-    if out.suffix not in (".bin", ".h"):
+    if not (out.suffix in (".bin", ".h") or (out.suffix == ".onnx" and integer)):
         raise ExportError(
-            f"a classifier exports to .bin or .h only for now (IS §10); {out.suffix} is not implemented"
+            "a classifier exports to .bin, .h or .onnx --integer only for now (IS §10); "
+            f"{'float ' if out.suffix == '.onnx' else ''}{out.suffix} is not implemented"
         )
     if layout not in ("auto", "dense4"):
         raise ExportError(
@@ -542,10 +546,37 @@ def export_classifier(model, out: Path, samples: int, layout: str, schema: bool)
     bound = classify.probability_error_bound(blob) / 65536.0
     trained = model.predict(X)
     agree = float(np.mean(np.asarray(model.classes_)[got["label"]] == trained))
-    write_output(out, data)
+    onnx_check = []
+    if out.suffix == ".onnx":
+        from direct_edge.export import onnx_export
+
+        payload = onnx_export.to_bytes(onnx_export.integer_classifier_model(blob))
+        ran = dict(
+            zip(
+                ["label", "proba", "entropy", "expected_entropy", "mutual_info"],
+                onnx_export.session(payload).run(
+                    ["label", "proba", "entropy", "expected_entropy", "mutual_info"], {"q": q}
+                ),
+                strict=True,
+            )
+        )
+        same = all(np.array_equal(ran[k].astype(np.int64), got[k]) for k in ran)
+        onnx_check = [
+            (
+                "check",
+                f"onnxruntime - integer reference on {len(q)} inputs: "
+                + ("bit-exact" if same else "NOT bit-exact"),
+            )
+        ]
+        save_blob(out, payload)
+    else:
+        write_output(out, data)
     labels = ", ".join(str(c) for c in model.classes_)
     rows = [
-        ("format", f"{FORMATS[out.suffix]}, classifier ({out})"),
+        (
+            "format",
+            f"{FORMATS[out.suffix]}{' (integer graph, IS §10)' if integer else ''}, classifier ({out})",
+        ),
         ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
         ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights per logit"),
         ("classes", f"{blob.classes}: {labels}"),
@@ -562,6 +593,7 @@ def export_classifier(model, out: Path, samples: int, layout: str, schema: bool)
             f"(same samples; bound {bound:.3g}; target 1/256 = {1 / 256:.3g})",
         ),
         ("check", f"integer class = trained model's predict on {100 * agree:.1f}% of them"),
+        *onnx_check,
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -83,7 +83,11 @@ def test_bad_requests_are_one_line_with_exit_code_2(iris_files, tmp_path):
     CliRunner().invoke(export_main, [str(folder / "m.direct"), str(folder / "m.bin"), "--samples", "8"])
     (tmp_path / "bad.csv").write_text("1,2\n")
     cases = [
-        (export_main, [str(folder / "m.direct"), str(tmp_path / "m.onnx")], "exports to .bin or .h only"),
+        (
+            export_main,
+            [str(folder / "m.direct"), str(tmp_path / "m.onnx")],
+            "exports to .bin, .h or .onnx --integer only",
+        ),
         (
             export_main,
             [str(folder / "m.direct"), str(tmp_path / "m.bin"), "--samples", "17"],
@@ -98,3 +102,12 @@ def test_bad_requests_are_one_line_with_exit_code_2(iris_files, tmp_path):
         assert done.exit_code == 2, done.output
         errors = [line for line in done.output.splitlines() if "error:" in line]
         assert len(errors) == 1 and expected in errors[0], done.output
+
+
+def test_export_writes_the_integer_onnx_graph_and_checks_it(iris_files):
+    pytest.importorskip("onnxruntime")
+    folder, _, _ = iris_files
+    args = [str(folder / "m.direct"), str(folder / "m.onnx"), "--integer", "--samples", "8"]
+    done = CliRunner().invoke(export_main, args)
+    assert done.exit_code == 0, done.output
+    assert "onnxruntime - integer reference on 1000 inputs: bit-exact" in done.output

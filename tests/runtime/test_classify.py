@@ -207,3 +207,19 @@ def test_pack_refuses_more_samples_than_the_model_holds(packed):
     _, model, _, _ = packed
     with pytest.raises(ExportError, match="samples must be between 1 and 32"):
         pack_classifier(model, n_samples=33)
+
+
+def test_integer_onnx_graph_is_bit_exact_with_the_reference_on_10000_rows(packed):
+    pytest.importorskip("onnxruntime")
+    from direct_edge.export import onnx_export
+
+    name, _, X, data = packed
+    blob = parse(data)
+    q = _inputs(blob, X)
+    want = classify.classify(blob, q)
+    sess = onnx_export.session(onnx_export.to_bytes(onnx_export.integer_classifier_model(blob)))
+    keys = ["label", "proba", "entropy", "expected_entropy", "mutual_info", "out_of_range"]
+    got = dict(zip(keys, sess.run(keys, {"q": q}), strict=True))
+    for key in keys[:-1]:
+        assert np.array_equal(got[key].astype(np.int64), want[key]), (name, key)
+    assert np.array_equal(got["out_of_range"], np.any((q == -32768) | (q == 32767), axis=1))
