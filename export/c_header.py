@@ -250,6 +250,10 @@ def _constants(blob: Blob, name: str) -> str:
     if isinstance(labels, list) and len(labels) == blob.classes:  # MF §11: the labels, host metadata
         classifier = [
             f"#define {N}_N_CLASSES {blob.classes}u /* direct_classify (IS §10, MF §11) */\n",
+            "/* direct_classify_scratch_size(): the features rounded up to 8 bytes, then 16 bytes per\n"
+            " * class; declare the buffer 8-byte aligned (e.g. as uint64_t). */\n",
+            f"#define {N}_CLASSIFY_SCRATCH_BYTES "
+            f"{((2 * ((blob.n_features + 1) & ~1) + 7) & ~7) + 16 * blob.classes}u\n",
             "/* The class labels in class order (c.label indexes them). */\n",
             _array("char *const", f"{N}_CLASS_LABELS", [_c_string(str(v)) for v in labels]),
         ]

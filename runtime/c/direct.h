@@ -205,8 +205,8 @@ typedef struct {
 /* Classes of an opened blob: C >= 2 for a classifier, 0 for a regression model (or a NULL model). */
 uint32_t direct_n_classes(const direct_model *m);
 
-/* Bytes of scratch direct_classify needs: the features (direct_scratch_size) and 16 bytes per class;
- * 8-byte aligned. 0 for a NULL model. */
+/* Bytes of scratch direct_classify needs: the features (direct_scratch_size) rounded up to 8 bytes, then
+ * 16 bytes per class; the buffer must be 8-byte aligned (any alignment on AVR). 0 for a NULL model. */
 uint32_t direct_classify_scratch_size(const direct_model *m);
 
 /*
@@ -214,7 +214,7 @@ uint32_t direct_classify_scratch_size(const direct_model *m);
  * the R logits, the integer log-sum-exp softmax, and the averages. No division, no float, no allocation.
  * DIRECT_ERR_TASK for a regression blob or a layout other than dense4; DIRECT_ERR_ARG for a NULL argument or
  * more than DIRECT_MAX_CLASSES classes; DIRECT_ERR_SCRATCH for scratch below direct_classify_scratch_size()
- * or not 8-byte aligned.
+ * or not 8-byte aligned (AVR: any alignment).
  */
 direct_status direct_classify(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
                               direct_classification *out);

@@ -17,6 +17,13 @@
 #define DELTA_MAX UINT32_C(4194304)      /* IS §10.2: D = 2^22, a logit difference of 64 bits */
 #define ENTROPY_MAX UINT64_C(1048576)    /* IS §10.4: H is clamped to 2^20 (16 bits) */
 #define LOG_ONE_PROBABILITY UINT32_C(1048576) /* LOG(2^16) = 16 · 2^16 */
+/* The scratch holds int64 logits: 8-byte alignment, except on 8-bit AVR, which has no alignment rule (its
+ * uint64_t is 1-aligned, so a uint64_t array could not promise 8). */
+#if defined(__AVR__)
+#define SCRATCH_ALIGN 1u
+#else
+#define SCRATCH_ALIGN 8u
+#endif
 
 /* IS §10.2 tables, generated from runtime/classify.py (EXP_TABLE, LOG_TABLE; tests/runtime/test_classify.py
  * holds them equal): exp_table[i] = round(2^16 · 2^(-i/256)), log_table[i] = round(2^16 · log2(1 + i/256)). */
@@ -228,7 +235,7 @@ static direct_status check_classify(const direct_model *m, const int16_t *x, con
     if (direct_n_classes(m) > (uint32_t)DIRECT_MAX_CLASSES) {
         return DIRECT_ERR_ARG;
     }
-    if (scratch_size < direct_classify_scratch_size(m) || ((uintptr_t)scratch & (uintptr_t)7u) != 0u) {
+    if (scratch_size < direct_classify_scratch_size(m) || ((uintptr_t)scratch & (uintptr_t)(SCRATCH_ALIGN - 1u)) != 0u) {
         return DIRECT_ERR_SCRATCH;
     }
     return DIRECT_OK;
