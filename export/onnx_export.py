@@ -712,11 +712,13 @@ def integer_classifier_model(blob: Blob) -> onnx.ModelProto:
     half = g.const(1 << (blob.s1 - 1), np.int64, "half_s1")
     axis1 = g.const([1], np.int64, "samples_axis")
     mean = _div_pow2(g, g.op("Add", g.op("Mul", g.op("ReduceSum", p, axis1, keepdims=0), m1), half), blob.s1)
+    mean = g.op("Min", mean, g.const(1 << 16, np.int64), hint="mean")  # IS §10.3: a probability whatever M1
     g.output("ArgMax", [mean], "label", axis=1, keepdims=0, select_last_index=0)
     g.output("Cast", [mean], "proba", to=TensorProto.INT32)
     h_total = _entropy(g, mean)
     sum_h = g.op("ReduceSum", _entropy(g, p), axis1, keepdims=0)
     h_expected = _div_pow2(g, g.op("Add", g.op("Mul", sum_h, m1), half), blob.s1)
+    h_expected = g.op("Min", h_expected, g.const(1 << 20, np.int64), hint="expected_entropy")
     mi = g.op("Max", g.op("Sub", h_total, h_expected), g.const(0, np.int64))
     g.output("Cast", [h_total], "entropy", to=TensorProto.INT32)
     g.output("Cast", [h_expected], "expected_entropy", to=TensorProto.INT32)

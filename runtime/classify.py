@@ -111,9 +111,11 @@ def classify(blob, q: np.ndarray) -> dict[str, np.ndarray]:
     p = probabilities(logits(blob, sample_outputs(blob, q)))
     m1, s1 = np.int64(blob.m1), blob.s1
     # P_k ≤ 2^28 and P_k·M1 < 2^59 (IS §10.6): exact in int64
-    mean = round_shift(p.sum(axis=1) * m1, s1)
+    mean = np.minimum(round_shift(p.sum(axis=1) * m1, s1), ONE)  # IS §10.3: a probability whatever M1
     h_total = entropy(mean)
-    h_expected = round_shift(entropy(p).sum(axis=1) * m1, s1)  # Σ_s H ≤ 2^32, · M1 < 2^63
+    # Σ_s H ≤ 2^32 and · M1 < 2^63 (IS §10.6); clamped like H (IS §10.4)
+    total = entropy(p).sum(axis=1).astype(np.uint64) * np.uint64(m1) + np.uint64(1 << (s1 - 1))  # < 2^64
+    h_expected = np.minimum(total >> np.uint64(s1), np.uint64(ENTROPY_MAX)).astype(np.int64)
     return {
         "label": np.argmax(mean, axis=1).astype(np.int64),  # numpy's argmax: the first maximum
         "proba": mean,

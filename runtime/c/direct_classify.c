@@ -208,7 +208,8 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
         sum_h += entropy(p, classes); /* <= 4096 · 2^20 */
     }
     for (k = 0u; k < classes; ++k) {
-        out->proba[k] = (uint32_t)round_shift_u64((uint64_t)total[k] * m1, m->s1); /* < 2^59 before the shift */
+        uint64_t mean = round_shift_u64((uint64_t)total[k] * m1, m->s1); /* < 2^59 before the shift */
+        out->proba[k] = mean < (uint64_t)ONE ? (uint32_t)mean : ONE; /* IS §10.3: a probability whatever M1 */
         if (out->proba[k] > out->proba[best]) {
             best = k; /* strictly greater: ties keep the lowest index */
         }
@@ -220,7 +221,10 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
     out->n_classes = classes;
     out->out_of_range = direct_out_of_range(m, x);
     out->entropy = entropy(out->proba, classes);
-    out->expected_entropy = (uint32_t)round_shift_u64(sum_h * m1, m->s1); /* < 2^63 before the shift */
+    {
+        uint64_t e = round_shift_u64(sum_h * m1, m->s1); /* < 2^63 before the shift (IS §10.6) */
+        out->expected_entropy = (uint32_t)(e < ENTROPY_MAX ? e : ENTROPY_MAX); /* IS §10.4's clamp */
+    }
     out->mutual_info = out->entropy > out->expected_entropy ? out->entropy - out->expected_entropy : 0u;
 }
 
