@@ -311,6 +311,7 @@ def test_libfuzzer_runs_clean_for_a_bounded_time(tmp_path):
     for name, data in valid_blobs().items():
         (corpus / f"{name}.bin").write_bytes(data)
     (corpus / "linear-exact.bin").write_bytes(synthetic_blob("linear", 2, 3, 1, seed=5, layout="bitmap4"))
+    (corpus / "classifier.bin").write_bytes(CLASSIFIERS["classifier-rff"])  # MF §11
     seeds = tmp_path / "seeds"
     shutil.copytree(corpus, seeds)
     done = subprocess.run(
