@@ -528,10 +528,9 @@ def export_classifier(
     reference).  ExportError for the formats not written yet (float .onnx, .tflite) or other layouts."""
     from direct_edge.runtime import classify
 
-    if not (out.suffix in (".bin", ".h") or (out.suffix == ".onnx" and integer)):
+    if out.suffix not in (".bin", ".h", ".onnx"):
         raise ExportError(
-            "a classifier exports to .bin, .h or .onnx --integer only for now (IS §10); "
-            f"{'float ' if out.suffix == '.onnx' else ''}{out.suffix} is not implemented"
+            f"a classifier exports to .bin, .h or .onnx only for now (IS §10); {out.suffix} is not written"
         )
     if layout not in ("auto", "dense4"):
         raise ExportError(
@@ -547,7 +546,19 @@ def export_classifier(
     trained = model.predict(X)
     agree = float(np.mean(np.asarray(model.classes_)[got["label"]] == trained))
     onnx_check = []
-    if out.suffix == ".onnx":
+    if out.suffix == ".onnx" and not integer:
+        from direct_edge.export import onnx_export
+
+        payload = onnx_export.to_bytes(
+            onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
+        )
+        proba = onnx_export.session(payload).run(["proba"], {"x": X})[0]
+        gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
+        onnx_check = [
+            ("check", f"max |onnxruntime float - float64| probability = {gap:.3g} on {len(X)} inputs")
+        ]
+        save_blob(out, payload)
+    if out.suffix == ".onnx" and integer:
         from direct_edge.export import onnx_export
 
         payload = onnx_export.to_bytes(onnx_export.integer_classifier_model(blob))
@@ -569,13 +580,15 @@ def export_classifier(
             )
         ]
         save_blob(out, payload)
-    else:
+    if out.suffix in (".bin", ".h"):
         write_output(out, data)
     labels = ", ".join(str(c) for c in model.classes_)
     rows = [
         (
             "format",
-            f"{FORMATS[out.suffix]}{' (integer graph, IS §10)' if integer else ''}, classifier ({out})",
+            f"{FORMATS[out.suffix]}"
+            + (" (integer graph, IS §10)" if integer else " (float graph)" if out.suffix == ".onnx" else "")
+            + f", classifier ({out})",
         ),
         ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
         ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights per logit"),

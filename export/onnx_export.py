@@ -150,10 +150,12 @@ class FloatFeatures:
 
 
 def features_from_model(model) -> FloatFeatures:
-    """The trainer's own float parameters (a fitted DirectRegressor): the float64 model, exactly
-    (origin = the trainer's input offset, so ``shift`` is 0)."""
+    """The trainer's own float parameters (a fitted DirectRegressor, or a DirectClassifier, whose
+    ``unit`` is in logits): the float64 model, exactly (origin = the trainer's input offset, so ``shift``
+    is 0)."""
     fmap = model.feature_map_
-    unit = float(model.y_scale_ * model.grid_scale_ * fmap.amplitude)
+    # a classifier (no y_scale_) has its unit in logits (nats) per level at φ̃ = 1
+    unit = float(getattr(model, "y_scale_", 1.0) * model.grid_scale_ * fmap.amplitude)
     inv = 1.0 / fmap.input_scale
     origin = np.array(fmap.input_offset, dtype=np.float64)
     if fmap.kind == "linear":
@@ -368,6 +370,78 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
             "float",
             {"noise_variance": repr(noise_variance(blob)), "origin": json.dumps(feats.origin.tolist())},
         ),
+        doc,
+    )
+
+
+def float_classifier_model(blob: Blob, feats: FloatFeatures) -> onnx.ModelProto:
+    """The float graph of a classifier blob (MF §11): x float64 (n, d) in input units -> ``label``
+    int64 (n,), ``proba`` float64 (n, C), ``entropy``, ``mutual_info`` float64 (n,) in nats,
+    ``out_of_range`` bool (n,).  The same steps as :func:`float_model` up to the logits (origin
+    subtracted in float64, then float32; the N = S·R weight rows as an INT4 initializer times
+    ``feats.unit``, in logits), then per sample a float32 Softmax over the C logits ((0, z) for two
+    classes), their mean over the S samples, its entropy, and the samples' mean entropy (IS §10 in float:
+    the trainer's ``predict_proba`` and ``predict_uncertainty`` on the same samples)."""
+    g = _Graph()
+    C, d = blob.classes, blob.n_inputs
+    R = 1 if C == 2 else C
+    levels = blob.levels.astype(np.int64)  # (N, b)
+    gains = gain_values(blob)
+    bias = np.zeros(levels.shape[0])
+    phi = _float_features(g, feats)
+    if feats.kind == KIND_LINEAR:
+        bias = bias + feats.unit * gains[-1] * levels[:, -1]
+        levels, gains = levels[:, :-1], gains[:-1]
+    weights = g.op(
+        "Mul",
+        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
+        g.const(feats.unit, np.float32, "unit"),
+        hint="weights",
+    )
+    if blob.gains is not None:
+        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
+    z = g.op("MatMul", phi, weights, hint="logits")  # (n, N) float32
+    if np.any(bias):
+        z = g.op("Add", z, g.const(bias, np.float32, "bias"))
+    z = g.op("Reshape", z, g.const([-1, blob.n_samples // R, R], np.int64, "shape"))
+    if R == 1:  # the logistic model: softmax(0, z)
+        z = g.op("Concat", g.op("Mul", z, g.const(0.0, np.float32)), z, axis=2)
+    p = g.op("Softmax", z, axis=2, hint="p")  # (n, S, C)
+
+    def entropy(v: str) -> str:
+        zero = g.const(0.0, np.float32)
+        terms = g.op("Where", g.op("Greater", v, zero), g.op("Mul", v, g.op("Log", v)), zero)
+        return g.op("Neg", g.op("ReduceSum", terms, g.const([-1], np.int64), keepdims=0))
+
+    samples = g.const([1], np.int64, "samples_axis")
+    mean = g.op("ReduceMean", p, samples, keepdims=0, hint="mean")
+    f64 = TensorProto.DOUBLE
+    g.output("ArgMax", [mean], "label", axis=1, keepdims=0, select_last_index=0)
+    g.output("Cast", [mean], "proba", to=f64)
+    h_total = entropy(mean)
+    h_expected = g.op("ReduceMean", entropy(p), samples, keepdims=0)
+    g.output("Cast", [h_total], "entropy", to=f64)
+    mi = g.op("Max", g.op("Sub", h_total, h_expected), g.const(0.0, np.float32))
+    g.output("Cast", [mi], "mutual_info", to=f64)
+    _real_out_of_range(g, blob)
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, ["n"]),
+        helper.make_tensor_value_info("proba", f64, ["n", C]),
+        helper.make_tensor_value_info("entropy", f64, ["n"]),
+        helper.make_tensor_value_info("mutual_info", f64, ["n"]),
+        OUT_OF_RANGE,
+    ]
+    doc = (
+        "DIRECT Bayesian classifier, float graph: x (n, d) float64 in input units -> label, proba (n, C) "
+        "(the average of S posterior samples' softmax), entropy and mutual_info (n,) in nats; "
+        "out_of_range (n,) bool: an input outside the training range."
+    )
+    extra = {"origin": json.dumps(feats.origin.tolist()), "classes": json.dumps(blob.meta.get("classes"))}
+    return g.model(
+        "direct_edge_float_classifier",
+        [helper.make_tensor_value_info("x", f64, ["n", d])],
+        outputs,
+        _metadata(blob, "float", extra),
         doc,
     )
 

@@ -5,6 +5,7 @@ both engines identically and as the reference computes them, and one-line errors
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -85,8 +86,8 @@ def test_bad_requests_are_one_line_with_exit_code_2(iris_files, tmp_path):
     cases = [
         (
             export_main,
-            [str(folder / "m.direct"), str(tmp_path / "m.onnx")],
-            "exports to .bin, .h or .onnx --integer only",
+            [str(folder / "m.direct"), str(tmp_path / "m.tflite")],
+            "exports to .bin, .h or .onnx only",
         ),
         (
             export_main,
@@ -111,3 +112,15 @@ def test_export_writes_the_integer_onnx_graph_and_checks_it(iris_files):
     done = CliRunner().invoke(export_main, args)
     assert done.exit_code == 0, done.output
     assert "onnxruntime - integer reference on 1000 inputs: bit-exact" in done.output
+
+
+def test_export_writes_the_float_onnx_graph_and_checks_it(iris_files):
+    pytest.importorskip("onnxruntime")
+    folder, _, _ = iris_files
+    done = CliRunner().invoke(
+        export_main, [str(folder / "m.direct"), str(folder / "f.onnx"), "--samples", "8"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "ONNX (float graph), classifier" in done.output
+    gap = float(re.search(r"max \|onnxruntime float - float64\| probability = (\S+)", done.output).group(1))
+    assert gap < 1e-5

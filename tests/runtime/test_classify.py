@@ -223,3 +223,26 @@ def test_integer_onnx_graph_is_bit_exact_with_the_reference_on_10000_rows(packed
     for key in keys[:-1]:
         assert np.array_equal(got[key].astype(np.int64), want[key]), (name, key)
     assert np.array_equal(got["out_of_range"], np.any((q == -32768) | (q == 32767), axis=1))
+
+
+def test_float_onnx_graph_is_the_float64_model_average_in_float32(packed):
+    pytest.importorskip("onnxruntime")
+    from direct_edge.export import onnx_export
+
+    name, model, X, data = packed
+    blob = parse(data)
+    rng = np.random.default_rng(3)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    real = np.concatenate([X, rng.uniform(lo, hi, (N_ROWS - len(X), X.shape[1]))])
+    graph = onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
+    sess = onnx_export.session(onnx_export.to_bytes(graph))
+    label, proba, entropy, mi = sess.run(["label", "proba", "entropy", "mutual_info"], {"x": real})
+    exact = float64_class_probabilities(model, blob, real)
+    assert np.max(np.abs(proba - exact)) < 1e-5, (name, np.max(np.abs(proba - exact)))
+    top = np.sort(exact, axis=1)
+    clear = top[:, -1] - top[:, -2] > 1e-5  # away from ties, float32 picks the float64 class
+    assert np.array_equal(label[clear], np.argmax(exact, axis=1)[clear])
+    p_s = np.exp(model._sample_log_probs(real, model.sample_levels_[:16]))
+    H = -np.sum(p_s.mean(0) * np.log(np.maximum(p_s.mean(0), 1e-300)), axis=1)
+    H_s = -np.mean(np.sum(p_s * np.log(np.maximum(p_s, 1e-300)), axis=2), axis=0)
+    assert np.max(np.abs(entropy - H)) < 1e-4 and np.max(np.abs(mi - np.maximum(H - H_s, 0))) < 1e-4
