@@ -86,8 +86,8 @@ def test_bad_requests_are_one_line_with_exit_code_2(iris_files, tmp_path):
     cases = [
         (
             export_main,
-            [str(folder / "m.direct"), str(tmp_path / "m.tflite")],
-            "exports to .bin, .h or .onnx only",
+            [str(folder / "m.direct"), str(tmp_path / "m.tflite"), "--activations", "8"],
+            "int8 ones are too coarse",
         ),
         (
             export_main,
@@ -124,3 +124,14 @@ def test_export_writes_the_float_onnx_graph_and_checks_it(iris_files):
     assert "ONNX (float graph), classifier" in done.output
     gap = float(re.search(r"max \|onnxruntime float - float64\| probability = (\S+)", done.output).group(1))
     assert gap < 1e-5
+
+
+def test_export_writes_a_tflite_classifier_and_checks_it(iris_files):
+    pytest.importorskip("ai_edge_litert")
+    folder, _, _ = iris_files
+    done = CliRunner().invoke(
+        export_main, [str(folder / "m.direct"), str(folder / "m.tflite"), "--samples", "8"]
+    )
+    assert done.exit_code == 0, done.output
+    gap = float(re.search(r"max \|LiteRT - float64\| probability = (\S+)", done.output).group(1))
+    assert gap < 1 / 256

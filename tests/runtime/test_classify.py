@@ -246,3 +246,28 @@ def test_float_onnx_graph_is_the_float64_model_average_in_float32(packed):
     H = -np.sum(p_s.mean(0) * np.log(np.maximum(p_s.mean(0), 1e-300)), axis=1)
     H_s = -np.mean(np.sum(p_s * np.log(np.maximum(p_s, 1e-300)), axis=2), axis=0)
     assert np.max(np.abs(entropy - H)) < 1e-4 and np.max(np.abs(mi - np.maximum(H - H_s, 0))) < 1e-4
+
+
+def test_tflite_classifier_is_within_1_256_of_float64_on_10000_rows(packed):
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from direct_edge.export import onnx_export, tflite_export
+
+    name, model, X, data = packed
+    blob = parse(data)
+    rng = np.random.default_rng(4)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    real = np.concatenate([X, rng.uniform(lo, hi, (N_ROWS - len(X), X.shape[1]))])
+    payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model))
+    runner = Interpreter(model_content=payload).get_signature_runner()
+    out = runner(
+        **{tflite_export.input_name(blob): (real - tflite_export.host_origin(blob)).astype(np.float32)}
+    )
+    exact = float64_class_probabilities(model, blob, real)
+    err = np.max(np.abs(out["proba"] - exact))
+    assert err < 1 / 256, (name, err)
+    top = np.sort(exact, axis=1)
+    clear = top[:, -1] - top[:, -2] > 2 * err
+    assert np.array_equal(out["label"][clear], np.argmax(exact, axis=1)[clear])
+    assert out["entropy"].shape == out["mutual_info"].shape == (N_ROWS,) and np.all(out["mutual_info"] >= 0)
