@@ -95,3 +95,37 @@ def test_a_regressor_file_has_no_task_and_still_loads_as_one(tmp_path):
     assert "task" not in json.loads(raw[16 : 16 + length])["meta"]
     assert zlib.crc32(raw[:-4]) == struct.unpack_from("<I", raw, len(raw) - 4)[0]
     assert type(load_model(tmp_path / "r.direct")) is DirectRegressor
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_classifier_file_mutants_load_and_predict_or_raise_model_file_error(iris_model, binary_model):
+    """The model-file fuzz (docs/model-file.md §6) on classifier files: every mutant either raises
+    ModelFileError or loads and gives finite probabilities without a numpy warning."""
+    import warnings
+
+    from direct_edge.trainer.model_file import classifier_from_arrays, classifier_to_arrays
+
+    from .test_model_file_fuzz import SECONDS, SEED, run_fuzz
+
+    files = {
+        name: encode(*classifier_to_arrays(m))
+        for name, (m, _) in (("iris", iris_model), ("bc", binary_model))
+    }
+    rows = {name: X[:5] for name, (_, X) in (("iris", iris_model), ("bc", binary_model))}
+
+    def check(blob: bytes) -> str:
+        try:
+            model = classifier_from_arrays(*decode(blob))
+        except ModelFileError:
+            return "rejected"
+        X = rows["iris"] if model.n_features_in_ == 4 else rows["bc"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            p = model.predict_proba(X)
+        assert np.all(np.isfinite(p)), "a loaded classifier predicts non-finite probabilities"
+        return "loaded"
+
+    counts, escapes = run_fuzz(files, check, SECONDS, SEED)
+    print(f"\nclassifier model-file fuzz: {sum(counts.values())} mutants, {dict(counts)}")
+    assert not escapes, f"{len(escapes)} mutants escaped ModelFileError: {sorted(set(escapes))[:8]}"
+    assert counts["rejected"] > 0 and counts["loaded"] > 0, counts
