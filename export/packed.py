@@ -101,9 +101,14 @@ def standardisation_coefficients(
 
 def linear_parameters(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """IS §3.1: (M int32 (d,), B int32 (d,), Fφ), the largest Fφ ≤ 14 whose bounds hold."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(c))):  # extreme offsets and scales overflow
+        raise ExportError("an input's standardisation is out of float64's range for 16-bit linear features")
     for frac in range(14, -1, -1):
-        M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
-        B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
+        try:
+            M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
+            B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
+        except OverflowError:  # a coefficient beyond float64 at this scale: far beyond every bound
+            continue
         if all(bounds.linear_feature_fits(m, b) for m, b in zip(M, B, strict=True)):
             return np.array(M, dtype=np.int32), np.array(B, dtype=np.int32), frac
     raise ExportError("an input's standardised range is too wide for 16-bit linear features")

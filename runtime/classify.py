@@ -141,7 +141,11 @@ def logit_parameters(scale: float) -> tuple[int, int]:
     """IS §10.1 (exporter): (Mz, sz) for λ = ``scale`` real logit (nats) per unit of a: the largest
     sz ≤ 62 with Mz = round(λ·log2(e)·2^(16+sz)) ≤ 2^31 − 1.  ValueError when sz < 1 or Mz < 2^30."""
     unit = scale * math.log2(math.e) * ONE
+    if not (math.isfinite(unit) and unit > 0):
+        raise ValueError(f"a logit step of {scale!r} nats is not a finite positive number (IS §10.1)")
     for sz in range(bounds.LOGIT_SHIFT_MAX, 0, -1):
+        if unit * 2.0**sz > bounds.I32_MAX:  # (also an infinite product, which round() refuses)
+            continue
         mz = round(unit * 2.0**sz)
         if mz <= bounds.I32_MAX:
             if mz < 1 << 30:

@@ -129,3 +129,40 @@ def test_classifier_file_mutants_load_and_predict_or_raise_model_file_error(iris
     print(f"\nclassifier model-file fuzz: {sum(counts.values())} mutants, {dict(counts)}")
     assert not escapes, f"{len(escapes)} mutants escaped ModelFileError: {sorted(set(escapes))[:8]}"
     assert counts["rejected"] > 0 and counts["loaded"] > 0, counts
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_direct_export_ends_every_classifier_mutant_with_exit_0_or_one_error_line(
+    iris_model, binary_model, tmp_path
+):
+    """Classifier-file mutants through ``direct-export MODEL out.bin`` in process: exit 0, or exit 2 with
+    one ``direct-export: error:`` line (the run that found extreme input scales overflowing
+    ``linear_parameters`` and ``logit_parameters`` into OverflowError)."""
+    from click.testing import CliRunner
+
+    from direct_edge.export.cli import main
+    from direct_edge.trainer.model_file import classifier_to_arrays
+
+    from .test_model_file_fuzz import SECONDS, SEED, run_fuzz
+
+    files = {
+        name: encode(*classifier_to_arrays(m))
+        for name, (m, _) in (("iris", iris_model), ("bc", binary_model))
+    }
+    runner, model, out = CliRunner(), tmp_path / "mutant.direct", tmp_path / "out.bin"
+
+    def check(blob: bytes) -> str:
+        model.write_bytes(blob)
+        out.unlink(missing_ok=True)
+        result = runner.invoke(main, [str(model), str(out), "-q", "--samples", "8"])
+        lines = result.stderr.splitlines()
+        if result.exit_code == 0:
+            return "exported"
+        assert result.exit_code == 2, repr(result.exception)
+        assert len(lines) == 1 and lines[0].startswith("direct-export: error: "), lines
+        assert not out.exists()
+        return "refused"
+
+    counts, escapes = run_fuzz(files, check, SECONDS, SEED)
+    assert not escapes, f"{len(escapes)} mutants escaped: {sorted(set(escapes))[:8]}"
+    assert counts["refused"] > 0 and counts["exported"] > 0, counts
