@@ -10,6 +10,10 @@ The output is CSV with the header ``mean,std,clipped`` (clipped: 1 where an inpu
 training range, IS §2.1, with a note on stderr counting those rows).  Problems a user can cause end
 with one line on stderr, ``direct-run: error: ...``, and exit code 2; an output file is written
 atomically or not at all, and never over MODEL or INPUT.
+
+A classifier's blob (docs/model-format.md §11) gives ``class,p_<label>...,entropy,mutual_info,clipped``
+per row instead: the class, the model-averaged probabilities, the predictive entropy and the mutual
+information in nats (IS §10).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ HEADERS = ("direct.h", "direct_internal.h")
 DEFAULT_CFLAGS = ("-std=c99", "-O3", "-march=native", "-DDIRECT_VECTORIZE", "-fPIC", "-shared")
 # What a microcontroller build uses: no SIMD, table-based nibble decoding (tests build both).
 PORTABLE_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
-STATUS_OK, STATUS_NO_EXACT = 0, 12
+STATUS_OK, STATUS_NO_EXACT, STATUS_TASK = 0, 12, 13
 SMALL_BATCH = 16
 
 
@@ -250,6 +250,7 @@ def load_library(path: str | None = None) -> ctypes.CDLL:
         "direct_predict_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_predict_exact_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_classify_scratch_size": (u32, [model_p]),
+        "direct_n_classes": (u32, [model_p]),
         "direct_classify_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_crc32": (u32, [vp, u32]),
         "direct_status_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -325,7 +326,14 @@ class NativeModel:
 
         return check_inputs(q, self.n_inputs)
 
+    @property
+    def n_classes(self) -> int:
+        """C for a classifier blob (MF §11), 0 for a regression model."""
+        return int(self._lib.direct_n_classes(ctypes.byref(self._model)))
+
     def _run(self, fn_name: str, q: np.ndarray, return_mask: bool = False) -> tuple[np.ndarray, ...]:
+        if self.n_classes:  # the C regression calls would return moments of the S·R weight rows
+            raise _blob_error(self._lib, STATUS_TASK, "a regression call on a classifier blob (use classify)")
         q = self._inputs(q)
         n = q.shape[0]
         model, scratch = self._addresses

@@ -271,3 +271,11 @@ def test_tflite_classifier_is_within_1_256_of_float64_on_10000_rows(packed):
     clear = top[:, -1] - top[:, -2] > 2 * err
     assert np.array_equal(out["label"][clear], np.argmax(exact, axis=1)[clear])
     assert out["entropy"].shape == out["mutual_info"].shape == (N_ROWS,) and np.all(out["mutual_info"] >= 0)
+
+
+def test_the_regression_calls_refuse_a_classifier_blob_in_python(packed):
+    _, _, _, data = packed
+    native = NativeModel(data)
+    assert native.n_classes == parse(data).classes
+    with pytest.raises(BlobError, match="TASK"):
+        native.predict(np.zeros((1, native.n_inputs), dtype=np.int16))
