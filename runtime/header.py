@@ -237,10 +237,6 @@ FIELDS: tuple[Field, ...] = (
                 lambda h: h["classes"] == 0 or bounds.classifier_rows_fit(h["classes"], h["n_samples"]),
                 "a classifier needs S·R weight rows with S <= 4096 (MF §11)",
             ),
-            (
-                lambda h: h["classes"] == 0 or (h["noise_q"] == 0 and not h["flags"] & FLAG_EXACT),
-                "a classifier has no noise and no exact section (MF §11)",
-            ),
         ),
         default=0,
         doc="C, classes: 0 regression, else a classifier (§11, since 1.3)",

@@ -190,7 +190,6 @@ def test_classifier_header_rules_are_checked_by_both_readers(packed):
         "logit shift 63": ("logit_shift", 63),
         "logit multiplier": ("logit_mult", 0),
         "logit multiplier 2^31": ("logit_mult", 2**31),
-        "noise": ("noise_q", 1),
         "class count": ("classes", 1),
     }
     # N = S·R rows: a class count that does not divide them
@@ -279,3 +278,20 @@ def test_the_regression_calls_refuse_a_classifier_blob_in_python(packed):
     assert native.n_classes == parse(data).classes
     with pytest.raises(BlobError, match="TASK"):
         native.predict(np.zeros((1, native.n_inputs), dtype=np.int16))
+
+
+def test_a_regression_only_build_refuses_classifier_blobs_and_opens_the_rest(packed, tmp_path):
+    """-DDIRECT_CLASSIFY=0 (MF §11): direct_model_open says HEADER to a classifier, as a 1.2 reader."""
+    from direct_edge.runtime.native import PORTABLE_CFLAGS, build_library, load_library
+
+    _, _, _, data = packed
+    path = build_library(tmp_path / "libdirect_regression.so", (*PORTABLE_CFLAGS, "-DDIRECT_CLASSIFY=0"))
+    with pytest.raises(BlobError, match="HEADER"):
+        NativeModel(data, library=str(path))
+    regression = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4")
+    q = random_inputs(np.random.default_rng(0), 50, 3)
+    got = NativeModel(regression, library=str(path)).predict(q)
+    assert all(
+        np.array_equal(g, w) for g, w in zip(got, reference.predict(parse(regression), q), strict=True)
+    )
+    assert load_library(str(path)).direct_status_name(13) == b"?"  # TASK is never returned there
