@@ -22,7 +22,7 @@ import numpy as np
 from direct_edge.commands import command
 from direct_edge.export.c_header import c_identifier, render
 from direct_edge.export.layout_cost import DEFAULT_TARGET
-from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, save_blob
+from direct_edge.export.packed import LAYOUTS, ExportError, blob_input_range, pack, pack_classifier, save_blob
 from direct_edge.files import check_not_an_input
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import Blob, parse
@@ -82,6 +82,26 @@ def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
         weights = weights * (blob.gains / 32768.0)
     return Phi @ weights.T * model.y_scale_ + model.y_offset_
+
+
+def float64_class_probabilities(model, blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §10.5's comparison: the float64 model average mean_s softmax(z_s) (n, C) of a classifier
+    blob's own samples (the N = S·R weight rows, MF §11) at inputs ``X`` (n, d), through the trainer's
+    float64 feature map; int16 inputs are IS §2's q, dequantised first.  ``model``: the
+    DirectClassifier the blob was packed from."""
+    X = np.asarray(X)
+    if X.dtype == np.int16:
+        X = reference.dequantize_inputs(blob, X)
+    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
+    weights = blob.levels.astype(np.float64) * model.grid_scale_
+    if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
+        weights = weights * (blob.gains / 32768.0)
+    R = 1 if blob.classes == 2 else blob.classes
+    z = (Phi @ weights.T).reshape(X.shape[0], -1, R)
+    if R == 1:  # the logistic model: σ(z) = softmax(0, z)
+        z = np.concatenate([np.zeros_like(z), z], axis=2)
+    e = np.exp(z - z.max(axis=2, keepdims=True))
+    return (e / e.sum(axis=2, keepdims=True)).mean(axis=1)
 
 
 def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
@@ -419,6 +439,10 @@ def export(
         model = load_model(model_path)
     except (ModelFileError, OSError) as exc:
         raise ExportError(str(exc)) from None
+    from direct_edge.trainer.model_file import is_classifier
+
+    if is_classifier(model):
+        return export_classifier(model, out, samples, layout, schema, integer, activations)
     data = pack(
         model,
         n_samples=samples,
@@ -494,6 +518,119 @@ def export(
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def export_classifier(
+    model, out: Path, samples: int, layout: str, schema: bool, integer: bool = False, activations: int = 16
+) -> str:
+    """A DirectClassifier to .bin, .h, .onnx (integer with ``integer``, else float) or .tflite (int16
+    activations only) (MF §11, IS §10): the first ``samples`` fit-time posterior samples in dense4; the
+    summary checks the integer probabilities against the float64 softmax of the same samples on
+    :func:`check_batch`, and the written graph against the integer reference (integer ONNX) or float64.
+    ExportError for int8 TFLite activations or a layout other than dense4."""
+    from direct_edge.runtime import classify
+
+    if out.suffix == ".tflite" and activations != 16:
+        raise ExportError(
+            "a classifier's .tflite keeps int16 per-sample logits: int8 ones are too coarse for its "
+            "probabilities (measured errors up to 0.45); drop --activations 8"
+        )
+    if layout not in ("auto", "dense4"):
+        raise ExportError(
+            f"a classifier is packed in dense4 (the layout direct_classify decodes), not {layout}"
+        )
+    data = pack_classifier(model, n_samples=samples, schema=schema)
+    blob = parse(data)
+    X, beyond = check_batch(blob)
+    q = reference.quantize_inputs(blob, X)
+    got = classify.classify(blob, q)
+    diff = float(np.max(np.abs(got["proba"] / 65536.0 - float64_class_probabilities(model, blob, q))))
+    bound = classify.probability_error_bound(blob) / 65536.0
+    trained = model.predict(X)
+    agree = float(np.mean(np.asarray(model.classes_)[got["label"]] == trained))
+    onnx_check = []
+    if out.suffix == ".onnx" and not integer:
+        from direct_edge.export import onnx_export
+
+        payload = onnx_export.to_bytes(
+            onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
+        )
+        proba = onnx_export.session(payload).run(["proba"], {"x": X})[0]
+        gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
+        onnx_check = [
+            ("check", f"max |onnxruntime float - float64| probability = {gap:.3g} on {len(X)} inputs")
+        ]
+        save_blob(out, payload)
+    if out.suffix == ".onnx" and integer:
+        from direct_edge.export import onnx_export
+
+        payload = onnx_export.to_bytes(onnx_export.integer_classifier_model(blob))
+        ran = dict(
+            zip(
+                ["label", "proba", "entropy", "expected_entropy", "mutual_info"],
+                onnx_export.session(payload).run(
+                    ["label", "proba", "entropy", "expected_entropy", "mutual_info"], {"q": q}
+                ),
+                strict=True,
+            )
+        )
+        same = all(np.array_equal(ran[k].astype(np.int64), got[k]) for k in ran)
+        onnx_check = [
+            (
+                "check",
+                f"onnxruntime - integer reference on {len(q)} inputs: "
+                + ("bit-exact" if same else "NOT bit-exact"),
+            )
+        ]
+        save_blob(out, payload)
+    if out.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from direct_edge.export import onnx_export, tflite_export
+
+        payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), activations)
+        runner = Interpreter(model_content=payload).get_signature_runner()
+        fed = (X - tflite_export.host_origin(blob)).astype(np.float32)
+        proba = runner(**{tflite_export.input_name(blob): fed})["proba"]
+        gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
+        onnx_check = [("check", f"max |LiteRT - float64| probability = {gap:.3g} on {len(X)} inputs")]
+        save_blob(out, payload)
+    if out.suffix in (".bin", ".h"):
+        write_output(out, data)
+    labels = ", ".join(str(c) for c in model.classes_)
+    rows = [
+        (
+            "format",
+            f"{FORMATS[out.suffix]}"
+            + (" (integer graph, IS §10)" if integer else " (float graph)" if out.suffix == ".onnx" else "")
+            + (", int16 features and per-sample logits" if out.suffix == ".tflite" else "")
+            + f", classifier ({out})",
+        ),
+        ("size", f"{out.stat().st_size:,} bytes on disk, {len(data):,} bytes of blob"),
+        ("model", f"{blob.kind_name} features, {blob.n_inputs} inputs, {blob.n_features} weights per logit"),
+        ("classes", f"{blob.classes}: {labels}"),
+        (
+            "samples",
+            f"{blob.n_samples // _rows(blob)} of the fit's"
+            f" posterior samples, {blob.bits}-bit levels, layout dense4",
+        ),
+        ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
+        *((("schema", schema_line(blob)),) if blob.schema is not None else ()),
+        (
+            "check",
+            f"max |integer - float64| probability = {diff:.3g} on {len(X)} inputs "
+            f"(same samples; bound {bound:.3g}; target 1/256 = {1 / 256:.3g})",
+        ),
+        ("check", f"integer class = trained model's predict on {100 * agree:.1f}% of them"),
+        *onnx_check,
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _rows(blob: Blob) -> int:
+    """R, the logit rows per posterior sample of a classifier blob (MF §11)."""
+    return 1 if blob.classes == 2 else blob.classes
 
 
 @command(PROG)

@@ -150,10 +150,12 @@ class FloatFeatures:
 
 
 def features_from_model(model) -> FloatFeatures:
-    """The trainer's own float parameters (a fitted DirectRegressor): the float64 model, exactly
-    (origin = the trainer's input offset, so ``shift`` is 0)."""
+    """The trainer's own float parameters (a fitted DirectRegressor, or a DirectClassifier, whose
+    ``unit`` is in logits): the float64 model, exactly (origin = the trainer's input offset, so ``shift``
+    is 0)."""
     fmap = model.feature_map_
-    unit = float(model.y_scale_ * model.grid_scale_ * fmap.amplitude)
+    # a classifier (no y_scale_) has its unit in logits (nats) per level at φ̃ = 1
+    unit = float(getattr(model, "y_scale_", 1.0) * model.grid_scale_ * fmap.amplitude)
     inv = 1.0 / fmap.input_scale
     origin = np.array(fmap.input_offset, dtype=np.float64)
     if fmap.kind == "linear":
@@ -373,6 +375,78 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     )
 
 
+def float_classifier_model(blob: Blob, feats: FloatFeatures) -> onnx.ModelProto:
+    """The float graph of a classifier blob (MF §11): x float64 (n, d) in input units -> ``label``
+    int64 (n,), ``proba`` float64 (n, C), ``entropy``, ``mutual_info`` float64 (n,) in nats,
+    ``out_of_range`` bool (n,).  The same steps as :func:`float_model` up to the logits (origin
+    subtracted in float64, then float32; the N = S·R weight rows as an INT4 initializer times
+    ``feats.unit``, in logits), then per sample a float32 Softmax over the C logits ((0, z) for two
+    classes), their mean over the S samples, its entropy, and the samples' mean entropy (IS §10 in float:
+    the trainer's ``predict_proba`` and ``predict_uncertainty`` on the same samples)."""
+    g = _Graph()
+    C, d = blob.classes, blob.n_inputs
+    R = 1 if C == 2 else C
+    levels = blob.levels.astype(np.int64)  # (N, b)
+    gains = gain_values(blob)
+    bias = np.zeros(levels.shape[0])
+    phi = _float_features(g, feats)
+    if feats.kind == KIND_LINEAR:
+        bias = bias + feats.unit * gains[-1] * levels[:, -1]
+        levels, gains = levels[:, :-1], gains[:-1]
+    weights = g.op(
+        "Mul",
+        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
+        g.const(feats.unit, np.float32, "unit"),
+        hint="weights",
+    )
+    if blob.gains is not None:
+        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
+    z = g.op("MatMul", phi, weights, hint="logits")  # (n, N) float32
+    if np.any(bias):
+        z = g.op("Add", z, g.const(bias, np.float32, "bias"))
+    z = g.op("Reshape", z, g.const([-1, blob.n_samples // R, R], np.int64, "shape"))
+    if R == 1:  # the logistic model: softmax(0, z)
+        z = g.op("Concat", g.op("Mul", z, g.const(0.0, np.float32)), z, axis=2)
+    p = g.op("Softmax", z, axis=2, hint="p")  # (n, S, C)
+
+    def entropy(v: str) -> str:
+        zero = g.const(0.0, np.float32)
+        terms = g.op("Where", g.op("Greater", v, zero), g.op("Mul", v, g.op("Log", v)), zero)
+        return g.op("Neg", g.op("ReduceSum", terms, g.const([-1], np.int64), keepdims=0))
+
+    samples = g.const([1], np.int64, "samples_axis")
+    mean = g.op("ReduceMean", p, samples, keepdims=0, hint="mean")
+    f64 = TensorProto.DOUBLE
+    g.output("ArgMax", [mean], "label", axis=1, keepdims=0, select_last_index=0)
+    g.output("Cast", [mean], "proba", to=f64)
+    h_total = entropy(mean)
+    h_expected = g.op("ReduceMean", entropy(p), samples, keepdims=0)
+    g.output("Cast", [h_total], "entropy", to=f64)
+    mi = g.op("Max", g.op("Sub", h_total, h_expected), g.const(0.0, np.float32))
+    g.output("Cast", [mi], "mutual_info", to=f64)
+    _real_out_of_range(g, blob)
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, ["n"]),
+        helper.make_tensor_value_info("proba", f64, ["n", C]),
+        helper.make_tensor_value_info("entropy", f64, ["n"]),
+        helper.make_tensor_value_info("mutual_info", f64, ["n"]),
+        OUT_OF_RANGE,
+    ]
+    doc = (
+        "DIRECT Bayesian classifier, float graph: x (n, d) float64 in input units -> label, proba (n, C) "
+        "(the average of S posterior samples' softmax), entropy and mutual_info (n,) in nats; "
+        "out_of_range (n,) bool: an input outside the training range."
+    )
+    extra = {"origin": json.dumps(feats.origin.tolist()), "classes": json.dumps(blob.meta.get("classes"))}
+    return g.model(
+        "direct_edge_float_classifier",
+        [helper.make_tensor_value_info("x", f64, ["n", d])],
+        outputs,
+        _metadata(blob, "float", extra),
+        doc,
+    )
+
+
 # ---- MF §10: a raw-column front end for the float graphs -------------------------------------------
 
 
@@ -530,18 +604,31 @@ def _mulshift96(g: _Graph, num: str, m2: int, s2: int) -> str:
     return g.op("BitShift", total, g.const(s2 - 32, np.uint64), direction="RIGHT", hint="var_q")
 
 
-def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
-    """IS §3–§5 as integer ONNX ops: q int16 (n, d) -> mean_q int32, var_q uint64, var_y_q uint64 (n,)
-    [, samples_q int32 (n, S): the pre-shifted a_s of IS §4].
+def _edge(g: _Graph, blob: Blob, q: str) -> str:
+    """IS §2.1 for int16 inputs q (n, d) int64: the output ``out_of_range`` (n,) bool, an input at
+    −32768 or 32767 (at or beyond the edge; a prepared model's one-hot inputs not counted)."""
+    # IS §2.1 for int16 inputs: an input at −32768 or 32767 (at or beyond the edge).
+    values = q
+    if blob.schema is not None and not blob.schema.plain:  # one-hot and indicator inputs sit at an edge
+        picked = np.flatnonzero(blob.schema.value_inputs)
+        # no numeric input: compare a column of zeros (never at an edge)
+        values = (
+            g.op("Gather", q, g.const(picked, np.int64, "value_inputs"), axis=1)
+            if len(picked)
+            else g.op(
+                "Mul",
+                g.op("Slice", q, g.const([0], np.int64), g.const([1], np.int64), g.const([1], np.int64)),
+                g.const(0, np.int64, "zero"),
+            )
+        )
+    at_min = g.op("Equal", values, g.const(-32768, np.int64, "q_min"))
+    return _out_of_range(g, g.op("Or", at_min, g.op("Equal", values, g.const(32767, np.int64, "q_max"))))
 
-    The ensemble is one int32 MatMul of φ (n, b) with the levels (b, S) stored as an INT4 initializer
-    and Cast to int32.  Why not MatMulInteger: it takes 8-bit inputs only and φ is int16; int32 is exact
-    because IS §9 bounds every partial sum by L·32767 < 2^31.  The bounds also keep every int64
-    intermediate exact (|ΣA·M1| < 2^62, S·ΣA2 < 2^62), and uint64 holds IS §5's u64 steps.
-    """
-    g = _Graph()
-    S = blob.n_samples
-    q = g.op("Cast", "q", to=TensorProto.INT64, hint="q64")
+
+def _sample_outputs(g: _Graph, blob: Blob, q: str) -> str:
+    """IS §3–§4: int64 q (n, d) -> the pre-shifted per-row outputs a (n, N) int64: one int32 MatMul of
+    φ (n, b) with the levels (b, N) stored as an INT4 initializer (exact: IS §9 bounds every partial
+    sum by L·32767 < 2^31); a linear model's bias feature is a per-row constant."""
     phi = _features(g, blob, q)
     levels = blob.levels.astype(np.int64)
     bias = None
@@ -558,6 +645,22 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     if bias is not None:
         acc = g.op("Add", acc, g.const(bias, np.int64, "bias"))
     a = _round_shift(g, acc, blob.pre_shift)  # IS §4
+    return a
+
+
+def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
+    """IS §3–§5 as integer ONNX ops: q int16 (n, d) -> mean_q int32, var_q uint64, var_y_q uint64 (n,)
+    [, samples_q int32 (n, S): the pre-shifted a_s of IS §4].
+
+    The ensemble is one int32 MatMul of φ (n, b) with the levels (b, S) stored as an INT4 initializer
+    and Cast to int32.  Why not MatMulInteger: it takes 8-bit inputs only and φ is int16; int32 is exact
+    because IS §9 bounds every partial sum by L·32767 < 2^31.  The bounds also keep every int64
+    intermediate exact (|ΣA·M1| < 2^62, S·ΣA2 < 2^62), and uint64 holds IS §5's u64 steps.
+    """
+    g = _Graph()
+    S = blob.n_samples
+    q = g.op("Cast", "q", to=TensorProto.INT64, hint="q64")
+    a = _sample_outputs(g, blob, q)
     if per_sample:
         g.output("Cast", [a], "samples_q", to=TensorProto.INT32)
     axis = g.const([1], np.int64, "axis")
@@ -569,22 +672,7 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     var = _mulshift96(g, g.op("Cast", num, to=TensorProto.UINT64), blob.m2, blob.s2)
     g.output("Identity", [var], "var_q")
     g.output("Add", [var, g.const(blob.noise_q, np.uint64, "noise_q")], "var_y_q")
-    # IS §2.1 for int16 inputs: an input at −32768 or 32767 (at or beyond the edge).
-    values = q
-    if blob.schema is not None and not blob.schema.plain:  # one-hot and indicator inputs sit at an edge
-        picked = np.flatnonzero(blob.schema.value_inputs)
-        # no numeric input: compare a column of zeros (never at an edge)
-        values = (
-            g.op("Gather", q, g.const(picked, np.int64, "value_inputs"), axis=1)
-            if len(picked)
-            else g.op(
-                "Mul",
-                g.op("Slice", q, g.const([0], np.int64), g.const([1], np.int64), g.const([1], np.int64)),
-                g.const(0, np.int64, "zero"),
-            )
-        )
-    at_min = g.op("Equal", values, g.const(-32768, np.int64, "q_min"))
-    _out_of_range(g, g.op("Or", at_min, g.op("Equal", values, g.const(32767, np.int64, "q_max"))))
+    _edge(g, blob, q)
     outputs = [
         helper.make_tensor_value_info("mean_q", TensorProto.INT32, ["n"]),
         helper.make_tensor_value_info("var_q", TensorProto.UINT64, ["n"]),
@@ -604,6 +692,134 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
         [helper.make_tensor_value_info("q", TensorProto.INT16, ["n", blob.n_inputs])],
         outputs,
         _metadata(blob, "integer", {"pre_shift": str(blob.pre_shift)}),
+        doc,
+    )
+
+
+# ---- integer classifier graph (IS §10) ------------------------------------------------------------
+
+
+def _div_pow2(g: _Graph, x: str, s: int) -> str:
+    """⌊x / 2^s⌋ for int64 x ≥ 0 (Div truncates, which is the floor of a non-negative quotient)."""
+    return g.op("Div", x, g.const(1 << s, np.int64, "pow2"))
+
+
+def _exp2_neg(g: _Graph, delta: str) -> str:
+    """IS §10.2 EXP on int64 δ in [0, 2^23): the table and the interpolation by Gather, then the shift
+    by n = δ >> 16 as a division by a table of powers of two (2^40 for n ≥ 32, where EXP is 0 because
+    v ≤ 2^16, with no rounding constant: exactly the spec's 0)."""
+    from direct_edge.runtime.classify import EXP_TABLE
+
+    n = _div_pow2(g, delta, 16)
+    f = g.op("BitwiseAnd", delta, g.const(0xFFFF, np.int64))
+    i = _div_pow2(g, f, 8)
+    t = g.op("BitwiseAnd", f, g.const(0xFF, np.int64))
+    table = g.wide(EXP_TABLE, np.uint32, "exp_table")
+    x0 = g.op("Gather", table, i, axis=0)
+    x1 = g.op("Gather", table, g.op("Add", i, g.const(1, np.int64)), axis=0)
+    step = g.op("Add", g.op("Mul", g.op("Sub", x0, x1), t), g.const(128, np.int64))
+    v = g.op("Sub", x0, _div_pow2(g, step, 8), hint="v")
+    k = np.arange(128)
+    pow2 = np.where(k < 32, 2.0**k, 2.0**40).astype(np.int64)
+    half = np.where((k >= 1) & (k < 32), 2.0 ** (k - 1), 0).astype(np.int64)
+    num = g.op("Add", v, g.op("Gather", g.const(half, np.int64, "half_table"), n, axis=0))
+    return g.op("Div", num, g.op("Gather", g.const(pow2, np.int64, "pow2_table"), n, axis=0), hint="exp")
+
+
+def _log2_fixed(g: _Graph, x: str) -> str:
+    """IS §10.2 LOG on int64 x in [1, 2^32): n, the highest set bit, by a five-step binary search;
+    u = ⌊x·2^16 / 2^n⌋ (the spec's two cases in one exact division); then the table."""
+    from direct_edge.runtime.classify import LOG_TABLE
+
+    pow2 = g.const(2 ** np.arange(32, dtype=np.int64), np.int64, "pow2_n")
+    n = g.op("Mul", x, g.const(0, np.int64))
+    for k in (16, 8, 4, 2, 1):  # binary search: n + k ≤ 31 throughout
+        candidate = g.op("Add", n, g.const(k, np.int64))
+        above = g.op("GreaterOrEqual", x, g.op("Gather", pow2, candidate, axis=0))
+        n = g.op("Where", above, candidate, n, hint="bit")
+    u = g.op("Div", g.op("Mul", x, g.const(1 << 16, np.int64)), g.op("Gather", pow2, n, axis=0))
+    f = g.op("Sub", u, g.const(1 << 16, np.int64))
+    i = _div_pow2(g, f, 8)
+    t = g.op("BitwiseAnd", f, g.const(0xFF, np.int64))
+    table = g.wide(LOG_TABLE, np.uint32, "log_table")
+    y0 = g.op("Gather", table, i, axis=0)
+    y1 = g.op("Gather", table, g.op("Add", i, g.const(1, np.int64)), axis=0)
+    step = _div_pow2(g, g.op("Add", g.op("Mul", g.op("Sub", y1, y0), t), g.const(128, np.int64)), 8)
+    return g.op("Add", g.op("Add", g.op("Mul", n, g.const(1 << 16, np.int64)), y0), step, hint="log")
+
+
+def _entropy(g: _Graph, p: str) -> str:
+    """IS §10.4 H over the last axis of int64 probabilities p, clamped to 2^20."""
+    logs = _log2_fixed(g, g.op("Max", p, g.const(1, np.int64)))
+    terms = g.op("Mul", p, g.op("Sub", g.const(1 << 20, np.int64), logs))
+    terms = g.op("Where", g.op("Greater", p, g.const(0, np.int64)), terms, g.const(0, np.int64))
+    total = g.op("ReduceSum", terms, g.const([-1], np.int64), keepdims=0)
+    h = _div_pow2(g, g.op("Add", total, g.const(1 << 15, np.int64)), 16)
+    return g.op("Min", h, g.const(1 << 20, np.int64), hint="entropy")
+
+
+def integer_classifier_model(blob: Blob) -> onnx.ModelProto:
+    """IS §10 as integer ONNX ops for a classifier blob (MF §11): q int16 (n, d) -> ``label`` int64 (n,),
+    ``proba`` int32 (n, C) in units of 2^-16, ``entropy``, ``expected_entropy``, ``mutual_info`` int32
+    (n,) in units of 2^-16 bits, ``out_of_range`` bool (n,); bit-exact with runtime/classify.py.
+
+    Every intermediate is int64 and stays within IS §10.6's bounds; the logit's round_shift may be of a
+    negative value (:func:`_round_shift`), every other shift is of a non-negative one (Div)."""
+    C = blob.classes
+    R = 1 if C == 2 else C
+    S = blob.n_samples // R
+    g = _Graph()
+    q = g.op("Cast", "q", to=TensorProto.INT64, hint="q64")
+    a = _sample_outputs(g, blob, q)  # (n, S·R)
+    ell = _round_shift(g, g.op("Mul", a, g.const(blob.logit_mult, np.int64, "Mz")), blob.logit_shift)
+    ell = g.op("Reshape", ell, g.const([-1, S, R], np.int64, "shape"), hint="logits")
+    if R == 1:  # the logistic model: (0, z)
+        ell = g.op("Concat", g.op("Mul", ell, g.const(0, np.int64)), ell, axis=2)
+    last = g.const([-1], np.int64, "last")
+    top = g.op("ReduceMax", ell, last, keepdims=1)
+    d_max = g.const(1 << 22, np.int64, "D")
+    delta = g.op("Min", g.op("Sub", top, ell), d_max, hint="delta")
+    total = g.op("ReduceSum", _exp2_neg(g, delta), last, keepdims=0)
+    lam = g.op("Sub", _log2_fixed(g, total), g.const(1 << 20, np.int64), hint="lambda")
+    arg = g.op("Min", g.op("Add", delta, g.op("Unsqueeze", lam, last)), d_max)
+    p = _exp2_neg(g, arg)  # (n, S, C)
+    m1 = g.const(blob.m1, np.int64, "M1")
+    half = g.const(1 << (blob.s1 - 1), np.int64, "half_s1")
+    axis1 = g.const([1], np.int64, "samples_axis")
+    mean = _div_pow2(g, g.op("Add", g.op("Mul", g.op("ReduceSum", p, axis1, keepdims=0), m1), half), blob.s1)
+    mean = g.op("Min", mean, g.const(1 << 16, np.int64), hint="mean")  # IS §10.3: a probability whatever M1
+    g.output("ArgMax", [mean], "label", axis=1, keepdims=0, select_last_index=0)
+    g.output("Cast", [mean], "proba", to=TensorProto.INT32)
+    h_total = _entropy(g, mean)
+    sum_h = g.op("ReduceSum", _entropy(g, p), axis1, keepdims=0)
+    h_expected = _div_pow2(g, g.op("Add", g.op("Mul", sum_h, m1), half), blob.s1)
+    h_expected = g.op("Min", h_expected, g.const(1 << 20, np.int64), hint="expected_entropy")
+    mi = g.op("Max", g.op("Sub", h_total, h_expected), g.const(0, np.int64))
+    g.output("Cast", [h_total], "entropy", to=TensorProto.INT32)
+    g.output("Cast", [h_expected], "expected_entropy", to=TensorProto.INT32)
+    g.output("Cast", [mi], "mutual_info", to=TensorProto.INT32)
+    _edge(g, blob, q)
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, ["n"]),
+        helper.make_tensor_value_info("proba", TensorProto.INT32, ["n", C]),
+        helper.make_tensor_value_info("entropy", TensorProto.INT32, ["n"]),
+        helper.make_tensor_value_info("expected_entropy", TensorProto.INT32, ["n"]),
+        helper.make_tensor_value_info("mutual_info", TensorProto.INT32, ["n"]),
+        OUT_OF_RANGE,
+    ]
+    doc = (
+        "DIRECT Bayesian classifier, integer graph (docs/integer-spec.md §10): q (n, d) int16 -> label, "
+        "proba (n, C) in units of 2^-16, entropy, expected_entropy, mutual_info in units of 2^-16 bits; "
+        "out_of_range (n,) bool: an input at -32768 or 32767."
+    )
+    meta = _metadata(
+        blob, "integer", {"pre_shift": str(blob.pre_shift), "classes": json.dumps(blob.meta.get("classes"))}
+    )
+    return g.model(
+        "direct_edge_integer_classifier",
+        [helper.make_tensor_value_info("q", TensorProto.INT16, ["n", blob.n_inputs])],
+        outputs,
+        meta,
         doc,
     )
 

@@ -101,9 +101,14 @@ def standardisation_coefficients(
 
 def linear_parameters(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """IS §3.1: (M int32 (d,), B int32 (d,), Fφ), the largest Fφ ≤ 14 whose bounds hold."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(c))):  # extreme offsets and scales overflow
+        raise ExportError("an input's standardisation is out of float64's range for 16-bit linear features")
     for frac in range(14, -1, -1):
-        M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
-        B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
+        try:
+            M = [round(float(v) * 2.0 ** (frac + 15)) for v in a]
+            B = [round(float(v) * 2.0 ** (frac + 15)) for v in c]
+        except OverflowError:  # a coefficient beyond float64 at this scale: far beyond every bound
+            continue
         if all(bounds.linear_feature_fits(m, b) for m, b in zip(M, B, strict=True)):
             return np.array(M, dtype=np.int32), np.array(B, dtype=np.int32), frac
     raise ExportError("an input's standardised range is too wide for 16-bit linear features")
@@ -601,6 +606,128 @@ def pack(
         target,
         max_bytes,
     )
+
+
+def pack_classifier(
+    model,
+    n_samples: int = 32,
+    clip_range: tuple[np.ndarray, np.ndarray] | None = None,
+    schema: bool = True,
+) -> bytes:
+    """Blob bytes (MF §11, IS §10) for a fitted ``DirectClassifier`` or a classifier's ``model.direct``
+    path: the first ``n_samples`` (1 … 4096) of the samples drawn at fit time (``sample_levels_``,
+    the ones ``predict_proba`` averages), as S·R weight rows in the dense4 layout (the only layout the
+    C library's ``direct_classify`` decodes); labels in the meta section.  ExportError for a model
+    the integer arithmetic cannot hold (the message says why)."""
+    if isinstance(model, str | os.PathLike):
+        from direct_edge.trainer.model_file import load_model
+
+        model = load_model(model)
+    from direct_edge.runtime.classify import logit_parameters
+
+    available = model.sample_levels_.shape[0]
+    if not 1 <= int(n_samples) <= min(available, bounds.CLASSIFIER_SAMPLES_MAX):
+        raise ExportError(
+            f"samples must be between 1 and {min(available, bounds.CLASSIFIER_SAMPLES_MAX)} for this "
+            f"classifier (it holds {available} posterior samples; IS §10.6 allows 4096), got {n_samples}"
+        )
+    C = len(model.classes_)
+    if C > bounds.CLASSES_MAX:
+        raise ExportError(f"a classifier blob holds at most {bounds.CLASSES_MAX} classes, got {C}")
+    if int(model.bits) > MAX_BITS:
+        raise ExportError(
+            f"the model's weights use {model.bits}-bit levels; the packed format holds at most 4"
+        )
+    fmap = model.feature_map_
+    kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
+    if clip_range is None:
+        lo, hi = input_range(fmap.input_offset, fmap.input_scale, model.input_min_, model.input_max_)
+    else:
+        lo, hi = (
+            np.broadcast_to(np.asarray(v, dtype=np.float64), fmap.input_offset.shape) for v in clip_range
+        )
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+            raise ExportError("clip_range needs finite (low, high) with high > low for every input")
+    scale, zero = input_quantization(lo, hi)
+    a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
+    params, frac = _feature_params(kind, a, c, fmap.projection)
+    S = int(n_samples)
+    levels = np.asarray(model.sample_levels_[:S], dtype=np.int8)  # (S, R, b)
+    R, b = levels.shape[1], levels.shape[2]
+    assert R == bounds.logit_rows(C)
+    rows = levels.reshape(S * R, b)  # MF §11: row s·R + k
+    if S * R > 65535:
+        raise ExportError(f"S·R = {S * R} weight rows exceed the header's 65535; use fewer samples")
+    out = output_parameters(rows)  # the pre-shift r for N = S·R rows (IS §9)
+    per_sample = output_parameters_for(S, 0)  # M1, s1 (and M2, s2) of IS §5 for S samples (IS §10.3)
+    lam = float(model.grid_scale_) * float(fmap.amplitude) * 2.0 ** (out["r"] - frac)  # IS §10.1
+    try:
+        mz, sz = logit_parameters(lam)
+    except ValueError as exc:
+        raise ExportError(f"{exc}; retrain with the grid scale chosen by the ELBO") from None
+    gains = model.grid_gains_
+    G = None if np.all(gains == 1.0) else gain_integers(gains)
+    M, B = params
+    if kind == KIND_LINEAR:
+        feature_bytes = np.stack([M, B], axis=1).astype("<i4").tobytes()
+        table = b""
+    else:
+        feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
+        table = sine_table().astype("<i2").tobytes()
+    flags = 0
+    if G is not None:
+        feature_bytes += G.astype("<u2").tobytes()
+        flags |= FLAG_GAINS
+    labels = [x.item() if isinstance(x, np.generic) else x for x in model.classes_]
+    meta = {
+        "producer": "direct-edge",
+        "spec": "integer-spec 1",
+        "task": "classification",
+        "classes": labels,
+        "samples": S,
+        "sparsity": float(np.mean(levels == 0)),
+        "grid_scale": float(model.grid_scale_),
+        "features": fmap.kind,
+        "input_low": lo.tolist(),
+        "input_high": hi.tolist(),
+        "summary": getattr(model, "summary_", {}) or {},
+    }
+    the_schema = model_schema(model, lo, hi) if schema else None
+    blob = frame(
+        {
+            "kind": kind,
+            "layout": LAYOUT_DENSE4,
+            "bits": max(_bits_of(levels), int(model.bits)),
+            "flags": flags,
+            "n_inputs": len(scale),
+            "n_features": b,
+            "n_samples": S * R,
+            "feature_frac": frac,
+            "pre_shift": out["r"],
+            "m1": per_sample["m1"],
+            "s1": per_sample["s1"],
+            "s2": per_sample["s2"],
+            "m2": per_sample["m2"],
+            "classes": C,
+            "logit_shift": sz,
+            "logit_mult": mz,
+            "noise_q": 0,
+            "noise_exact_q": 0,
+            "mean_scale": lam,
+            "y_offset": 0.0,
+        },
+        [
+            np.stack([scale, zero], axis=1).astype("<f8").tobytes(),
+            feature_bytes,
+            table,
+            encode_dense4(rows),
+            b"",
+            json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8"),
+            b"" if the_schema is None else input_schema.encode(the_schema),
+        ],
+    )
+    parse(blob)  # the exporter never emits what the readers reject
+    return blob
 
 
 def synthetic_blob(

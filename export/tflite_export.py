@@ -747,3 +747,107 @@ def check_int4_buffers(data: bytes) -> None:
                 raise AssertionError(
                     f"INT4 tensor {t.name} holds {size} bytes for {count} values: not packed"
                 )
+
+
+# ---- classifiers (IS §10 in float after the integer ensemble; MF §11) -------------------------------
+
+
+def build_classifier(blob: Blob, feats: FloatFeatures, activations: int = 16, batch: int = 1) -> bytes:
+    """The .tflite bytes of a classifier blob (MF §11): x float32 (batch, d) as in :func:`build`, the same
+    float features, QUANTIZE and the integer FULLY_CONNECTED of the N = S·R weight rows (standard
+    quantisation: int16 features and int8 levels, or int8 and INT4), DEQUANTIZE, then in float32 the
+    logits (× ``feats.unit``, in nats), RESHAPE to (batch, S, R) ((0, z) for two classes), SOFTMAX per
+    sample, MEAN over the samples -> ``proba`` (batch, C); ``label`` int32 (ARG_MAX); ``entropy`` and
+    ``mutual_info`` float32 (batch,) in nats (LOG of the probabilities floored at 1e-30, so a
+    probability of 0 adds 0); ``out_of_range``.  Every op in LiteRT and TFLite Micro; one
+    "serving_default" signature; a dynamic first dimension."""
+    part = integer_parameters(blob, feats, activations)
+    C = blob.classes
+    R = 1 if C == 2 else C
+    S = blob.n_samples // R
+    g = _Builder()
+    graph_input, x, extra = _graph_input(g, blob, batch)
+    phi = _gained(g, blob, _features(g, blob, feats, x, batch), batch)
+    _, _, f = _samples(g, part, phi, activations, batch)  # (batch, N) float32, units of level·φ̃
+    z = g.tensor("logits_flat", [batch, blob.n_samples], _T.FLOAT32, dynamic=True)
+    unit = g.const("logit_unit", np.array([feats.unit], np.float32), _T.FLOAT32)
+    g.op(_OP.MUL, [f, unit], [z], _OPT.MulOptions, schema.MulOptionsT())
+    shaped = g.tensor("logits_rows", [batch, S, R], _T.FLOAT32, dynamic=True)
+    g.op(_OP.RESHAPE, [z, g.const("logit_shape", np.array([-1, S, R], dtype=np.int32), _T.INT32)], [shaped])
+    if R == 1:  # the logistic model: softmax(0, z)
+        zeros = g.tensor("zero_logits", [batch, S, 1], _T.FLOAT32, dynamic=True)
+        g.op(_OP.MUL, [shaped, g.const("nought", np.array([0.0], np.float32), _T.FLOAT32)], [zeros])
+        logits = g.tensor("logits", [batch, S, 2], _T.FLOAT32, dynamic=True)
+        opts = schema.ConcatenationOptionsT()
+        opts.axis = 2
+        g.op(_OP.CONCATENATION, [zeros, shaped], [logits], _OPT.ConcatenationOptions, opts)
+    else:
+        logits = shaped
+    p = g.tensor("sample_proba", [batch, S, C], _T.FLOAT32, dynamic=True)
+    soft = schema.SoftmaxOptionsT()
+    soft.beta = 1.0
+    g.op(_OP.SOFTMAX, [logits], [p], _OPT.SoftmaxOptions, soft)
+
+    def reduce(op: int, src: int, axis: int, shape: list[int], name: str) -> int:
+        out = g.tensor(name, shape, _T.FLOAT32, dynamic=True)
+        opts = schema.ReducerOptionsT()
+        opts.keepDims = False
+        g.op(
+            op,
+            [src, g.const(f"{name}_axis", np.array([axis], dtype=np.int32), _T.INT32)],
+            [out],
+            _OPT.ReducerOptions,
+            opts,
+        )
+        return out
+
+    def entropy(src: int, shape: list[int], name: str) -> int:
+        floor = g.tensor(f"{name}_floored", [*shape, C], _T.FLOAT32, dynamic=True)
+        g.op(
+            _OP.MAXIMUM,
+            [src, g.const(f"{name}_tiny", np.array([1e-30], np.float32), _T.FLOAT32)],
+            [floor],
+            _OPT.MaximumMinimumOptions,
+            schema.MaximumMinimumOptionsT(),
+        )
+        logs = g.tensor(f"{name}_log", [*shape, C], _T.FLOAT32, dynamic=True)
+        g.op(_OP.LOG, [floor], [logs])
+        terms = g.tensor(f"{name}_terms", [*shape, C], _T.FLOAT32, dynamic=True)
+        g.op(_OP.MUL, [src, logs], [terms], _OPT.MulOptions, schema.MulOptionsT())
+        total = reduce(_OP.SUM, terms, len(shape), shape, f"{name}_sum")
+        out = g.tensor(name, shape, _T.FLOAT32, dynamic=True)
+        g.op(_OP.NEG, [total], [out])
+        return out
+
+    proba = reduce(_OP.MEAN, p, 1, [batch, C], "proba")
+    label = g.tensor("label", [batch], _T.INT32, dynamic=True)
+    am = schema.ArgMaxOptionsT()
+    am.outputType = _T.INT32
+    g.op(
+        _OP.ARG_MAX,
+        [proba, g.const("class_axis", np.array([1], dtype=np.int32), _T.INT32)],
+        [label],
+        _OPT.ArgMaxOptions,
+        am,
+    )
+    h_total = entropy(proba, [batch], "entropy")
+    h_expected = reduce(_OP.MEAN, entropy(p, [batch, S], "sample_entropy"), 1, [batch], "expected_entropy")
+    gap = g.tensor("entropy_gap", [batch], _T.FLOAT32, dynamic=True)
+    g.op(_OP.SUB, [h_total, h_expected], [gap], _OPT.SubOptions, schema.SubOptionsT())
+    mi = g.tensor("mutual_info", [batch], _T.FLOAT32, dynamic=True)
+    g.op(
+        _OP.MAXIMUM,
+        [gap, g.const("mi_floor", np.array([0.0], np.float32), _T.FLOAT32)],
+        [mi],
+        _OPT.MaximumMinimumOptions,
+        schema.MaximumMinimumOptionsT(),
+    )
+    outs = [label, proba, h_total, mi, _out_of_range(g, blob, x, batch), *extra]
+    description = (
+        f"direct-edge {__version__}: DIRECT Bayesian classifier, {C} classes, {S} posterior samples of "
+        f"{blob.bits}-bit weights; input x float32 in input units"
+        + ("" if not np.any(host_origin(blob)) else " minus metadata input_origin")
+        + "; outputs label, proba (model average), entropy and mutual_info in nats, out_of_range (IS §2.1)"
+    )
+    meta = _metadata(blob, part, activations) | {"classes": json.dumps(blob.meta.get("classes"))}
+    return g.finish([graph_input], outs, description, meta)

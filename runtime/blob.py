@@ -87,6 +87,7 @@ ERROR_NAMES = {
     10: "OVERFLOW",
     11: "SCRATCH",
     12: "NO_EXACT",
+    13: "TASK",  # a classification call on a regression blob, or the reverse (MF §11)
 }
 ERROR_CODES = {name: code for code, name in ERROR_NAMES.items()}
 

@@ -97,3 +97,31 @@ def noise_fits(noise_q: int) -> bool:
 def exact_mean_fits(n_features: int, pre_shift: int) -> bool:
     """IS §9 (§6): b·2^(18−r) < 2³¹, so the exact-moment mean_q fits i32."""
     return (n_features << 18) < 1 << (31 + pre_shift)
+
+
+# ---- IS §10.6: classifier blobs -----------------------------------------------------------------------
+
+CLASSES_MAX = 255  # MF §2: the class count is a u8
+CLASSIFIER_SAMPLES_MAX = 4096  # IS §10.6: P_k ≤ 2^28 and Σ_s H(p_s)·M1 < 2^63
+LOGIT_SHIFT_MAX = 62  # IS §10.1
+
+
+def logit_rows(classes: int) -> int:
+    """IS §10: R, the weight rows per posterior sample: 1 for two classes (one logit), else C."""
+    return 1 if classes == 2 else classes
+
+
+def classifier_rows_fit(classes: int, n_rows: int) -> bool:
+    """IS §10.6 / MF §11: the N weight rows are S·R with 1 ≤ S ≤ 4096."""
+    R = logit_rows(classes)
+    return n_rows % R == 0 and 1 <= n_rows // R <= CLASSIFIER_SAMPLES_MAX
+
+
+def logit_shift_fits(shift: int) -> bool:
+    """IS §10.6 (§10.1): 1 ≤ sz ≤ 62, so |ℓ| < 2^61."""
+    return 1 <= shift <= LOGIT_SHIFT_MAX
+
+
+def logit_multiplier_fits(mult: int) -> bool:
+    """IS §10.6 (§10.1): 1 ≤ Mz ≤ 2^31 − 1, so |a·Mz| < 2^62."""
+    return 1 <= mult <= I32_MAX

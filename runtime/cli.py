@@ -10,6 +10,10 @@ The output is CSV with the header ``mean,std,clipped`` (clipped: 1 where an inpu
 training range, IS §2.1, with a note on stderr counting those rows).  Problems a user can cause end
 with one line on stderr, ``direct-run: error: ...``, and exit code 2; an output file is written
 atomically or not at all, and never over MODEL or INPUT.
+
+A classifier's blob (docs/model-format.md §11) gives ``class,p_<label>...,entropy,mutual_info,clipped``
+per row instead: the class, the model-averaged probabilities, the predictive entropy and the mutual
+information in nats (IS §10).
 """
 
 from __future__ import annotations
@@ -244,11 +248,13 @@ def run(
     if output is not None:
         check_not_an_input(output, [model] + ([] if inputs == "-" else [inputs]))
     blob = read_blob(model)
+    if exact and blob.classes:
+        raise RunError(f"{model} is a classifier: it has no exact moments (drop --exact)")
     if exact and not blob.has_exact:
         raise RunError(
             f"{model} has no exact-moment section; re-export it without --no-exact-moments or drop --exact"
         )
-    fallback = exact is None and not blob.has_exact
+    fallback = exact is None and not blob.has_exact and not blob.classes
     exact = blob.has_exact if exact is None else exact
     schema = blob.schema
     names = schema.input_names if quantized and schema is not None and not schema.plain else input_names(blob)
@@ -256,6 +262,17 @@ def run(
     # IS §2.1: real inputs are out of range when the host's clamp changes them (the engines see only
     # int16 and report the wider "at the edge", which is the flag for --quantized inputs).
     q, clipped = (values, None) if quantized else reference.quantize_inputs(blob, values, return_mask=True)
+    if blob.classes:  # MF §11: a classifier
+        text, edge = classify_rows(blob, q, engine)
+        if clipped is None and schema is not None and not schema.plain:
+            edge = reference.at_edge(q[:, schema.value_inputs])
+        clipped = edge if clipped is None else clipped
+        lines = text.splitlines()
+        lines = [lines[0] + ",clipped"] + [
+            f"{r},{int(c)}" for r, c in zip(lines[1:], clipped != 0, strict=True)
+        ]
+        _emit(output, "\n".join(lines) + "\n", [range_note(clipped, quantized)])
+        return
     try:
         mean_q, var_q, var_y_q, edge = predict(blob, q, engine, exact)
     except (OSError, RuntimeError) as exc:
@@ -264,10 +281,19 @@ def run(
         edge = reference.at_edge(q[:, schema.value_inputs])
     clipped = edge if clipped is None else clipped
     text = format_rows(*reference.to_target_units(blob, mean_q, var_y_q), clipped)
-    for note in (
-        ensemble_note(model, blob, mean_q, var_q, var_y_q) if fallback else None,
-        range_note(clipped, quantized),
-    ):
+    _emit(
+        output,
+        text,
+        [
+            ensemble_note(model, blob, mean_q, var_q, var_y_q) if fallback else None,
+            range_note(clipped, quantized),
+        ],
+    )
+
+
+def _emit(output: str | None, text: str, notes: list[str | None]) -> None:
+    """The notes on stderr, then the CSV on stdout or atomically into ``output``."""
+    for note in notes:
         if note is not None:
             click.echo(note, err=True)
     if output is None:
@@ -277,6 +303,35 @@ def run(
             write_atomic(output, text)
         except OSError as exc:
             raise RunError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def classify_rows(blob: Blob, q: np.ndarray, engine: str) -> tuple[str, np.ndarray]:
+    """IS §10 for a classifier blob (MF §11) on int16 rows q (n, d), by the chosen engine (bit-exact
+    with each other): (CSV text ``class,p_<label>...,entropy,mutual_info`` with probabilities as
+    p̄ / 65536 and the uncertainties in nats, the IS §2.1 at-the-edge mask (n,))."""
+    from direct_edge.runtime import classify
+
+    if engine == "reference":
+        out, edge = classify.classify(blob, q), reference.at_edge(q)
+    else:
+        from direct_edge.runtime.native import NativeModel
+        from direct_edge.runtime.native import classify as native_classify
+
+        out = native_classify(NativeModel(blob.data), q)
+        edge = out["out_of_range"]
+    labels = blob.meta.get("classes")
+    if not (isinstance(labels, list) and len(labels) == blob.classes):
+        labels = list(range(blob.classes))
+    nats = np.log(2.0) / 65536.0
+    header = ["class", *(f"p_{v}" for v in labels), "entropy", "mutual_info"]
+    lines = [",".join(header)]
+    for i in range(q.shape[0]):
+        probs = ",".join(f"{p / 65536.0:.6f}" for p in out["proba"][i].tolist())
+        lines.append(
+            f"{labels[int(out['label'][i])]},{probs},"
+            f"{out['entropy'][i] * nats:.6f},{out['mutual_info'][i] * nats:.6f}"
+        )
+    return "\n".join(lines) + "\n", np.asarray(edge)
 
 
 @command(PROG)

@@ -30,7 +30,8 @@ from direct_edge.runtime import bounds
 
 MAGIC = b"DIRQ"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 2  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1)
+FORMAT_MINOR = 3  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
+# classifier blobs (MF §11)
 HEADER_SIZE = 128
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
@@ -223,7 +224,36 @@ FIELDS: tuple[Field, ...] = (
         rules=_rule(lambda h: bounds.variance_shift_fits(h["s2"]), "variance shift out of range"),
         doc="s2 (IS §5)",
     ),
-    _reserved("reserved_30", "u16", 30),
+    Field(
+        "classes",
+        "u8",
+        30,
+        rules=(
+            (
+                lambda h: h["classes"] == 0 or 2 <= h["classes"] <= bounds.CLASSES_MAX,
+                "class count must be 0 or 2 … 255",
+            ),
+            (
+                lambda h: h["classes"] == 0 or bounds.classifier_rows_fit(h["classes"], h["n_samples"]),
+                "a classifier needs S·R weight rows with S <= 4096 (MF §11)",
+            ),
+        ),
+        default=0,
+        doc="C, classes: 0 regression, else a classifier (§11, since 1.3)",
+    ),
+    Field(
+        "logit_shift",
+        "u8",
+        31,
+        rules=_rule(
+            lambda h: (
+                h["logit_shift"] == 0 if h["classes"] == 0 else bounds.logit_shift_fits(h["logit_shift"])
+            ),
+            "logit shift must be 0 (regression) or 1 … 62 (IS §10.1)",
+        ),
+        default=0,
+        doc="sz (IS §10.1); 0 for regression",
+    ),
     Field(
         "m2",
         "u32",
@@ -231,7 +261,19 @@ FIELDS: tuple[Field, ...] = (
         rules=_rule(lambda h: bounds.variance_multiplier_fits(h["m2"]), "variance multiplier above 2^31"),
         doc="M2 (IS §5)",
     ),
-    _reserved("reserved_36", "u32", 36),
+    Field(
+        "logit_mult",
+        "u32",
+        36,
+        rules=_rule(
+            lambda h: (
+                h["logit_mult"] == 0 if h["classes"] == 0 else bounds.logit_multiplier_fits(h["logit_mult"])
+            ),
+            "logit multiplier must be 0 (regression) or 1 … 2^31 − 1 (IS §10.1)",
+        ),
+        default=0,
+        doc="Mz (IS §10.1); 0 for regression",
+    ),
     Field("noise_q", "u64", 40, rules=_rule(lambda h: bounds.noise_fits(h["noise_q"]), _NOISE), doc="IS §5"),
     Field(
         "noise_exact_q",

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 SOURCE_DIR = Path(__file__).resolve().parent / "c"
-SOURCES = ("direct.c", "direct_predict.c")
+SOURCES = ("direct.c", "direct_predict.c", "direct_classify.c")
 HEADERS = ("direct.h", "direct_internal.h")
 # Host builds: vectorising optimisation for this machine (the integer results are identical either way).
 DEFAULT_CFLAGS = ("-std=c99", "-O3", "-march=native", "-DDIRECT_VECTORIZE", "-fPIC", "-shared")
 # What a microcontroller build uses: no SIMD, table-based nibble decoding (tests build both).
 PORTABLE_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared")
-STATUS_OK, STATUS_NO_EXACT = 0, 12
+STATUS_OK, STATUS_NO_EXACT, STATUS_TASK = 0, 12, 13
 SMALL_BATCH = 16
 
 
@@ -249,6 +249,9 @@ def load_library(path: str | None = None) -> ctypes.CDLL:
         # Batch calls take plain addresses: the per-call cost of ctypes pointer objects is microseconds.
         "direct_predict_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_predict_exact_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
+        "direct_classify_scratch_size": (u32, [model_p]),
+        "direct_n_classes": (u32, [model_p]),
+        "direct_classify_batch": (ctypes.c_int, [vp, vp, u32, vp, u32, vp]),
         "direct_crc32": (u32, [vp, u32]),
         "direct_status_name": (ctypes.c_char_p, [ctypes.c_int]),
     }
@@ -323,7 +326,14 @@ class NativeModel:
 
         return check_inputs(q, self.n_inputs)
 
+    @property
+    def n_classes(self) -> int:
+        """C for a classifier blob (MF §11), 0 for a regression model."""
+        return int(self._lib.direct_n_classes(ctypes.byref(self._model)))
+
     def _run(self, fn_name: str, q: np.ndarray, return_mask: bool = False) -> tuple[np.ndarray, ...]:
+        if self.n_classes:  # the C regression calls would return moments of the S·R weight rows
+            raise _blob_error(self._lib, STATUS_TASK, "a regression call on a classifier blob (use classify)")
         q = self._inputs(q)
         n = q.shape[0]
         model, scratch = self._addresses
@@ -373,6 +383,48 @@ class NativeModel:
             if code != STATUS_OK:
                 raise _blob_error(self._lib, code, "the feature call")
         return phi
+
+
+#: ``direct_classification`` (runtime/c/direct.h) with the default DIRECT_MAX_CLASSES = 16.
+MAX_CLASSES = 16
+CLASSIFICATION_DTYPE = np.dtype(
+    [
+        ("label", "<u4"),
+        ("n_classes", "<u4"),
+        ("out_of_range", "<u4"),
+        ("entropy", "<u4"),
+        ("expected_entropy", "<u4"),
+        ("mutual_info", "<u4"),
+        ("proba", "<u4", (MAX_CLASSES,)),
+    ]
+)
+
+
+def classify(model: NativeModel, q: np.ndarray) -> dict[str, np.ndarray]:
+    """IS §10 through the C library's ``direct_classify_batch`` for int16 inputs (n, d): a dict of
+    ``label`` (n,), ``proba`` (n, C) (units of 2^-16), ``entropy``, ``expected_entropy``,
+    ``mutual_info`` (n,) (units of 2^-16 bits) and ``out_of_range`` (n,), all int64 (the reference's
+    ``runtime.classify.classify`` keys).  BlobError TASK for a regression blob or a layout other
+    than dense4, ARG for more than 16 classes."""
+    lib = model._lib
+    q = model._inputs(q)
+    n = q.shape[0]
+    size = int(lib.direct_classify_scratch_size(ctypes.byref(model._model)))
+    scratch = np.zeros(max(1, (size + 7) // 8), dtype=np.uint64)  # 8-byte aligned (direct.h)
+    out = np.zeros(max(n, 1), dtype=CLASSIFICATION_DTYPE)
+    code = lib.direct_classify_batch(
+        ctypes.addressof(model._model), q.ctypes.data, n, scratch.ctypes.data, size, out.ctypes.data
+    )
+    if code != STATUS_OK:
+        raise _blob_error(lib, code, "the classification call")
+    out = out[:n]
+    C = int(out["n_classes"][0]) if n else 0
+    result = {
+        key: out[key].astype(np.int64) for key in ("label", "entropy", "expected_entropy", "mutual_info")
+    }
+    result["proba"] = out["proba"][:, :C].astype(np.int64)
+    result["out_of_range"] = out["out_of_range"].astype(np.int64)
+    return result
 
 
 def crc32(data: bytes, library: str | None = None) -> int:

@@ -190,7 +190,10 @@ def sample_outputs(blob: Blob, q: np.ndarray) -> np.ndarray:
 
 
 def predict(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IS §4–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,)."""
+    """IS §4–§5 for int16 inputs (n, d): (mean_q int32, var_q uint64, var_y_q uint64), each (n,).
+    Raises BlobError ("TASK") for a classifier blob (MF §11: ``runtime/classify.py`` evaluates it)."""
+    if blob.classes:
+        raise BlobError("TASK", "this blob is a classifier (MF §11); use runtime.classify.classify")
     a = sample_outputs(blob, q)
     sa = a.sum(axis=1)
     sa2 = (a * a).sum(axis=1)

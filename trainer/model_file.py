@@ -798,14 +798,19 @@ def _check_predictions(model) -> None:
 
 
 def save_model(path: str | os.PathLike, model, summary: dict | None = None) -> None:
-    """Write a fitted DirectRegressor to ``path`` atomically.  ``summary``: extra JSON-able facts
-    (e.g. test RMSE) stored under meta["summary"].  Raises OSError if the file cannot be written."""
-    meta, arrays = model_to_arrays(model, summary)
+    """Write a fitted DirectRegressor, or a DirectClassifier (§8), to ``path`` atomically.
+    ``summary``: extra JSON-able facts (e.g. test RMSE) stored under meta["summary"].  Raises OSError
+    if the file cannot be written."""
+    if is_classifier(model):
+        meta, arrays = classifier_to_arrays(model, summary)
+    else:
+        meta, arrays = model_to_arrays(model, summary)
     write_atomic(Path(path), encode(meta, arrays))
 
 
 def load_model(path: str | os.PathLike):
-    """Read a ``model.direct`` file into a fitted DirectRegressor whose ``predict`` works.
+    """Read a ``model.direct`` file into a fitted DirectRegressor whose ``predict`` works, or a
+    DirectClassifier (§8, ``meta.task`` "classification") whose ``predict_proba`` works.
 
     Raises ModelFileError (one line) for a missing file, a directory, or any file that is not a
     valid model file of major version 1 (§4, §5)."""
@@ -816,6 +821,8 @@ def load_model(path: str | os.PathLike):
     except IsADirectoryError:
         raise ModelFileError(f"model path is a directory: {path}") from None
     meta, arrays = decode(blob)
+    if meta.get("task") == TASK_CLASSIFICATION:  # §8; files without "task" hold a regressor
+        return classifier_from_arrays(meta, arrays)
     return model_from_arrays(meta, arrays)
 
 
@@ -839,3 +846,236 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# ---- DirectClassifier <-> (meta, arrays): docs/model-file.md §8 -----------------------------------
+
+TASK_CLASSIFICATION = "classification"
+#: The most classes a file holds (the packed blob's u8 class count, docs/model-format.md §11).
+MAX_CLASSES = 255
+
+
+@dataclass(frozen=True)
+class Label(Rule):
+    """A class label: a string, or a finite number that is not a bool."""
+
+    text = "a string or a finite number"
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) or Number().accepts(value)
+
+
+class ClassifierParams(Rule):
+    """``DirectClassifier``'s constructor arguments, checked by its ``_parameter_constraints``."""
+
+    text = "DirectClassifier's parameters"
+
+    def check(self, value, where: str) -> None:
+        if not isinstance(value, dict):
+            raise _fail(where, f"must be an object, got {_SHOW.repr(value)}")
+        classifier(value, where)
+
+
+def classifier(params: dict, where: str = "meta.params"):
+    """An unfitted DirectClassifier from a file's ``params`` (known keys only), its options checked by
+    the estimator's constraints.  Raises ModelFileError."""
+    from direct_edge.trainer.classifier import DirectClassifier
+
+    known = {k: v for k, v in params.items() if k in DirectClassifier().get_params()}
+    model = DirectClassifier(**known)
+    try:
+        model._validate_params()
+    except (DataError, ValueError, TypeError) as exc:
+        raise _fail(where, f"holds a bad option: {' '.join(str(exc).split())}") from None
+    return model
+
+
+#: §8's header of a classifier file: the regressor's keys where they mean the same.
+CLASSIFIER_META = Object(
+    {
+        "producer": String(),
+        "producer_version": String(),
+        "task": String((TASK_CLASSIFICATION,)),
+        "params": ClassifierParams(),
+        "classes": ListOf(Label(), MAX_CLASSES),
+        "fitted": Object(
+            {
+                "elbo_": _FINITE,
+                "n_iter_": _COUNT,
+                "converged_": Boolean(),
+                "grid_scale_": _POSITIVE,
+                "prior_scale_": Nullable(_POSITIVE),
+                "n_train_": Number(1, integer=True),
+                "n_features_in_": Number(1, integer=True),
+                "bound_": String(),
+                "feature_names_in_": ListOf(String()),
+            },
+            optional=frozenset({"feature_names_in_"}),
+        ),
+        "feature_map": META.fields["feature_map"],
+        "grid": META.fields["grid"],
+        "summary": Object({}, free=True),
+    }
+)
+
+#: §8's arrays: K weight vectors (1 for two classes), S posterior samples, the rest as §5.
+CLASSIFIER_ARRAYS = (
+    ArraySpec("feature_map.input_offset", "<f8", ("d",), "finite"),
+    ArraySpec("feature_map.input_scale", "<f8", ("d",), "positive"),
+    ArraySpec("feature_map.projection", "<f8", ("d", "F"), "finite", kinds=("rff",)),
+    ArraySpec("grid.levels", "|i1", ("m",), "levels"),
+    ArraySpec("grid.gains", "<f8", ("b",), "gains", required=False),
+    ArraySpec("posterior.q_weights", "<f8", ("K", "b", "m"), "distribution"),
+    ArraySpec("posterior.sample_levels", "|i1", ("S", "K", "b"), "any"),
+    ArraySpec("lengthscale", "<f8", ("L",), "positive", kinds=("rff",)),
+    ArraySpec("data.input_min", "<f8", ("d",), "finite", required=False),
+    ArraySpec("data.input_max", "<f8", ("d",), "finite", required=False),
+)
+
+
+def classifier_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Split a fitted DirectClassifier into JSON metadata and arrays (§8); labels (``classes_``)
+    are stored as JSON strings or numbers."""
+    fmap_meta, fmap_arrays = model.feature_map_.to_arrays()
+    fitted = {
+        k: _jsonable(getattr(model, k))
+        for k in (
+            "elbo_",
+            "n_iter_",
+            "converged_",
+            "grid_scale_",
+            "prior_scale_",
+            "n_train_",
+            "n_features_in_",
+        )
+    }
+    fitted["bound_"] = str(model.bound_)
+    if (names := _input_names(model)) is not None:
+        fitted["feature_names_in_"] = [str(n) for n in names]
+    labels = [c.item() if isinstance(c, np.generic) else c for c in model.classes_]
+    meta = {
+        "producer": "direct-edge",
+        "producer_version": _version(),
+        "task": TASK_CLASSIFICATION,
+        "params": _jsonable(model.get_params()),
+        "classes": [c if isinstance(c, str) else c for c in labels],
+        "fitted": fitted,
+        "feature_map": _jsonable(fmap_meta),
+        "grid": {
+            "scale": float(model.grid_scale_),
+            "bits": int(model.bits),
+            "symmetric": bool(model.symmetric),
+        },
+        "summary": _jsonable(summary or {}),
+    }
+    arrays = {f"feature_map.{k}": v for k, v in fmap_arrays.items()}
+    arrays["grid.levels"] = np.asarray(model.grid_levels_, dtype=np.int8)
+    if np.any(model.grid_gains_ != 1.0):
+        arrays["grid.gains"] = np.asarray(model.grid_gains_, dtype=np.float64)
+    arrays["posterior.q_weights"] = np.asarray(model.q_weights_, dtype=np.float64)
+    arrays["posterior.sample_levels"] = np.asarray(model.sample_levels_, dtype=np.int8)
+    if model.lengthscale_ is not None:
+        arrays["lengthscale"] = np.atleast_1d(model.lengthscale_).astype(np.float64)
+    arrays["data.input_min"] = np.asarray(model.input_min_, dtype=np.float64)
+    arrays["data.input_max"] = np.asarray(model.input_max_, dtype=np.float64)
+    return meta, arrays
+
+
+def classifier_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
+    """Rebuild a fitted DirectClassifier from decoded ``meta`` and ``arrays`` (§8), every rule checked
+    first; its ``predict_proba`` then works.  Raises ModelFileError."""
+    CLASSIFIER_META.check(meta, "meta")
+    kind = meta["feature_map"]["kind"]
+    dims: dict[str, int] = {}
+    with np.errstate(all="ignore"):
+        for spec in CLASSIFIER_ARRAYS:
+            arr = arrays.get(spec.name)
+            where = f"array {spec.name!r}"
+            if arr is None:
+                if spec.required and kind in spec.kinds:
+                    raise _fail("the file", f"has no array {spec.name!r}")
+                continue
+            if kind not in spec.kinds:
+                raise _fail(where, f"does not belong to a {kind} feature map")
+            if arr.dtype.str != spec.dtype or arr.ndim != len(spec.dims):
+                raise _fail(where, f"must be {spec.dtype} with {len(spec.dims)} dimension(s) {spec.dims}")
+            for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape, strict=True)):
+                if dims.setdefault(dim, size) != size:
+                    raise _fail(where, f"has {dim} = {size} on axis {axis}, other arrays {dims[dim]}")
+            test, says = VALUE_RULES[spec.values]
+            finite = spec.values == "any" or bool(np.all(np.isfinite(arr)))
+            if not (finite and test(arr)):
+                raise _fail(where, f"must hold {says} values")
+    labels, fitted = meta["classes"], meta["fitted"]
+    d, b, K, S = dims["d"], dims["b"], dims["K"], dims["S"]
+    levels = arrays["grid.levels"].astype(np.int64)
+    half = 2 ** (meta["grid"]["bits"] - 1)
+    rules = [
+        (len(labels) >= 2, "needs at least 2 classes"),
+        (len({(type(c) is str, c) for c in labels}) == len(labels), "classes must be distinct"),
+        (
+            K == (1 if len(labels) == 2 else len(labels)),
+            f"K = {K} weight vectors do not fit {len(labels)} classes",
+        ),
+        (S >= 1 and dims["m"] >= 1 and d >= 1, "needs S, m, d >= 1"),
+        (fitted["n_features_in_"] == d, f"fitted.n_features_in_ must equal d = {d}"),
+        (
+            len(fitted.get("feature_names_in_", [None] * d)) == d,
+            f"fitted.feature_names_in_ must hold {d} names",
+        ),
+        (fitted["grid_scale_"] == meta["grid"]["scale"], "fitted.grid_scale_ must equal grid.scale"),
+        (meta["params"].get("features", kind) == kind, "params.features must equal feature_map.kind"),
+        (levels[0] >= -half and levels[-1] < half, "grid.levels must fit grid.bits"),
+        (
+            bool(np.all(np.isin(arrays["posterior.sample_levels"], levels))),
+            "sample levels must be grid levels",
+        ),
+        (b == d + 1 if kind == "linear" else b == 2 * dims.get("F", 0), "b does not match the feature map"),
+    ]
+    low, high = arrays.get("data.input_min"), arrays.get("data.input_max")
+    rules.append(
+        ((low is None) == (high is None) and (low is None or bool(np.all(low <= high))), "bad input range")
+    )
+    for ok, text in rules:
+        if not ok:
+            raise _fail("its dimensions and metadata disagree:", text)
+    model = classifier(meta["params"])
+    fm_arrays = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature_map.")}
+    try:
+        model._check_lengthscale(d)
+        fmap = FeatureMap.from_arrays(meta["feature_map"], fm_arrays)
+    except (DataError, ValueError, TypeError, KeyError) as exc:
+        raise _fail("meta.feature_map", f"cannot be rebuilt: {' '.join(str(exc).split())}") from None
+    if fmap.n_features != b:
+        raise _fail("meta.feature_map", f"makes {fmap.n_features} features, the arrays hold b = {b}")
+    model.feature_map_ = fmap
+    model.classes_ = np.asarray(labels)
+    model.grid_levels_ = levels
+    model.grid_scale_ = float(meta["grid"]["scale"])
+    gains = arrays.get("grid.gains")
+    model.grid_gains_ = np.ones(b) if gains is None else gains.astype(np.float64)
+    model.q_weights_ = arrays["posterior.q_weights"]
+    model.sample_levels_ = arrays["posterior.sample_levels"]
+    for key in ("elbo_", "n_iter_", "converged_", "prior_scale_", "n_train_", "n_features_in_", "bound_"):
+        setattr(model, key, fitted[key])
+    if "feature_names_in_" in fitted:
+        model.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    ls = arrays.get("lengthscale")
+    model.lengthscale_ = None if ls is None else (ls if ls.size > 1 else float(ls[0]))
+    model.input_min_, model.input_max_ = low, high
+    model.selection_, model.trace_ = [], []
+    model.summary_ = meta["summary"]
+    rows = np.stack([fmap.input_offset] + ([] if low is None else [low, high]))
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="ignore", under="ignore"):
+            finite = bool(np.all(np.isfinite(model.predict_proba(rows))))
+    except FloatingPointError:
+        finite = False
+    if not finite:
+        raise _fail("the model", "overflows when it predicts in its training range (parameters out of scale)")
+    return model
+
+
+def is_classifier(model) -> bool:
+    """Whether ``model`` is a DirectClassifier (by its fitted attributes; no import of the class)."""
+    return hasattr(model, "classes_") and hasattr(model, "sample_levels_")

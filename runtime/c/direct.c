@@ -50,11 +50,19 @@ uint32_t direct_crc32(const void *data, uint32_t len) {
 
 /* The names as one constant table (flash on every target): an array of pointers to string literals
  * would be copied into RAM on AVR, 114 bytes of a 2 KB part. The last entry is for unknown codes. */
-#define N_STATUS_NAMES 13u
 #define STATUS_NAME_SIZE 9u /* "OVERFLOW" and "NO_EXACT" with their terminator */
+#if DIRECT_CLASSIFY
+#define N_STATUS_NAMES 14u
+#else
+#define N_STATUS_NAMES 13u /* a regression-only build never returns TASK: "?" for it */
+#endif
 static const char status_names[N_STATUS_NAMES + 1u][STATUS_NAME_SIZE] DIRECT_ROM = {
     "OK",   "ARG",    "ALIGN",   "MAGIC",   "VERSION",  "SIZE",    "CRC",
-    "HEADER", "SECTION", "CONTENT", "OVERFLOW", "SCRATCH", "NO_EXACT", "?"};
+    "HEADER", "SECTION", "CONTENT", "OVERFLOW", "SCRATCH", "NO_EXACT",
+#if DIRECT_CLASSIFY
+    "TASK",
+#endif
+    "?"};
 
 const char *direct_status_name(direct_status status) {
     uint32_t code = (uint32_t)status < N_STATUS_NAMES ? (uint32_t)status : N_STATUS_NAMES;
@@ -94,6 +102,37 @@ static int f64_positive(uint64_t bits) {
     return (bits >> 63) == 0u && bits != 0u && f64_finite(bits);
 }
 
+/* MF §2 and §11 (code HEADER): C = 0 (regression) with sz = Mz = 0, or a classifier: 2 <= C <= 255,
+ * 1 <= sz <= 62, 1 <= Mz <= 2^31 - 1 (IS §10.6), N = S·R rows with S <= 4096. Byte and 16-bit arithmetic
+ * (cheaper on 8-bit targets): Mz judged by its bytes (nonzero, top bit clear), and N = S·R with S <= 4096 by
+ * subtracting R while it fits (no division anywhere in the library). */
+#if DIRECT_CLASSIFY
+static direct_status check_classifier(const uint8_t *h) {
+    const uint8_t *mz = h + DIRECT_H_LOGIT_MULT;
+    uint8_t classes = DIRECT_U8(h + DIRECT_H_CLASSES), sz = DIRECT_U8(h + DIRECT_H_LOGIT_SHIFT);
+    uint8_t any_mz = (uint8_t)(DIRECT_U8(mz) | DIRECT_U8(mz + 1) | DIRECT_U8(mz + 2) | DIRECT_U8(mz + 3));
+    uint16_t rest = (uint16_t)direct_h_n_samples(h), r = classes == 2u ? 1u : classes, s = 0u;
+    if (classes == 0u) {
+        return (sz | any_mz) == 0u ? DIRECT_OK : DIRECT_ERR_HEADER;
+    }
+    if (classes < 2u || sz < 1u || sz > 62u || any_mz == 0u || (DIRECT_U8(mz + 3) & 0x80u) != 0u) {
+        return DIRECT_ERR_HEADER;
+    }
+    while (rest >= r) {
+        rest = (uint16_t)(rest - r);
+        ++s;
+    }
+    return rest == 0u && s <= 4096u ? DIRECT_OK : DIRECT_ERR_HEADER;
+}
+#else
+/* A regression-only build (DIRECT_CLASSIFY 0): the bytes of C, sz and Mz must be 0, as format 1.2's
+ * reserved fields were, so every classifier blob is HEADER. */
+static direct_status check_classifier(const uint8_t *h) {
+    /* C and sz are the two bytes at offset 30: one 16-bit read, as format 1.2's reserved u16 */
+    return (direct_rd16(h + DIRECT_H_CLASSES) | direct_h_logit_mult(h)) == 0u ? DIRECT_OK : DIRECT_ERR_HEADER;
+}
+#endif
+
 /* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
     uint32_t kind = direct_h_kind(h), layout = direct_h_layout(h), bits = direct_h_bits(h), flags = direct_h_flags(h);
@@ -115,7 +154,7 @@ static direct_status check_header(const uint8_t *h) {
     if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_h_m2(h) > (UINT32_C(1) << 31)) {
         return DIRECT_ERR_HEADER;
     }
-    if (direct_h_reserved_30(h) != 0u || direct_h_reserved_36(h) != 0u) {
+    if (check_classifier(h) != DIRECT_OK) {
         return DIRECT_ERR_HEADER;
     }
     if (noise > noise_max || noise_exact > noise_max) {

@@ -55,6 +55,16 @@ extern "C" {
 #define DIRECT_BLOB_ALIGN 4u
 #endif
 
+/*
+ * Classifier blobs (MF §11, IS §10): with DIRECT_CLASSIFY 1 (the default) direct_model_open validates them
+ * and direct_classify (direct_classify.c) evaluates them. A regression-only build may define
+ * DIRECT_CLASSIFY 0: direct_model_open then rejects every classifier blob (DIRECT_ERR_HEADER, as a format
+ * 1.2 reader does) for about 100 bytes less flash on AVR.
+ */
+#ifndef DIRECT_CLASSIFY
+#define DIRECT_CLASSIFY 1
+#endif
+
 #define DIRECT_FORMAT_MAJOR 1u
 #define DIRECT_HEADER_SIZE 128u
 #define DIRECT_MIN_BLOB_SIZE 132u /* header + CRC (MF §1) */
@@ -73,7 +83,8 @@ typedef enum {
     DIRECT_ERR_CONTENT = 9,   /* an MF §4-§7 content rule fails */
     DIRECT_ERR_OVERFLOW = 10, /* the IS §9 accumulator bounds fail */
     DIRECT_ERR_SCRATCH = 11,  /* scratch smaller than direct_scratch_size(), or not 2-byte aligned */
-    DIRECT_ERR_NO_EXACT = 12  /* exact-moment prediction on a blob without the exact section */
+    DIRECT_ERR_NO_EXACT = 12, /* exact-moment prediction on a blob without the exact section */
+    DIRECT_ERR_TASK = 13      /* direct_classify on a regression blob, or on a classifier not in dense4 (MF §11) */
 } direct_status;
 
 /* MF §2 enumerations. */
@@ -180,6 +191,47 @@ direct_status direct_predict_batch(const direct_model *m, const int16_t *x, uint
                                    uint32_t scratch_size, direct_prediction *out);
 direct_status direct_predict_exact_batch(const direct_model *m, const int16_t *x, uint32_t n_rows,
                                          void *scratch, uint32_t scratch_size, direct_prediction *out);
+
+/*
+ * Classification (IS §10, MF §11). Largest class count the output struct holds; a classifier blob with
+ * more classes returns DIRECT_ERR_ARG from direct_classify (raise it with -DDIRECT_MAX_CLASSES=n, n <= 255).
+ */
+#ifndef DIRECT_MAX_CLASSES
+#define DIRECT_MAX_CLASSES 16
+#endif
+
+/* One classification, in fixed point: probabilities in units of 2^-16 (65536 is 1), entropies in units of
+ * 2^-16 bits (times ln 2 / 65536 for nats). */
+typedef struct {
+    uint32_t label;            /* argmax of proba (IS §10.3; ties: the lowest class index) */
+    uint32_t n_classes;        /* C: entries of proba that are set */
+    uint32_t out_of_range;     /* IS §2.1 mask, as direct_prediction.out_of_range */
+    uint32_t entropy;          /* H(p̄), predictive entropy (IS §10.4), <= 2^20 */
+    uint32_t expected_entropy; /* mean over samples of H(p_s): the aleatoric part */
+    uint32_t mutual_info;      /* max(0, entropy - expected_entropy): the epistemic part */
+    uint32_t proba[DIRECT_MAX_CLASSES]; /* p̄_k, the ensemble average of the per-sample softmax (IS §10.3) */
+} direct_classification;
+
+/* Classes of an opened blob: C >= 2 for a classifier, 0 for a regression model (or a NULL model). */
+uint32_t direct_n_classes(const direct_model *m);
+
+/* Bytes of scratch direct_classify needs: the features (direct_scratch_size) rounded up to 8 bytes, then
+ * 16 bytes per class; the buffer must be 8-byte aligned (any alignment on AVR). 0 for a NULL model. */
+uint32_t direct_classify_scratch_size(const direct_model *m);
+
+/*
+ * Classification (IS §10) of one input vector x (n_inputs int16 values): features, then per posterior sample
+ * the R logits, the integer log-sum-exp softmax, and the averages. No division, no float, no allocation.
+ * DIRECT_ERR_TASK for a regression blob or a layout other than dense4; DIRECT_ERR_ARG for a NULL argument or
+ * more than DIRECT_MAX_CLASSES classes; DIRECT_ERR_SCRATCH for scratch below direct_classify_scratch_size()
+ * or not 8-byte aligned (AVR: any alignment).
+ */
+direct_status direct_classify(const direct_model *m, const int16_t *x, void *scratch, uint32_t scratch_size,
+                              direct_classification *out);
+
+/* Batch version: x is n_rows x n_inputs int16, row-major; out has n_rows entries; stops at the first error. */
+direct_status direct_classify_batch(const direct_model *m, const int16_t *x, uint32_t n_rows, void *scratch,
+                                    uint32_t scratch_size, direct_classification *out);
 
 /* CRC-32 (IEEE 802.3, reflected; zlib's crc32 with initial value 0) of len bytes (MF §8). */
 uint32_t direct_crc32(const void *data, uint32_t len);

@@ -119,9 +119,10 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
 #define DIRECT_H_M1 24u /* i32: M1 (IS §5) */
 #define DIRECT_H_S1 28u /* u8: s1 (IS §5) */
 #define DIRECT_H_S2 29u /* u8: s2 (IS §5) */
-#define DIRECT_H_RESERVED_30 30u /* u16: reserved, 0 */
+#define DIRECT_H_CLASSES 30u /* u8: C, classes: 0 regression, else a classifier (§11, since 1.3) */
+#define DIRECT_H_LOGIT_SHIFT 31u /* u8: sz (IS §10.1); 0 for regression */
 #define DIRECT_H_M2 32u /* u32: M2 (IS §5) */
-#define DIRECT_H_RESERVED_36 36u /* u32: reserved, 0 */
+#define DIRECT_H_LOGIT_MULT 36u /* u32: Mz (IS §10.1); 0 for regression */
 #define DIRECT_H_NOISE_Q 40u /* u64: IS §5 */
 #define DIRECT_H_NOISE_EXACT_Q 48u /* u64: IS §6; 0 without the exact section */
 #define DIRECT_H_MEAN_SCALE 56u /* f64: IS §7, host only; finite, > 0 */
@@ -175,14 +176,17 @@ static inline uint32_t direct_h_s1(const uint8_t *h) {
 static inline uint32_t direct_h_s2(const uint8_t *h) {
     return (uint32_t)DIRECT_U8(h + DIRECT_H_S2);
 }
-static inline uint32_t direct_h_reserved_30(const uint8_t *h) {
-    return direct_rd16(h + DIRECT_H_RESERVED_30);
+static inline uint32_t direct_h_classes(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_CLASSES);
+}
+static inline uint32_t direct_h_logit_shift(const uint8_t *h) {
+    return (uint32_t)DIRECT_U8(h + DIRECT_H_LOGIT_SHIFT);
 }
 static inline uint32_t direct_h_m2(const uint8_t *h) {
     return direct_rd32(h + DIRECT_H_M2);
 }
-static inline uint32_t direct_h_reserved_36(const uint8_t *h) {
-    return direct_rd32(h + DIRECT_H_RESERVED_36);
+static inline uint32_t direct_h_logit_mult(const uint8_t *h) {
+    return direct_rd32(h + DIRECT_H_LOGIT_MULT);
 }
 static inline uint64_t direct_h_noise_q(const uint8_t *h) {
     return direct_rd64(h + DIRECT_H_NOISE_Q);

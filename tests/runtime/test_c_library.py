@@ -20,7 +20,7 @@ from direct_edge.runtime.native import NativeModel, crc32, load_library
 
 from .conftest import C_DIR, make, recrc, require_tool
 
-SOURCES = ["direct.c", "direct_predict.c"]
+SOURCES = ["direct.c", "direct_predict.c", "direct_classify.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion"]
 STRICT += ["-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wcast-align", "-O2"]
 N_ROWS = 10_000
@@ -133,7 +133,7 @@ def test_cortex_m0_objects_need_no_float_helpers_libm_or_division(tmp_path):
     for src in SOURCES:
         symbols = _m0_undefined_symbols(C_DIR / src, tmp_path / f"{src}.o")
         assert not {s for s in symbols if FLOAT_SYMBOL.match(s)}, symbols
-        if src == "direct_predict.c":  # IS §5: no division in the per-prediction path
+        if src in ("direct_predict.c", "direct_classify.c"):  # IS §5, §10: no division when predicting
             assert not {s for s in symbols if "div" in s}, symbols
 
 

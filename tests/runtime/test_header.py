@@ -101,7 +101,7 @@ def test_pack_and_unpack_round_trip_every_field():
 def test_pack_fills_defaults_and_refuses_missing_or_unknown_fields():
     data = synthetic_blob("rff", 2, 8, 3, seed=1, layout="dense4")
     values = header.unpack(data)
-    for name in ("magic", "major", "minor", "reserved_30", "reserved_36"):
+    for name in ("magic", "major", "minor", "classes", "logit_shift", "logit_mult"):
         del values[name]
     assert header.pack(values) == data[:128]
     with pytest.raises(KeyError, match="n_samples"):
@@ -139,9 +139,11 @@ VIOLATIONS = [
     ("s1", 63),
     ("s2", 32),
     ("s2", 64),
-    ("reserved_30", 1),
+    ("classes", 1),
+    ("classes", 2),
+    ("logit_shift", 1),
     ("m2", 2**31 + 1),
-    ("reserved_36", 1),
+    ("logit_mult", 1),
     ("noise_q", 2**62 + 1),
     ("noise_exact_q", 2**62 + 1),
     ("mean_scale", float("nan")),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from direct_edge.export.packed import synthetic_blob
-from direct_edge.runtime import reference
+from direct_edge.runtime import classify, reference
 from direct_edge.runtime.blob import HEADER_SIZE, MIN_SIZE, SECTION_SAMPLES, BlobError, parse
 from direct_edge.runtime.header import BY_NAME
 
@@ -29,9 +29,35 @@ FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
 LCG_MUL, LCG_ADD = 6364136223846793005, 1442695040888963407
 
 
+def classifier_blobs() -> dict[str, bytes]:
+    """Two small classifier blobs (MF §11): two classes on linear features, three on rff features."""
+    import warnings
+
+    from direct_edge.export.packed import pack_classifier
+    from direct_edge.trainer.classifier import DirectClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y2, y3 = (X[:, 0] > 0).astype(int), np.digitize(X[:, 1], [-0.5, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        linear = DirectClassifier(
+            features="linear", grid_scale=0.4, prior_scale=1.0, n_samples=4, max_iter=30
+        )
+        rff = DirectClassifier(n_features=8, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=3)
+        rff.set_params(max_iter=30)
+        return {
+            "classifier-linear": pack_classifier(linear.fit(X, y2), n_samples=4),
+            "classifier-rff": pack_classifier(rff.fit(X, y3), n_samples=3),
+        }
+
+
+CLASSIFIERS = classifier_blobs()
+
+
 def valid_blobs() -> dict[str, bytes]:
     """Small blobs covering both feature kinds, the four layouts, the exact section, gap escapes and skips,
-    the schema section and feature gains."""
+    the schema section, feature gains and classifiers."""
     return {
         "linear-dense4": synthetic_blob("linear", 5, 6, 3, bits=4, zeros=0.2, seed=1, layout="dense4"),
         "linear-grouped": synthetic_blob("linear", 8, 9, 5, bits=3, zeros=0.5, seed=2, layout="grouped"),
@@ -49,6 +75,8 @@ def valid_blobs() -> dict[str, bytes]:
             "linear", 4, 5, 3, bits=4, zeros=0.3, seed=7, layout="dense4", gains=True
         ),
         "rff-gains": synthetic_blob("rff", 3, 16, 4, bits=4, zeros=0.5, seed=8, layout="bitmap4", gains=True),
+        # MF §11: classifiers, evaluated by direct_classify
+        **CLASSIFIERS,
     }
 
 
@@ -78,6 +106,17 @@ def reference_digest(data: bytes) -> tuple[int, int]:
     except BlobError as exc:
         return exc.code, 0
     q = harness_inputs(blob.n_inputs)
+    if blob.classes:  # MF §11: direct_check.c classifies (dense4, at most 16 classes), else nothing
+        h = FNV_OFFSET
+        if blob.layout != 0 or blob.classes > 16:
+            return 0, h
+        out = classify.classify(blob, q)
+        for row in range(8):
+            values = [out["label"][row], *out["proba"][row]]
+            values += [out["entropy"][row], out["expected_entropy"][row], out["mutual_info"][row]]
+            for v in values:
+                h = ((h ^ int(v)) * FNV_PRIME) & MASK64
+        return 0, h
     runs = [reference.predict(blob, q)]
     if blob.has_exact:
         runs.append(reference.predict_exact(blob, q))
@@ -272,6 +311,7 @@ def test_libfuzzer_runs_clean_for_a_bounded_time(tmp_path):
     for name, data in valid_blobs().items():
         (corpus / f"{name}.bin").write_bytes(data)
     (corpus / "linear-exact.bin").write_bytes(synthetic_blob("linear", 2, 3, 1, seed=5, layout="bitmap4"))
+    (corpus / "classifier.bin").write_bytes(CLASSIFIERS["classifier-rff"])  # MF §11
     seeds = tmp_path / "seeds"
     shutil.copytree(corpus, seeds)
     done = subprocess.run(

@@ -1,5 +1,5 @@
 /*
- * fuzz_open_predict.c - libFuzzer target for direct_model_open + predictions.
+ * fuzz_open_predict.c - libFuzzer target for direct_model_open + predictions (and direct_classify).
  *
  * Each input is tried twice: as given (mostly stopped by the size field or the CRC), and with the
  * header's total size and the CRC rewritten to match, so that the fuzzer explores the header, section
@@ -14,9 +14,11 @@
 
 static void exercise(const direct_model *m, const uint8_t *data, size_t size) {
     uint32_t d = direct_n_inputs(m), n = direct_scratch_size(m), k, row;
+    uint32_t nc = direct_classify_scratch_size(m); /* >= n; classifiers (MF §11) are classified too */
     int16_t *x = (int16_t *)malloc(sizeof(int16_t) * d);
-    int16_t *scratch = (int16_t *)malloc(n);
+    int16_t *scratch = (int16_t *)malloc(nc);
     direct_prediction p;
+    direct_classification c;
     if (x == NULL || scratch == NULL) {
         abort();
     }
@@ -32,6 +34,12 @@ static void exercise(const direct_model *m, const uint8_t *data, size_t size) {
             abort();
         }
         if (direct_predict_exact(m, x, scratch, n, &p) != (direct_has_exact(m) ? DIRECT_OK : DIRECT_ERR_NO_EXACT)) {
+            abort();
+        }
+        if (direct_classify(m, x, scratch, nc, &c) !=
+            (direct_n_classes(m) == 0u || m->layout != DIRECT_LAYOUT_DENSE4 ? DIRECT_ERR_TASK
+             : direct_n_classes(m) > (uint32_t)DIRECT_MAX_CLASSES           ? DIRECT_ERR_ARG
+                                                                            : DIRECT_OK)) {
             abort();
         }
     }

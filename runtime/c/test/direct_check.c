@@ -15,9 +15,31 @@ static uint64_t digest_add(uint64_t h, uint64_t v) {
     return (h ^ v) * UINT64_C(0x100000001B3);
 }
 
+/* A classifier (MF §11): direct_classify's outputs, or the status it must return (TASK for a layout it
+ * does not decode, ARG above DIRECT_MAX_CLASSES); the regression calls are not exercised. */
+static uint64_t classify_row(const direct_model *m, const int16_t *x, void *scratch, uint32_t n, uint64_t h) {
+    direct_classification c;
+    direct_status want = m->layout != DIRECT_LAYOUT_DENSE4                        ? DIRECT_ERR_TASK
+                         : direct_n_classes(m) > (uint32_t)DIRECT_MAX_CLASSES ? DIRECT_ERR_ARG
+                                                                                : DIRECT_OK;
+    uint32_t k;
+    if (direct_classify(m, x, scratch, n, &c) != want) {
+        abort();
+    }
+    if (want != DIRECT_OK) {
+        return h;
+    }
+    h = digest_add(h, c.label);
+    for (k = 0u; k < c.n_classes; ++k) {
+        h = digest_add(h, c.proba[k]);
+    }
+    return digest_add(digest_add(digest_add(h, c.entropy), c.expected_entropy), c.mutual_info);
+}
+
 /* Predict on all −32768, all 32767, alternating and a few pseudo-random rows; returns a digest. */
 static uint64_t exercise(const direct_model *m) {
-    uint32_t d = direct_n_inputs(m), n = direct_scratch_size(m), row, k;
+    uint32_t d = direct_n_inputs(m), row, k;
+    uint32_t n = direct_n_classes(m) != 0u ? direct_classify_scratch_size(m) : direct_scratch_size(m);
     int16_t *x = (int16_t *)malloc(sizeof(int16_t) * d);
     int16_t *scratch = (int16_t *)malloc(n);
     uint64_t h = UINT64_C(0xCBF29CE484222325), state = UINT64_C(0x9E3779B97F4A7C15);
@@ -32,6 +54,10 @@ static uint64_t exercise(const direct_model *m) {
                    : row == 1u ? INT16_MAX
                    : row == 2u ? (k & 1u ? INT16_MAX : INT16_MIN)
                                : (int16_t)(uint16_t)(state >> 48);
+        }
+        if (direct_n_classes(m) != 0u) {
+            h = classify_row(m, x, scratch, n, h);
+            continue;
         }
         if (direct_predict(m, x, scratch, n, &p) != DIRECT_OK) {
             abort();
