@@ -84,6 +84,19 @@ def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     return Phi @ weights.T * model.y_scale_ + model.y_offset_
 
 
+def float64_floor(model, blob: Blob, X: np.ndarray) -> np.ndarray:
+    """IS §5's rounding floor in float64 (n,), target units², at inputs ``X`` as in :func:`float64_samples`:
+    Σ_i φ_i²·(eq_i·2^-10)·(Δ·g_i·y_scale)², the blob's own floors (zeros for a blob without them)."""
+    X = np.asarray(X)
+    if X.dtype == np.int16:
+        X = reference.dequantize_inputs(blob, X)
+    if blob.floor is None:
+        return np.zeros(len(X))
+    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
+    step = model.grid_scale_ * (1.0 if blob.gains is None else blob.gains / 32768.0) * model.y_scale_
+    return (Phi * Phi) @ (blob.floor / 1024.0 * step**2)
+
+
 def float64_class_probabilities(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     """IS §10.5's comparison: the float64 model average mean_s softmax(z_s) (n, C) of a classifier
     blob's own samples (the N = S·R weight rows, MF §11) at inputs ``X`` (n, d), through the trainer's
@@ -110,13 +123,18 @@ def max_difference(model, blob: Blob, q: np.ndarray) -> tuple[float, float]:
     mean_q, var_q, _ = reference.predict(blob, q)
     mean, sd = reference.to_target_units(blob, mean_q, var_q)
     f = float64_samples(model, blob, q)
-    diff = max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - f.std(axis=1))))
-    return float(diff), float(blob.mean_scale * (reference.error_bound(blob) + 1))
+    sd64 = np.sqrt(f.var(axis=1) + float64_floor(model, blob, q))
+    diff = max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - sd64)))
+    floor = np.sqrt(reference.floor_error_bound(blob))  # √ is ½-Hölder: the floor's variance error as sd
+    return float(diff), float(blob.mean_scale * (reference.error_bound(blob) + 1 + floor))
 
 
-def _moment_difference(f: np.ndarray, noise: float, mean: np.ndarray, variance: np.ndarray) -> float:
-    """Largest |Δ mean| or |Δ predictive sd| between float64 samples ``f`` (n, S) and an export's outputs."""
-    sd64 = np.sqrt(f.var(axis=1) + noise)
+def _moment_difference(
+    f: np.ndarray, noise: float, mean: np.ndarray, variance: np.ndarray, floor: np.ndarray | float = 0.0
+) -> float:
+    """Largest |Δ mean| or |Δ predictive sd| between float64 samples ``f`` (n, S) (plus IS §5's rounding
+    ``floor`` (n,), :func:`float64_floor`) and an export's outputs."""
+    sd64 = np.sqrt(f.var(axis=1) + floor + noise)
     sd = np.sqrt(np.maximum(np.asarray(variance, dtype=np.float64), 0.0))
     return float(max(np.max(np.abs(mean - f.mean(axis=1))), np.max(np.abs(sd - sd64))))
 
@@ -255,7 +273,11 @@ def check_onnx(
     if exact:
         return [trained.describe("onnxruntime exact moments - trained", mean, np.sqrt(variance))]
     diff = _moment_difference(
-        float64_samples(model, blob, trained.X), onnx_export.noise_variance(blob), mean, variance
+        float64_samples(model, blob, trained.X),
+        onnx_export.noise_variance(blob),
+        mean,
+        variance,
+        float64_floor(model, blob, trained.X),
     )
     return [
         trained.describe(f"onnxruntime ({blob.n_samples} samples) - trained", mean, np.sqrt(variance)),
@@ -286,7 +308,11 @@ def check_tflite(
             + f" (float32 bound {bound / trained.sd_y:.3g} sd(y))"
         ]
     diff = _moment_difference(
-        float64_samples(model, blob, trained.X), onnx_export.noise_variance(blob), mean, variance
+        float64_samples(model, blob, trained.X),
+        onnx_export.noise_variance(blob),
+        mean,
+        variance,
+        float64_floor(model, blob, trained.X),
     )
     bound = tflite_export.error_bound(blob, feats, tflite_export.integer_parameters(blob, feats, activations))
     return [

@@ -222,6 +222,26 @@ def moments_from_blob(blob: Blob, feats: FloatFeatures) -> ExactMoments:
     return ExactMoments(mean, var, float(blob.noise_exact_q) * blob.mean_scale**2)
 
 
+def floor_levels(blob: Blob) -> np.ndarray | None:
+    """IS §5's variance floor of each weight's level, eq_i·2^-10 in level² (float64 (b,)), or None for a
+    blob without it: what the float ensembles add to their samples' spread, Σ_i (g_i·φ_i)²·e_i."""
+    return None if blob.floor is None else blob.floor.astype(np.float64) / 1024.0
+
+
+def floor_variance(blob: Blob, feats: FloatFeatures, phi: np.ndarray) -> np.ndarray:
+    """IS §5's rounding floor in float64 (n,), target units², from the float features ``phi`` of
+    ``feats`` (n, b), or (n, d) for linear features without their constant): what :func:`float_model`
+    adds to the samples' variance; zeros for a blob without the floor."""
+    phi = np.asarray(phi, dtype=np.float64)
+    floor = floor_levels(blob)
+    if floor is None:
+        return np.zeros(len(phi))
+    w = feats.unit**2 * gain_values(blob) ** 2 * floor
+    if feats.kind == KIND_LINEAR and phi.shape[1] == len(w) - 1:
+        return (phi * phi) @ w[:-1] + w[-1]
+    return (phi * phi) @ w
+
+
 def noise_variance(blob: Blob) -> float:
     """The mean sampled noise variance in target units² (IS §7: noise_q · mean_scale²)."""
     return float(blob.noise_q) * blob.mean_scale**2
@@ -348,7 +368,15 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     g.output("Add", [mean_64, y_offset], "mean")
     dev = g.op("Sub", centred, mean_k)
     var_f = g.op("Cast", g.op("ReduceMean", g.op("Mul", dev, dev), axis, keepdims=0), to=f64)
-    g.output("Add", [var_f, g.const(noise_variance(blob), np.float64, "noise")], "variance")
+    noise = noise_variance(blob)
+    floor = floor_levels(blob)
+    if floor is not None:  # IS §5: the grid's rounding floor, Σ (unit·g_i·φ_i)²·e_i, as the integer ensemble
+        unit_sq = feats.unit**2 * gain_values(blob) ** 2 * floor
+        if feats.kind == KIND_LINEAR:  # the constant feature (1 before unit and gain) is a constant term
+            noise, unit_sq = noise + float(unit_sq[-1]), unit_sq[:-1]
+        floor_f = g.op("MatMul", g.op("Mul", phi, phi), g.const(unit_sq, np.float32, "floor"), hint="floor_f")
+        var_f = g.op("Add", var_f, g.op("Cast", floor_f, to=f64))
+    g.output("Add", [var_f, g.const(noise, np.float64, "noise")], "variance")
     _real_out_of_range(g, blob)
     outputs = [
         helper.make_tensor_value_info("mean", f64, ["n"]),
@@ -625,11 +653,12 @@ def _edge(g: _Graph, blob: Blob, q: str) -> str:
     return _out_of_range(g, g.op("Or", at_min, g.op("Equal", values, g.const(32767, np.int64, "q_max"))))
 
 
-def _sample_outputs(g: _Graph, blob: Blob, q: str) -> str:
+def _sample_outputs(g: _Graph, blob: Blob, q: str, phi: str | None = None) -> str:
     """IS §3–§4: int64 q (n, d) -> the pre-shifted per-row outputs a (n, N) int64: one int32 MatMul of
     φ (n, b) with the levels (b, N) stored as an INT4 initializer (exact: IS §9 bounds every partial
-    sum by L·32767 < 2^31); a linear model's bias feature is a per-row constant."""
-    phi = _features(g, blob, q)
+    sum by L·32767 < 2^31); a linear model's bias feature is a per-row constant.  ``phi``: the
+    features of :func:`_features` when the caller has them already."""
+    phi = _features(g, blob, q) if phi is None else phi
     levels = blob.levels.astype(np.int64)
     bias = None
     if blob.kind == KIND_LINEAR:
@@ -648,6 +677,30 @@ def _sample_outputs(g: _Graph, blob: Blob, q: str) -> str:
     return a
 
 
+def _floor(g: _Graph, blob: Blob, phi: str) -> str:
+    """IS §5's floor_q (n,) uint64: §6's variance sum Σ_i eq_i·((φ_i·φ_i) >> 15) on the floors eq, then
+    its shift.  ``phi``: :func:`_features` (a linear model's bias feature, excluded there, is a constant
+    term).  Exact in int64: each term < 2^31, b < 2^16."""
+    eq = blob.floor.astype(np.int64)
+    bias = 0
+    if blob.kind == KIND_LINEAR:
+        phi_d = 1 << blob.feature_frac
+        if blob.gains is not None:
+            phi_d = round_shift(phi_d * int(blob.gains[-1]), 15)
+        bias, eq = int(eq[-1]) * ((phi_d * phi_d) >> 15), eq[:-1]
+    # φ² ≥ 0, so Div by 2^15 (truncating) is the spec's right shift.
+    sq = g.op("Div", g.op("Mul", phi, phi), g.const(1 << 15, np.int64, "pow15"), hint="sq")
+    v = g.op("ReduceSum", g.op("Mul", sq, g.const(eq, np.int64, "eq")), g.const([1], np.int64), keepdims=0)
+    v = g.op(
+        "Cast", g.op("Add", v, g.const(bias, np.int64, "eq_bias")), to=TensorProto.UINT64, hint="floor_v"
+    )
+    r2 = 2 * blob.pre_shift
+    if r2 >= 5:
+        v = g.op("Add", v, g.const(1 << (r2 - 6), np.uint64, "half")) if r2 > 5 else v
+        return g.op("BitShift", v, g.const(r2 - 5, np.uint64), direction="RIGHT", hint="floor_q")
+    return g.op("BitShift", v, g.const(5 - r2, np.uint64), direction="LEFT", hint="floor_q")
+
+
 def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     """IS §3–§5 as integer ONNX ops: q int16 (n, d) -> mean_q int32, var_q uint64, var_y_q uint64 (n,)
     [, samples_q int32 (n, S): the pre-shifted a_s of IS §4].
@@ -660,7 +713,8 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     g = _Graph()
     S = blob.n_samples
     q = g.op("Cast", "q", to=TensorProto.INT64, hint="q64")
-    a = _sample_outputs(g, blob, q)
+    phi = _features(g, blob, q)
+    a = _sample_outputs(g, blob, q, phi)
     if per_sample:
         g.output("Cast", [a], "samples_q", to=TensorProto.INT32)
     axis = g.const([1], np.int64, "axis")
@@ -670,6 +724,8 @@ def integer_model(blob: Blob, per_sample: bool = False) -> onnx.ModelProto:
     g.output("Cast", [mean], "mean_q", to=TensorProto.INT32)
     num = g.op("Sub", g.op("Mul", sum_a2, g.const(S, np.int64, "S")), g.op("Mul", sum_a, sum_a), hint="num")
     var = _mulshift96(g, g.op("Cast", num, to=TensorProto.UINT64), blob.m2, blob.s2)
+    if blob.has_floor:
+        var = g.op("Add", var, _floor(g, blob, phi), hint="var_q_floor")
     g.output("Identity", [var], "var_q")
     g.output("Add", [var, g.const(blob.noise_q, np.uint64, "noise_q")], "var_y_q")
     _edge(g, blob, q)

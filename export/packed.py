@@ -30,6 +30,7 @@ from direct_edge.runtime import bounds, header
 from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.blob import (
     FLAG_EXACT,
+    FLAG_FLOOR,
     FLAG_GAINS,
     HEADER_SIZE,
     KIND_LINEAR,
@@ -291,7 +292,9 @@ class IntegerModel:
     ``noise_expected``: E_q[σ²], both in standardised target units; ``exact``: (mean, variance) of
     each weight's level, float64 (b,) each, or None; ``schema``: the input schema (MF §10), or None
     for a blob without the section; ``gains``: the feature gains G_i = g_i·2^15, integers (b,) in
-    [1, 32768] (MF §5.1, IS §3.4), or None (every gain 1: no gains stored).
+    [1, 32768] (MF §5.1, IS §3.4), or None (every gain 1: no gains stored); ``floor``: the ensemble's
+    variance floor of each weight's level, float64 (b,) ≥ 0 (IS §5: the predictive variance the
+    samples cannot show, docs/trainer.md §7), or None (MF §5.2; all zero stores nothing).
     """
 
     kind: int
@@ -311,6 +314,7 @@ class IntegerModel:
     meta: dict | None = None
     schema: input_schema.Schema | None = None
     gains: np.ndarray | None = None
+    floor: np.ndarray | None = None
 
 
 def gain_integers(gains: np.ndarray) -> np.ndarray:
@@ -322,12 +326,16 @@ def gain_integers(gains: np.ndarray) -> np.ndarray:
     return G.astype(np.uint16)
 
 
+def _level_variances(var: np.ndarray) -> np.ndarray:
+    """IS §6's u16 variances: level² × 2^10, rounded and clamped."""
+    return np.clip(np.rint(np.asarray(var, dtype=np.float64) * 1024.0), 0, 65535).astype("<u2")
+
+
 def _exact_section(exact: tuple[np.ndarray, np.ndarray]) -> bytes:
-    """IS §6: μq int16 then vq uint16."""
+    """MF §7: μq int16 then vq uint16 (IS §6)."""
     mean, var = exact
     mq = np.clip(np.rint(mean * 4096.0), -32768, 32767).astype("<i2")
-    vq = np.clip(np.rint(var * 1024.0), 0, 65535).astype("<u2")
-    return mq.tobytes() + vq.tobytes()
+    return mq.tobytes() + _level_variances(var).tobytes()
 
 
 def assemble(
@@ -380,6 +388,12 @@ def assemble(
             raise ExportError(f"feature gains must be {b} integers in [1, 32768] (MF §5.1)")
         feature_bytes += gains.astype("<u2").tobytes()
         flags |= FLAG_GAINS
+    if model.floor is not None and np.any(_level_variances(model.floor) > 0):  # MF §5.2: after the gains
+        floor = np.asarray(model.floor, dtype=np.float64)
+        if floor.shape != (b,) or not np.all(np.isfinite(floor)) or np.any(floor < 0):
+            raise ExportError(f"the variance floor must be {b} finite values >= 0 (IS §5)")
+        feature_bytes += _level_variances(floor).tobytes()
+        flags |= FLAG_FLOOR
     meta = json.dumps(model.meta or {}, sort_keys=True, separators=(",", ":")).encode("utf-8")
     sections = [  # the samples (index 3) go in below
         np.stack([model.input_scale, model.input_zero], axis=1).astype("<f8").tobytes(),
@@ -562,13 +576,13 @@ def pack(
     delta = float(post.weight_grid.scale)
     gains = post.weight_grid.gains
     G = None if gains is None else gain_integers(gains)
-    moments = None
-    if exact:
-        # IS §6 stores the moments of each weight's level: the device applies g_i to the feature
-        # (IS §3.4), so a weight's value Δ·g_i·level is divided by Δ·g_i, not by Δ alone.
-        level_unit = delta if gains is None else delta * np.asarray(gains, dtype=np.float64)
-        w_mean, w_var = post.predictive_weight_moments()  # with the grid's rounding floor (trainer §7)
-        moments = (w_mean / level_unit, w_var / level_unit**2)
+    # IS §6 stores the moments of each weight's level: the device applies g_i to the feature (IS §3.4),
+    # so a weight's value Δ·g_i·level is divided by Δ·g_i, not by Δ alone.
+    level_unit = delta if gains is None else delta * np.asarray(gains, dtype=np.float64)
+    w_mean, w_var = post.predictive_weight_moments()  # with the grid's rounding floor (trainer §7)
+    moments = (w_mean / level_unit, w_var / level_unit**2) if exact else None
+    # IS §5: what the samples cannot show, the predictive variance above q's own (zero without a floor)
+    floor = np.maximum(w_var - post.weight_moments()[1], 0.0) / level_unit**2
     meta = {
         "producer": "direct-edge",
         "spec": "integer-spec 1",
@@ -597,6 +611,7 @@ def pack(
             y_offset=float(model.y_offset_),
             y_scale=float(model.y_scale_),
             exact=moments,
+            floor=floor,
             meta=meta,
             schema=model_schema(model, lo, hi) if schema else None,
             gains=G,
@@ -744,12 +759,14 @@ def synthetic_blob(
     target: str = DEFAULT_TARGET,
     schema: bool | input_schema.Schema = False,
     gains: bool = False,
+    floor: bool = False,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
     ``schema``: True for an input-schema section (MF §10) of plain columns x0 .. named, target "y";
     a Schema (of d inputs) to store that one.  ``gains``: random feature gains (MF §5.1) spanning
-    [1, 32768], both ends included."""
+    [1, 32768], both ends included.  ``floor``: random ensemble variance floors (IS §5, MF §5.2)
+    spanning the u16 range, 0 and 65535 included."""
     rng = np.random.default_rng(seed)
     code = KIND_LINEAR if kind == "linear" else KIND_RFF
     if code == KIND_LINEAR and b != d + 1:
@@ -771,6 +788,10 @@ def synthetic_blob(
     if gains:  # a generator of their own: the other parameters stay those of the blob without gains
         G = np.exp2(np.random.default_rng([seed, 1]).uniform(0.0, 15.0, b)).round().astype(np.int64)
         G[: min(b, 2)] = [1, 32768][: min(b, 2)]
+    eq = None
+    if floor:  # likewise a generator of its own; MF §5.2 is independent of ``exact``
+        eq = np.random.default_rng([seed, 2]).integers(0, 65536, b) / 1024.0
+        eq[: min(b, 2)] = [0.0, 65535 / 1024.0][: min(b, 2)]
     return assemble(
         IntegerModel(
             kind=code,
@@ -797,6 +818,7 @@ def synthetic_blob(
             if schema
             else None,
             gains=G,
+            floor=eq,
         ),
         layout,
         optimize,

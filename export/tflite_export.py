@@ -35,7 +35,13 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from direct_edge import __version__
-from direct_edge.export.onnx_export import ExactMoments, FloatFeatures, gain_values, noise_variance
+from direct_edge.export.onnx_export import (
+    ExactMoments,
+    FloatFeatures,
+    floor_levels,
+    gain_values,
+    noise_variance,
+)
 from direct_edge.export.packed import ExportError, blob_input_range
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob
@@ -516,6 +522,8 @@ def build(
     phi = _gained(g, blob, _features(g, blob, feats, x, batch), batch)
     fq, sq, f = _samples(g, part, phi, activations, batch)
     mean, variance = _moments(g, f, blob.n_samples, batch)
+    if blob.has_floor:
+        variance = _floor(g, blob, phi, variance, batch)
     outs = (
         _to_target_units(g, blob, feats, mean, variance, batch) + [_out_of_range(g, blob, x, batch)] + extra
     )
@@ -660,6 +668,26 @@ def _samples(g: _Builder, part: IntegerPart, phi: int, activations: int, batch: 
     f = g.tensor("samples", [batch, n_samples], _T.FLOAT32, dynamic=True)
     g.op(_OP.DEQUANTIZE, [sq], [f])
     return fq, sq, f
+
+
+def _floor(g: _Builder, blob: Blob, phi: int, variance: int, batch: int) -> int:
+    """IS §5's rounding floor in float: ``variance`` (batch, 1) plus Σ_i φ'_i²·e_i (FULLY_CONNECTED of
+    the gained features squared with the floors, a linear model's constant feature as the bias), in the
+    samples' units."""
+    floor = floor_levels(blob)
+    constant = 0.0
+    if blob.kind == KIND_LINEAR:  # the constant feature, 1 times its gain
+        constant, floor = float(floor[-1] * gain_values(blob)[-1] ** 2), floor[:-1]
+    width = len(floor)
+    square = g.tensor("phi_gained_squared", [batch, width], _T.FLOAT32, dynamic=True)
+    g.op(_OP.MUL, [phi, phi], [square], _OPT.MulOptions, schema.MulOptionsT())
+    col = g.tensor("floor_variance", [batch, 1], _T.FLOAT32, dynamic=True)
+    weights = g.const("weight_floor", floor[None, :].astype(np.float32), _T.FLOAT32)
+    bias = g.const("floor_constant", np.array([constant], np.float32), _T.FLOAT32)
+    g.op(_OP.FULLY_CONNECTED, [square, weights, bias], [col], *_fc_options())
+    out = g.tensor("sample_variance_floored", [batch, 1], _T.FLOAT32, dynamic=True)
+    g.op(_OP.ADD, [variance, col], [out])
+    return out
 
 
 def _moments(g: _Builder, f: int, n_samples: int, batch: int) -> tuple[int, int]:

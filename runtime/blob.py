@@ -22,6 +22,7 @@ from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.bounds import I32_MAX, PHI_MAX, round_shift
 from direct_edge.runtime.header import (
     FLAG_EXACT,
+    FLAG_FLOOR,
     FLAG_GAINS,
     FORMAT_MAJOR,
     FORMAT_MINOR,
@@ -40,6 +41,7 @@ from direct_edge.runtime.header import (
 
 __all__ = [
     "FLAG_EXACT",
+    "FLAG_FLOOR",
     "FLAG_GAINS",
     "FORMAT_MAJOR",
     "FORMAT_MINOR",
@@ -114,7 +116,8 @@ class Blob:
     ``sample_levels``: the weight levels per sample, sparse (:class:`SampleLevels`); ``levels``: the same
     as a dense int16 (S, b) array, built on first use (S × b × 2 bytes; the readers never need it);
     ``weight_bound``: L = max_s Σ |stored level| (IS §9), computed from the stored entries;
-    ``exact_mean`` int16 (b,), ``exact_var`` uint16 (b,) with the exact section (MF §7), else None.
+    ``exact_mean`` int16 (b,), ``exact_var`` uint16 (b,) with the exact section (MF §7), else None;
+    ``floor`` uint16 (b,), the ensemble's variance floor eq (IS §5, MF §5.2) with flag bit 2, else None.
     """
 
     data: bytes
@@ -132,6 +135,7 @@ class Blob:
     weight_bound: int
     exact_mean: np.ndarray | None
     exact_var: np.ndarray | None
+    floor: np.ndarray | None = None
 
     def __getattr__(self, name: str) -> Any:
         """A header field by name (MF §2), e.g. ``n_samples``; AttributeError for anything else."""
@@ -150,6 +154,10 @@ class Blob:
     @property
     def has_exact(self) -> bool:
         return bool(self.flags & FLAG_EXACT)
+
+    @property
+    def has_floor(self) -> bool:
+        return bool(self.flags & FLAG_FLOOR)
 
     @property
     def has_gains(self) -> bool:
@@ -255,6 +263,7 @@ def _expected_sizes(h: dict[str, Any]) -> list[int | None]:
     """MF §3: the size each section must have (None: any)."""
     d, b, linear = h["n_inputs"], h["n_features"], h["kind"] == KIND_LINEAR
     gains = 2 * b if h["flags"] & FLAG_GAINS else 0  # MF §5.1: b u16 after the parameters
+    gains += 2 * b if h["flags"] & FLAG_FLOOR else 0  # MF §5.2: then b u16 floors
     return [
         16 * d,
         (8 * d if linear else 4 * (b // 2) * (1 + d)) + gains,
@@ -494,10 +503,20 @@ def _read_gains(data: bytes, h: dict[str, Any], sections) -> np.ndarray | None:
     if not h["flags"] & FLAG_GAINS:
         return None
     b = h["n_features"]
-    gains = _section(data, sections[SECTION_FEATURES], "<u2", b, start=sections[SECTION_FEATURES][1] - 2 * b)
+    end = sections[SECTION_FEATURES][1] - (2 * b if h["flags"] & FLAG_FLOOR else 0)  # the floors follow
+    gains = _section(data, sections[SECTION_FEATURES], "<u2", b, start=end - 2 * b)
     if not bounds.gains_fit(gains):
         raise BlobError("CONTENT", "a feature gain is 0 or above 32768 (MF §5.1)")
     return gains
+
+
+def _read_floor(data: bytes, h: dict[str, Any], sections) -> np.ndarray | None:
+    """MF §5.2: the b u16 variance floors eq that end the feature section, or None without flag bit 2
+    (any u16 is valid: IS §9 bounds the floor's sum for every value)."""
+    if not h["flags"] & FLAG_FLOOR:
+        return None
+    b = h["n_features"]
+    return _section(data, sections[SECTION_FEATURES], "<u2", b, start=sections[SECTION_FEATURES][1] - 2 * b)
 
 
 def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.ndarray | None]:
@@ -511,7 +530,13 @@ def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.nda
                 raise BlobError("CONTENT", "linear feature parameters exceed the i32/i16 bounds (IS §9)")
         gains = _read_gains(data, h, sections)
         return dict(
-            linear_m=params[:, 0], linear_b=params[:, 1], phase_c=None, phase_w=None, table=None, gains=gains
+            linear_m=params[:, 0],
+            linear_b=params[:, 1],
+            phase_c=None,
+            phase_w=None,
+            table=None,
+            gains=gains,
+            floor=_read_floor(data, h, sections),
         )
     F = b // 2
     table = _section(data, sections[SECTION_TABLE], "<i2")
@@ -524,6 +549,7 @@ def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.nda
         phase_w=_section(data, sections[SECTION_FEATURES], "<i4", F * d, start=4 * F).reshape(F, d),
         table=table,
         gains=_read_gains(data, h, sections),
+        floor=_read_floor(data, h, sections),
     )
 
 

@@ -30,8 +30,8 @@ from direct_edge.runtime import bounds
 
 MAGIC = b"DIRQ"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 3  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
-# classifier blobs (MF §11)
+FORMAT_MINOR = 4  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
+# classifier blobs (MF §11), 1.4 the ensemble's variance floor (MF §7)
 HEADER_SIZE = 128
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
@@ -44,6 +44,7 @@ LAYOUT_NAMES = {
 }
 FLAG_EXACT = 1
 FLAG_GAINS = 2  # MF §5.1: the feature section ends with b u16 gains
+FLAG_FLOOR = 4  # MF §5.2: the feature section ends with b u16 variance floors for the ensemble (IS §5)
 N_SECTIONS = 7
 
 # type -> (struct code, bytes, C type an accessor returns, C expression reading it at address p)
@@ -174,8 +175,8 @@ FIELDS: tuple[Field, ...] = (
         "flags",
         "u8",
         15,
-        rules=_rule(lambda h: h["flags"] & ~(FLAG_EXACT | FLAG_GAINS) == 0, "unknown flags"),
-        doc="bit 0: exact section (§7); bit 1: feature gains (§5.1)",
+        rules=_rule(lambda h: h["flags"] & ~(FLAG_EXACT | FLAG_GAINS | FLAG_FLOOR) == 0, "unknown flags"),
+        doc="bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2)",
     ),
     Field("n_inputs", "u16", 16, rules=_rule(lambda h: h["n_inputs"] >= 1, "no inputs"), doc="d"),
     Field(

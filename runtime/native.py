@@ -81,6 +81,7 @@ class _Model(ctypes.Structure):
         ("exact_var", ctypes.c_void_p),
         ("weight_bound", ctypes.c_uint32),
         ("gains", ctypes.c_void_p),
+        ("var_floor", ctypes.c_void_p),
     ]
 
 

@@ -200,7 +200,20 @@ def predict(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     mean = round_shift(sa * blob.m1, blob.s1).astype(np.int32)
     num = (blob.n_samples * sa2 - sa * sa).astype(np.uint64)
     var = _mulshift96(num, blob.m2, blob.s2)
+    if blob.has_floor:  # IS §5: the grid's rounding floor the samples cannot show (docs/trainer.md §7)
+        var = var + _level_variance(blob, features(blob, q), blob.floor)
     return mean, var, var + np.uint64(blob.noise_q)
+
+
+def _level_variance(blob: Blob, phi: np.ndarray, vq: np.ndarray) -> np.ndarray:
+    """IS §6's variance sum for per-weight level variances ``vq`` (uint16, b) in 2^-10 level² on the
+    features ``phi`` (n, b): Σ_i vq_i · ((φ_i·φ_i) >> 15), shifted to output units² (uint64, n)."""
+    sq = (phi * phi) >> 15
+    v = (sq @ vq.astype(np.int64)).astype(np.uint64)
+    r = blob.pre_shift
+    if 2 * r > 5:
+        return (v + np.uint64(1 << (2 * r - 6))) >> np.uint64(2 * r - 5)
+    return v << np.uint64(5 - 2 * r)
 
 
 def predict_exact(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,14 +222,8 @@ def predict_exact(blob: Blob, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         raise BlobError("NO_EXACT", "this blob has no exact-moment section; export it with exact moments")
     phi = features(blob, q)
     m = phi @ blob.exact_mean.astype(np.int64)
-    sq = (phi * phi) >> 15
-    v = (sq @ blob.exact_var.astype(np.int64)).astype(np.uint64)
-    r = blob.pre_shift
-    mean = round_shift(m, 12 + r).astype(np.int32)
-    if 2 * r > 5:
-        var = (v + np.uint64(1 << (2 * r - 6))) >> np.uint64(2 * r - 5)
-    else:
-        var = v << np.uint64(5 - 2 * r)
+    mean = round_shift(m, 12 + blob.pre_shift).astype(np.int32)
+    var = _level_variance(blob, phi, blob.exact_var)
     return mean, var, var + np.uint64(blob.noise_exact_q)
 
 
@@ -232,6 +239,17 @@ def feature_error(blob: Blob) -> float:
         return 1.0 + 2.0**-16
     phase_error_turns = 2.0**-33 * (1 + 32768 * blob.n_inputs)
     return 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
+
+
+def floor_error_bound(blob: Blob) -> float:
+    """IS §8 for §5's rounding floor: a bound on |floor_q − its float64 value on the same eq| in output
+    units² (0 without the floor).  Per feature, φ² is off by (2·32767 + ε_φ)·ε_φ from the feature's
+    error and by < 2^15 from the >> 15; times eq_i·2^-10 and 2^-2r, plus ½ for the final rounding."""
+    if not blob.has_floor:
+        return 0.0
+    eps = feature_error(blob) + (0.5 if blob.gains is not None else 0.0)
+    per_feature = (2 * 32767 + eps) * eps + 2.0**15
+    return float(blob.floor.astype(np.float64).sum()) * per_feature / 2.0 ** (10 + 2 * blob.pre_shift) + 0.5
 
 
 def error_bound(blob: Blob) -> float:

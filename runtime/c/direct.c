@@ -142,7 +142,7 @@ static direct_status check_header(const uint8_t *h) {
     uint64_t noise = direct_h_noise_q(h), noise_exact = direct_h_noise_exact_q(h);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
-    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS)) != 0u) {
+    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | DIRECT_FLAG_FLOOR)) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (d < 1u || S < 1u || r > 31u) {
@@ -188,7 +188,8 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
 
     want[SEC_INPUT] = 16u * d;
     want[SEC_FEATURES] = (linear ? 8u * d : 4u * (b / 2u) * (1u + d)) +
-                         ((direct_h_flags(h) & DIRECT_FLAG_GAINS) != 0u ? 2u * b : 0u); /* MF §5.1 */
+                         ((direct_h_flags(h) & DIRECT_FLAG_GAINS) != 0u ? 2u * b : 0u) + /* MF §5.1 */
+                         ((direct_h_flags(h) & DIRECT_FLAG_FLOOR) != 0u ? 2u * b : 0u);  /* MF §5.2 */
     want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
     want[SEC_SAMPLES] = SIZE_ANY;
     want[SEC_EXACT] = (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
@@ -419,6 +420,7 @@ static void clear_model(direct_model *m) {
     m->samples_size = 0u;
     m->exact_mean = NULL;
     m->exact_var = NULL;
+    m->var_floor = NULL;
     m->weight_bound = 0u;
     m->gains = NULL;
 }
@@ -460,13 +462,23 @@ static direct_status check_inputs(const uint8_t *h) {
 }
 
 /* MF §5.1: the b u16 gains end the feature section (flag bit 1); NULL without them. */
-static const uint16_t *section_gains(const uint8_t *h) {
+/* MF §5.1–§5.2: the feature section ends with the gains (flag bit 1), then the floors (flag bit 2). */
+static const uint16_t *section_floor(const uint8_t *h) {
     uint32_t b = direct_h_n_features(h);
-    if ((direct_h_flags(h) & DIRECT_FLAG_GAINS) == 0u) {
+    if ((direct_h_flags(h) & DIRECT_FLAG_FLOOR) == 0u) {
         return NULL;
     }
     return (const uint16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + section_size(h, SEC_FEATURES) -
                                             2u * b);
+}
+
+static const uint16_t *section_gains(const uint8_t *h) {
+    uint32_t b = direct_h_n_features(h), floor_bytes = (direct_h_flags(h) & DIRECT_FLAG_FLOOR) != 0u ? 2u * b : 0u;
+    if ((direct_h_flags(h) & DIRECT_FLAG_GAINS) == 0u) {
+        return NULL;
+    }
+    return (const uint16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + section_size(h, SEC_FEATURES) -
+                                            floor_bytes - 2u * b);
 }
 
 /* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's, then every gain in
@@ -572,6 +584,7 @@ static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
     }
     m->weight_bound = bound;
     m->gains = section_gains(h);
+    m->var_floor = section_floor(h);
 }
 
 direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {

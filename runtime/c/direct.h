@@ -84,13 +84,13 @@ typedef enum {
     DIRECT_ERR_OVERFLOW = 10, /* the IS §9 accumulator bounds fail */
     DIRECT_ERR_SCRATCH = 11,  /* scratch smaller than direct_scratch_size(), or not 2-byte aligned */
     DIRECT_ERR_NO_EXACT = 12, /* exact-moment prediction on a blob without the exact section */
-    DIRECT_ERR_TASK = 13      /* direct_classify on a regression blob, or on a classifier not in dense4 (MF §11) */
+    DIRECT_ERR_TASK = 13      /* direct_classify on a regression blob or a classifier not in dense4, or a regression call on a classifier (MF §11) */
 } direct_status;
 
 /* MF §2 enumerations. */
 enum { DIRECT_KIND_LINEAR = 0, DIRECT_KIND_RFF = 1 };
 enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2, DIRECT_LAYOUT_GAP4 = 3 };
-enum { DIRECT_FLAG_EXACT = 1, DIRECT_FLAG_GAINS = 2 };
+enum { DIRECT_FLAG_EXACT = 1, DIRECT_FLAG_GAINS = 2, DIRECT_FLAG_FLOOR = 4 };
 
 /*
  * A validated blob: header fields and const pointers into the caller's blob (nothing is copied).
@@ -102,7 +102,7 @@ typedef struct {
     uint8_t kind;             /* DIRECT_KIND_* (MF §2) */
     uint8_t layout;           /* DIRECT_LAYOUT_* (MF §6) */
     uint8_t bits;             /* 2, 3 or 4 */
-    uint8_t flags;            /* DIRECT_FLAG_EXACT, DIRECT_FLAG_GAINS */
+    uint8_t flags;            /* DIRECT_FLAG_EXACT, DIRECT_FLAG_GAINS, DIRECT_FLAG_FLOOR */
     uint16_t n_inputs;        /* d */
     uint16_t n_features;      /* b */
     uint16_t n_samples;       /* S */
@@ -125,6 +125,7 @@ typedef struct {
     const uint16_t *exact_var; /* exact section: vq (b values); NULL without it */
     uint32_t weight_bound;    /* L = max_s Σ_i |w_si| over the stored levels (IS §9) */
     const uint16_t *gains;    /* feature gains G_i in [1, 32768] (b values; IS §3.4, MF §5.1); NULL: none */
+    const uint16_t *var_floor; /* the ensemble's variance floor eq (b values; IS §5, MF §5.2); NULL: none */
 } direct_model;
 
 /* One prediction in the model's output units (IS §5, §7: target = y_offset + mean_scale · mean). */
@@ -133,7 +134,7 @@ typedef struct {
     uint32_t out_of_range; /* IS §2.1 mask of inputs at -32768 or 32767 (at or beyond the training range's
                               edge): bit k for input k < 31, bit 31 for any input k >= 31; nonzero means the
                               prediction is the edge's (an extrapolation; the variance does not grow there) */
-    uint64_t var_f;        /* var_q: ensemble variance of f, < 2^60 */
+    uint64_t var_f;        /* var_q: ensemble variance of f (plus the rounding floor, IS §5), < 2^61 */
     uint64_t var_y;        /* var_y_q = var_q + noise_q: predictive variance of y, < 2^63 */
 } direct_prediction;
 

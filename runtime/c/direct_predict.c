@@ -988,6 +988,9 @@ static direct_status check_call(const direct_model *m, const int16_t *x, const v
     if (scratch_size < direct_scratch_size(m) || ((uintptr_t)scratch & (uintptr_t)1u) != 0u) {
         return DIRECT_ERR_SCRATCH;
     }
+    if (direct_h_classes(m->blob) != 0u) {
+        return DIRECT_ERR_TASK; /* a classifier's rows are logits, not samples of f (MF §11): direct_classify */
+    }
     return DIRECT_OK;
 }
 
@@ -1007,14 +1010,35 @@ static inline void add_sample(uint32_t acc, uint32_t r, int32_t *sum_a, int64_t 
 }
 
 /* IS §4-§5 for one row; arguments already checked. */
+/* IS §6's variance sum for per-weight level variances vq (2^-10 level², b values) on the features phi:
+ * Σ_i vq_i · ((φ_i·φ_i) >> 15), shifted to output units² (< b·2^36, MF §9). */
+static uint64_t level_variance(const direct_model *m, const int16_t *phi, const uint16_t *vq) {
+    uint32_t b = m->n_features, r2 = 2u * m->pre_shift, i;
+    uint64_t sum_v = 0u;
+
+    for (i = 0u; i < b; ++i) {
+        int32_t f = phi[i];
+        uint32_t sq = (uint32_t)(f * f) >> 15;
+        sum_v += (uint64_t)((uint32_t)DIRECT_U16(vq + i) * sq);
+    }
+    if (r2 >= 5u) {
+        uint32_t sh = r2 - 5u;
+        return sh == 0u ? sum_v : (sum_v >> sh) + ((sum_v >> (sh - 1u)) & UINT64_C(1));
+    }
+    return sum_v << (5u - r2);
+}
+
 static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, direct_prediction *out) {
     const uint8_t *p = m->samples;
     uint32_t S = m->n_samples, b = m->n_features, r = m->pre_shift, s;
     int32_t sum_a = 0;
     int64_t sum_a2 = 0, mean;
-    uint64_t num;
+    uint64_t num, floor_q = 0u;
 
     features(m, x, phi);
+    if (m->var_floor != NULL) { /* IS §5: before the kernels below reorder φ in place */
+        floor_q = level_variance(m, phi, m->var_floor);
+    }
     if ((b & 1u) != 0u) {
         phi[b] = 0; /* the pad feature of odd b (MF §6.1; scratch holds an even count) */
     }
@@ -1090,7 +1114,7 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
     mean = direct_round_shift64((int64_t)sum_a * m->m1, m->s1);
     num = (uint64_t)((int64_t)S * sum_a2 - (int64_t)sum_a * sum_a);
     out->mean = direct_i32_from_u32((uint32_t)(uint64_t)mean);
-    out->var_f = mulshift96(num, m->m2, m->s2);
+    out->var_f = mulshift96(num, m->m2, m->s2) + floor_q;
     out->var_y = out->var_f + m->noise_q;
     out->out_of_range = direct_out_of_range(m, x);
 }

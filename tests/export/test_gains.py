@@ -182,7 +182,9 @@ def test_onnx_float_and_integer_graphs(gained):
     f = export_cli.float64_samples(model, blob, trained.X)
     scale = np.max(np.abs(f)) + 1.0
     assert np.max(np.abs(mean - f.mean(axis=1))) <= 2e-6 * scale
-    sd64 = np.sqrt(f.var(axis=1) + onnx_export.noise_variance(blob))
+    sd64 = np.sqrt(
+        f.var(axis=1) + export_cli.float64_floor(model, blob, trained.X) + onnx_export.noise_variance(blob)
+    )
     assert np.max(np.abs(np.sqrt(variance) - sd64)) <= 2e-6 * scale
     # Exact float graph: the trained moments, within 2e-6 of predict.
     sess = onnx_export.session(export_cli.render_onnx(model, blob, False, exact=True))
@@ -213,7 +215,11 @@ def test_tflite_graphs_are_within_their_bounds(gained, tmp_path):
         out = Interpreter(model_content=data).get_signature_runner()(**{tflite_export.input_name(blob): x})
         bound = tflite_export.error_bound(blob, feats, part)
         assert np.max(np.abs(out["mean"] - f.mean(axis=1))) <= bound
-        sd64 = np.sqrt(f.var(axis=1) + onnx_export.noise_variance(blob))
+        sd64 = np.sqrt(
+            f.var(axis=1)
+            + export_cli.float64_floor(model, blob, trained.X)
+            + onnx_export.noise_variance(blob)
+        )
         assert np.max(np.abs(np.sqrt(out["variance"]) - sd64)) <= bound
         # The graph quantises g_i·φ̃_i.
         ideal = np.clip(

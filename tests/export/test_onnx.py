@@ -125,7 +125,8 @@ def float64_outputs(blob, feats: onnx_export.FloatFeatures, x: np.ndarray):
     phi = feats.features(x)
     f = phi @ levels[:, :-1].T + levels[:, -1] if feats.kind == KIND_LINEAR else phi @ levels.T
     f = f * feats.unit + blob.y_offset
-    return f.mean(axis=1), f.var(axis=1) + onnx_export.noise_variance(blob), f
+    variance = f.var(axis=1) + onnx_export.floor_variance(blob, feats, phi) + onnx_export.noise_variance(blob)
+    return f.mean(axis=1), variance, f
 
 
 def float_tolerance(blob, feats, x) -> float:
@@ -205,7 +206,7 @@ def test_graphs_of_trained_models_agree_with_float64_and_the_trained_moments(
     """Float graph against the float64 samples, exact graph against DirectRegressor.predict, on the
     check batch (over and beyond the training range), for the diabetes models and the timestamp model
     (which lost 0.05 on outputs of size 2 when the graph took float32 inputs)."""
-    from direct_edge.export.cli import check_batch, float64_samples
+    from direct_edge.export.cli import check_batch, float64_floor, float64_samples
     from direct_edge.export.packed import pack
 
     for model in (trained_regressor, offset_regressor):
@@ -219,7 +220,7 @@ def test_graphs_of_trained_models_agree_with_float64_and_the_trained_moments(
         f = float64_samples(model, blob, X)
         span = np.ptp(f)
         assert np.max(np.abs(mean - f.mean(axis=1))) <= 2e-6 * span
-        sd64 = np.sqrt(f.var(axis=1) + onnx_export.noise_variance(blob))
+        sd64 = np.sqrt(f.var(axis=1) + float64_floor(model, blob, X) + onnx_export.noise_variance(blob))
         assert np.max(np.abs(np.sqrt(variance) - sd64)) <= 2e-6 * span
         moments = onnx_export.moments_from_model(model)
         exact = saved(tmp_path, onnx_export.exact_model(blob, feats, moments), "exact.onnx")

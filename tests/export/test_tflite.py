@@ -66,7 +66,8 @@ def float64_moments(blob, feats, x):
     levels = blob.levels.astype(np.float64)
     f = phi @ levels[:, :-1].T + levels[:, -1] if feats.kind == KIND_LINEAR else phi @ levels.T
     f = f * feats.unit + blob.y_offset
-    return f.mean(axis=1), np.sqrt(f.var(axis=1) + onnx_export.noise_variance(blob))
+    floor = onnx_export.floor_variance(blob, feats, phi)
+    return f.mean(axis=1), np.sqrt(f.var(axis=1) + floor + onnx_export.noise_variance(blob))
 
 
 def check(blob, feats, part, x, outs: dict, rounding: str) -> None:

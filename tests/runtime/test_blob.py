@@ -11,6 +11,7 @@ from direct_edge.export import packed
 from direct_edge.runtime import reference
 from direct_edge.runtime import schema as input_schema
 from direct_edge.runtime.blob import (
+    FLAG_FLOOR,
     FLAG_GAINS,
     FORMAT_MINOR,
     HEADER_SIZE,
@@ -384,10 +385,35 @@ def test_corrupt_gains_are_rejected_with_one_error(kind, d, b):
         with pytest.raises(BlobError) as err:
             parse(patched(blob, "flags", flags))
         assert err.value.name == "SECTION" and "section 1" in str(err.value)
-    # An unknown flag bit is still a header error.
+    # An unknown flag bit is still a header error (bit 2, the floor, is known: the feature section's size
+    # is then wrong).
+    with pytest.raises(BlobError) as err:
+        parse(patched(data, "flags", parse(data).flags | 8))
+    assert err.value.name == "HEADER"
     with pytest.raises(BlobError) as err:
         parse(patched(data, "flags", parse(data).flags | 4))
-    assert err.value.name == "HEADER"
+    assert err.value.name == "SECTION" and "section 1" in str(err.value)
+
+
+@pytest.mark.parametrize("kind, d, b", [("linear", 4, 5), ("rff", 3, 18)])
+@pytest.mark.parametrize("gains", [False, True])
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_floor_ends_the_feature_section_after_the_gains(kind, d, b, gains, exact):
+    """MF §5.2: with flag bit 2 the feature section is 2·b bytes longer (SECTION otherwise), the floors
+    after the gains, whether or not the exact section is there."""
+    data = packed.synthetic_blob(kind, d, b, 4, seed=7, floor=True, gains=gains, exact=exact)
+    blob = parse(data)
+    assert blob.has_floor and blob.floor.shape == (b,) and blob.floor.max() == 65535 and blob.floor[0] == 0
+    assert blob.has_exact == exact and (blob.gains is not None) == gains
+    without = parse(packed.synthetic_blob(kind, d, b, 4, seed=7, gains=gains, exact=exact))
+    assert blob.sections[1][1] == without.sections[1][1] + 2 * b
+    if gains:
+        np.testing.assert_array_equal(blob.gains, without.gains)
+    with pytest.raises(BlobError) as err:
+        parse(patched(data, "flags", blob.flags & ~FLAG_FLOOR))
+    assert err.value.name == "SECTION"
+    # Without floors to store (all zero), the exporter writes what a 1.3 reader reads.
+    assert not without.has_floor and without.floor is None
 
 
 def test_packing_refuses_gains_off_the_grid():

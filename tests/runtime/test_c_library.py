@@ -217,24 +217,41 @@ GAIN_CASES = [
 ]
 
 
+# The ensemble's variance floor (IS §5, MF §7): every layout, both kinds, odd b, with and without gains,
+# floors spanning [0, 65535] (the floor is summed from φ before the kernels reorder it).
+FLOOR_CASES = [
+    ("linear", 8, 9, 3, 4, 0.0, "dense4", False),
+    ("linear", 20, 21, 33, 4, 0.9, "bitmap4", True),
+    ("rff", 9, 64, 8, 4, 0.0, "dense4", True),
+    ("rff", 9, 2000, 9, 4, 0.0, "dense4", False),
+    ("rff", 5, 128, 32, 4, 0.5, "bitmap4", False),
+    ("rff", 7, 512, 12, 4, 0.9, "grouped", True),
+    ("rff", 5, 1000, 9, 4, 0.97, "gap4", False),
+    ("rff", 3, 40, 1, 4, 1.0, "bitmap4", True),
+]
+
+
 @pytest.mark.parametrize(
-    "kind,d,b,S,bits,zeros,layout,gains",
-    [(*case, False) for case in CASES] + [(*case, True) for case in GAIN_CASES],
+    "kind,d,b,S,bits,zeros,layout,gains,floor",
+    [(*case, False, False) for case in CASES]
+    + [(*case, True, False) for case in GAIN_CASES]
+    + [(*case, True) for case in FLOOR_CASES],
 )
-def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout, gains):
-    check_bit_exact(native_library, kind, d, b, S, bits, zeros, layout, gains)
+def test_c_is_bit_exact_with_the_reference(native_library, kind, d, b, S, bits, zeros, layout, gains, floor):
+    check_bit_exact(native_library, kind, d, b, S, bits, zeros, layout, gains, floor)
 
 
-def check_bit_exact(library, kind, d, b, S, bits, zeros, layout, gains) -> None:
+def check_bit_exact(library, kind, d, b, S, bits, zeros, layout, gains, floor=False) -> None:
     """predict, predict_exact and the features of ``library`` equal the reference on N_ROWS rows."""
-    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, *(("gains",) if gains else ()))).encode())
+    extras = (("gains",) if gains else ()) + (("floor",) if floor else ())
+    seed = zlib.crc32(repr((kind, d, b, S, bits, layout, *extras)).encode())
     data = synthetic_blob(
-        kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True, gains=gains
+        kind, d, b, S, bits=bits, zeros=zeros, seed=seed, layout=layout, exact=True, gains=gains, floor=floor
     )
     blob, model = parse(data), NativeModel(data, library=library)
     assert (model.n_inputs, model.n_features, model.n_samples) == (d, b, S)
     assert model.weight_bound == blob.weight_bound and model.has_exact
-    assert (blob.gains is not None) == gains
+    assert (blob.gains is not None) == gains and blob.has_floor == floor
     q = random_inputs(np.random.default_rng(seed), N_ROWS, d)
     assert_same(model.predict(q), reference.predict(blob, q))
     assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
@@ -275,11 +292,15 @@ def avx2_library(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize(
-    "kind,d,b,S,bits,zeros,layout,gains",
-    [(*case, False) for case in CASES + SIMD_CASES] + [(*case, True) for case in GAIN_CASES + SIMD_CASES[:2]],
+    "kind,d,b,S,bits,zeros,layout,gains,floor",
+    [(*case, False, False) for case in CASES + SIMD_CASES]
+    + [(*case, True, False) for case in GAIN_CASES + SIMD_CASES[:2]]
+    + [(*case, True) for case in FLOOR_CASES],
 )
-def test_avx2_kernel_is_bit_exact_with_the_reference(avx2_library, kind, d, b, S, bits, zeros, layout, gains):
-    check_bit_exact(avx2_library, kind, d, b, S, bits, zeros, layout, gains)
+def test_avx2_kernel_is_bit_exact_with_the_reference(
+    avx2_library, kind, d, b, S, bits, zeros, layout, gains, floor
+):
+    check_bit_exact(avx2_library, kind, d, b, S, bits, zeros, layout, gains, floor)
 
 
 def test_c_rejects_corrupt_gains_with_the_readers_code(native_library):
@@ -503,9 +524,10 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
         pytest.skip("this machine has no AVX2")
     for kind, d, b, S, zeros, layout in ALIGN_CASES:
         seed = zlib.crc32(repr((kind, d, b, S, layout)).encode())
-        for gains in (False, True):  # IS §3.4 runs before each kernel's pairing of the features
+        # IS §3.4 and §5's floor both read φ before each kernel's pairing of the features
+        for gains, floor in ((False, False), (True, False), (True, True)):
             data = synthetic_blob(
-                kind, d, b, S, zeros=zeros, seed=seed, layout=layout, exact=False, gains=gains
+                kind, d, b, S, zeros=zeros, seed=seed, layout=layout, exact=floor, gains=gains, floor=floor
             )
             q = random_inputs(np.random.default_rng(seed), 500, d)
             (tmp_path / "m.bin").write_bytes(data)

@@ -16,7 +16,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from direct_edge.export.cli import float64_class_probabilities
 from direct_edge.export.packed import ExportError, pack_classifier, synthetic_blob
 from direct_edge.runtime import classify, reference
-from direct_edge.runtime.blob import BlobError, parse
+from direct_edge.runtime.blob import FORMAT_MINOR, BlobError, parse
 from direct_edge.runtime.native import NativeModel
 from direct_edge.runtime.native import classify as native_classify
 from direct_edge.trainer.classifier import DirectClassifier
@@ -127,7 +127,9 @@ def test_the_blob_is_a_classifier_with_its_labels(packed):
     C = len(model.classes_)
     R = 1 if C == 2 else C
     assert (blob.classes, blob.n_samples, blob.layout, blob.noise_q) == (C, 16 * R, 0, 0)
-    assert blob.meta["classes"] == model.classes_.tolist() and blob.minor == 3
+    assert (
+        blob.meta["classes"] == model.classes_.tolist() and blob.minor == FORMAT_MINOR >= 3
+    )  # classifiers since 1.3
     assert np.array_equal(blob.levels.reshape(16, R, -1), model.sample_levels_[:16])
     with pytest.raises(BlobError, match="TASK"):
         reference.predict(blob, reference.quantize_inputs(blob, X[:2]))
@@ -278,6 +280,19 @@ def test_the_regression_calls_refuse_a_classifier_blob_in_python(packed):
     assert native.n_classes == parse(data).classes
     with pytest.raises(BlobError, match="TASK"):
         native.predict(np.zeros((1, native.n_inputs), dtype=np.int16))
+    # The C calls refuse it themselves (a C user has no Python check in front): DIRECT_ERR_TASK = 13.
+    import ctypes
+
+    from direct_edge.runtime.native import _Prediction
+
+    x = (ctypes.c_int16 * native.n_inputs)()
+    scratch = (ctypes.c_uint64 * (native._scratch_size // 8 + 1))()
+    for name in ("direct_predict", "direct_predict_exact"):
+        out = _Prediction()
+        fn = getattr(native._lib, name)
+        assert fn(ctypes.byref(native._model), x, scratch, native._scratch_size, ctypes.byref(out)) == 13, (
+            name
+        )
 
 
 def test_a_regression_only_build_refuses_classifier_blobs_and_opens_the_rest(packed, tmp_path):
