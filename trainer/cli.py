@@ -429,7 +429,11 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     "glob) must be readable by every worker.  Needs: pip install direct-edge[dask].",
 )
 @click.option(
-    "--plot", "plot_path", metavar="FILE.png", help="Write a PNG with the ELBO trace and predicted vs true."
+    "--plot",
+    "plot_path",
+    metavar="FILE.png",
+    help="Write a PNG with the ELBO trace and predicted vs true (classification: a reliability diagram of "
+    "the held-out rows, 15 confidence bins, the ECE in the title).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or ELBO lines; only the summary.")
 def main(data, target, output, test_path, test_fraction, plot_path, quiet, **options) -> None:
@@ -438,6 +442,10 @@ def main(data, target, output, test_path, test_fraction, plot_path, quiet, **opt
     DATA may be a quoted glob ("data/*.csv"): the files are read as one table.  Without DATA,
     trains on scikit-learn's diabetes data (with --task classification: its breast cancer data)
     with 20% held out for testing.  The target is the last column unless --target names another.
+
+    With --task classification the target holds class labels and the summary scores the held-out rows
+    (--test or --test-fraction): accuracy, log loss, Brier score (summed over the classes) and the
+    expected calibration error over 15 equal-width confidence bins (docs/trainer.md §11).
     """
     if options["task"] == "classification":  # an option given at all, even at its default, is refused
         from click.core import ParameterSource
