@@ -297,3 +297,14 @@ def test_bad_options_are_one_line_and_exit_code_2(tmp_path, args, message):
     out = tmp_path / "m.direct"
     result = run(data, *CLS, "-o", out, *FAST, *[a.format(tmp=tmp_path) for a in args])
     assert_user_error(result, out, message)
+
+
+def test_demo_without_data_is_breast_cancer_with_text_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*CLS, *FAST, "-q")
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "model.direct")
+    assert model.classes_.tolist() == ["benign", "malignant"]
+    s = model.summary_
+    assert s["n_train"] + s["n_test"] == 569 and 80 < s["n_test"] < 150  # 20% held out
+    assert printed(result.stdout, "data") == "breast cancer (scikit-learn), target 'diagnosis'"
