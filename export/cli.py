@@ -572,7 +572,12 @@ def export_classifier(
     got = classify.classify(blob, q)
     diff = float(np.max(np.abs(got["proba"] / 65536.0 - float64_class_probabilities(model, blob, q))))
     bound = classify.probability_error_bound(blob) / 65536.0
-    trained = model.predict(X)
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:  # fitted on a DataFrame (direct-train does so): scikit-learn warns on an array
+        import pandas as pd
+
+        X_named = pd.DataFrame(X, columns=[str(n) for n in names])
+    trained = model.predict(X if names is None else X_named)
     agree = float(np.mean(np.asarray(model.classes_)[got["label"]] == trained))
     onnx_check = []
     if out.suffix == ".onnx" and not integer:

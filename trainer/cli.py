@@ -1,4 +1,5 @@
-"""``direct-train``: fit a DirectRegressor on a data file and write ``model.direct``.
+"""``direct-train``: fit a DirectRegressor (or, with ``--task classification``, a DirectClassifier:
+trainer/classification_cli.py) on a data file and write ``model.direct``.
 
 A thin layer over the library: :func:`direct_edge.trainer.data.open_table` reads the data,
 :meth:`DirectRegressor.fit_source` fits, :func:`evaluate` scores a source in one streaming pass and
@@ -33,6 +34,9 @@ from direct_edge.trainer.statistics import check_memory_for
 PROG = "direct-train"
 DEMO_TEST_FRACTION = 0.2
 PLOT_ROWS = 1000
+# A regression target with at most this many distinct values, all integers, gets a note pointing to
+# --task classification (class labels coded as numbers are a common mistake, not an error).
+FEW_VALUES = 10
 ELBO_EVERY = 50
 LEVELS = {False: "symmetric", True: "two's-complement"}
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -47,10 +51,43 @@ class Scores:
     nlpd: float
 
 
-def evaluate(model, source: TableSource, chunk_rows: int = 4096) -> Scores:
+class DistinctTargets:
+    """The distinct values of a regression target seen so far, while they are few integers: whether
+    the target looks like class labels coded as numbers (``values`` None once it does not)."""
+
+    def __init__(self, limit: int = FEW_VALUES) -> None:
+        self.limit = limit
+        self.values: set[float] | None = set()
+
+    def update(self, y: np.ndarray) -> None:
+        """Add the (k,) target values of a chunk."""
+        if self.values is None:
+            return
+        if not np.all(y == np.round(y)):
+            self.values = None
+            return
+        self.values.update(np.unique(y).tolist())
+        if len(self.values) > self.limit:
+            self.values = None
+
+    def note(self, target: str) -> str | None:
+        """The one-line note for stderr, or None when the target does not look like classes."""
+        if not self.values:
+            return None
+        shown = ", ".join(f"{v:g}" for v in sorted(self.values))
+        return (
+            f"{PROG}: note: the target {target!r} holds only {len(self.values)} distinct values, all "
+            f"integers ({shown}); if they are classes, train a classifier with --task classification"
+        )
+
+
+def evaluate(
+    model, source: TableSource, chunk_rows: int = 4096, distinct: DistinctTargets | None = None
+) -> Scores:
     """Score a fitted regressor on every row of ``source`` in one streaming pass.
 
     NLPD per row: ½ log(2π var) + (y − mean)² / (2 var) with the exact predictive moments.
+    ``distinct``, if given, sees every target value of the pass (not with a Dask source).
     """
     own = getattr(source, "scores", None)
     if callable(own):  # a Dask source scores its partitions on the workers (docs/trainer.md §10)
@@ -61,6 +98,8 @@ def evaluate(model, source: TableSource, chunk_rows: int = 4096) -> Scores:
             mean, sd = model.predict_rows(X)
             var = sd * sd
             resid2 = (y - mean) ** 2
+            if distinct is not None:
+                distinct.update(y)
             n += len(y)
             sq += float(resid2.sum())
             nlpd += float(np.sum(0.5 * np.log(2.0 * np.pi * var) + resid2 / (2.0 * var)))
@@ -248,6 +287,16 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
 @command(PROG)
 @click.argument("data", required=False)
 @click.option(
+    "--task",
+    type=click.Choice(["regression", "classification"]),
+    default="regression",
+    show_default=True,
+    help="classification: the target holds class labels (integers or text, kept as the file has them); "
+    "fits a DirectClassifier with the table read into memory, and scores held-out rows by accuracy, log "
+    "loss, Brier score and ECE.  --family, --components, --entropy, --scheduler, --categorical and "
+    "--missing are regression only.  Scales (--grid-scale, --prior-scale) are then in logit units.",
+)
+@click.option(
     "--target",
     metavar="COL",
     multiple=True,
@@ -324,7 +373,8 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     type=click.Choice(["auto", "evidence", "none"]),
     default="auto",
     show_default=True,
-    help="Per-feature grids (evidence), one grid for all weights (none), or both, keeping the higher ELBO.",
+    help="Per-feature grids (evidence), one grid for all weights (none), or both, keeping the higher ELBO "
+    "(classification: auto and evidence are per-feature grids sized as docs/trainer.md §11 says).",
 )
 @click.option(
     "--prior", type=click.Choice(["uniform", "gaussian", "sparse"]), default="gaussian", show_default=True
@@ -347,9 +397,8 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Posterior samples drawn to report the sparsity.",
+    help="Regression: posterior samples drawn to report the sparsity [default: 100].  Classification: "
+    "posterior samples the predicted probabilities average over [default: 512].",
 )
 @click.option(
     "--seed",
@@ -380,16 +429,33 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     "glob) must be readable by every worker.  Needs: pip install direct-edge[dask].",
 )
 @click.option(
-    "--plot", "plot_path", metavar="FILE.png", help="Write a PNG with the ELBO trace and predicted vs true."
+    "--plot",
+    "plot_path",
+    metavar="FILE.png",
+    help="Write a PNG with the ELBO trace and predicted vs true (classification: a reliability diagram of "
+    "the held-out rows, 15 confidence bins, the ECE in the title).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or ELBO lines; only the summary.")
 def main(data, target, output, test_path, test_fraction, plot_path, quiet, **options) -> None:
     """Train a DIRECT model on DATA (CSV, TSV, TXT, Parquet, NPZ or NPY) and write OUTPUT.
 
     DATA may be a quoted glob ("data/*.csv"): the files are read as one table.  Without DATA,
-    trains on scikit-learn's diabetes data with 20% held out for testing.  The target is the last
-    column unless --target names another.
+    trains on scikit-learn's diabetes data (with --task classification: its breast cancer data)
+    with 20% held out for testing.  The target is the last column unless --target names another.
+
+    With --task classification the target holds class labels and the summary scores the held-out rows
+    (--test or --test-fraction): accuracy, log loss, Brier score (summed over the classes) and the
+    expected calibration error over 15 equal-width confidence bins (docs/trainer.md §11).
     """
+    if options["task"] == "classification":  # an option given at all, even at its default, is refused
+        from click.core import ParameterSource
+
+        from direct_edge.trainer.classification_cli import REGRESSION_ONLY
+
+        ctx = click.get_current_context()
+        for name in REGRESSION_ONLY:
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                raise DataError(f"--{name} applies to regression only, not to --task classification")
     if len(target) > 1:
         raise DataError(
             f"--target given {len(target)} times ({', '.join(target)}); a model predicts one target"
@@ -429,7 +495,7 @@ def train(
     family: str = "mean-field",
     components: int = 5,
     entropy: str = "bound",
-    samples: int = 100,
+    samples: int | None = None,
     seed: int = 0,
     max_iter: int = 2000,
     chunk_rows: int = 4096,
@@ -442,14 +508,30 @@ def train(
     drop: list[str] | None = None,
     categorical: list[str] | None = None,
     missing: str = "refuse",
-) -> DirectRegressor:
+    task: str = "regression",
+):
     """``direct-train`` as one call (arguments as the options, same defaults): check the outputs,
     open the data, hold out test rows, fit, summarise, write ``output`` (and ``plot_path``), print
-    the summary.  Returns the fitted regressor, whose
-    ``summary_`` is the summary stored in the model file.  User errors raise DataError before any
-    file is written.  With ``scheduler`` the statistics, moments and scores are computed on that
-    Dask cluster (docs/trainer.md §10)."""
+    the summary.  Returns the fitted DirectRegressor (``task="classification"``: DirectClassifier,
+    trainer/classification_cli.py), whose ``summary_`` is the summary stored in the model file.
+    User errors raise DataError before any file is written.  With ``scheduler`` the statistics,
+    moments and scores are computed on that Dask cluster (docs/trainer.md §10)."""
     started = time.perf_counter()
+    if task not in ("regression", "classification"):
+        raise DataError(f"--task must be regression or classification, got {task!r}")
+    if task == "classification":
+        from direct_edge.trainer.classification_cli import refuse_regression_options
+
+        refuse_regression_options(
+            dict(
+                family=family,
+                components=components,
+                entropy=entropy,
+                scheduler=scheduler,
+                categorical=categorical,
+                missing=missing,
+            )
+        )
     if test_path is not None and test_fraction is not None:
         raise DataError("give either --test or --test-fraction, not both")
     if data is None and (inputs is not None or drop is not None):
@@ -459,6 +541,37 @@ def train(
     if scheduler is not None and test_fraction is not None:
         raise DataError("--test-fraction is not available with --scheduler; hold out a file with --test")
     out, plot = check_outputs(output, plot_path, [p for p in (data, test_path) if p is not None])
+    if task == "classification":
+        from direct_edge.trainer.classification_cli import train_classifier
+
+        reading = {"sep": sep, "decimal": decimal, "header": header, "inputs": inputs, "drop": drop}
+        return train_classifier(
+            data,
+            target,
+            out,
+            plot,
+            test_path,
+            test_fraction,
+            quiet,
+            reading,
+            started,
+            features=features,
+            n_features=n_features,
+            lengthscale=lengthscale,
+            bits=bits,
+            asymmetric=asymmetric,
+            grid_scale=grid_scale,
+            grid_gains=grid_gains,
+            prior=prior,
+            prior_scale=prior_scale,
+            zero_mass=zero_mass,
+            samples=samples,
+            seed=seed,
+            max_iter=max_iter,
+            chunk_rows=chunk_rows,
+            precision=precision,
+        )
+    samples = 100 if samples is None else samples
 
     # Dask is imported only here, with --scheduler; the client closes on the way out.
     with contextlib.ExitStack() as stack:
@@ -520,10 +633,13 @@ def train(
             )
             if given is None and applies
         ]
+        distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(
-                model, source, train_source, test_source, data_label, chosen, samples, chunk_rows
+                model, source, train_source, test_source, data_label, chosen, samples, chunk_rows, distinct
             )
+        if (note := distinct.note(source.target_name)) is not None:
+            click.echo(note, err=True)
         model.schema_ = getattr(source, "schema", None)  # the preprocessing stage, if any
         save_model(out, model, summary)  # no timings in the file: same data and seed, same bytes
         if plot is not None:
@@ -622,12 +738,13 @@ def summarise(
     chosen_by_elbo: list[str],
     samples: int,
     chunk_rows: int,
+    distinct: DistinctTargets | None = None,
 ) -> dict:
     """The fit summary stored in the model file and printed: settings, fitted hyperparameters
     (``chosen_by_elbo`` names those the ELBO chose), training (and test) scores and the sparsity
-    of ``samples`` posterior samples."""
+    of ``samples`` posterior samples.  ``distinct`` sees the training targets (:func:`evaluate`)."""
     params = model.get_params()
-    train_scores = evaluate(model, train_source, chunk_rows)
+    train_scores = evaluate(model, train_source, chunk_rows, distinct)
     summary = {
         "data": data_label,
         "target": source.target_name,

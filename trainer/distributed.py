@@ -60,7 +60,7 @@ def _frame_to_arrays(frame, names: list[str], target_index: int, where: str) -> 
     """A pandas partition -> validated float64 (X: (k, d), y: (k,))."""
     if list(frame.columns) != names:
         raise DataError(f"{where}: columns {list(frame.columns)}, expected {names}")
-    return split_target(frame_values(frame, names, where, 0), target_index)
+    return split_target(frame_values(frame, names, where, 0, target_column=target_index), target_index)
 
 
 def _frame_pair_to_arrays(frame, target, names: list[str], where: str) -> Batch:

@@ -1066,6 +1066,10 @@ def classifier_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     model.selection_, model.trace_ = [], []
     model.summary_ = meta["summary"]
     rows = np.stack([fmap.input_offset] + ([] if low is None else [low, high]))
+    if "feature_names_in_" in fitted:  # fitted on a DataFrame: scikit-learn warns on an array
+        import pandas as pd
+
+        rows = pd.DataFrame(rows, columns=fitted["feature_names_in_"])
     try:
         with np.errstate(over="raise", invalid="raise", divide="ignore", under="ignore"):
             finite = bool(np.all(np.isfinite(model.predict_proba(rows))))

@@ -59,7 +59,9 @@ def fit_schema(
     for frame in source._pieces(chunk_rows):
         _check_width(source, frame, seen)
         raw = _raw_columns(frame, source._used)
-        frame_values(frame.iloc[:, source._used[-1:]], [source.target_name], source.where, seen)
+        frame_values(
+            frame.iloc[:, source._used[-1:]], [source.target_name], source.where, seen, target_column=0
+        )
         for k in range(d):
             where = f"{source.where}: column {names[k]!r}"
             if is_cat[k]:
@@ -154,7 +156,9 @@ class PreparedSource(TableSource):
     def _values(self, frame, first_row: int) -> Batch:
         base = self.base
         _check_width(base, frame, first_row)
-        y = frame_values(frame.iloc[:, base._used[-1:]], [base.target_name], base.where, first_row)[:, 0]
+        y = frame_values(
+            frame.iloc[:, base._used[-1:]], [base.target_name], base.where, first_row, target_column=0
+        )[:, 0]
         try:
             X = input_schema.prepare_columns(
                 self.schema, _raw_columns(frame, base._used[:-1]), base.where, first_row + 1

@@ -87,7 +87,12 @@ class FrameSource(TableSource):
         # Only the columns used are read as numbers: a left-out ID or date column may hold text.
         used = frame.iloc[:, self._used]
         values = frame_values(
-            used, [self.columns[i] for i in self._used], self.where, first_row, self.comma_hint
+            used,
+            [self.columns[i] for i in self._used],
+            self.where,
+            first_row,
+            self.comma_hint,
+            target_column=len(self._used) - 1,
         )
         return split_target(values, len(self._used) - 1)
 
@@ -161,15 +166,24 @@ def check_numeric_array(a: np.ndarray, what: str) -> None:
 TEXT_HINT = (
     "(a category? name the column with --categorical; an ID, a date or a note? leave it out with --drop)"
 )
+# what a text cell in the target usually is: a class label
+TARGET_TEXT_HINT = "(class labels? train a classifier with --task classification)"
 
 
-def frame_values(frame, names: list[str], where: str, first_row: int, comma_hint: bool = False) -> np.ndarray:
+def frame_values(
+    frame,
+    names: list[str],
+    where: str,
+    first_row: int,
+    comma_hint: bool = False,
+    target_column: int | None = None,
+) -> np.ndarray:
     """(k, D) float64 values of a pandas chunk whose columns are ``names``, validated.
 
     Numeric columns convert directly; text columns are parsed as numbers, and the first entry that
     is not one is reported by column and row (with ``comma_hint``, text such as "2,5" is named as a
-    number with a decimal comma).  Other types (dates, booleans, ...) are
-    rejected.  Raises :class:`DataError`.
+    number with a decimal comma; in column ``target_column``, the target, text is named as a class
+    label).  Other types (dates, booleans, ...) are rejected.  Raises :class:`DataError`.
     """
     import pandas as pd
     from pandas.api import types
@@ -193,7 +207,7 @@ def frame_values(frame, names: list[str], where: str, first_row: int, comma_hint
         i, j = _first_bad_cell(text | ~np.isfinite(values))
         if text[i, j]:
             cell = str(frame.iat[i, j])
-            hint = f" {TEXT_HINT}"
+            hint = f" {TARGET_TEXT_HINT if j == target_column else TEXT_HINT}"
             if comma_hint and _DECIMAL_COMMA.fullmatch(cell):
                 hint = "; it looks like a number with a decimal comma: read the file with decimal=','"
             raise DataError(
