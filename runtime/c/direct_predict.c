@@ -418,6 +418,130 @@ static void cos_sin16_dsp(const int16_t *table, uint32_t t, int16_t *c, int16_t 
 #define cos_sin16_fast cos_sin16_dsp
 #endif
 
+/* The loop needs all eight low registers: not at -O0 nor with clang, which keep r7 as the frame pointer
+ * (so does gcc with -fno-omit-frame-pointer: build with -DDIRECT_NO_ASM then). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN && defined(__GNUC__) && !defined(__clang__) && defined(__thumb__) && \
+    !defined(__thumb2__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__) && !defined(DIRECT_NO_ASM)
+#define DIRECT_LEAN_FEATURES_ASM 1
+#define DIRECT_LEAN_MAX_D 32u /* inputs copied to the stack as words: 4·(d + 4) bytes */
+/*
+ * Cortex-M0/M0+ (Thumb-1): IS §3.2-§3.3 for all F features in one assembly loop, because gcc 12 spills
+ * the C loop (76 instructions per feature at d = 8, against 37 here). The inputs are sign-extended once
+ * into a stack copy so that LDM reads two inputs and two words of W per instruction; the phase is
+ * Σ W·q in u32 (MULS keeps the low 32 bits: the wrap-around of IS §3.2), four inputs per pass and one per
+ * pass for the last d mod 4. IS §3.3 as in cos_sin16: A = T[i] + round_shift((T[i+1] − T[i])·f, 15),
+ * B likewise on T[256 − i], T[255 − i] (LDRSH reads them; the table's end is a second base so that the
+ * negated offset −2i reaches T[256 − i]), |(y1 − y0)·f| < 2^31 − 2^14 (IS §9) so adding 2^14 and an
+ * arithmetic shift is the rounding; then (cos, sin) = (B, A) or (−A, B) by bit 30 of t, both negated by
+ * bit 31. The same arithmetic as the C loop, which the tests run on the host. Constants the loop needs
+ * rarely sit after the inputs in the stack copy (LDR with an immediate offset); the rest in high
+ * registers. Needs 4 ≤ d ≤ DIRECT_LEAN_MAX_D and F ≥ 1 (the caller checks); W, C aligned (MF §1).
+ */
+__attribute__((noinline)) static void features_lean(const direct_model *m, const int16_t *x, int16_t *phi,
+                                                    uint32_t F) {
+    uint32_t buf[DIRECT_LEAN_MAX_D + 4u], d = m->n_inputs, k;
+    for (k = 0u; k < d; ++k) {
+        buf[k] = (uint32_t)(int32_t)x[k];
+    }
+    buf[d] = (uint32_t)(uintptr_t)m->table;
+    buf[d + 1u] = (uint32_t)(uintptr_t)(m->table + 256); /* T[256 − i] at this end − 2i */
+    buf[d + 2u] = (uint32_t)(uintptr_t)m->phase_c;      /* the next C_j, advanced by the loop */
+    buf[d + 3u] = 2u * F;                                /* bytes from cos_j to sin_j */
+    {
+        /* LDM fills its registers in ascending order: the four it loads are pinned to r0-r3. */
+        register uint32_t x0 __asm__("r0"), x1 __asm__("r1"), w0 __asm__("r2"), w1 __asm__("r3");
+        register uint32_t rnd __asm__("r8") = UINT32_C(0x4000);
+        register uint32_t *xs0 __asm__("r9") = buf, *end4 __asm__("r10") = buf + (d & ~3u);
+        register uint32_t *xend __asm__("r11") = buf + d;
+        register int16_t *opend __asm__("r12") = phi + F;
+        const int32_t *w = m->phase_w;
+        int16_t *op = phi;
+        uint32_t *xs, t;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "mov %[xs], %[xs0]\n\t"
+                         "movs %[t], #0\n"
+                         "2:\n\t" /* four inputs */
+                         "ldm %[xs]!, {%[x0], %[x1]}\n\t"
+                         "ldm %[w]!, {%[w0], %[w1]}\n\t"
+                         "muls %[w0], %[x0], %[w0]\n\t"
+                         "muls %[w1], %[x1], %[w1]\n\t"
+                         "adds %[t], %[t], %[w0]\n\t"
+                         "adds %[t], %[t], %[w1]\n\t"
+                         "ldm %[xs]!, {%[x0], %[x1]}\n\t"
+                         "ldm %[w]!, {%[w0], %[w1]}\n\t"
+                         "muls %[w0], %[x0], %[w0]\n\t"
+                         "muls %[w1], %[x1], %[w1]\n\t"
+                         "adds %[t], %[t], %[w0]\n\t"
+                         "adds %[t], %[t], %[w1]\n\t"
+                         "cmp %[xs], %[end4]\n\t"
+                         "bne 2b\n"
+                         "3:\n\t" /* the last d mod 4 inputs */
+                         "cmp %[xs], %[xend]\n\t"
+                         "beq 4f\n\t"
+                         "ldm %[xs]!, {%[x0]}\n\t"
+                         "ldm %[w]!, {%[w0]}\n\t"
+                         "muls %[w0], %[x0], %[w0]\n\t"
+                         "adds %[t], %[t], %[w0]\n\t"
+                         "b 3b\n"
+                         "4:\n\t" /* t += C_j; xs = the constants */
+                         "ldr %[x0], [%[xs], #8]\n\t"
+                         "ldm %[x0]!, {%[x1]}\n\t"
+                         "str %[x0], [%[xs], #8]\n\t"
+                         "adds %[t], %[t], %[x1]\n\t"
+                         /* IS §3.3: x1 = 2i, w0 = f, w1 = A */
+                         "ldr %[x0], [%[xs]]\n\t"
+                         "lsrs %[x1], %[t], #22\n\t"
+                         "lsls %[x1], %[x1], #24\n\t"
+                         "lsrs %[x1], %[x1], #23\n\t"
+                         "lsls %[w0], %[t], #10\n\t"
+                         "lsrs %[w0], %[w0], #17\n\t"
+                         "ldrsh %[w1], [%[x0], %[x1]]\n\t"
+                         "adds %[x1], %[x1], #2\n\t"
+                         "ldrsh %[x0], [%[x0], %[x1]]\n\t"
+                         "subs %[x0], %[x0], %[w1]\n\t"
+                         "muls %[x0], %[w0], %[x0]\n\t"
+                         "add %[x0], %[rnd]\n\t"
+                         "asrs %[x0], %[x0], #15\n\t"
+                         "adds %[w1], %[w1], %[x0]\n\t"
+                         /* B into x1 (xs is free until the stores) */
+                         "ldr %[x0], [%[xs], #4]\n\t"
+                         "rsbs %[x1], %[x1], #0\n\t"
+                         "ldrsh %[xs], [%[x0], %[x1]]\n\t"
+                         "adds %[x1], %[x1], #2\n\t"
+                         "ldrsh %[x1], [%[x0], %[x1]]\n\t"
+                         "subs %[xs], %[xs], %[x1]\n\t"
+                         "muls %[xs], %[w0], %[xs]\n\t"
+                         "add %[xs], %[rnd]\n\t"
+                         "asrs %[xs], %[xs], #15\n\t"
+                         "adds %[x1], %[x1], %[xs]\n\t"
+                         /* quadrant: odd → (cos, sin) = (−A, B), else (B, A); negated when bit 31 is set */
+                         "lsls %[w0], %[t], #1\n\t"
+                         "bpl 5f\n\t"
+                         "rsbs %[w0], %[w1], #0\n\t"
+                         "mov %[w1], %[x1]\n\t"
+                         "mov %[x1], %[w0]\n"
+                         "5:\n\t"
+                         "asrs %[w0], %[t], #31\n\t"
+                         "eors %[x1], %[x1], %[w0]\n\t"
+                         "subs %[x1], %[x1], %[w0]\n\t"
+                         "eors %[w1], %[w1], %[w0]\n\t"
+                         "subs %[w1], %[w1], %[w0]\n\t"
+                         "strh %[x1], [%[op]]\n\t"
+                         "mov %[xs], %[xend]\n\t"
+                         "ldr %[w0], [%[xs], #12]\n\t"
+                         "strh %[w1], [%[op], %[w0]]\n\t"
+                         "adds %[op], %[op], #2\n\t"
+                         "cmp %[op], %[opend]\n\t"
+                         "bne 1b\n"
+                         : [w] "+l"(w), [op] "+l"(op), [xs] "=&l"(xs), [t] "=&l"(t), [x0] "=&l"(x0),
+                           [x1] "=&l"(x1), [w0] "=&l"(w0), [w1] "=&l"(w1)
+                         : [rnd] "h"(rnd), [xs0] "h"(xs0), [end4] "h"(end4), [xend] "h"(xend), [opend] "h"(opend)
+                         : "cc", "memory");
+    }
+}
+#endif
+
 /* IS §3: the b features into phi (feature k at phi[k]). */
 static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     uint32_t d = m->n_inputs, k, j;
@@ -450,6 +574,11 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
 #if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
         j = features_simd(m, x, phi, F); /* all but the last F mod 8 (AVX2) or F mod 4 (NEON) */
         w += j * d;
+#elif defined(DIRECT_LEAN_FEATURES_ASM)
+        if (d >= 4u && d <= DIRECT_LEAN_MAX_D && F > 0u) {
+            features_lean(m, x, phi, F);
+            j = F;
+        }
 #endif
         for (; j < F; ++j, w += d) { /* IS §3.2: phase in u32 turns, wrap-around intended */
             uint32_t t = DIRECT_U32(m->phase_c + j);
