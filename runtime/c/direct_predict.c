@@ -358,7 +358,15 @@ static inline uint32_t direct_smlsdx(uint32_t a, uint32_t b, uint32_t acc) {
 #endif
 #endif
 
-#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+/* Thumb-2 with DSP: the feature map in assembly (features_dsp below). Like the Armv6-M loop it needs the
+ * registers r7 included: not with clang or at -O0 (r7 is the frame pointer there). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP && defined(__GNUC__) && !defined(__clang__) && defined(__thumb2__) && \
+    defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__) && !defined(DIRECT_NO_ASM)
+#define DIRECT_DSP_FEATURES_ASM 1
+#define DIRECT_DSP_MAX_D 32u /* inputs copied to the stack as words: 4·(d + 5) bytes */
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP && !defined(DIRECT_DSP_FEATURES_ASM)
 /* IS §3.2: the phases of features j and j + 1 together (rows w and w + d of W), sharing the input loads;
  * four inputs per pass. Products and sums in u32: the wrap-around is the reduction mod one turn. */
 static void phase_pair(const int32_t *w, const int16_t *x, uint32_t d, uint32_t *t) {
@@ -380,8 +388,10 @@ static void phase_pair(const int32_t *w, const int16_t *x, uint32_t d, uint32_t 
     t[0] = t0;
     t[1] = t1;
 }
+#endif
 
-/* IS §3.2 for one feature j (odd F's last one). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+/* IS §3.2 for one feature j (odd F's last one; with the assembly, d < 4 and d > DIRECT_DSP_MAX_D). */
 static uint32_t phase_one(const int32_t *w, const int16_t *x, uint32_t d, uint32_t t) {
     uint32_t k;
     for (k = 0u; k < d; ++k) {
@@ -542,6 +552,111 @@ __attribute__((noinline)) static void features_lean(const direct_model *m, const
 }
 #endif
 
+#if defined(DIRECT_DSP_FEATURES_ASM)
+/*
+ * Armv7E-M (Thumb-2 with DSP): IS §3.2-§3.3 for all F features in one assembly loop (36 instructions per
+ * feature at d = 8 in C, 23 here; every register is live, which the C loop cannot express). The inputs
+ * are sign-extended once into a stack copy, so that per four inputs one LDM reads them and one LDM the
+ * four words of W, and four MLA accumulate (the low 32 bits of each product: IS §3.2's u32 phase); the
+ * last d mod 4 inputs one at a time. IS §3.3 as in cos_sin16_dsp, with one rounding constant: the table
+ * pairs are read as words (LDR allows any alignment here), fw = (f − 2^15, f), then
+ *   P = SMLSD(wa, fw, 2^14 − 1)  = 2^15·(−A) + r,   Q = SMLSDX(fw, wb, 2^14 − 1) = 2^15·(−B) + r'
+ * (0 ≤ r, r' < 2^15: −A = ⌊(−X_A + 2^14 − 1) / 2^15⌋ is IS §3.3's v negated, and likewise B with the
+ * operands swapped), and per quadrant (cos, sin) = (B, A), (−A, B), (−B, −A), (A, −B) by two branches.
+ * Constants the loop needs once per feature sit after the inputs in the stack copy. Needs
+ * 4 ≤ d ≤ DIRECT_DSP_MAX_D and F ≥ 1 (the caller checks); W aligned (MF §1) for LDM.
+ */
+__attribute__((noinline)) static void features_dsp(const direct_model *m, const int16_t *x, int16_t *phi,
+                                                   uint32_t F) {
+    uint32_t buf[DIRECT_DSP_MAX_D + 5u], d = m->n_inputs, k;
+    for (k = 0u; k < d; ++k) {
+        buf[k] = (uint32_t)(int32_t)x[k];
+    }
+    buf[d] = (uint32_t)(uintptr_t)m->table;
+    buf[d + 1u] = (uint32_t)(uintptr_t)m->phase_c; /* the next C_j, advanced by the loop */
+    buf[d + 2u] = 2u * F;                           /* bytes from cos_j to sin_j */
+    buf[d + 3u] = (uint32_t)(uintptr_t)(phi + F);   /* the end of the cosines */
+    buf[d + 4u] = (uint32_t)(uintptr_t)buf;
+    {
+        /* LDM fills its registers in ascending order: the eight it loads are pinned to r0-r7. */
+        register uint32_t x0 __asm__("r0"), x1 __asm__("r1"), x2 __asm__("r2"), x3 __asm__("r3");
+        register uint32_t w0 __asm__("r4"), w1 __asm__("r5"), w2 __asm__("r6"), w3 __asm__("r7");
+        uint32_t *end4 = buf + (d & ~3u), *xend = buf + d, *xs, t;
+        const int32_t *w = m->phase_w;
+        int16_t *op = phi;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "ldr %[xs], [%[xend], #16]\n\t"
+                         "ldr %[x0], [%[xend], #4]\n\t"
+                         "ldr %[t], [%[x0]], #4\n\t" /* t = C_j */
+                         "str %[x0], [%[xend], #4]\n"
+                         "2:\n\t" /* four inputs */
+                         "ldm %[xs]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+                         "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"
+                         "mla %[t], %[w0], %[x0], %[t]\n\t"
+                         "mla %[t], %[w1], %[x1], %[t]\n\t"
+                         "mla %[t], %[w2], %[x2], %[t]\n\t"
+                         "mla %[t], %[w3], %[x3], %[t]\n\t"
+                         "cmp %[xs], %[end4]\n\t"
+                         "bne 2b\n"
+                         "3:\n\t" /* the last d mod 4 inputs */
+                         "cmp %[xs], %[xend]\n\t"
+                         "beq 4f\n\t"
+                         "ldr %[x0], [%[xs]], #4\n\t"
+                         "ldr %[w0], [%[w]], #4\n\t"
+                         "mla %[t], %[w0], %[x0], %[t]\n\t"
+                         "b 3b\n"
+                         "4:\n\t" /* IS §3.3: x1 = P, x2 = Q */
+                         "ldr %[x0], [%[xend]]\n\t"
+                         "ubfx %[x1], %[t], #22, #8\n\t"
+                         "rsb %[x2], %[x1], #255\n\t"
+                         "ubfx %[x3], %[t], #7, #15\n\t"
+                         "ldr %[x1], [%[x0], %[x1], lsl #1]\n\t" /* (T[i], T[i+1]) */
+                         "ldr %[x2], [%[x0], %[x2], lsl #1]\n\t" /* (T[255−i], T[256−i]) */
+                         "add %[x3], %[x3], %[x3], lsl #16\n\t"
+                         "eor %[x3], %[x3], #0x8000\n\t"
+                         "movw %[w0], #0x3FFF\n\t"
+                         "smlsd %[x1], %[x1], %[x3], %[w0]\n\t"
+                         "smlsdx %[x2], %[x3], %[x2], %[w0]\n\t"
+                         /* quadrant: C = bit 31, N = bit 30 of t; w2 = cos, w3 = sin */
+                         "lsls %[w1], %[t], #1\n\t"
+                         "bcs 6f\n\t"
+                         "bmi 5f\n\t"
+                         "asr %[w2], %[x2], #15\n\t" /* qd 0: (B, A) */
+                         "rsb %[w2], %[w2], #0\n\t"
+                         "asr %[w3], %[x1], #15\n\t"
+                         "rsb %[w3], %[w3], #0\n\t"
+                         "b 8f\n"
+                         "5:\n\t"
+                         "asr %[w2], %[x1], #15\n\t" /* qd 1: (−A, B) */
+                         "asr %[w3], %[x2], #15\n\t"
+                         "rsb %[w3], %[w3], #0\n\t"
+                         "b 8f\n"
+                         "6:\n\t"
+                         "bmi 7f\n\t"
+                         "asr %[w2], %[x2], #15\n\t" /* qd 2: (−B, −A) */
+                         "asr %[w3], %[x1], #15\n\t"
+                         "b 8f\n"
+                         "7:\n\t"
+                         "asr %[w2], %[x1], #15\n\t" /* qd 3: (A, −B) */
+                         "rsb %[w2], %[w2], #0\n\t"
+                         "asr %[w3], %[x2], #15\n"
+                         "8:\n\t"
+                         "ldr %[w0], [%[xend], #8]\n\t"
+                         "strh %[w3], [%[op], %[w0]]\n\t"
+                         "strh %[w2], [%[op]], #2\n\t"
+                         "ldr %[w0], [%[xend], #12]\n\t"
+                         "cmp %[op], %[w0]\n\t"
+                         "bne 1b\n"
+                         : [w] "+r"(w), [op] "+r"(op), [xs] "=&r"(xs), [t] "=&r"(t), [x0] "=&r"(x0),
+                           [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                           [w2] "=&r"(w2), [w3] "=&r"(w3)
+                         : [end4] "r"(end4), [xend] "r"(xend)
+                         : "cc", "memory");
+    }
+}
+#endif
+
 /* IS §3: the b features into phi (feature k at phi[k]). */
 static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     uint32_t d = m->n_inputs, k, j;
@@ -558,15 +673,23 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
 #if DIRECT_KERNEL == DIRECT_KERNEL_DSP
         const int16_t *table = m->table;
         int16_t *sn = phi + F;
-        uint32_t t[2];
-        for (j = 0u; j + 2u <= F; j += 2u, w += 2u * d) {
+        j = 0u;
+#if defined(DIRECT_DSP_FEATURES_ASM)
+        if (d >= 4u && d <= DIRECT_DSP_MAX_D && F > 0u) {
+            features_dsp(m, x, phi, F);
+            j = F;
+        }
+#else
+        for (; j + 2u <= F; j += 2u, w += 2u * d) {
+            uint32_t t[2];
             t[0] = DIRECT_U32(m->phase_c + j);
             t[1] = DIRECT_U32(m->phase_c + j + 1u);
             phase_pair(w, x, d, t);
             cos_sin16_fast(table, t[0], phi + j, sn + j);
             cos_sin16_fast(table, t[1], phi + j + 1u, sn + j + 1u);
         }
-        if (j < F) {
+#endif
+        for (; j < F; ++j, w += d) {
             cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), phi + j, sn + j);
         }
 #else
