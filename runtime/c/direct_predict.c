@@ -1082,6 +1082,33 @@ __attribute__((noinline)) static void dot2_dense4_words(const uint32_t *w0, cons
     acc[0] = a0;
     acc[1] = a1;
 }
+
+/* One sample (S = 1, or odd S's last one): the same steps for one row, 46 instructions per word (5.75 per
+ * weight) against about 10 per weight in the byte-wise loop. */
+#define DIRECT_M0_PAIR1(sl, sh)                                                                         \
+    "ldm %[ph]!, {%[f]}\n\tsxth %[p], %[f]\n\t" DIRECT_M0_LEVEL("c0", "a0", sl) "asrs %[f], %[f], #16\n\t" \
+        DIRECT_M0_HIGH("c0", "a0", sh)
+__attribute__((noinline)) static uint32_t dot_dense4_words(const uint32_t *w0, const uint32_t *ph, uint32_t n) {
+    register uint32_t a0 __asm__("r8") = 0u;
+    register const uint32_t *end __asm__("r9") = w0 + n;
+    uint32_t c0, f, p, t;
+    if (n == 0u) {
+        return 0u;
+    }
+    __asm__ volatile(".syntax unified\n"
+                     "1:\n\t"
+                     "ldm %[w0]!, {%[c0]}\n\t"
+                     DIRECT_M0_PAIR1("28", "24") DIRECT_M0_PAIR1("20", "16") DIRECT_M0_PAIR1("12", "8")
+                     "ldm %[ph]!, {%[f]}\n\tsxth %[p], %[f]\n\t" DIRECT_M0_LEVEL("c0", "a0", "4")
+                     "asrs %[f], %[f], #16\n\t" DIRECT_M0_TOP("c0", "a0")
+                     "cmp %[w0], %[end]\n\tbne 1b\n"
+                     : [w0] "+l"(w0), [ph] "+l"(ph), [a0] "+h"(a0), [c0] "=&l"(c0), [f] "=&l"(f), [p] "=&l"(p),
+                       [t] "=&l"(t)
+                     : [end] "h"(end)
+                     : "cc", "memory");
+    return a0;
+}
+#undef DIRECT_M0_PAIR1
 #undef DIRECT_M0_PAIR
 #undef DIRECT_M0_HIGH
 #undef DIRECT_M0_TOP
@@ -1105,10 +1132,24 @@ static void dot2_dense4_words(const uint32_t *w0, const uint32_t *w1, const uint
     acc[0] = a0;
     acc[1] = a1;
 }
+
+static uint32_t dot_dense4_words(const uint32_t *w0, const uint32_t *ph, uint32_t n) {
+    uint32_t a0 = 0u, k;
+    const uint32_t *end = w0 + n;
+    while (w0 != end) {
+        uint32_t c0 = *w0++;
+        for (k = 0u; k < 8u; k += 2u) {
+            uint32_t f = *ph++;
+            a0 += (uint32_t)DIRECT_LEVEL_AT(c0, k) * (uint32_t)direct_sext16(f);
+            a0 += (uint32_t)DIRECT_LEVEL_AT(c0, k + 1u) * (uint32_t)direct_high16(f);
+        }
+    }
+    return a0;
+}
 #endif
 #undef DIRECT_LEAN_STEP
 
-static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t row) {
+static uint32_t dot_dense4_bytes(const uint8_t *w, const int16_t *phi, uint32_t row) {
     uint32_t a = 0u, i;
     for (i = 0u; i < row; ++i, phi += 2) {
         uint32_t c = w[i];
@@ -1123,9 +1164,16 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
         dot2_dense4_words((const uint32_t *)(const void *)w0, (const uint32_t *)(const void *)w1,
                           (const uint32_t *)(const void *)phi, row / 4u, acc);
     } else {
-        acc[0] = dot_dense4(w0, phi, row);
-        acc[1] = dot_dense4(w1, phi, row);
+        acc[0] = dot_dense4_bytes(w0, phi, row);
+        acc[1] = dot_dense4_bytes(w1, phi, row);
     }
+}
+
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t row) {
+    if ((((uintptr_t)w | (uintptr_t)phi | (uintptr_t)row) & (uintptr_t)3u) == 0u) {
+        return dot_dense4_words((const uint32_t *)(const void *)w, (const uint32_t *)(const void *)phi, row / 4u);
+    }
+    return dot_dense4_bytes(w, phi, row);
 }
 #undef DIRECT_LEVEL_AT
 #else
