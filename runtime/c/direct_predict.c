@@ -363,7 +363,7 @@ static inline uint32_t direct_smlsdx(uint32_t a, uint32_t b, uint32_t acc) {
 #if DIRECT_KERNEL == DIRECT_KERNEL_DSP && defined(__GNUC__) && !defined(__clang__) && defined(__thumb2__) && \
     defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__) && !defined(DIRECT_NO_ASM)
 #define DIRECT_DSP_FEATURES_ASM 1
-#define DIRECT_DSP_MAX_D 32u /* inputs copied to the stack as words: 4·(d + 5) bytes */
+#define DIRECT_DSP_MAX_D 32u /* inputs copied to the stack as words (at most; 4·(d + 7) bytes) */
 #endif
 
 #if DIRECT_KERNEL == DIRECT_KERNEL_DSP && !defined(DIRECT_DSP_FEATURES_ASM)
@@ -390,8 +390,8 @@ static void phase_pair(const int32_t *w, const int16_t *x, uint32_t d, uint32_t 
 }
 #endif
 
-#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
-/* IS §3.2 for one feature j (odd F's last one; with the assembly, d < 4 and d > DIRECT_DSP_MAX_D). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP && !defined(DIRECT_DSP_FEATURES_ASM)
+/* IS §3.2 for one feature j (odd F's last one). */
 static uint32_t phase_one(const int32_t *w, const int16_t *x, uint32_t d, uint32_t t) {
     uint32_t k;
     for (k = 0u; k < d; ++k) {
@@ -401,7 +401,7 @@ static uint32_t phase_one(const int32_t *w, const int16_t *x, uint32_t d, uint32
 }
 #endif
 
-#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP && !defined(DIRECT_DSP_FEATURES_ASM)
 /* IS §3.3 with dual multiply-accumulates. v = y0 + round_shift((y1 − y0)·f, 15) equals
  * ⌊(y0·(2^15 − f) + y1·f + 2^14) / 2^15⌋, a two-term dot product whose value stays below 2^30 in magnitude.
  * With fw = (f − 2^15, f) as i16 halves and the table pairs read as one word each, A (on T[i], T[i+1]) comes
@@ -555,41 +555,46 @@ __attribute__((noinline)) static void features_lean(const direct_model *m, const
 #if defined(DIRECT_DSP_FEATURES_ASM)
 /*
  * Armv7E-M (Thumb-2 with DSP): IS §3.2-§3.3 for all F features in one assembly loop (36 instructions per
- * feature at d = 8 in C, 23 here; every register is live, which the C loop cannot express). The inputs
- * are sign-extended once into a stack copy, so that per four inputs one LDM reads them and one LDM the
- * four words of W, and four MLA accumulate (the low 32 bits of each product: IS §3.2's u32 phase); the
- * last d mod 4 inputs one at a time. IS §3.3 as in cos_sin16_dsp, with one rounding constant: the table
- * pairs are read as words (LDR allows any alignment here), fw = (f − 2^15, f), then
+ * feature at d = 8 in C, 23 here; every register is live, which the C loop cannot express). The first
+ * d4 = 4·⌊min(d, DIRECT_DSP_MAX_D) / 4⌋ inputs are sign-extended once into a stack copy, so that per four
+ * inputs one LDM reads them and one LDM the four words of W, and four MLA accumulate (the low 32 bits of
+ * each product: IS §3.2's u32 phase); the other d − d4 inputs one at a time (LDRSH from x). IS §3.3 as the
+ * C DSP kernel's cos_sin16_dsp, with one rounding constant: the table pairs are read as words (LDR allows
+ * any alignment here), fw = (f − 2^15, f), then
  *   P = SMLSD(wa, fw, 2^14 − 1)  = 2^15·(−A) + r,   Q = SMLSDX(fw, wb, 2^14 − 1) = 2^15·(−B) + r'
  * (0 ≤ r, r' < 2^15: −A = ⌊(−X_A + 2^14 − 1) / 2^15⌋ is IS §3.3's v negated, and likewise B with the
  * operands swapped), and per quadrant (cos, sin) = (B, A), (−A, B), (−B, −A), (A, −B) by two branches.
- * Constants the loop needs once per feature sit after the inputs in the stack copy. Needs
- * 4 ≤ d ≤ DIRECT_DSP_MAX_D and F ≥ 1 (the caller checks); W aligned (MF §1) for LDM.
+ * Constants the loop needs once per feature sit after the copy (LDR with an immediate offset). Any d ≥ 1
+ * and F ≥ 1 (direct_model_open takes only even b ≥ 2 for rff); W aligned (MF §1) for LDM.
  */
 __attribute__((noinline)) static void features_dsp(const direct_model *m, const int16_t *x, int16_t *phi,
                                                    uint32_t F) {
-    uint32_t buf[DIRECT_DSP_MAX_D + 5u], d = m->n_inputs, k;
-    for (k = 0u; k < d; ++k) {
+    uint32_t buf[DIRECT_DSP_MAX_D + 7u], d = m->n_inputs, k;
+    uint32_t d4 = d < DIRECT_DSP_MAX_D ? d & ~3u : DIRECT_DSP_MAX_D;
+    for (k = 0u; k < d4; ++k) {
         buf[k] = (uint32_t)(int32_t)x[k];
     }
-    buf[d] = (uint32_t)(uintptr_t)m->table;
-    buf[d + 1u] = (uint32_t)(uintptr_t)m->phase_c; /* the next C_j, advanced by the loop */
-    buf[d + 2u] = 2u * F;                           /* bytes from cos_j to sin_j */
-    buf[d + 3u] = (uint32_t)(uintptr_t)(phi + F);   /* the end of the cosines */
-    buf[d + 4u] = (uint32_t)(uintptr_t)buf;
     {
+        uint32_t *xend = buf + d4, *xs, t; /* the constants at xend[0 … 6]: */
+        xend[0] = (uint32_t)(uintptr_t)m->table;
+        xend[1] = 0u;                             /* unused */
+        xend[2] = 2u * F;                         /* bytes from cos_j to sin_j */
+        xend[3] = (uint32_t)(uintptr_t)(phi + F); /* the end of the cosines */
+        xend[4] = (uint32_t)(uintptr_t)buf;
+        xend[5] = (uint32_t)(uintptr_t)(x + d4); /* the inputs after the copy … */
+        xend[6] = d - d4;                        /* … and how many */
         /* LDM fills its registers in ascending order: the eight it loads are pinned to r0-r7. */
         register uint32_t x0 __asm__("r0"), x1 __asm__("r1"), x2 __asm__("r2"), x3 __asm__("r3");
         register uint32_t w0 __asm__("r4"), w1 __asm__("r5"), w2 __asm__("r6"), w3 __asm__("r7");
-        uint32_t *end4 = buf + (d & ~3u), *xend = buf + d, *xs, t;
+        const uint32_t *cp = m->phase_c;
         const int32_t *w = m->phase_w;
         int16_t *op = phi;
         __asm__ volatile(".syntax unified\n"
                          "1:\n\t"
                          "ldr %[xs], [%[xend], #16]\n\t"
-                         "ldr %[x0], [%[xend], #4]\n\t"
-                         "ldr %[t], [%[x0]], #4\n\t" /* t = C_j */
-                         "str %[x0], [%[xend], #4]\n"
+                         "ldr %[t], [%[cp]], #4\n\t" /* t = C_j */
+                         "cmp %[xs], %[xend]\n\t"        /* d < 4: no block of four */
+                         "beq 3f\n"
                          "2:\n\t" /* four inputs */
                          "ldm %[xs]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
                          "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"
@@ -597,15 +602,18 @@ __attribute__((noinline)) static void features_dsp(const direct_model *m, const 
                          "mla %[t], %[w1], %[x1], %[t]\n\t"
                          "mla %[t], %[w2], %[x2], %[t]\n\t"
                          "mla %[t], %[w3], %[x3], %[t]\n\t"
-                         "cmp %[xs], %[end4]\n\t"
-                         "bne 2b\n"
-                         "3:\n\t" /* the last d mod 4 inputs */
                          "cmp %[xs], %[xend]\n\t"
-                         "beq 4f\n\t"
-                         "ldr %[x0], [%[xs]], #4\n\t"
+                         "bne 2b\n"
+                         "3:\n\t"
+                         "ldr %[x2], [%[xend], #24]\n\t" /* the inputs after the copy, one at a time */
+                         "cbz %[x2], 4f\n\t"
+                         "ldr %[x1], [%[xend], #20]\n"
+                         "5:\n\t"
+                         "ldrsh %[x0], [%[x1]], #2\n\t"
                          "ldr %[w0], [%[w]], #4\n\t"
                          "mla %[t], %[w0], %[x0], %[t]\n\t"
-                         "b 3b\n"
+                         "subs %[x2], %[x2], #1\n\t"
+                         "bne 5b\n"
                          "4:\n\t" /* IS §3.3: x1 = P, x2 = Q */
                          "ldr %[x0], [%[xend]]\n\t"
                          "ubfx %[x1], %[t], #22, #8\n\t"
@@ -618,29 +626,30 @@ __attribute__((noinline)) static void features_dsp(const direct_model *m, const 
                          "movw %[w0], #0x3FFF\n\t"
                          "smlsd %[x1], %[x1], %[x3], %[w0]\n\t"
                          "smlsdx %[x2], %[x3], %[x2], %[w0]\n\t"
-                         /* quadrant: C = bit 31, N = bit 30 of t; w2 = cos, w3 = sin */
+                         /* quadrant: C = bit 31, N = bit 30 of t; w2 = cos, w3 = sin (low registers:
+                          * the flag-setting forms are the 16-bit encodings, and no flag is read after) */
                          "lsls %[w1], %[t], #1\n\t"
                          "bcs 6f\n\t"
                          "bmi 5f\n\t"
-                         "asr %[w2], %[x2], #15\n\t" /* qd 0: (B, A) */
-                         "rsb %[w2], %[w2], #0\n\t"
-                         "asr %[w3], %[x1], #15\n\t"
-                         "rsb %[w3], %[w3], #0\n\t"
+                         "asrs %[w2], %[x2], #15\n\t" /* qd 0: (B, A) */
+                         "rsbs %[w2], %[w2], #0\n\t"
+                         "asrs %[w3], %[x1], #15\n\t"
+                         "rsbs %[w3], %[w3], #0\n\t"
                          "b 8f\n"
                          "5:\n\t"
-                         "asr %[w2], %[x1], #15\n\t" /* qd 1: (−A, B) */
-                         "asr %[w3], %[x2], #15\n\t"
-                         "rsb %[w3], %[w3], #0\n\t"
+                         "asrs %[w2], %[x1], #15\n\t" /* qd 1: (−A, B) */
+                         "asrs %[w3], %[x2], #15\n\t"
+                         "rsbs %[w3], %[w3], #0\n\t"
                          "b 8f\n"
                          "6:\n\t"
                          "bmi 7f\n\t"
-                         "asr %[w2], %[x2], #15\n\t" /* qd 2: (−B, −A) */
-                         "asr %[w3], %[x1], #15\n\t"
+                         "asrs %[w2], %[x2], #15\n\t" /* qd 2: (−B, −A) */
+                         "asrs %[w3], %[x1], #15\n\t"
                          "b 8f\n"
                          "7:\n\t"
-                         "asr %[w2], %[x1], #15\n\t" /* qd 3: (A, −B) */
-                         "rsb %[w2], %[w2], #0\n\t"
-                         "asr %[w3], %[x2], #15\n"
+                         "asrs %[w2], %[x1], #15\n\t" /* qd 3: (A, −B) */
+                         "rsbs %[w2], %[w2], #0\n\t"
+                         "asrs %[w3], %[x2], #15\n"
                          "8:\n\t"
                          "ldr %[w0], [%[xend], #8]\n\t"
                          "strh %[w3], [%[op], %[w0]]\n\t"
@@ -648,10 +657,10 @@ __attribute__((noinline)) static void features_dsp(const direct_model *m, const 
                          "ldr %[w0], [%[xend], #12]\n\t"
                          "cmp %[op], %[w0]\n\t"
                          "bne 1b\n"
-                         : [w] "+r"(w), [op] "+r"(op), [xs] "=&r"(xs), [t] "=&r"(t), [x0] "=&r"(x0),
-                           [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [w0] "=&r"(w0), [w1] "=&r"(w1),
-                           [w2] "=&r"(w2), [w3] "=&r"(w3)
-                         : [end4] "r"(end4), [xend] "r"(xend)
+                         : [w] "+r"(w), [op] "+r"(op), [cp] "+r"(cp), [xs] "=&r"(xs), [t] "=&r"(t),
+                           [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [w0] "=&r"(w0),
+                           [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+                         : [xend] "r"(xend)
                          : "cc", "memory");
     }
 }
@@ -670,17 +679,14 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     } else {
         uint32_t F = (uint32_t)m->n_features / 2u;
         const int32_t *w = m->phase_w;
-#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+#if defined(DIRECT_DSP_FEATURES_ASM)
+        (void)w;
+        (void)j;
+        features_dsp(m, x, phi, F); /* every d */
+#elif DIRECT_KERNEL == DIRECT_KERNEL_DSP
         const int16_t *table = m->table;
         int16_t *sn = phi + F;
-        j = 0u;
-#if defined(DIRECT_DSP_FEATURES_ASM)
-        if (d >= 4u && d <= DIRECT_DSP_MAX_D && F > 0u) {
-            features_dsp(m, x, phi, F);
-            j = F;
-        }
-#else
-        for (; j + 2u <= F; j += 2u, w += 2u * d) {
+        for (j = 0u; j + 2u <= F; j += 2u, w += 2u * d) {
             uint32_t t[2];
             t[0] = DIRECT_U32(m->phase_c + j);
             t[1] = DIRECT_U32(m->phase_c + j + 1u);
@@ -688,8 +694,7 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
             cos_sin16_fast(table, t[0], phi + j, sn + j);
             cos_sin16_fast(table, t[1], phi + j + 1u, sn + j + 1u);
         }
-#endif
-        for (; j < F; ++j, w += d) {
+        if (j < F) {
             cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), phi + j, sn + j);
         }
 #else
@@ -913,9 +918,10 @@ static void dotn_dense4(const uint8_t *w, uint32_t row, uint32_t n, const int16_
  * On the DSP extension, table-free: each 32-bit word of a row holds nibbles n0 … n7 (weights 8g … 8g+7);
  * c = word ^ 0x88888888 turns them into offset levels w + 8 in [0, 15], and (c >> 4m) & 0x000F000F is the
  * pair (w_{8g+m} + 8, w_{8g+m+4} + 8) as two 16-bit halves: one AND and one SMLAD per two weights. The
- * features of each full group of 8 are stored to match, pairs (φ_m, φ_{m+4}) (pair_features), and the
- * caller subtracts 8·Σφ once per sample. Two samples per pass share the feature loads; bytes after the last
- * full word use the natural feature order. Words are read with memcpy (any alignment: LDR on Armv7-M).
+ * features of each full pair of groups of 8 are stored to match, pairs (φ_m, φ_{m+4}) (pair_features), and
+ * the caller subtracts 8·Σφ once per sample. Two samples per pass share the feature loads, two words of
+ * each per pass; bytes after the last such pair of words use the natural feature order. Words are read
+ * with memcpy (any alignment: LDR on Armv7-M).
  */
 #define DIRECT_NIB2 UINT32_C(0x000F000F)
 #define DIRECT_NIB8 UINT32_C(0x88888888)
@@ -932,6 +938,35 @@ static inline void st32(void *p, uint32_t v) {
 /* Pairs the features of each full group of 8 as (φm, φm+4) in place; returns Σφ over those groups. */
 static uint32_t pair_features(int16_t *phi, uint32_t groups) {
     uint32_t g, sum = 0u;
+#if defined(DIRECT_DSP_FEATURES_ASM)
+    /* A 4-byte aligned phi in assembly: LDM, four SMLAD for Σφ, PKHBT/PKHTB, STM; 14 instructions per
+     * group of 8 against 22 from the C below (gcc forms the pairs with UXTH/AND and ORR). */
+    if (((uintptr_t)phi & (uintptr_t)3u) == 0u && groups != 0u) {
+        register uint32_t v0 __asm__("r0"), v1 __asm__("r1"), v2 __asm__("r2"), v3 __asm__("r3");
+        register uint32_t p0 __asm__("r4"), p1 __asm__("r5"), p2 __asm__("r6"), p3 __asm__("r7");
+        uint32_t ones = UINT32_C(0x00010001);
+        const int16_t *end = phi + 8u * groups;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "ldm %[ph], {%[v0], %[v1], %[v2], %[v3]}\n\t"
+                         "smlad %[sum], %[v0], %[ones], %[sum]\n\t"
+                         "smlad %[sum], %[v1], %[ones], %[sum]\n\t"
+                         "smlad %[sum], %[v2], %[ones], %[sum]\n\t"
+                         "smlad %[sum], %[v3], %[ones], %[sum]\n\t"
+                         "pkhbt %[p0], %[v0], %[v2], lsl #16\n\t"
+                         "pkhtb %[p1], %[v2], %[v0], asr #16\n\t"
+                         "pkhbt %[p2], %[v1], %[v3], lsl #16\n\t"
+                         "pkhtb %[p3], %[v3], %[v1], asr #16\n\t"
+                         "stm %[ph]!, {%[p0], %[p1], %[p2], %[p3]}\n\t"
+                         "cmp %[ph], %[end]\n\t"
+                         "bne 1b\n"
+                         : [ph] "+r"(phi), [sum] "+r"(sum), [v0] "=&r"(v0), [v1] "=&r"(v1), [v2] "=&r"(v2),
+                           [v3] "=&r"(v3), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [p3] "=&r"(p3)
+                         : [ones] "r"(ones), [end] "r"(end)
+                         : "memory");
+        return sum;
+    }
+#endif
     for (g = 0u; g < groups; ++g, phi += 8) {
         uint32_t v0 = ld32(phi), v1 = ld32(phi + 2), v2 = ld32(phi + 4), v3 = ld32(phi + 6);
         sum = direct_smlad(v0, UINT32_C(0x00010001), sum);
@@ -989,16 +1024,7 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
         w1 += 8;
         phi += 16;
     }
-    if ((n & 1u) != 0u) {
-        uint32_t f0 = ld32(phi), f1 = ld32(phi + 2), f2 = ld32(phi + 4), f3 = ld32(phi + 6);
-        uint32_t c0 = ld32(w0) ^ DIRECT_NIB8, c1 = ld32(w1) ^ DIRECT_NIB8;
-        DIRECT_DSP_WORD(a0, c0, f0, f1, f2, f3);
-        DIRECT_DSP_WORD(a1, c1, f0, f1, f2, f3);
-        w0 += 4;
-        w1 += 4;
-        phi += 8;
-    }
-    for (i = 0u; i < row - 4u * n; ++i) { /* the last row % 4 bytes: natural feature order */
+    for (i = 0u; i < row - 4u * (n & ~1u); ++i) { /* the bytes after the last pair of words: natural order */
         uint32_t f = ld32(phi + 2u * i);
         a0 = direct_smlad(dsp_byte_pair(w0[i]), f, a0);
         a1 = direct_smlad(dsp_byte_pair(w1[i]), f, a1);
@@ -1384,8 +1410,8 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
                 break;
             }
         }
-        off = pair_features(phi, row / 4u);
-        i = 8u * (row / 4u);
+        off = pair_features(phi, (row / 8u) * 2u); /* an even count of groups: dot2_dense4's unrolled loop */
+        i = 16u * (row / 8u);
 #endif
         for (; i < 2u * row; ++i) { /* the kernel's offset levels w + 8 add 8·Σφ (mod 2^32) */
             uint32_t v = (uint32_t)(int32_t)phi[i];
@@ -1434,9 +1460,14 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
     /* IS §5. The i32 narrowing wraps (two's complement) should a header's M1/s1 push the mean outside
      * i32; the exporter's M1 = round(2^s1 / S) never does. */
     mean = direct_round_shift64((int64_t)sum_a * m->m1, m->s1);
-    num = (uint64_t)((int64_t)S * sum_a2 - (int64_t)sum_a * sum_a);
     out->mean = direct_i32_from_u32((uint32_t)(uint64_t)mean);
-    out->var_f = mulshift96(num, m->m2, m->s2);
+    if (S == 1u) { /* S·ΣA² − (ΣA)² = 0, and mulshift96(0, M2, s2) = ⌊2^(s2−33) / 2^(s2−32)⌋ = 0: skip the
+                    * 64-bit products (library calls on Armv6-M) that one sample would pay alone */
+        out->var_f = 0u;
+    } else {
+        num = (uint64_t)((int64_t)S * sum_a2 - (int64_t)sum_a * sum_a);
+        out->var_f = mulshift96(num, m->m2, m->s2);
+    }
     out->var_y = out->var_f + m->noise_q;
     out->out_of_range = direct_out_of_range(m, x);
 }
