@@ -1040,37 +1040,43 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
  * hold each nibble at the top of its byte, so SXTB16 (bytes 0 and 2, or 1 and 3 with ROR #8) gives the
  * pairs (16·w0, 16·w4), (16·w2, 16·w6), (16·w1, 16·w5), (16·w3, 16·w7) as signed halves; PKHBT/PKHTB pair
  * the features to match, (φ0, φ4) …; SMLALD accumulates in 64 bits, where 16·Σ w·φ cannot overflow
- * (|16·w·φ| < 2^22, b < 2^16), and the sum is exact after a shift by 4. 18 instructions per 8 weights.
+ * (|16·w·φ| < 2^22, b < 2^16), and the sum is exact after a shift by 4. 17 instructions per 8 weights.
  * Elsewhere (and for the last row % 4 bytes) the plain signed-nibble loop. */
+/* One word of the row (8 weights) in dot_dense4_natural's loop below. */
+#define DIRECT_DSP_NATURAL_WORD                                                                        \
+    "ldr %[c], [%[w]], #4\n\t"                                                                        \
+    "ldm %[ph]!, {%[f0], %[f1], %[f2], %[f3]}\n\t"                                                    \
+    "and %[e], %[mask], %[c], lsl #4\n\t"                                                             \
+    "and %[c], %[c], %[mask]\n\t"                                                                     \
+    "sxtb16 %[x], %[e]\n\t"                                                                           \
+    "pkhbt %[pr], %[f0], %[f2], lsl #16\n\t"                                                          \
+    "smlald %[lo], %[hi], %[x], %[pr]\n\t"                                                            \
+    "sxtb16 %[e], %[e], ror #8\n\t"                                                                   \
+    "pkhbt %[pr], %[f1], %[f3], lsl #16\n\t"                                                          \
+    "smlald %[lo], %[hi], %[e], %[pr]\n\t"                                                            \
+    "sxtb16 %[x], %[c]\n\t"                                                                           \
+    "pkhtb %[pr], %[f2], %[f0], asr #16\n\t"                                                          \
+    "smlald %[lo], %[hi], %[x], %[pr]\n\t"                                                            \
+    "sxtb16 %[c], %[c], ror #8\n\t"                                                                   \
+    "pkhtb %[pr], %[f3], %[f1], asr #16\n\t"                                                          \
+    "smlald %[lo], %[hi], %[c], %[pr]\n\t"
 static uint32_t dot_dense4_natural(const uint8_t *w, const int16_t *phi, uint32_t row) {
     uint32_t a = 0u, i = 0u;
 #if defined(DIRECT_DSP_FEATURES_ASM)
     if (((uintptr_t)phi & (uintptr_t)3u) == 0u && row >= 4u) {
         register uint32_t f0 __asm__("r0"), f1 __asm__("r1"), f2 __asm__("r2"), f3 __asm__("r3");
-        uint32_t lo = 0u, hi = 0u, mask = UINT32_C(0xF0F0F0F0), c, e, x, pr;
+        uint32_t lo = 0u, hi = 0u, mask = UINT32_C(0xF0F0F0F0), c = (row / 4u) & 1u, e, x, pr;
         const uint8_t *end = w + 4u * (row / 4u);
         const int16_t *ph = phi;
-        __asm__ volatile(".syntax unified\n"
-                         "1:\n\t"
-                         "ldr %[c], [%[w]], #4\n\t"
-                         "ldm %[ph]!, {%[f0], %[f1], %[f2], %[f3]}\n\t"
-                         "and %[e], %[mask], %[c], lsl #4\n\t"
-                         "and %[c], %[c], %[mask]\n\t"
-                         "sxtb16 %[x], %[e]\n\t"
-                         "pkhbt %[pr], %[f0], %[f2], lsl #16\n\t"
-                         "smlald %[lo], %[hi], %[x], %[pr]\n\t"
-                         "sxtb16 %[e], %[e], ror #8\n\t"
-                         "pkhbt %[pr], %[f1], %[f3], lsl #16\n\t"
-                         "smlald %[lo], %[hi], %[e], %[pr]\n\t"
-                         "sxtb16 %[x], %[c]\n\t"
-                         "pkhtb %[pr], %[f2], %[f0], asr #16\n\t"
-                         "smlald %[lo], %[hi], %[x], %[pr]\n\t"
-                         "sxtb16 %[c], %[c], ror #8\n\t"
-                         "pkhtb %[pr], %[f3], %[f1], asr #16\n\t"
-                         "smlald %[lo], %[hi], %[c], %[pr]\n\t"
+        /* Two words per pass (the loop's compare and branch once per 16 weights); an odd word count
+         * (c = 1 on entry) enters at the second. */
+        __asm__ volatile(".syntax unified\n\t"
+                         "cbnz %[c], 2f\n"
+                         "1:\n\t" DIRECT_DSP_NATURAL_WORD
+                         "2:\n\t" DIRECT_DSP_NATURAL_WORD
                          "cmp %[w], %[end]\n\t"
                          "bne 1b\n"
-                         : [w] "+r"(w), [ph] "+r"(ph), [lo] "+r"(lo), [hi] "+r"(hi), [c] "=&r"(c), [e] "=&r"(e),
+                         : [w] "+r"(w), [ph] "+r"(ph), [lo] "+r"(lo), [hi] "+r"(hi), [c] "+l"(c), [e] "=&r"(e),
                            [x] "=&r"(x), [pr] "=&r"(pr), [f0] "=&r"(f0), [f1] "=&r"(f1), [f2] "=&r"(f2),
                            [f3] "=&r"(f3)
                          : [mask] "r"(mask), [end] "r"(end)
@@ -1087,6 +1093,7 @@ static uint32_t dot_dense4_natural(const uint8_t *w, const int16_t *phi, uint32_
     }
     return a;
 }
+#undef DIRECT_DSP_NATURAL_WORD
 #undef DIRECT_DSP_WORD
 #define DIRECT_DENSE4_OFFSET 1
 #define DIRECT_DENSE4_PAIRS 1
@@ -1349,7 +1356,7 @@ static direct_status check_call(const direct_model *m, const int16_t *x, const v
     if (m == NULL || m->blob == NULL || x == NULL || scratch == NULL || out == NULL) {
         return DIRECT_ERR_ARG;
     }
-    if (scratch_size < direct_scratch_size(m) || ((uintptr_t)scratch & (uintptr_t)1u) != 0u) {
+    if (scratch_size < direct_scratch_bytes(m) || ((uintptr_t)scratch & (uintptr_t)1u) != 0u) {
         return DIRECT_ERR_SCRATCH;
     }
     return DIRECT_OK;
@@ -1405,10 +1412,12 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
         uint32_t i = 0u;
 #if defined(DIRECT_DENSE4_PAIRS)
         if ((S & 1u) != 0u) { /* one sample (or odd S's last) before the pairing: dot_dense4_natural */
-            add_sample(dot_dense4_natural(p + (S - 1u) * row, phi, row), r, &sum_a, &sum_a2);
-            if (S == 1u) {
+            uint32_t acc = dot_dense4_natural(p + (S - 1u) * row, phi, row);
+            if (S == 1u) { /* ΣA² is not used for one sample (IS §5 below) */
+                sum_a = direct_round_shift32(direct_i32_from_u32(acc), r);
                 break;
             }
+            add_sample(acc, r, &sum_a, &sum_a2);
         }
         off = pair_features(phi, (row / 8u) * 2u); /* an even count of groups: dot2_dense4's unrolled loop */
         i = 16u * (row / 8u);
