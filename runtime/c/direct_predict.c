@@ -358,8 +358,9 @@ static inline uint32_t direct_smlsdx(uint32_t a, uint32_t b, uint32_t acc) {
 #endif
 #endif
 
-/* Thumb-2 with DSP: the feature map in assembly (features_dsp below). Like the Armv6-M loop it needs the
- * registers r7 included: not with clang or at -O0 (r7 is the frame pointer there). */
+/* Thumb-2 with DSP: the feature map, the feature pairing and the single-sample dense4 loop in assembly
+ * (features_dsp, pair_features, dot_dense4_natural). Like the Armv6-M loops they use every register, r7
+ * included: not with clang or at -O0, which keep r7 as the frame pointer (-DDIRECT_NO_ASM turns them off). */
 #if DIRECT_KERNEL == DIRECT_KERNEL_DSP && defined(__GNUC__) && !defined(__clang__) && defined(__thumb2__) && \
     defined(__ARM_FEATURE_DSP) && defined(__OPTIMIZE__) && !defined(DIRECT_NO_ASM)
 #define DIRECT_DSP_FEATURES_ASM 1
@@ -1033,15 +1034,6 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
     acc[1] = a1;
 }
 
-/* One sample on the features in natural order (S = 1, and odd S's last sample before the pairing): pairing
- * the features costs about 2.5 instructions per feature, more than one sample saves with it. Signed
- * levels, no offset. On Thumb-2 with a
- * 4-byte aligned phi, per word of the row (8 weights): e = (c << 4) & 0xF0F0F0F0 and o = c & 0xF0F0F0F0
- * hold each nibble at the top of its byte, so SXTB16 (bytes 0 and 2, or 1 and 3 with ROR #8) gives the
- * pairs (16·w0, 16·w4), (16·w2, 16·w6), (16·w1, 16·w5), (16·w3, 16·w7) as signed halves; PKHBT/PKHTB pair
- * the features to match, (φ0, φ4) …; SMLALD accumulates in 64 bits, where 16·Σ w·φ cannot overflow
- * (|16·w·φ| < 2^22, b < 2^16), and the sum is exact after a shift by 4. 17 instructions per 8 weights.
- * Elsewhere (and for the last row % 4 bytes) the plain signed-nibble loop. */
 /* One word of the row (8 weights) in dot_dense4_natural's loop below. */
 #define DIRECT_DSP_NATURAL_WORD                                                                        \
     "ldr %[c], [%[w]], #4\n\t"                                                                        \
@@ -1060,6 +1052,15 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
     "sxtb16 %[c], %[c], ror #8\n\t"                                                                   \
     "pkhtb %[pr], %[f3], %[f1], asr #16\n\t"                                                          \
     "smlald %[lo], %[hi], %[c], %[pr]\n\t"
+/* One sample on the features in natural order (S = 1, and odd S's last sample before the pairing): pairing
+ * the features costs about 2.5 instructions per feature, more than one sample saves with it. Signed
+ * levels, no offset. On Thumb-2 with a 4-byte aligned phi, per word of the row (8 weights):
+ * e = (c << 4) & 0xF0F0F0F0 and o = c & 0xF0F0F0F0 hold each nibble at the top of its byte, so SXTB16
+ * (bytes 0 and 2, or 1 and 3 with ROR #8) gives the pairs (16·w0, 16·w4), (16·w2, 16·w6), (16·w1, 16·w5),
+ * (16·w3, 16·w7) as signed halves; PKHBT/PKHTB pair the features to match, (φ0, φ4) …; SMLALD accumulates
+ * in 64 bits, where 16·Σ w·φ cannot overflow (|16·w·φ| < 2^22, b < 2^16), and the sum is exact after a
+ * shift by 4. 17 instructions per 8 weights. Elsewhere (and for the last row % 4 bytes) the plain
+ * signed-nibble loop. */
 static uint32_t dot_dense4_natural(const uint8_t *w, const int16_t *phi, uint32_t row) {
     uint32_t a = 0u, i = 0u;
 #if defined(DIRECT_DSP_FEATURES_ASM)
