@@ -84,6 +84,7 @@ static const int8_t low_level[256] DIRECT_ROM = {
 };
 #endif
 
+#if DIRECT_KERNEL != DIRECT_KERNEL_DSP /* the DSP kernel extracts it (DIRECT_GAP4_LEVEL) */
 /* MF §6: signed level of a byte's high nibble, ((byte >> 4) ^ 8) − 8. */
 static const int8_t high_level[256] DIRECT_ROM = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
@@ -96,6 +97,7 @@ static const int8_t high_level[256] DIRECT_ROM = {
     -3, -3, -3, -3, -3, -3, -3, -3, -3, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -1,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
 };
+#endif
 
 /* MF §6.4: positions a gap4 byte moves: 16·(g + 1) for a skip (byte < 16), else g + 1. */
 static const uint16_t gap4_step[256] DIRECT_ROM = {
@@ -1324,6 +1326,13 @@ static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
     return acc;
 }
 
+/* The signed level of a gap4 byte's high nibble: one SBFX on Armv7-M (the DSP kernel), else the table. */
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+#define DIRECT_GAP4_LEVEL(byte) direct_floor_shift32(direct_i32_from_u32((byte) << 24), 28u)
+#else
+#define DIRECT_GAP4_LEVEL(byte) ((int32_t)DIRECT_I8(&high_level[byte]))
+#endif
+
 /* MF §6.4: one sample; a byte below 16 is a skip of 16·(g + 1) positions, any other byte a weight g + 1
  * positions on with the signed level of its high nibble. *pp advances. */
 static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
@@ -1339,7 +1348,7 @@ static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
     for (end = p + n; p != end; ++p) { /* a skip has level 0: its product adds nothing */
         uint32_t byte = DIRECT_U8(p);
         idx += DIRECT_U16(&gap4_step[byte]);
-        acc += (int32_t)DIRECT_I8(&high_level[byte]) * phi[idx];
+        acc += DIRECT_GAP4_LEVEL(byte) * phi[idx];
     }
     *pp = p;
     return acc;
