@@ -653,5 +653,5 @@ int direct_has_exact(const direct_model *m) {
 }
 
 uint32_t direct_scratch_size(const direct_model *m) {
-    return m != NULL ? 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1)) : 0u;
+    return m != NULL ? direct_scratch_bytes(m) : 0u;
 }

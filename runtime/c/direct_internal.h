@@ -75,6 +75,12 @@ static inline int32_t direct_i32_from_u32(uint32_t v) {
     return v <= UINT32_C(0x7FFFFFFF) ? (int32_t)v : (int32_t)(-(int32_t)(~v)) - INT32_C(1);
 }
 
+/* direct_scratch_size() of an opened model: 2·b bytes, b rounded up to even (the pad feature of MF §6.1);
+ * inline so that every prediction's argument check is not a call. */
+static inline uint32_t direct_scratch_bytes(const direct_model *m) {
+    return 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
+}
+
 /* Sign-extend a 4-bit two's complement nibble (MF §6: value = n − 16 for n ≥ 8). */
 static inline int32_t direct_nibble(uint32_t n) {
     return (int32_t)(n ^ UINT32_C(8)) - INT32_C(8);

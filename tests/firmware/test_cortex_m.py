@@ -88,6 +88,23 @@ def test_cortex_m_outputs_equal_reference_on_every_layout(target, case, tmp_path
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize(("d", "b", "S"), [(3, 62, 1), (7, 62, 3), (8, 64, 1), (33, 30, 2)])
+def test_cortex_m_feature_map_and_few_samples_at_every_input_count(target, d, b, S, tmp_path):
+    """The feature-map kernels' edges: d < 4 and d > 32 (the M0's C fallback), odd d and d mod 4 ≠ 0 (the
+    M0 assembly's one-input tail), odd F = b/2 (the M4's unpaired last phase), and S = 1 or odd S (the
+    single-sample dense4 paths)."""
+    _tools()
+    from direct_edge.export.packed import synthetic_blob
+
+    blob = synthetic_blob("rff", d, b, S, zeros=0.0, seed=d + b + S, layout="dense4", exact=False)
+    want = write_model_dir(tmp_path / "model", blob, ROWS, seed=d)
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    assert f"PASS: {ROWS} of {ROWS}" in stdout
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_cortex_m_applies_feature_gains_bit_exactly(target, tmp_path):
     """A fitted model on per-feature grids (IS §3.4): the M0's assembly and the M4's DSP kernel read
     the gained features."""
