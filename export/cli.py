@@ -436,6 +436,7 @@ def export(
     optimize: str = "speed",
     max_bytes: int | None = None,
     schema: bool = True,
+    floor: bool = True,
 ) -> str:
     """Pack, write and describe; returns the summary text.
 
@@ -479,6 +480,7 @@ def export(
         target=TARGET_COSTS[target],
         max_bytes=max_bytes,
         schema=schema,
+        floor=floor,
     )
     target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
@@ -534,6 +536,7 @@ def export(
         ),
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
+        ("floor", f"yes, for the ensemble ({2 * blob.n_features:,} bytes)" if blob.has_floor else "no"),
         *((("schema", schema_line(blob)),) if blob.schema is not None else ()),
         *(("check", line) for line in checks),
         *(
@@ -701,6 +704,13 @@ def _rows(blob: Blob) -> int:
     help="Store the exact-moment vectors (IS §6, 4·b bytes) where they fit.",
 )
 @click.option(
+    "--ensemble-floor/--no-ensemble-floor",
+    default=True,
+    show_default=True,
+    help="Store the grid's rounding floor for the ensemble mode (docs/model-format.md §5.2, 2·b bytes; "
+    "the exact moments carry it anyway: leave it out where only they are used and flash is short).",
+)
+@click.option(
     "--schema/--no-schema",
     default=True,
     show_default=True,
@@ -738,6 +748,7 @@ def main(
     optimize,
     max_bytes,
     exact_moments,
+    ensemble_floor,
     schema,
     integer,
     activations,
@@ -761,6 +772,7 @@ def main(
         optimize,
         max_bytes,
         schema,
+        ensemble_floor,
     )
     if not quiet:
         click.echo(summary)

@@ -530,6 +530,7 @@ def pack(
     target: str = DEFAULT_TARGET,
     max_bytes: int | None = None,
     schema: bool = True,
+    floor: bool = True,
 ) -> bytes:
     """Blob bytes for a fitted ``DirectRegressor`` or a ``model.direct`` path.
 
@@ -539,6 +540,8 @@ def pack(
     chooses (:func:`assemble`): "speed" (the fastest on ``target``, one of ``layout_cost.TARGETS``)
     or "size" (the smallest), within ``max_bytes`` bytes of blob (default for "speed": dense4's).
     ``schema``: write the input-schema section (MF §10: names, ranges, preprocessing; host only).
+    ``floor``: store the ensemble's variance floor (MF §5.2, 2·b bytes when the model has one; the
+    exact section carries the floor anyway, so a device that only calls the exact mode can leave it out).
     """
     if isinstance(model, str | os.PathLike):
         from direct_edge.trainer.model_file import load_model
@@ -582,7 +585,7 @@ def pack(
     w_mean, w_var = post.predictive_weight_moments()  # with the grid's rounding floor (trainer §7)
     moments = (w_mean / level_unit, w_var / level_unit**2) if exact else None
     # IS §5: what the samples cannot show, the predictive variance above q's own (zero without a floor)
-    floor = np.maximum(w_var - post.weight_moments()[1], 0.0) / level_unit**2
+    floor = np.maximum(w_var - post.weight_moments()[1], 0.0) / level_unit**2 if floor else None
     meta = {
         "producer": "direct-edge",
         "spec": "integer-spec 1",

@@ -133,6 +133,12 @@ static direct_status check_classifier(const uint8_t *h) {
 }
 #endif
 
+#if DIRECT_FLOOR
+#define FLAGS_FLOOR DIRECT_FLAG_FLOOR
+#else
+#define FLAGS_FLOOR 0 /* a build without the ensemble floor refuses blobs that carry one (direct.h) */
+#endif
+
 /* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
     uint32_t kind = direct_h_kind(h), layout = direct_h_layout(h), bits = direct_h_bits(h), flags = direct_h_flags(h);
@@ -142,7 +148,7 @@ static direct_status check_header(const uint8_t *h) {
     uint64_t noise = direct_h_noise_q(h), noise_exact = direct_h_noise_exact_q(h);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
-    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | DIRECT_FLAG_FLOOR)) != 0u) {
+    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | FLAGS_FLOOR)) != 0u) {
         return DIRECT_ERR_HEADER;
     }
     if (d < 1u || S < 1u || r > 31u) {
@@ -463,6 +469,7 @@ static direct_status check_inputs(const uint8_t *h) {
 
 /* MF §5.1: the b u16 gains end the feature section (flag bit 1); NULL without them. */
 /* MF §5.1–§5.2: the feature section ends with the gains (flag bit 1), then the floors (flag bit 2). */
+#if DIRECT_FLOOR
 static const uint16_t *section_floor(const uint8_t *h) {
     uint32_t b = direct_h_n_features(h);
     if ((direct_h_flags(h) & DIRECT_FLAG_FLOOR) == 0u) {
@@ -471,9 +478,14 @@ static const uint16_t *section_floor(const uint8_t *h) {
     return (const uint16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + section_size(h, SEC_FEATURES) -
                                             2u * b);
 }
+#endif
 
 static const uint16_t *section_gains(const uint8_t *h) {
+#if DIRECT_FLOOR
     uint32_t b = direct_h_n_features(h), floor_bytes = (direct_h_flags(h) & DIRECT_FLAG_FLOOR) != 0u ? 2u * b : 0u;
+#else
+    uint32_t b = direct_h_n_features(h), floor_bytes = 0u; /* open refused blobs with the floor */
+#endif
     if ((direct_h_flags(h) & DIRECT_FLAG_GAINS) == 0u) {
         return NULL;
     }
@@ -584,7 +596,9 @@ static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
     }
     m->weight_bound = bound;
     m->gains = section_gains(h);
+#if DIRECT_FLOOR
     m->var_floor = section_floor(h);
+#endif
 }
 
 direct_status direct_model_open(direct_model *m, const void *blob, uint32_t size) {

@@ -65,6 +65,17 @@ extern "C" {
 #define DIRECT_CLASSIFY 1
 #endif
 
+/*
+ * The ensemble's variance floor (MF §5.2, IS §5): with DIRECT_FLOOR 1 (the default) direct_predict adds it
+ * to the samples' variance. A build that predicts with direct_predict_exact only (whose moments carry the
+ * floor already) may define DIRECT_FLOOR 0: direct_model_open then rejects every blob with the floor
+ * (DIRECT_ERR_HEADER, as a format 1.3 reader does; export with --no-ensemble-floor) for about 200 bytes
+ * less flash on AVR.
+ */
+#ifndef DIRECT_FLOOR
+#define DIRECT_FLOOR 1
+#endif
+
 #define DIRECT_FORMAT_MAJOR 1u
 #define DIRECT_HEADER_SIZE 128u
 #define DIRECT_MIN_BLOB_SIZE 132u /* header + CRC (MF §1) */

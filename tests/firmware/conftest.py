@@ -110,9 +110,11 @@ def elf_size(tool: str, elf: Path) -> tuple[int, int]:
 
 
 def export_header(model: Path) -> Path:
-    """``direct-export --model MODEL --samples 8 model.h`` beside MODEL (the documented path); the .h."""
+    """``direct-export --model MODEL --samples 8 --no-ensemble-floor model.h`` beside MODEL (the documented
+    path: the examples call the exact mode, which carries the floor); the .h."""
     out = model.with_name("model.h")
-    done = run([cli("direct-export"), "--model", str(model), "--samples", "8", "-q", str(out)])
+    args = ["--model", str(model), "--samples", "8", "--no-ensemble-floor", "-q", str(out)]
+    done = run([cli("direct-export"), *args])
     assert done.returncode == 0, done.stderr
     return out
 

@@ -606,3 +606,19 @@ def test_neon_kernel_is_bit_exact_under_qemu(
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
     assert_same((got["mean"], got["var_f"], got["var_y"]), reference.predict(parse(data), q))
+
+
+def test_a_build_without_the_floor_refuses_floor_blobs_and_opens_the_rest(tmp_path):
+    """-DDIRECT_FLOOR=0 (direct.h, MF §5.2): direct_model_open says HEADER to a blob with the ensemble's
+    floor, as a 1.3 reader does, and predicts the others bit-exactly."""
+    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeUnavailable, build_library
+
+    try:
+        path = str(build_library(tmp_path / "libdirect_nofloor.so", (*PORTABLE_CFLAGS, "-DDIRECT_FLOOR=0")))
+    except NativeUnavailable as exc:
+        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+    with pytest.raises(BlobError, match="HEADER"):
+        NativeModel(synthetic_blob("rff", 3, 16, 4, seed=3, floor=True), library=path)
+    plain = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4")
+    q = random_inputs(np.random.default_rng(0), 200, 3)
+    assert_same(NativeModel(plain, library=path).predict(q), reference.predict(parse(plain), q))

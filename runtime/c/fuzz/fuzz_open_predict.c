@@ -30,10 +30,13 @@ static void exercise(const direct_model *m, const uint8_t *data, size_t size) {
                                : (int16_t)(uint16_t)((uint32_t)data[(2u * k) % size] |
                                                      ((uint32_t)data[(2u * k + 1u) % size] << 8));
         }
-        if (direct_predict(m, x, scratch, n, &p) != DIRECT_OK) {
+        /* a classifier's rows are logits: the regression calls refuse it (MF §11) */
+        if (direct_predict(m, x, scratch, n, &p) != (direct_n_classes(m) != 0u ? DIRECT_ERR_TASK : DIRECT_OK)) {
             abort();
         }
-        if (direct_predict_exact(m, x, scratch, n, &p) != (direct_has_exact(m) ? DIRECT_OK : DIRECT_ERR_NO_EXACT)) {
+        if (direct_predict_exact(m, x, scratch, n, &p) != (direct_n_classes(m) != 0u ? DIRECT_ERR_TASK
+                                                            : direct_has_exact(m)   ? DIRECT_OK
+                                                                                    : DIRECT_ERR_NO_EXACT)) {
             abort();
         }
         if (direct_classify(m, x, scratch, nc, &c) !=
