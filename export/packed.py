@@ -479,6 +479,32 @@ def _bits_of(levels: np.ndarray) -> int:
     raise ExportError(f"levels {lo}..{hi} do not fit {MAX_BITS} bits; retrain with bits <= {MAX_BITS}")
 
 
+def _integer_inputs(model, clip_range: tuple[np.ndarray, np.ndarray] | None) -> tuple:
+    """IS §2–§3 for a fitted model's feature map (regressor or classifier): (feature kind code, lo, hi,
+    input scale, zero point, feature parameters, Fφ).  The clipping range is ``clip_range`` (lo, hi) in
+    input units, or the model's training range (``input_min_``/``input_max_``, μ ± 8σ without them).
+    Raises ExportError for a clip range that is not finite with hi > lo."""
+    fmap = model.feature_map_
+    kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
+    if clip_range is None:
+        lo, hi = input_range(
+            fmap.input_offset,
+            fmap.input_scale,
+            getattr(model, "input_min_", None),
+            getattr(model, "input_max_", None),
+        )
+    else:
+        lo, hi = (
+            np.broadcast_to(np.asarray(v, dtype=np.float64), fmap.input_offset.shape) for v in clip_range
+        )
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+            raise ExportError("clip_range needs finite (low, high) with high > low for every input")
+    scale, zero = input_quantization(lo, hi)
+    a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
+    params, frac = _feature_params(kind, a, c, fmap.projection)
+    return kind, lo, hi, scale, zero, params, frac
+
+
 def _feature_params(kind: int, a: np.ndarray, c: np.ndarray, projection: np.ndarray | None):
     if kind == KIND_LINEAR:
         M, B, frac = linear_parameters(a, c)
@@ -557,23 +583,7 @@ def pack(
             f"the model's weights use {post.weight_grid.bits}-bit levels and the packed format holds at "
             f"most {MAX_BITS} (MF §6); retrain with bits <= {MAX_BITS}"
         )
-    kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
-    if clip_range is None:
-        lo, hi = input_range(
-            fmap.input_offset,
-            fmap.input_scale,
-            getattr(model, "input_min_", None),
-            getattr(model, "input_max_", None),
-        )
-    else:
-        lo, hi = (
-            np.broadcast_to(np.asarray(v, dtype=np.float64), fmap.input_offset.shape) for v in clip_range
-        )
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-            raise ExportError("clip_range needs finite (low, high) with high > low for every input")
-    scale, zero = input_quantization(lo, hi)
-    a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
-    params, frac = _feature_params(kind, a, c, fmap.projection)
+    kind, lo, hi, scale, zero, params, frac = _integer_inputs(model, clip_range)
     samples = post.sample(int(n_samples), seed=int(seed))
     levels = samples.levels.astype(np.int8)
     delta = float(post.weight_grid.scale)
@@ -657,18 +667,7 @@ def pack_classifier(
             f"the model's weights use {model.bits}-bit levels; the packed format holds at most 4"
         )
     fmap = model.feature_map_
-    kind = KIND_LINEAR if fmap.kind == "linear" else KIND_RFF
-    if clip_range is None:
-        lo, hi = input_range(fmap.input_offset, fmap.input_scale, model.input_min_, model.input_max_)
-    else:
-        lo, hi = (
-            np.broadcast_to(np.asarray(v, dtype=np.float64), fmap.input_offset.shape) for v in clip_range
-        )
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-            raise ExportError("clip_range needs finite (low, high) with high > low for every input")
-    scale, zero = input_quantization(lo, hi)
-    a, c = standardisation_coefficients(scale, zero, fmap.input_offset, fmap.input_scale)
-    params, frac = _feature_params(kind, a, c, fmap.projection)
+    kind, lo, hi, scale, zero, params, frac = _integer_inputs(model, clip_range)
     S = int(n_samples)
     levels = np.asarray(model.sample_levels_[:S], dtype=np.int8)  # (S, R, b)
     R, b = levels.shape[1], levels.shape[2]

@@ -647,10 +647,12 @@ def check_content(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     return dims
 
 
-def _check_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
-    kind = meta["feature_map"]["kind"]
+def _check_specs(specs, kind: str, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """§5/§8 step 2 for one table of :class:`ArraySpec`: presence for the feature ``kind``, dtype, number
+    of dimensions, each named dimension equal wherever it appears, and the values' rule.  Returns the
+    named dimensions' sizes.  Raises ModelFileError naming the array."""
     dims: dict[str, int] = {}
-    for spec in ARRAYS:
+    for spec in specs:
         arr = arrays.get(spec.name)
         where = f"array {spec.name!r}"
         if arr is None:
@@ -668,6 +670,12 @@ def _check_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
         finite = spec.values == "any" or bool(np.all(np.isfinite(arr)))
         if not (finite and test(arr)):
             raise _fail(where, f"must hold {says} values")
+    return dims
+
+
+def _check_arrays(meta: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    kind = meta["feature_map"]["kind"]
+    dims = _check_specs(ARRAYS, kind, arrays)
     _check_dimensions(meta, dims, kind)
     offset, scale = arrays["feature_map.input_offset"], arrays["feature_map.input_scale"]
     resolution = CONSTANT_ULPS * np.finfo(np.float64).eps * np.abs(offset)
@@ -986,26 +994,8 @@ def classifier_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     first; its ``predict_proba`` then works.  Raises ModelFileError."""
     CLASSIFIER_META.check(meta, "meta")
     kind = meta["feature_map"]["kind"]
-    dims: dict[str, int] = {}
     with np.errstate(all="ignore"):
-        for spec in CLASSIFIER_ARRAYS:
-            arr = arrays.get(spec.name)
-            where = f"array {spec.name!r}"
-            if arr is None:
-                if spec.required and kind in spec.kinds:
-                    raise _fail("the file", f"has no array {spec.name!r}")
-                continue
-            if kind not in spec.kinds:
-                raise _fail(where, f"does not belong to a {kind} feature map")
-            if arr.dtype.str != spec.dtype or arr.ndim != len(spec.dims):
-                raise _fail(where, f"must be {spec.dtype} with {len(spec.dims)} dimension(s) {spec.dims}")
-            for axis, (dim, size) in enumerate(zip(spec.dims, arr.shape, strict=True)):
-                if dims.setdefault(dim, size) != size:
-                    raise _fail(where, f"has {dim} = {size} on axis {axis}, other arrays {dims[dim]}")
-            test, says = VALUE_RULES[spec.values]
-            finite = spec.values == "any" or bool(np.all(np.isfinite(arr)))
-            if not (finite and test(arr)):
-                raise _fail(where, f"must hold {says} values")
+        dims = _check_specs(CLASSIFIER_ARRAYS, kind, arrays)
     labels, fitted = meta["classes"], meta["fitted"]
     d, b, K, S = dims["d"], dims["b"], dims["K"], dims["S"]
     levels = arrays["grid.levels"].astype(np.int64)
