@@ -62,9 +62,9 @@ def test_the_measurements_cover_the_grid_every_layout_and_name_their_command():
             (b, S, z) for b in (64, 256, 1024) for S in (1, 8, 32) for z in (0.0, 0.5, 0.9)
         }
         for key, rows in configs.items():
-            # grouped at b = 1024, S = 32, 0 % zeros does not fit the M0 image next to its float copy
+            # grouped and gap4 at b = 1024, S = 32, 0 % zeros do not fit the M0 image next to its float copy
             missing = {("M0", (1024, 32, 0.0))}
-            assert set(rows) == set(LAYOUTS) - ({"grouped"} if (core, key) in missing else set())
+            assert set(rows) == set(LAYOUTS) - ({"grouped", "gap4"} if (core, key) in missing else set())
 
 
 @pytest.mark.parametrize("target", layout_cost.TARGETS)
@@ -104,12 +104,16 @@ def test_auto_is_within_1_2x_of_the_fastest_measured_layout_everywhere(target):
 
 
 def test_a_budget_above_dense4_lets_auto_take_a_slightly_larger_faster_layout():
-    """b = 1024, S = 1, 50 % zeros: grouped is 40 bytes over dense4 and the fastest on Cortex-M4."""
-    rows = by_config("M4")[(1024, 1, 0.5)]
+    """b = 1024, S = 1, 50 % zeros: grouped is 40 bytes over dense4 and the fastest on Cortex-M0 (on the
+    M4 the single-sample dense4 loop is the fastest there, and auto keeps it under either budget)."""
+    rows = by_config("M0")[(1024, 1, 0.5)]
     levels = benchmark_levels(1024, 1, 0.5)
-    assert auto_choice(levels, "speed", "cortex-m4") == "dense4"
-    code, data = packed.encode_samples(levels, "auto", "speed", "cortex-m4", max_bytes=600)
+    assert auto_choice(levels, "speed", "cortex-m0") == "dense4"
+    code, data = packed.encode_samples(levels, "auto", "speed", "cortex-m0", max_bytes=600)
     assert LAYOUT_NAMES[code] == "grouped" == min(rows, key=lambda n: ensemble(rows[n]))
+    m4 = by_config("M4")[(1024, 1, 0.5)]
+    code, data = packed.encode_samples(levels, "auto", "speed", "cortex-m4", max_bytes=600)
+    assert LAYOUT_NAMES[code] == "dense4" == min(m4, key=lambda n: ensemble(m4[n]))
 
 
 def test_the_choice_test_fails_a_bad_pick():
