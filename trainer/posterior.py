@@ -17,19 +17,21 @@ from direct_edge.trainer.grid import WeightGrid
 GRID_ROUNDING_VARIANCE = 1.0 / 12.0
 
 
-def rounding_floor(grid: np.ndarray, conjugate_var: np.ndarray) -> np.ndarray:
+def rounding_floor(
+    grid: np.ndarray, conjugate_var: np.ndarray, offset: np.ndarray | float = 0.0
+) -> np.ndarray:
     """The predictive variance floor (b,) of each weight (docs/trainer.md §7): the variance of a
-    uniform error over one grid cell, step_i² / 12, but never more than the weight's variance under
-    the conjugate Gaussian posterior on the same statistics (``conjugate_var`` (b,),
-    :func:`direct_edge.trainer.evidence.conjugate_posterior`), since a weight the data pin exactly to
-    a level (a constant target's zero weights) loses nothing by rounding.  ``grid``: (b, m) weight
-    values (uniform steps; for a non-uniform row, its mean step)."""
+    uniform error over one grid cell, step_i² / 12, but never more than the weight's mean squared
+    error under the conjugate Gaussian posterior on the same statistics, ``conjugate_var`` + ``offset``²
+    (its variance Σ_ii and the distance of q's mean from its mean, (b,) each,
+    :func:`direct_edge.trainer.evidence.conjugate_posterior`): a weight the data pin exactly to a level
+    (a constant target's zero weights) loses nothing by rounding.  ``grid``: (b, m) weight values
+    (uniform steps; for a non-uniform row, its mean step)."""
     grid = np.asarray(grid, dtype=np.float64)
     m = grid.shape[1]
     step = (grid[:, -1] - grid[:, 0]) / max(m - 1, 1)
-    return np.minimum(
-        step**2 * GRID_ROUNDING_VARIANCE, np.maximum(np.asarray(conjugate_var, dtype=np.float64), 0.0)
-    )
+    mse = np.maximum(np.asarray(conjugate_var, dtype=np.float64), 0.0) + np.square(offset)
+    return np.minimum(step**2 * GRID_ROUNDING_VARIANCE, mse)
 
 
 def sample_indices(

@@ -554,7 +554,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.posterior_ = glm.posterior()
         # docs/trainer.md §7: the predictive variance floor, from the conjugate posterior on the same
         # statistics (computed for per-feature grids anyway; one O(b³) step otherwise).
-        self.posterior_.variance_floor = rounding_floor(self.posterior_.grid, self._conjugate(stats).var)
+        conjugate = self._conjugate(stats)
+        offset = conjugate.mean - self.posterior_.weight_moments()[0]
+        self.posterior_.variance_floor = rounding_floor(self.posterior_.grid, conjugate.var, offset)
         self.y_offset_, self.y_scale_ = units.y_offset, units.y_scale
         if ell is None:
             self.lengthscale_ = None

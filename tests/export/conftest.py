@@ -63,5 +63,7 @@ def gained_regressor(n_features: int = 32, kind: str = "rff"):
     glm.fit(200)
     model.posterior_ = glm.posterior()
     # as the trainer sets it (docs/trainer.md §7)
-    model.posterior_.variance_floor = rounding_floor(model.posterior_.grid, conjugate_posterior(stats).var)
+    conjugate = conjugate_posterior(stats)
+    offset = conjugate.mean - model.posterior_.weight_moments()[0]
+    model.posterior_.variance_floor = rounding_floor(model.posterior_.grid, conjugate.var, offset)
     return model, X

@@ -263,6 +263,11 @@ def test_the_floor_is_a_cell_of_the_grid_capped_by_the_conjugate_variance():
     step = 0.3 * grid.gains
     conjugate = np.array([1.0, 0.0, 1e-4, 1.0])
     np.testing.assert_allclose(rounding_floor(values, conjugate), [0.09 / 12, 0.0, 1e-4, step[3] ** 2 / 12])
+    # The distance of q's mean from the conjugate mean counts as error too (variance + offset²).
+    offset = np.array([0.0, 0.03, 0.01, 0.0])
+    np.testing.assert_allclose(
+        rounding_floor(values, conjugate, offset), [0.09 / 12, 0.0009, 2e-4, step[3] ** 2 / 12]
+    )
     # A weight pinned exactly (a constant target's zero weights: conjugate variance 0) gets no floor.
     np.testing.assert_array_equal(rounding_floor(values, np.zeros(4)), 0.0)
     # Without a floor (files written before it), the predictive moments are q's own.
