@@ -467,7 +467,6 @@ static direct_status check_inputs(const uint8_t *h) {
     return DIRECT_OK;
 }
 
-/* MF §5.1: the b u16 gains end the feature section (flag bit 1); NULL without them. */
 /* MF §5.1–§5.2: the feature section ends with the gains (flag bit 1), then the floors (flag bit 2). */
 #if DIRECT_FLOOR
 static const uint16_t *section_floor(const uint8_t *h) {
