@@ -70,31 +70,33 @@ def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.n
     return X, np.any((X < lo) | (X > hi), axis=1)
 
 
-def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
-    """The float64 per-sample predictions (n, S) in target units of the blob's samples at inputs ``X``
-    (n, d): float inputs are in input units; int16 inputs are IS §2's q, dequantised first.  What the
-    exports are compared with."""
+def _float64_features(model, blob: Blob, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The trainer's float64 features Φ (n, b) at inputs ``X`` (n, d) (float inputs in input units; int16
+    inputs are IS §2's q, dequantised first) and each weight's level step Δ·g_i (b,) in standardised
+    target units (IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains)."""
     X = np.asarray(X)
     if X.dtype == np.int16:
         X = reference.dequantize_inputs(blob, X)
     Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
-    weights = blob.levels.astype(np.float64) * model.grid_scale_
-    if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
-        weights = weights * (blob.gains / 32768.0)
-    return Phi @ weights.T * model.y_scale_ + model.y_offset_
+    step = model.grid_scale_ * (np.ones(Phi.shape[1]) if blob.gains is None else blob.gains / 32768.0)
+    return Phi, step
+
+
+def float64_samples(model, blob: Blob, X: np.ndarray) -> np.ndarray:
+    """The float64 per-sample predictions (n, S) in target units of the blob's samples at inputs ``X``
+    (n, d): float inputs are in input units; int16 inputs are IS §2's q, dequantised first.  What the
+    exports are compared with."""
+    Phi, step = _float64_features(model, blob, X)
+    return Phi @ (blob.levels.astype(np.float64) * step).T * model.y_scale_ + model.y_offset_
 
 
 def float64_floor(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     """IS §5's rounding floor in float64 (n,), target units², at inputs ``X`` as in :func:`float64_samples`:
     Σ_i φ_i²·(eq_i·2^-10)·(Δ·g_i·y_scale)², the blob's own floors (zeros for a blob without them)."""
-    X = np.asarray(X)
-    if X.dtype == np.int16:
-        X = reference.dequantize_inputs(blob, X)
     if blob.floor is None:
         return np.zeros(len(X))
-    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
-    step = model.grid_scale_ * (1.0 if blob.gains is None else blob.gains / 32768.0) * model.y_scale_
-    return (Phi * Phi) @ (blob.floor / 1024.0 * step**2)
+    Phi, step = _float64_features(model, blob, X)
+    return (Phi * Phi) @ (blob.floor / 1024.0 * (step * model.y_scale_) ** 2)
 
 
 def float64_class_probabilities(model, blob: Blob, X: np.ndarray) -> np.ndarray:
@@ -102,15 +104,10 @@ def float64_class_probabilities(model, blob: Blob, X: np.ndarray) -> np.ndarray:
     blob's own samples (the N = S·R weight rows, MF §11) at inputs ``X`` (n, d), through the trainer's
     float64 feature map; int16 inputs are IS §2's q, dequantised first.  ``model``: the
     DirectClassifier the blob was packed from."""
-    X = np.asarray(X)
-    if X.dtype == np.int16:
-        X = reference.dequantize_inputs(blob, X)
-    Phi = model.feature_map_.transform(np.asarray(X, dtype=np.float64))
-    weights = blob.levels.astype(np.float64) * model.grid_scale_
-    if blob.gains is not None:  # IS §3.4: g_i = G_i·2^-15 exactly, the trainer's gains
-        weights = weights * (blob.gains / 32768.0)
+    Phi, step = _float64_features(model, blob, X)
+    weights = blob.levels.astype(np.float64) * step
     R = 1 if blob.classes == 2 else blob.classes
-    z = (Phi @ weights.T).reshape(X.shape[0], -1, R)
+    z = (Phi @ weights.T).reshape(Phi.shape[0], -1, R)
     if R == 1:  # the logistic model: σ(z) = softmax(0, z)
         z = np.concatenate([np.zeros_like(z), z], axis=2)
     e = np.exp(z - z.max(axis=2, keepdims=True))
