@@ -323,6 +323,27 @@ def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx
     )
 
 
+def _float_weights(g: _Graph, blob: Blob, feats: FloatFeatures) -> tuple[str, np.ndarray]:
+    """The blob's weight rows as a float32 (b', N) graph value (the INT4 levels Cast and scaled by
+    ``feats.unit`` and the gains, constants onnxruntime folds) and the per-row bias (N,) float64: a linear
+    model's constant feature φ̃ = [z, 1] contributes a per-row constant, added after the MatMul."""
+    levels = blob.levels.astype(np.int64)  # (N, b)
+    gains = gain_values(blob)
+    bias = np.zeros(levels.shape[0])
+    if feats.kind == KIND_LINEAR:
+        bias = bias + feats.unit * gains[-1] * levels[:, -1]
+        levels, gains = levels[:, :-1], gains[:-1]
+    weights = g.op(
+        "Mul",
+        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
+        g.const(feats.unit, np.float32, "unit"),
+        hint="weights",
+    )
+    if blob.gains is not None:
+        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
+    return weights, bias
+
+
 def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> onnx.ModelProto:
     """The float graph: x float64 (n, d) in input units -> mean, variance float64 (n,) in target units
     [, samples float64 (n, S)].
@@ -339,22 +360,8 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     """
     g = _Graph()
     S, d = blob.n_samples, blob.n_inputs
-    levels = blob.levels.astype(np.int64)  # (S, b)
-    gains = gain_values(blob)
-    bias = np.zeros(S)
     phi = _float_features(g, feats)
-    if feats.kind == KIND_LINEAR:
-        # φ̃ = [z, 1]: the constant feature's contribution is a per-sample constant, added after MatMul.
-        bias = bias + feats.unit * gains[-1] * levels[:, -1]
-        levels, gains = levels[:, :-1], gains[:-1]
-    weights = g.op(
-        "Mul",
-        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
-        g.const(feats.unit, np.float32, "unit"),
-        hint="weights",
-    )
-    if blob.gains is not None:
-        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
+    weights, bias = _float_weights(g, blob, feats)
     centred = g.op("MatMul", phi, weights, hint="centred")  # (n, S) float32, without y_offset
     if np.any(bias):
         centred = g.op("Add", centred, g.const(bias, np.float32, "bias"))
@@ -414,21 +421,8 @@ def float_classifier_model(blob: Blob, feats: FloatFeatures) -> onnx.ModelProto:
     g = _Graph()
     C, d = blob.classes, blob.n_inputs
     R = 1 if C == 2 else C
-    levels = blob.levels.astype(np.int64)  # (N, b)
-    gains = gain_values(blob)
-    bias = np.zeros(levels.shape[0])
     phi = _float_features(g, feats)
-    if feats.kind == KIND_LINEAR:
-        bias = bias + feats.unit * gains[-1] * levels[:, -1]
-        levels, gains = levels[:, :-1], gains[:-1]
-    weights = g.op(
-        "Mul",
-        g.op("Cast", g.const(_int4(levels.T), ml_dtypes.int4, "levels"), to=TensorProto.FLOAT),
-        g.const(feats.unit, np.float32, "unit"),
-        hint="weights",
-    )
-    if blob.gains is not None:
-        weights = g.op("Mul", weights, g.const(gains[:, None], np.float32, "gains"), hint="gained_weights")
+    weights, bias = _float_weights(g, blob, feats)
     z = g.op("MatMul", phi, weights, hint="logits")  # (n, N) float32
     if np.any(bias):
         z = g.op("Add", z, g.const(bias, np.float32, "bias"))
