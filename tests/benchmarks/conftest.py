@@ -34,3 +34,9 @@ brute = load_module("_trainer_test_oracles", ROOT / "tests" / "trainer" / "conft
 def baselines() -> ModuleType:
     """benchmarks/baselines.py."""
     return load_module("baselines", ROOT / "benchmarks" / "baselines.py")
+
+
+@pytest.fixture(scope="session")
+def classification_benchmark() -> ModuleType:
+    """benchmarks/classification_benchmark.py."""
+    return load_module("classification_benchmark", ROOT / "benchmarks" / "classification_benchmark.py")
