@@ -39,8 +39,8 @@ four, so one yardstick for all), test accuracy, log loss and fit time.
 
     python benchmarks/classification_benchmark.py --bounds --json classification-results.json
 
-Without ``--bounds`` it runs only the default fits and the two regressions (docs/benchmarks.md,
-Classification, gives the times).
+Without ``--bounds`` it runs only the default fits, the two regressions and the GPC anchor
+(docs/benchmarks.md, Classification, gives the times).
 """
 
 from __future__ import annotations
