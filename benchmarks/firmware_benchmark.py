@@ -271,7 +271,9 @@ def classification_rows(
         try:
             elf = build_classify(work, target)
         except RuntimeError as e:  # e.g. a blob above AVR's 32 KB object limit
-            why = [line for line in str(e).splitlines() if "error" in line][:1] or ["?"]
+            why = [line.split("error: ")[-1] for line in str(e).splitlines() if "error: " in line][:1] or [
+                "?"
+            ]
             print(f"{target} C={C:2d} R={R:2d} b={b:5d} S={S:2d}: not built ({why[0].strip()})", flush=True)
             continue
         r, outs = run_classify(elf, target)
