@@ -1,8 +1,9 @@
 """Instructions per prediction on Cortex-M0 and Cortex-M4 under ``qemu-system-arm -icount shift=0``.
 
     .venv/bin/python benchmarks/firmware_benchmark.py [--quick] [--json out.json]
+    .venv/bin/python benchmarks/firmware_benchmark.py --parts classification   # the classifiers alone
     .venv/bin/python benchmarks/firmware_benchmark.py --cores M0 M4 x86 --layout dense4 bitmap4 grouped gap4 \
-        --cmsis-nn '' --json layout_costs.json     # the counts export/layout_cost.py is fitted on
+        --cmsis-nn '' --parts regression --json layout_costs.json  # what export/layout_cost.py is fitted on
 
 For b in {64, 256, 1024}, S in {1, 8, 32} and 0 / 50 / 90 % zero levels, a synthetic rff model
 (export/packed.py ``synthetic_blob``, d = 8 inputs, each --layout; auto: the exporter's default choice,
@@ -19,6 +20,16 @@ CMSIS-NN as a measured peer: unless --cmsis-nn is given an empty string, CMSIS-N
 image with the same flags, and the same S x b layer runs through arm_fully_connected_s8 (int8 weights,
 int8 input) and arm_fully_connected_s4 (the same levels packed two per byte), batch 1. Its rows are per
 multiply-accumulate (S·b); "ours/s8" is this product's per-nonzero cost over CMSIS-NN s8's per MAC.
+
+Classification (--parts classification; both parts by default): synthetic classifiers
+(export/packed.py ``synthetic_classifier_blob``, rff, d = 8, 50 % zero levels, dense4) of C = 2 classes
+(R = 1 logit row per sample) and C = 10 (R = 10) at b in {64, 256} and S in {1, 8, 32}, compiled into
+firmware_examples/classify/bench.c (gcc -O2) for M0 and M4 as above, and for an ATmega2560 under simavr
+(--cores AVR; CPU cycles by Timer1, not instructions). Per prediction: direct_classify in all, the feature
+map alone, the library's dense4 row loop over the S·R rows alone ("dots", also per multiply-accumulate,
+S·R·b), and the rest (softmax, entropies, mutual information: classify - features - dots). Each device
+output (label, probabilities, entropies, mutual information) of 4 input rows is checked bit for bit
+against runtime/classify.py; a mismatch makes the script exit 1.
 """
 
 from __future__ import annotations
@@ -37,11 +48,13 @@ import numpy as np
 
 from direct_edge.export.c_header import render
 from direct_edge.export.layout_cost import level_stats
-from direct_edge.export.packed import synthetic_blob
+from direct_edge.export.packed import synthetic_blob, synthetic_classifier_blob
+from direct_edge.runtime import classify
 from direct_edge.runtime.blob import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "firmware_examples" / "cortex-m"
+CLASSIFY = ROOT / "firmware_examples" / "classify"
 RUNTIME = ROOT / "runtime" / "c"
 TARGETS = {
     "M0": ("microbit", "m0-microbit.ld", ["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"]),
@@ -51,7 +64,9 @@ TARGETS = {
         ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
     ),
 }
+AVR_MCU = "atmega2560"
 D = 8
+CLASSIFY_ROWS = 4  # input rows per classifier image, each checked against the reference
 CMSIS_DEFAULT = ROOT.parent / "shared" / "peers" / "cmsis-nn"
 CMSIS_SOURCES = [
     "Source/FullyConnectedFunctions/arm_fully_connected_s8.c",
@@ -122,7 +137,8 @@ def build(work: Path, target: str, cmsis: Path | None = None) -> Path:
     return elf
 
 
-def run(elf: Path, target: str) -> dict[str, int]:
+def qemu(elf: Path, target: str) -> str:
+    """What the image prints under qemu-system-arm -icount shift=0 (semihosting)."""
     machine = TARGETS[target][0]
     done = subprocess.run(
         ["qemu-system-arm", "-M", machine, "-icount", "shift=0", "-display", "none", "-monitor", "none",
@@ -131,7 +147,11 @@ def run(elf: Path, target: str) -> dict[str, int]:
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"{elf} exited with {done.returncode}: {done.stdout} {done.stderr}")
-    return {k: int(v) for k, v in re.findall(r"^(\w+) (-?\d+)$", done.stdout, re.M)}
+    return done.stdout
+
+
+def run(elf: Path, target: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"^(\w+) (-?\d+)$", qemu(elf, target), re.M)}
 
 
 def runtime_code_bytes(target: str, work: Path) -> int:
@@ -172,6 +192,111 @@ def host_row(work: Path, data: bytes, blob, zeros: float) -> dict:
     return row
 
 
+def classify_header(blob_bytes: bytes, reps: int, seed: int) -> tuple[str, np.ndarray]:
+    """bench_classify.h for firmware_examples/classify/bench.c and its CLASSIFY_ROWS int16 input rows."""
+    blob = parse(blob_bytes)
+    x = np.random.default_rng(seed).integers(-32768, 32768, (CLASSIFY_ROWS, blob.n_inputs)).astype(np.int16)
+    header = (
+        render(blob_bytes, "model")
+        + f"\n#define BENCH_D {blob.n_inputs}u\n#define BENCH_ROWS {CLASSIFY_ROWS}u\n"
+        + f"#define BENCH_REPS {reps}u\n"
+        + _array("int16_t", "bench_x", x.ravel())
+    )
+    return header, x
+
+
+def build_classify(work: Path, target: str) -> Path:
+    """firmware_examples/classify/bench.c (which includes direct_classify.c) for M0, M4 or AVR, -O2."""
+    elf = work / f"classify_{target}.elf"
+    sources = [str(CLASSIFY / "bench.c"), str(RUNTIME / "direct.c"), str(RUNTIME / "direct_predict.c")]
+    common = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffunction-sections",
+              "-fdata-sections", f"-I{RUNTIME}", f"-I{work}"]  # fmt: skip
+    if target == "AVR":
+        args = ["avr-gcc", *common, f"-mmcu={AVR_MCU}", "-DF_CPU=16000000UL", *sources, "-Wl,--gc-sections"]
+    else:
+        _, lds, cpu = TARGETS[target]
+        args = [
+            "arm-none-eabi-gcc", *common, *cpu, *sources, str(EXAMPLE / "startup.c"), "--specs=nano.specs",
+            "--specs=rdimon.specs", "-nostartfiles", "-Wl,--gc-sections", f"-L{EXAMPLE}", f"-T{lds}",
+        ]  # fmt: skip
+    done = subprocess.run([*args, "-o", str(elf)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"build failed:\n{done.stderr}")
+    return elf
+
+
+def run_classify(elf: Path, target: str) -> tuple[dict[str, int], list[list[int]]]:
+    """The counts bench.c prints and its "out" rows (row index first)."""
+    if target == "AVR":
+        done = subprocess.run(
+            ["simavr", "-m", AVR_MCU, "-f", "16000000", str(elf)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).replace("\r", "")
+        # simavr's UART echo ends a line with ".." or "."
+        text = "\n".join(line.strip().removesuffix("..").removesuffix(".") for line in text.splitlines())
+        if "model_struct" not in text:
+            raise RuntimeError(f"{elf} under simavr: {text[-2000:]}")
+    else:
+        text = qemu(elf, target)
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+) (-?\d+)$", text, re.M)}
+    outs = [[int(v) for v in m.split()] for m in re.findall(r"^out ([\d ]+)$", text, re.M)]
+    return counts, outs
+
+
+def expected_outputs(blob, x: np.ndarray) -> list[list[int]]:
+    """runtime/classify.py's outputs in bench.c's "out" order: row, label, p̄, H, E[H], MI."""
+    ref = classify.classify(blob, x)
+    return [
+        [i, int(ref["label"][i]), *(int(v) for v in ref["proba"][i]), int(ref["entropy"][i]),
+         int(ref["expected_entropy"][i]), int(ref["mutual_info"][i])]
+        for i in range(len(x))
+    ]  # fmt: skip
+
+
+def classification_rows(
+    work: Path, cores: list[str], bs: list[int], Ss: list[int], classes: list[int]
+) -> tuple[list[dict], bool]:
+    """The classification part: one image per (core, C, b, S); (rows, every device output bit-exact)."""
+    rows, exact = [], True
+    for target, C, b, S in itertools.product(cores, classes, bs, Ss):
+        data = synthetic_classifier_blob("rff", D, b, S, classes=C, seed=b + S + C)
+        blob = parse(data)
+        R = blob.n_samples // S
+        macs = S * R * b
+        reps = int(np.clip(2_000_000 // (CLASSIFY_ROWS * (macs + 50 * b)), 1, 50))
+        header, x = classify_header(data, reps, b + S)
+        (work / "bench_classify.h").write_text(header)
+        unit = "cycles" if target == "AVR" else "instructions"
+        try:
+            elf = build_classify(work, target)
+        except RuntimeError as e:  # e.g. a blob above AVR's 32 KB object limit
+            why = [line.split("error: ")[-1] for line in str(e).splitlines() if "error: " in line][:1] or [
+                "?"
+            ]
+            print(f"{target} C={C:2d} R={R:2d} b={b:5d} S={S:2d}: not built ({why[0].strip()})", flush=True)
+            continue
+        r, outs = run_classify(elf, target)
+        same = outs == expected_outputs(blob, x)
+        exact &= same
+        rest = r["classify"] - r["features"] - r["dots"]
+        row = {
+            "target": target, "unit": unit, "classes": C, "R": R, "b": b, "S": S,
+            "classify": r["classify"], "features": r["features"], "dots": r["dots"], "rest": rest,
+            "dots_per_mac": r["dots"] / macs, "rest_per_sample": rest / S, "blob_bytes": len(data),
+            "scratch_bytes": (2 * (b + b % 2) + 7) // 8 * 8 + 16 * C, "exact": same,
+        }  # fmt: skip
+        rows.append(row)
+        print(
+            f"{target} C={C:2d} R={R:2d} b={b:5d} S={S:2d} {unit} per prediction: classify "
+            f"{row['classify']:9d} features {row['features']:7d} dots {row['dots']:9d} "
+            f"({row['dots_per_mac']:5.2f}/MAC) rest {rest:7d} ({row['rest_per_sample']:6.0f}/sample) "
+            f"blob {len(data)} {'bit-exact' if same else 'MISMATCH with runtime/classify.py'}",
+            flush=True,
+        )
+    return rows, exact
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="b = 256 and S = 8 only")
@@ -183,13 +308,27 @@ def main(argv: list[str] | None = None) -> int:
         help="sample layouts (MF §6), each measured on every configuration [auto: the exporter's choice]",
     )
     ap.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["regression", "classification"],
+        default=["regression", "classification"],
+        help="what to measure [both]: direct_predict, or direct_classify (classification)",
+    )
+    ap.add_argument(
         "--cores",
         nargs="+",
-        choices=[*TARGETS, "x86"],
-        default=list(TARGETS),
-        help="cores [M0 M4]; x86: this host's portable -O2 build under callgrind (instructions only)",
+        choices=[*TARGETS, "x86", "AVR"],
+        help="cores [regression: M0 M4; classification: M0 M4 AVR]; x86: this host's portable -O2 build "
+        "under callgrind (regression, instructions only); AVR: ATmega2560 under simavr (classification, "
+        "cycles); each part runs the ones it has",
     )
-    ap.add_argument("--b", type=int, nargs="+", help="feature counts (default 64 256 1024; --quick 256)")
+    ap.add_argument(
+        "--b",
+        type=int,
+        nargs="+",
+        help="feature counts (default 64 256 1024, classification 64 256; --quick 256)",
+    )
+    ap.add_argument("--classes", type=int, nargs="+", default=[2, 10], help="classifier class counts [2 10]")
     ap.add_argument("--S", type=int, nargs="+", help="sample counts (default 1 8 32; --quick 8)")
     ap.add_argument("--zeros", type=float, nargs="+", default=[0.0, 0.5, 0.9], help="shares of zero levels")
     ap.add_argument(
@@ -204,11 +343,16 @@ def main(argv: list[str] | None = None) -> int:
         cmsis = None
     bs, Ss = ((256,), (8,)) if args.quick else ((64, 256, 1024), (1, 8, 32))
     bs, Ss = args.b or bs, args.S or Ss
-    rows = []
+    cores = [t for t in args.cores or TARGETS if t != "AVR"] if "regression" in args.parts else []
+    rows, c_rows, code, exact = [], [], {}, True
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        code = {t: runtime_code_bytes(t, work) for t in args.cores if t in TARGETS}
-        for target, b, S, zeros, layout in itertools.product(args.cores, bs, Ss, args.zeros, args.layout):
+        if "classification" in args.parts:
+            c_cores = [t for t in args.cores or [*TARGETS, "AVR"] if t != "x86"]
+            c_bs = args.b or ((256,) if args.quick else (64, 256))
+            c_rows, exact = classification_rows(work, c_cores, c_bs, Ss, args.classes)
+        code = {t: runtime_code_bytes(t, work) for t in cores if t in TARGETS}
+        for target, b, S, zeros, layout in itertools.product(cores, bs, Ss, args.zeros, args.layout):
             data = synthetic_blob("rff", D, b, S, zeros=zeros, seed=b + S, exact=False, layout=layout)
             blob = parse(data)
             if target == "x86":
@@ -262,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.json:
-        Path(args.json).write_text(json.dumps({"runtime_code_bytes": code, "rows": rows}, indent=1))
-    return 0
+        result = {"runtime_code_bytes": code, "rows": rows, "classification": c_rows}
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":

@@ -651,8 +651,6 @@ def pack_classifier(
         from direct_edge.trainer.model_file import load_model
 
         model = load_model(model)
-    from direct_edge.runtime.classify import logit_parameters
-
     available = model.sample_levels_.shape[0]
     if not 1 <= int(n_samples) <= min(available, bounds.CLASSIFIER_SAMPLES_MAX):
         raise ExportError(
@@ -668,22 +666,60 @@ def pack_classifier(
         )
     fmap = model.feature_map_
     kind, lo, hi, scale, zero, params, frac = _integer_inputs(model, clip_range)
-    S = int(n_samples)
-    levels = np.asarray(model.sample_levels_[:S], dtype=np.int8)  # (S, R, b)
-    R, b = levels.shape[1], levels.shape[2]
-    assert R == bounds.logit_rows(C)
+    levels = np.asarray(model.sample_levels_[: int(n_samples)], dtype=np.int8)  # (S, R, b)
+    gains = model.grid_gains_
+    meta = {
+        "grid_scale": float(model.grid_scale_),
+        "features": fmap.kind,
+        "input_low": lo.tolist(),
+        "input_high": hi.tolist(),
+        "summary": getattr(model, "summary_", {}) or {},
+    }
+    return _classifier_blob(
+        kind,
+        (scale, zero, params, frac),
+        levels,
+        float(model.grid_scale_) * float(fmap.amplitude),
+        int(model.bits),
+        None if np.all(gains == 1.0) else gain_integers(gains),
+        [x.item() if isinstance(x, np.generic) else x for x in model.classes_],
+        meta,
+        model_schema(model, lo, hi) if schema else None,
+    )
+
+
+def _classifier_blob(
+    kind: int,
+    inputs: tuple,
+    levels: np.ndarray,
+    step: float,
+    bits: int,
+    gains: np.ndarray | None,
+    labels: list,
+    meta: dict,
+    schema: input_schema.Schema | None,
+) -> bytes:
+    """MF §11 bytes of a classifier: the feature map ``inputs`` = (input scale, zero point, feature
+    parameters, Fφ) of feature ``kind``; ``levels`` (S, R, b), S posterior samples of R logit rows,
+    stored as S·R dense4 rows; ``step`` the real logit (nats) per unit of level times feature;
+    ``bits`` the level width at least (MF §2); integer feature ``gains`` (MF §5.1) or None; the class
+    ``labels`` and the model's own ``meta`` entries (task, labels, samples and sparsity are added)."""
+    from direct_edge.runtime.classify import logit_parameters
+
+    scale, zero, params, frac = inputs
+
+    S, R, b = levels.shape
+    assert R == bounds.logit_rows(len(labels))
     rows = levels.reshape(S * R, b)  # MF §11: row s·R + k
     if S * R > 65535:
         raise ExportError(f"S·R = {S * R} weight rows exceed the header's 65535; use fewer samples")
     out = output_parameters(rows)  # the pre-shift r for N = S·R rows (IS §9)
     per_sample = output_parameters_for(S, 0)  # M1, s1 (and M2, s2) of IS §5 for S samples (IS §10.3)
-    lam = float(model.grid_scale_) * float(fmap.amplitude) * 2.0 ** (out["r"] - frac)  # IS §10.1
+    lam = step * 2.0 ** (out["r"] - frac)  # IS §10.1
     try:
         mz, sz = logit_parameters(lam)
     except ValueError as exc:
         raise ExportError(f"{exc}; retrain with the grid scale chosen by the ELBO") from None
-    gains = model.grid_gains_
-    G = None if np.all(gains == 1.0) else gain_integers(gains)
     M, B = params
     if kind == KIND_LINEAR:
         feature_bytes = np.stack([M, B], axis=1).astype("<i4").tobytes()
@@ -692,10 +728,9 @@ def pack_classifier(
         feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
         table = sine_table().astype("<i2").tobytes()
     flags = 0
-    if G is not None:
-        feature_bytes += G.astype("<u2").tobytes()
+    if gains is not None:
+        feature_bytes += gains.astype("<u2").tobytes()
         flags |= FLAG_GAINS
-    labels = [x.item() if isinstance(x, np.generic) else x for x in model.classes_]
     meta = {
         "producer": "direct-edge",
         "spec": "integer-spec 1",
@@ -703,18 +738,13 @@ def pack_classifier(
         "classes": labels,
         "samples": S,
         "sparsity": float(np.mean(levels == 0)),
-        "grid_scale": float(model.grid_scale_),
-        "features": fmap.kind,
-        "input_low": lo.tolist(),
-        "input_high": hi.tolist(),
-        "summary": getattr(model, "summary_", {}) or {},
+        **meta,
     }
-    the_schema = model_schema(model, lo, hi) if schema else None
     blob = frame(
         {
             "kind": kind,
             "layout": LAYOUT_DENSE4,
-            "bits": max(_bits_of(levels), int(model.bits)),
+            "bits": max(_bits_of(levels), bits),
             "flags": flags,
             "n_inputs": len(scale),
             "n_features": b,
@@ -725,7 +755,7 @@ def pack_classifier(
             "s1": per_sample["s1"],
             "s2": per_sample["s2"],
             "m2": per_sample["m2"],
-            "classes": C,
+            "classes": len(labels),
             "logit_shift": sz,
             "logit_mult": mz,
             "noise_q": 0,
@@ -740,11 +770,38 @@ def pack_classifier(
             encode_dense4(rows),
             b"",
             json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8"),
-            b"" if the_schema is None else input_schema.encode(the_schema),
+            b"" if schema is None else input_schema.encode(schema),
         ],
     )
     parse(blob)  # the exporter never emits what the readers reject
     return blob
+
+
+def _synthetic_inputs(rng: np.random.Generator, kind: str, d: int, b: int) -> tuple:
+    """Random inputs (offset, spread, range) and a ``kind`` "linear" (b = d + 1) or "rff" (b even)
+    feature map of d inputs for the synthetic blobs: (kind code, lo, hi, input scale, zero point,
+    feature parameters, Fφ), as :func:`_integer_inputs` gives them for a fitted model."""
+    code = KIND_LINEAR if kind == "linear" else KIND_RFF
+    if code == KIND_LINEAR and b != d + 1:
+        raise ValueError("linear models have b = d + 1")
+    offset = rng.normal(0.0, 3.0, d)
+    sd = rng.uniform(0.2, 5.0, d)
+    spread = rng.uniform(0.5, 6.0, (2, d)) * sd
+    lo, hi = input_range(offset, sd, offset - spread[0], offset + spread[1])
+    scale, zero = input_quantization(lo, hi)
+    a, c = standardisation_coefficients(scale, zero, offset, sd)
+    projection = rng.standard_normal((d, b // 2)) / rng.uniform(0.3, 3.0) if code == KIND_RFF else None
+    params, frac = _feature_params(code, a, c, projection)
+    return code, lo, hi, scale, zero, params, frac
+
+
+def _synthetic_levels(rng: np.random.Generator, shape: tuple, bits: int, zeros: float) -> np.ndarray:
+    """Random ``bits``-bit levels (int8) of ``shape``, nonzero uniformly, a share ``zeros`` set to 0."""
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    nonzero_levels = np.array([v for v in range(low, high + 1) if v != 0])
+    levels = rng.choice(nonzero_levels, size=shape).astype(np.int8)
+    levels[rng.random(shape) < zeros] = 0
+    return levels
 
 
 def synthetic_blob(
@@ -770,21 +827,9 @@ def synthetic_blob(
     [1, 32768], both ends included.  ``floor``: random ensemble variance floors (IS §5, MF §5.2)
     spanning the u16 range, 0 and 65535 included."""
     rng = np.random.default_rng(seed)
-    code = KIND_LINEAR if kind == "linear" else KIND_RFF
-    if code == KIND_LINEAR and b != d + 1:
-        raise ValueError("linear models have b = d + 1")
-    offset = rng.normal(0.0, 3.0, d)
-    sd = rng.uniform(0.2, 5.0, d)
-    spread = rng.uniform(0.5, 6.0, (2, d)) * sd
-    lo, hi = input_range(offset, sd, offset - spread[0], offset + spread[1])
-    scale, zero = input_quantization(lo, hi)
-    a, c = standardisation_coefficients(scale, zero, offset, sd)
-    projection = rng.standard_normal((d, b // 2)) / rng.uniform(0.3, 3.0) if code == KIND_RFF else None
-    params, frac = _feature_params(code, a, c, projection)
+    code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
+    levels = _synthetic_levels(rng, (S, b), bits, zeros)
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    nonzero_levels = np.array([v for v in range(low, high + 1) if v != 0])
-    levels = rng.choice(nonzero_levels, size=(S, b)).astype(np.int8)
-    levels[rng.random((S, b)) < zeros] = 0
     w_mean = rng.uniform(low, high, b)
     G = None
     if gains:  # a generator of their own: the other parameters stay those of the blob without gains
@@ -825,6 +870,32 @@ def synthetic_blob(
         layout,
         optimize,
         target,
+    )
+
+
+def synthetic_classifier_blob(
+    kind: str, d: int, b: int, S: int, classes: int = 2, bits: int = 4, zeros: float = 0.5, seed: int = 0
+) -> bytes:
+    """A classifier blob (MF §11) with random parameters of the given shape, for tests and benchmarks:
+    the feature map of :func:`synthetic_blob` (``kind`` "linear" with b = d + 1, or "rff"), S posterior
+    samples of R logit rows (R = 1 for two classes, else ``classes``), ``bits``-bit levels with a share
+    ``zeros`` of zeros, dense4 (the layout ``direct_classify`` decodes); labels 0 … classes − 1."""
+    rng = np.random.default_rng(seed)
+    code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
+    levels = _synthetic_levels(rng, (S, bounds.logit_rows(classes), b), bits, zeros)
+    grid_scale = float(rng.uniform(0.05, 0.5))
+    amplitude = (b // 2) ** -0.5 if code == KIND_RFF else 1.0
+    meta = {
+        "grid_scale": grid_scale,
+        "features": kind,
+        "input_low": lo.tolist(),
+        "input_high": hi.tolist(),
+        "synthetic": True,
+        "seed": seed,
+    }
+    labels = list(range(classes))
+    return _classifier_blob(
+        code, (scale, zero, params, frac), levels, grid_scale * amplitude, bits, None, labels, meta, None
     )
 
 
