@@ -135,3 +135,48 @@ def test_export_writes_a_tflite_classifier_and_checks_it(iris_files):
     assert done.exit_code == 0, done.output
     gap = float(re.search(r"max \|LiteRT - float64\| probability = (\S+)", done.output).group(1))
     assert gap < 1 / 256
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_tflite_classifier_runs_in_tflite_micro_as_in_litert(tmp_path, kind):
+    """The classifier .tflite in TFLite Micro the way its documentation teaches (the file, one invoke
+    per row): the same label as LiteRT and probabilities within 1/256 of the float64 model average of
+    the same samples (docs/export.md, Classifiers), on training rows and on rows far outside them."""
+    pytest.importorskip("ai_edge_litert")
+    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from direct_edge.export import onnx_export, tflite_export
+    from direct_edge.export.cli import float64_class_probabilities
+    from direct_edge.export.packed import pack_classifier
+
+    X, y = load_iris(return_X_y=True)
+    if kind == "binary":
+        y = (y == 2).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = DirectClassifier(
+            n_features=32, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=8, max_iter=100
+        ).fit(X, y)
+    blob = parse(pack_classifier(model, n_samples=8))
+    payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), 16)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(payload)
+    rng = np.random.default_rng(1)
+    far = np.stack([X.min(0) - 3 * X.std(0), X.max(0) + 3 * X.std(0)])
+    rows = np.concatenate([X[::5], far, rng.uniform(0, 8, (8, 4))])
+    fed = (rows - tflite_export.host_origin(blob)).astype(np.float32)
+    lite = Interpreter(model_content=payload).get_signature_runner()(**{tflite_export.input_name(blob): fed})
+    micro = tfm.Interpreter.from_file(str(path))
+    labels, probas = [], []
+    for row in fed:
+        micro.set_input(row[None, :], 0)
+        micro.invoke()
+        outs = [micro.get_output(i) for i in range(5)]
+        labels.append(next(o for o in outs if o.dtype == np.int32)[0])
+        probas.append(next(o for o in outs if o.ndim == 2)[0])
+    probas = np.array(probas)
+    np.testing.assert_array_equal(np.array(labels), lite["label"])
+    assert np.max(np.abs(probas - float64_class_probabilities(model, blob, rows))) < 1 / 256
+    # Same int16 logits; the two float32 SOFTMAX/LOG kernels differ in their exp (measured 1.3e-5 apart).
+    assert np.max(np.abs(probas - lite["proba"])) < 1e-4
