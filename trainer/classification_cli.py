@@ -423,7 +423,7 @@ def train_classifier(
     the table into memory, hold out test rows, fit, score, write the model and the plot, print the
     summary.  Returns the fitted classifier (``summary_``: the summary stored in the model file).
     User errors raise DataError before any file is written."""
-    from direct_edge.trainer.cli import PROG, check_compatible, features_for
+    from direct_edge.trainer.cli import check_compatible, features_for, report_fit
     from direct_edge.trainer.statistics import check_memory_for
 
     if data is None:
@@ -493,22 +493,7 @@ def train_classifier(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # said once below, in the CLI's words
         model.fit(_frame(X, column_names), labels)
-    if not model.converged_:
-        click.echo(
-            f"{PROG}: warning: the final fit stopped at --max-iter {max_iter} before the ELBO converged",
-            err=True,
-        )
-    echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
-
-    chosen = [
-        name
-        for name, given, applies in (
-            ("lengthscale", lengthscale, features == "rff"),
-            ("grid scale", grid_scale, True),
-            ("prior scale", prior_scale, prior != "uniform"),
-        )
-        if given is None and applies
-    ]
+    chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
     params = model.get_params()
     summary = {
         "task": "classification",

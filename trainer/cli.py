@@ -617,22 +617,7 @@ def train(
             model.fit_source(
                 train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo)
             )
-        if not model.converged_:
-            click.echo(
-                f"{PROG}: warning: the final fit stopped at --max-iter {max_iter} before the ELBO converged",
-                err=True,
-            )
-        echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
-
-        chosen = [
-            name
-            for name, given, applies in (
-                ("lengthscale", lengthscale, features == "rff"),
-                ("grid scale", grid_scale, True),
-                ("prior scale", prior_scale, prior != "uniform"),
-            )
-            if given is None and applies
-        ]
+        chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
         distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(
@@ -651,6 +636,30 @@ def train(
         click.echo(format_summary({**summary, **timings}, out, plot))
         model.summary_ = summary
         return model
+
+
+def report_fit(model, echo, lengthscale, grid_scale, prior_scale) -> list[str]:
+    """After a fit of either task: a one-line warning on stderr when the final fit stopped at
+    ``max_iter`` (said in the CLI's words, not scikit-learn's), the final ELBO through ``echo``, and the
+    names of the hyperparameters the ELBO chose (those not given on the command line that apply to the
+    fitted model's features and prior), for the summary."""
+    params = model.get_params()
+    if not model.converged_:
+        click.echo(
+            f"{PROG}: warning: the final fit stopped at --max-iter {params['max_iter']} before the ELBO "
+            "converged",
+            err=True,
+        )
+    echo(f"final ELBO {model.elbo_:.4f} after {model.n_iter_} iterations")
+    return [
+        name
+        for name, given, applies in (
+            ("lengthscale", lengthscale, params["features"] == "rff"),
+            ("grid scale", grid_scale, True),
+            ("prior scale", prior_scale, params["prior"] != "uniform"),
+        )
+        if given is None and applies
+    ]
 
 
 def check_outputs(output: str, plot_path: str | None, inputs: list[str]) -> tuple[Path, Path | None]:
