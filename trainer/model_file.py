@@ -222,13 +222,10 @@ class RegressorParams(Rule):
         return tuple(DirectRegressor().get_params())
 
 
-def regressor(params: dict, where: str = "meta.params"):
-    """An unfitted DirectRegressor from a file's ``params`` (known keys only), its options checked by
+def _unfitted(cls, params: dict, where: str):
+    """An unfitted ``cls`` from a file's ``params`` (the keys it takes only), its options checked by
     the estimator's constraints.  Raises ModelFileError."""
-    from direct_edge.trainer.regressor import DirectRegressor
-
-    known = {k: v for k, v in params.items() if k in RegressorParams.names()}
-    model = DirectRegressor(**known)
+    model = cls(**{k: v for k, v in params.items() if k in cls().get_params()})
     try:
         model._validate_params()
     except (DataError, ValueError, TypeError) as exc:
@@ -236,10 +233,28 @@ def regressor(params: dict, where: str = "meta.params"):
     return model
 
 
+def regressor(params: dict, where: str = "meta.params"):
+    """An unfitted DirectRegressor from a file's ``params`` (known keys only), its options checked by
+    the estimator's constraints.  Raises ModelFileError."""
+    from direct_edge.trainer.regressor import DirectRegressor
+
+    return _unfitted(DirectRegressor, params, where)
+
+
 _POSITIVE = Number(0, open_low=True)
 _FINITE = Number()
 _COUNT = Number(0, integer=True)
 _ANY_NUMBER = Nullable(Number(finite=False))
+
+# The fitted attributes both estimators' files hold (§5, §8), each checked the same way.
+_FITTED = {
+    "elbo_": _FINITE,
+    "n_iter_": _COUNT,
+    "converged_": Boolean(),
+    "grid_scale_": _POSITIVE,
+    "prior_scale_": Nullable(_POSITIVE),
+    "n_train_": Number(1, integer=True),
+}
 
 TABLE_ENTRY = Object(
     {
@@ -258,12 +273,7 @@ META = Object(
         "params": RegressorParams(),
         "fitted": Object(
             {
-                "elbo_": _FINITE,
-                "n_iter_": _COUNT,
-                "converged_": Boolean(),
-                "grid_scale_": _POSITIVE,
-                "prior_scale_": Nullable(_POSITIVE),
-                "n_train_": Number(1, integer=True),
+                **_FITTED,
                 "fit_time_": Number(0),  # written by files before timings left them; ignored
                 "train_rmse_": Number(0),
                 "y_offset_": _FINITE,
@@ -889,13 +899,7 @@ def classifier(params: dict, where: str = "meta.params"):
     the estimator's constraints.  Raises ModelFileError."""
     from direct_edge.trainer.classifier import DirectClassifier
 
-    known = {k: v for k, v in params.items() if k in DirectClassifier().get_params()}
-    model = DirectClassifier(**known)
-    try:
-        model._validate_params()
-    except (DataError, ValueError, TypeError) as exc:
-        raise _fail(where, f"holds a bad option: {' '.join(str(exc).split())}") from None
-    return model
+    return _unfitted(DirectClassifier, params, where)
 
 
 #: §8's header of a classifier file: the regressor's keys where they mean the same.
@@ -908,12 +912,7 @@ CLASSIFIER_META = Object(
         "classes": ListOf(Label(), MAX_CLASSES),
         "fitted": Object(
             {
-                "elbo_": _FINITE,
-                "n_iter_": _COUNT,
-                "converged_": Boolean(),
-                "grid_scale_": _POSITIVE,
-                "prior_scale_": Nullable(_POSITIVE),
-                "n_train_": Number(1, integer=True),
+                **_FITTED,
                 "n_features_in_": Number(1, integer=True),
                 "bound_": String(),
                 "feature_names_in_": ListOf(String()),
