@@ -450,3 +450,26 @@ def test_the_float_graphs_take_raw_columns_and_the_integer_graph_q(raw_classifie
     label, proba = isess.run(["label", "proba"], {"q": q})
     ref = classify.classify(blob, q)
     assert np.array_equal(label, ref["label"]) and np.array_equal(proba, ref["proba"])
+
+
+def test_tflite_refuses_raw_columns_with_an_input_origin_in_one_line(tmp_path):
+    """A classifier with a schema whose numeric input lies far from zero (a timestamp of 1e6 over a range
+    of 10): TFLite cannot take both the origin and the raw columns, so .tflite is refused in one line
+    naming why, as for regression, and nothing is written; .onnx takes it."""
+    pytest.importorskip("ai_edge_litert")
+    from direct_edge.trainer.cli import main as train_main
+
+    rng = np.random.default_rng(3)
+    t = 1e6 + rng.uniform(0, 10, 120)
+    region = rng.choice(["a", "b"], 120)
+    label = np.where((t - 1e6 > 5) ^ (region == "a"), "yes", "no")
+    rows = "".join(f"{v:.4f},{r},{y}\n" for v, r, y in zip(t, region, label, strict=True))
+    (tmp_path / "far.csv").write_text("t,region,label\n" + rows)
+    args = [str(tmp_path / "far.csv"), "--task", "classification", "--categorical", "region", "-q"]
+    args += ["--features", "linear", "--grid-scale", "0.4", "--prior-scale", "1", "--max-iter", "40"]
+    done = CliRunner().invoke(train_main, [*args, "-o", str(tmp_path / "far.direct")])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(export_main, [str(tmp_path / "far.direct"), str(tmp_path / "far.tflite")])
+    assert done.exit_code == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.output
+    assert "too far from zero for float32 and it prepares raw columns" in done.stderr
+    assert not (tmp_path / "far.tflite").exists()
