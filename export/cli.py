@@ -568,6 +568,9 @@ def export_classifier(
     data = pack_classifier(model, n_samples=samples, schema=schema)
     blob = parse(data)
     X, beyond = check_batch(blob)
+    raw = None
+    if prepares_inputs(blob):  # rows a raw row can give (one-hot, 0/1 indicators), and those raw rows
+        raw, X = raw_rows(blob, X)
     q = reference.quantize_inputs(blob, X)
     got = classify.classify(blob, q)
     diff = float(np.max(np.abs(got["proba"] / 65536.0 - float64_class_probabilities(model, blob, q))))
@@ -583,13 +586,18 @@ def export_classifier(
     if out.suffix == ".onnx" and not integer:
         from direct_edge.export import onnx_export
 
-        payload = onnx_export.to_bytes(
-            onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
-        )
-        proba = onnx_export.session(payload).run(["proba"], {"x": X})[0]
+        graph = onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
+        if raw is not None:  # the device feeds raw columns (MF §10), as the regression graphs do
+            graph = onnx_export.raw_front_end(graph, blob.schema)
+        payload = onnx_export.to_bytes(graph)
+        proba = onnx_export.session(payload).run(["proba"], {"x": X} if raw is None else {"raw": raw})[0]
         gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
         onnx_check = [
-            ("check", f"max |onnxruntime float - float64| probability = {gap:.3g} on {len(X)} inputs")
+            (
+                "check",
+                f"max |onnxruntime float - float64| probability = {gap:.3g} on {len(X)} "
+                + ("inputs" if raw is None else "raw rows"),
+            )
         ]
         save_blob(out, payload)
     if out.suffix == ".onnx" and integer:
@@ -621,10 +629,19 @@ def export_classifier(
 
         payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), activations)
         runner = Interpreter(model_content=payload).get_signature_runner()
-        fed = (X - tflite_export.host_origin(blob)).astype(np.float32)
-        proba = runner(**{tflite_export.input_name(blob): fed})["proba"]
+        if raw is None:
+            fed = {tflite_export.input_name(blob): (X - tflite_export.host_origin(blob)).astype(np.float32)}
+        else:  # the raw columns (MF §10)
+            fed = {"raw": raw.astype(np.float32)}
+        proba = runner(**fed)["proba"]
         gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
-        onnx_check = [("check", f"max |LiteRT - float64| probability = {gap:.3g} on {len(X)} inputs")]
+        onnx_check = [
+            (
+                "check",
+                f"max |LiteRT - float64| probability = {gap:.3g} on {len(X)} "
+                + ("inputs" if raw is None else "raw rows"),
+            )
+        ]
         save_blob(out, payload)
     if out.suffix in (".bin", ".h"):
         write_output(out, data)

@@ -28,6 +28,7 @@ from direct_edge.trainer.classifier import DirectClassifier
 from direct_edge.trainer.data import MultiFileSource, TableSource, held_out_rows, open_table
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.model_file import MAX_CLASSES, save_model
+from direct_edge.trainer.preprocessing import PreparedSource, apply_schema, not_one_file, prepare_source
 from direct_edge.trainer.tables import FrameSource
 
 #: Equal-width bins of the top-class confidence for the expected calibration error.
@@ -38,8 +39,6 @@ REGRESSION_ONLY = {
     "components": 5,
     "entropy": "bound",
     "scheduler": None,
-    "categorical": None,
-    "missing": "refuse",
 }
 #: ``--grid-gains`` for a classifier: per-feature grids sized by its Gaussian approximation, or none.
 GRID_GAINS = {"auto": "gaussian", "evidence": "gaussian", "none": "none"}
@@ -123,16 +122,18 @@ def _labelled_chunks(source: TableSource, chunk_rows: int):
         for part in source.sources:
             yield from _labelled_chunks(part, chunk_rows)
         return
-    if not isinstance(source, FrameSource):  # arrays (.npz, .npy, the demo): a numeric target
+    if not isinstance(source, FrameSource | PreparedSource):  # arrays (.npz, .npy): a numeric target
         seen = 0
         for X, y in source.batches(chunk_rows):
             yield X, y, seen, source.where
             seen += len(y)
         return
-    t, seen = source._used[-1], 0
+    # a PreparedSource (--categorical, --missing) reads its base file's frames through its schema
+    base = source.base if isinstance(source, PreparedSource) else source
+    t, seen = base._used[-1], 0
     for frame in source._pieces(chunk_rows):
         raw = None
-        if frame.shape[1] == len(source.columns):  # else _values names the row with the wrong width
+        if frame.shape[1] == len(base.columns):  # else _values names the row with the wrong width
             raw = frame.iloc[:, t].to_numpy(copy=True)
             frame.isetitem(t, 0.0)  # the inputs are checked as regression checks them; labels are raw
         X, _ = source._values(frame, seen)
@@ -418,15 +419,23 @@ def train_classifier(
     max_iter: int,
     chunk_rows: int,
     precision: str,
+    categorical: list[str] | None = None,
+    missing: str = "refuse",
 ) -> DirectClassifier:
     """``direct-train --task classification`` after the outputs are checked (``out``, ``plot``): read
     the table into memory, hold out test rows, fit, score, write the model and the plot, print the
-    summary.  Returns the fitted classifier (``summary_``: the summary stored in the model file).
-    User errors raise DataError before any file is written."""
+    summary.  ``categorical`` and ``missing`` ask for regression's preprocessing stage
+    (trainer/preprocessing.py): its schema is fitted on DATA, applied to DATA and ``test_path``, and
+    stored as the classifier's ``schema_``.  Returns the fitted classifier (``summary_``: the summary
+    stored in the model file).  User errors raise DataError before any file is written."""
     from direct_edge.trainer.cli import check_compatible, features_for, report_fit
     from direct_edge.trainer.statistics import check_memory_for
 
+    preprocess = bool(categorical) or missing != "refuse"
+    schema = None
     if data is None:
+        if preprocess:
+            raise not_one_file()
         X, labels, names, target_name, data_label = demo_data()
         named, files, where = True, [], data_label
         if test_path is None and test_fraction is None:
@@ -435,6 +444,11 @@ def train_classifier(
             test_fraction = DEMO_TEST_FRACTION
     else:
         source = open_table(data, target, **reading)
+        if preprocess:  # labels are checked as labels below, not as numbers
+            source = prepare_source(
+                source, list(categorical or ()), missing, chunk_rows, numeric_target=False
+            )
+            schema = source.schema
         check_memory_for(features_for(features, n_features, source.n_inputs))
         X, labels = read_labelled(source, chunk_rows)
         names, target_name, data_label = list(source.input_names), source.target_name, data
@@ -443,6 +457,8 @@ def train_classifier(
     test_where = "held-out rows"
     if test_path is not None:
         test_source = open_table(test_path, target, **reading)
+        if schema is not None:  # read through the training data's stage
+            test_source = apply_schema(test_source, schema)
         if data is not None:
             check_compatible(source, test_source)
         X_test, labels_test = read_labelled(test_source, chunk_rows)
@@ -494,6 +510,7 @@ def train_classifier(
         warnings.simplefilter("ignore", ConvergenceWarning)  # said once below, in the CLI's words
         model.fit(_frame(X, column_names), labels)
     chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
+    model.schema_ = schema  # the preprocessing stage, if any (docs/model-file.md §8)
     params = model.get_params()
     summary = {
         "task": "classification",

@@ -293,8 +293,8 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     show_default=True,
     help="classification: the target holds class labels (integers or text, kept as the file has them); "
     "fits a DirectClassifier with the table read into memory, and scores held-out rows by accuracy, log "
-    "loss, Brier score and ECE.  --family, --components, --entropy, --scheduler, --categorical and "
-    "--missing are regression only.  Scales (--grid-scale, --prior-scale) are then in logit units.",
+    "loss, Brier score and ECE.  --family, --components, --entropy and --scheduler are regression only.  "
+    "Scales (--grid-scale, --prior-scale) are then in logit units.",
 )
 @click.option(
     "--target",
@@ -528,8 +528,6 @@ def train(
                 components=components,
                 entropy=entropy,
                 scheduler=scheduler,
-                categorical=categorical,
-                missing=missing,
             )
         )
     if test_path is not None and test_fraction is not None:
@@ -570,6 +568,8 @@ def train(
             max_iter=max_iter,
             chunk_rows=chunk_rows,
             precision=precision,
+            categorical=categorical,
+            missing=missing,
         )
     samples = 100 if samples is None else samples
 

@@ -922,7 +922,10 @@ CLASSIFIER_META = Object(
         "feature_map": META.fields["feature_map"],
         "grid": META.fields["grid"],
         "summary": Object({}, free=True),
-    }
+        # the input schema of --categorical / --missing, exactly as §5's (files before it have none)
+        "schema": META.fields["schema"],
+    },
+    optional=frozenset({"schema"}),
 )
 
 #: §8's arrays: K weight vectors (1 for two classes), S posterior samples, the rest as §5.
@@ -975,6 +978,8 @@ def classifier_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict
         },
         "summary": _jsonable(summary or {}),
     }
+    if getattr(model, "schema_", None) is not None:
+        meta["schema"] = schema_to_json(model.schema_)
     arrays = {f"feature_map.{k}": v for k, v in fmap_arrays.items()}
     arrays["grid.levels"] = np.asarray(model.grid_levels_, dtype=np.int8)
     if np.any(model.grid_gains_ != 1.0):
@@ -1028,6 +1033,9 @@ def classifier_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     for ok, text in rules:
         if not ok:
             raise _fail("its dimensions and metadata disagree:", text)
+    schema = (
+        schema_from_json(meta["schema"], d, fitted.get("feature_names_in_")) if "schema" in meta else None
+    )
     model = classifier(meta["params"])
     fm_arrays = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("feature_map.")}
     try:
@@ -1054,6 +1062,7 @@ def classifier_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
     model.input_min_, model.input_max_ = low, high
     model.selection_, model.trace_ = [], []
     model.summary_ = meta["summary"]
+    model.schema_ = schema
     rows = np.stack([fmap.input_offset] + ([] if low is None else [low, high]))
     if "feature_names_in_" in fitted:  # fitted on a DataFrame: scikit-learn warns on an array
         import pandas as pd

@@ -35,12 +35,17 @@ def _raw_columns(frame, used: list[int]) -> list[np.ndarray]:
 
 
 def fit_schema(
-    source: FrameSource, categorical: list[str], missing: str, chunk_rows: int
+    source: FrameSource,
+    categorical: list[str],
+    missing: str,
+    chunk_rows: int,
+    numeric_target: bool = True,
 ) -> input_schema.Schema:
     """One pass over ``source``'s raw rows: the schema of its input columns (``categorical``: names of
     one-hot columns; ``missing``: a policy of :data:`MISSING_POLICIES`).  Raises DataError naming an
     unknown column, a text cell in a numeric column, a missing cell where the policy refuses it, an
-    infinite value, or a column without any value."""
+    infinite value, or a column without any value.  ``numeric_target``: also check the target's cells
+    as numbers (regression); a classifier's labels are checked by its own reader."""
     if missing not in MISSING_POLICIES:
         raise DataError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     names = list(source.input_names)
@@ -59,9 +64,10 @@ def fit_schema(
     for frame in source._pieces(chunk_rows):
         _check_width(source, frame, seen)
         raw = _raw_columns(frame, source._used)
-        frame_values(
-            frame.iloc[:, source._used[-1:]], [source.target_name], source.where, seen, target_column=0
-        )
+        if numeric_target:
+            frame_values(
+                frame.iloc[:, source._used[-1:]], [source.target_name], source.where, seen, target_column=0
+            )
         for k in range(d):
             where = f"{source.where}: column {names[k]!r}"
             if is_cat[k]:
@@ -168,16 +174,26 @@ class PreparedSource(TableSource):
         return X, y
 
 
+def not_one_file() -> DataError:
+    """The error for a preprocessing stage asked of data that is not one CSV, text or Parquet file."""
+    return DataError(
+        "--categorical and --missing read one CSV, text or Parquet file (not a glob, NPZ arrays, "
+        "the demo data or a Dask cluster)"
+    )
+
+
 def prepare_source(
-    source: TableSource, categorical: list[str], missing: str, chunk_rows: int
+    source: TableSource,
+    categorical: list[str],
+    missing: str,
+    chunk_rows: int,
+    numeric_target: bool = True,
 ) -> PreparedSource:
-    """The training source with the preprocessing stage fitted on ``source`` (one pass) and applied."""
+    """The training source with the preprocessing stage fitted on ``source`` (one pass) and applied
+    (``numeric_target``: as :func:`fit_schema`)."""
     if not isinstance(source, FrameSource):
-        raise DataError(
-            "--categorical and --missing read one CSV, text or Parquet file (not a glob, NPZ arrays, "
-            "the demo data or a Dask cluster)"
-        )
-    return PreparedSource(source, fit_schema(source, categorical, missing, chunk_rows))
+        raise not_one_file()
+    return PreparedSource(source, fit_schema(source, categorical, missing, chunk_rows, numeric_target))
 
 
 def apply_schema(source: TableSource, schema: input_schema.Schema) -> PreparedSource:

@@ -166,3 +166,76 @@ def test_direct_export_ends_every_classifier_mutant_with_exit_0_or_one_error_lin
     counts, escapes = run_fuzz(files, check, SECONDS, SEED)
     assert not escapes, f"{len(escapes)} mutants escaped: {sorted(set(escapes))[:8]}"
     assert counts["refused"] > 0 and counts["exported"] > 0, counts
+
+
+# ---- the input schema (MF §10) of a classifier trained with --categorical / --missing ---------------
+
+
+@pytest.fixture(scope="module")
+def schema_model():
+    """A classifier fitted on the 5 inputs a schema makes of 3 raw columns (iris' sepal length plain, a
+    two-level category, petal width with a missing-value indicator), carrying that schema."""
+    import pandas as pd
+
+    from direct_edge.runtime import schema as input_schema
+
+    X, y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(2)
+    kind = (X[:, 1] > 3.0).astype(float)
+    gap = (rng.random(len(y)) < 0.2).astype(float)
+    Column = input_schema.Column
+    schema = input_schema.Schema(
+        (
+            Column("sepal", low=float(X[:, 0].min()), high=float(X[:, 0].max())),
+            Column("kind", input_schema.CATEGORICAL, levels=("narrow", "wide")),
+            Column("petal", missing=input_schema.MEAN_INDICATOR, low=0.1, high=2.5, fill=1.2),
+        ),
+        "species",
+    )
+    prepared = np.column_stack([X[:, 0], 1 - kind, kind, np.where(gap == 1, 1.2, X[:, 3]), gap])
+    frame = pd.DataFrame(prepared, columns=schema.input_names)
+    model = DirectClassifier(features="linear", grid_scale=0.5, prior_scale=1.0, n_samples=8, max_iter=60)
+    model.fit(frame, y)
+    model.schema_ = schema
+    return model, frame
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_input_schema_round_trips_and_a_broken_one_is_one_line(schema_model, iris_model, tmp_path):
+    """meta.schema (§8 as §5): written for a classifier with a preprocessing stage, read back equal
+    (same bytes when the loaded model is saved again), checked as the regressor's is (MF §10's rules, d,
+    the names of fitted.feature_names_in_); a classifier file without it loads with schema_ None."""
+    from direct_edge.trainer.model_file import classifier_from_arrays, classifier_to_arrays
+
+    model, frame = schema_model
+    path = tmp_path / "m.direct"
+    save_model(path, model)
+    loaded = load_model(path)
+    assert loaded.schema_ == model.schema_ and loaded.schema_.n_inputs == 5
+    assert np.array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+    assert decode(path.read_bytes())[0]["schema"]["columns"][1] == {
+        "name": "kind", "kind": "categorical", "missing": "refuse", "levels": ["narrow", "wide"]
+    }  # fmt: skip
+    save_model(tmp_path / "again.direct", loaded)
+    assert (tmp_path / "again.direct").read_bytes() == path.read_bytes()
+    plain, _ = iris_model
+    save_model(tmp_path / "plain.direct", plain)
+    assert "schema" not in decode((tmp_path / "plain.direct").read_bytes())[0]
+    assert load_model(tmp_path / "plain.direct").schema_ is None
+    meta, arrays = classifier_to_arrays(model)
+    cases = [
+        (lambda s: s["columns"][1].update(levels=["wide", "wide"]), "needs 1 to 65535 distinct levels"),
+        (lambda s: s["columns"][1].pop("levels"), "is categorical and has no 'levels'"),
+        (lambda s: s["columns"][0].pop("fill"), "is numeric and needs 'low', 'high' and 'fill'"),
+        (lambda s: s["columns"][0].update(low=9.0), "needs a finite training range low <= high"),
+        (lambda s: s["columns"].pop(), "makes 3 inputs, the model has d = 5"),
+        (lambda s: s["columns"][2].update(missing="zero"), "meta.schema.columns[2].missing must be one of"),
+        (lambda s: s["columns"][1].update(levels=["thin", "wide"]), "names other inputs than fitted."),
+        (lambda s: s.pop("target"), "meta.schema"),
+    ]
+    for edit, message in cases:
+        m = json.loads(json.dumps(meta))
+        edit(m["schema"])
+        with pytest.raises(ModelFileError, match="^model file is malformed: ") as info:
+            classifier_from_arrays(*decode(encode(m, arrays)))
+        assert message in str(info.value) and "\n" not in str(info.value)

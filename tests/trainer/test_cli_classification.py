@@ -280,8 +280,7 @@ def test_bad_labels_are_one_line_and_exit_code_2(tmp_path, name):
         (["--components", "3"], "--components applies to regression only"),
         (["--entropy", "reinforce"], "--entropy applies to regression only"),
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler applies to regression only"),
-        (["--categorical", "a0"], "--categorical applies to regression only"),
-        (["--missing", "mean-indicator"], "--missing applies to regression only"),
+        (["--categorical", "a0"], "--categorical names a0, not an input column"),
         (["--task", "ordinal"], "--task"),
         (["--plot", "{tmp}/none/p.png"], "plot"),
         (["--test", "{tmp}/unseen.csv"], "row 2 holds the label 'fish', a class not seen in training"),
@@ -308,3 +307,138 @@ def test_demo_without_data_is_breast_cancer_with_text_labels(tmp_path, monkeypat
     s = model.summary_
     assert s["n_train"] + s["n_test"] == 569 and 80 < s["n_test"] < 150  # 20% held out
     assert printed(result.stdout, "data") == "breast cancer (scikit-learn), target 'diagnosis'"
+
+
+# ---- the preprocessing stage: --categorical and --missing (trainer/preprocessing.py, MF §10) --------
+
+
+@pytest.fixture
+def raw_labelled(tmp_path):
+    """A messy CSV with text class labels: an ID, a text category, a numeric category code, a numeric
+    column with empty and NA cells, the label ("hot"/"mild"/"cold") depending on all of them."""
+    rng = np.random.default_rng(5)
+    n = 240
+    frame = pd.DataFrame(
+        {
+            "id": [f"row-{i:04d}" for i in range(n)],
+            "x": rng.normal(size=n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "code": rng.choice([1, 2, 7], n),
+            "size": rng.uniform(1, 5, n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.15, "size"] = np.nan
+    score = 1.5 * frame["x"] + frame["colour"].map({"red": 1.5, "green": -1.5, "blue": 0.0})
+    score += (frame["code"] == 7) + 0.5 * (frame["size"].fillna(3.0) - 3) + 0.3 * rng.standard_normal(n)
+    frame["label"] = np.where(score > 0.6, "hot", np.where(score < -0.6, "cold", "mild"))
+    path = tmp_path / "raw.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+STAGE = ["--drop", "id", "--categorical", "colour,code", "--missing", "mean-indicator"]
+
+
+def text_rows(path) -> tuple[list[list[str]], list[str]]:
+    """The file's input cells as text (x, colour, code, size) and its labels."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return [r[1:5] for r in rows], [r[5] for r in rows]
+
+
+def test_the_stage_is_fitted_stored_and_prepares_what_the_runtime_prepares(tmp_path, raw_labelled):
+    """--categorical and --missing mean-indicator with text labels: the classifier's schema_ is the
+    regression stage's (levels sorted as text, the training mean in a gap plus an indicator), stored in
+    the model file, and the summary's training scores are those of the saved model on
+    runtime.schema.prepare of the file's text rows: the trainer prepared exactly what a device does."""
+    from direct_edge.runtime import schema as input_schema
+    from direct_edge.runtime.schema import prepare
+
+    out = tmp_path / "m.direct"
+    result = run(raw_labelled, *CLS, "-o", out, *FAST, *STAGE)
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    s = model.schema_
+    assert s.column_names == ["x", "colour", "code", "size"] and s.target == "label"
+    assert s.input_names == [
+        "x", "colour=blue", "colour=green", "colour=red", "code=1", "code=2", "code=7", "size", "size_missing"
+    ]  # fmt: skip
+    assert list(model.feature_names_in_) == s.input_names == model.summary_["input_names"]
+    assert printed(result.stdout, "inputs d") == "9: " + ", ".join(s.input_names)
+    frame = pd.read_csv(raw_labelled)
+    size = s.columns[3]
+    assert (size.kind, size.missing) == (input_schema.NUMERIC, input_schema.MEAN_INDICATOR)
+    assert size.fill == pytest.approx(frame["size"].mean(), rel=1e-15)
+    assert (size.low, size.high) == (frame["size"].min(), frame["size"].max())
+    raw, labels = text_rows(raw_labelled)
+    X = prepare(s, raw)
+    assert X[:, -1].sum() == frame["size"].isna().sum() > 0
+    names = pd.DataFrame(X, columns=s.input_names)
+    scores = classification_scores(model, names, np.asarray(labels, dtype=object))
+    assert model.summary_["train_accuracy"] == scores["accuracy"] > 0.7
+    assert model.summary_["train_log_loss"] == pytest.approx(scores["log_loss"], rel=1e-12)
+    assert model.classes_.tolist() == ["cold", "hot", "mild"]
+
+
+def test_held_out_rows_go_through_the_training_stage(tmp_path, raw_labelled):
+    """--test FILE is read through the stage fitted on DATA (its scores are the saved model's on the
+    runtime's preparation of the test file's text); --test-fraction holds out prepared rows; an unseen
+    level in the test file is one line naming it."""
+    from direct_edge.runtime.schema import prepare
+
+    frame = pd.read_csv(raw_labelled)
+    frame.iloc[:180].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[180:].to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "m.direct"
+    args = [tmp_path / "train.csv", *CLS, "-o", out, *FAST, *STAGE]
+    result = run(*args, "--test", tmp_path / "test.csv")
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    raw, labels = text_rows(tmp_path / "test.csv")
+    X = pd.DataFrame(prepare(model.schema_, raw), columns=model.schema_.input_names)
+    check_summary_against_the_saved_model(result.stdout, model, X, np.asarray(labels, dtype=object))
+    assert model.summary_["n_train"] == 180
+    result = run(*args, "--test-fraction", "0.25")
+    assert result.exit_code == 0, result.output
+    assert 0 < load_model(out).summary_["n_test"] < 180
+    frame.loc[190, "colour"] = "purple"
+    frame.iloc[180:].to_csv(tmp_path / "test.csv", index=False)
+    out.unlink()
+    assert_user_error(
+        run(*args, "--test", tmp_path / "test.csv"),
+        out,
+        "data row 11 has the level 'purple' in column colour, not seen in training",
+    )
+
+
+@pytest.mark.parametrize(
+    "args, edit, message",
+    [
+        (["--categorical", "nope"], None, "--categorical names nope, not an input column"),
+        (["--categorical", "colour,code"], None, "column 'size', row {gap} holds a missing value; remove"),
+        (["--missing", "mean-indicator"], None, "holds text 'red', not a number (a category?"),
+        (STAGE[2:], ("colour", 4, np.nan), "column 'colour', row 5 holds a missing value; a categorical"),
+        (STAGE[2:], ("x", 6, "abc"), "column 'x', row 7 holds text 'abc', not a number"),
+        (STAGE[2:], ("label", 8, np.nan), "the target 'label', row 9 holds a missing label"),
+        (["--missing", "sometimes"], None, "'sometimes' is not one of 'refuse', 'mean-indicator'"),
+    ],
+)
+def test_stage_errors_are_one_line_and_exit_code_2(tmp_path, raw_labelled, args, edit, message):
+    frame = pd.read_csv(raw_labelled)
+    if edit is not None:
+        column, row, value = edit
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+    frame.to_csv(raw_labelled, index=False)
+    out = tmp_path / "m.direct"
+    message = message.format(gap=int(np.flatnonzero(frame["size"].isna())[0]) + 1)
+    assert_user_error(run(raw_labelled, *CLS, "-o", out, *FAST, "--drop", "id", *args), out, message)
+
+
+@pytest.mark.parametrize("args", [["--missing", "mean-indicator"], ["--categorical", "mean_radius"]])
+def test_the_stage_on_the_demo_or_arrays_is_refused(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "model.direct"
+    assert_user_error(run(*CLS, *FAST, *args), out, "read one CSV, text or Parquet file")
+    np.savez(tmp_path / "d.npz", X=np.random.default_rng(0).normal(size=(20, 2)), y=np.arange(20) % 2)
+    assert_user_error(run(tmp_path / "d.npz", *CLS, *FAST, *args), out, "read one CSV, text or Parquet file")
