@@ -142,7 +142,7 @@ static void report(const char *name, uint32_t t, uint32_t calls) {
 
 int main(void) {
     direct_model m;
-    uint32_t t0, t1, r, i, k, rows, row_bytes, step, acc[DIRECT_MAX_CLASSES], last;
+    uint32_t t0, t1, r, i, k, rows, row_bytes, step, acc[DIRECT_MAX_CLASSES], last = 0u;
     int16_t *phi = (int16_t *)(void *)scratch;
 
     platform_init();
@@ -176,10 +176,11 @@ int main(void) {
     for (r = 0u; r < BENCH_REPS; ++r) {
         for (i = 0u; i < BENCH_ROWS; ++i) {
             const uint8_t *w = m.samples;
-            uint32_t off = direct_dense4_prepare(phi, m.n_features, w, rows, &last), sum = last, j;
+            uint32_t taken, off = direct_dense4_prepare(phi, m.n_features, w, rows, &taken, &last);
+            uint32_t left = rows - taken, sum = last, j;
             /* (prepare reorders phi in place, a permutation: the next pass's counts are the same) */
-            for (k = 0u; k < rows - (rows & 1u); k += j, w += j * row_bytes) {
-                j = rows - (rows & 1u) - k < step ? rows - (rows & 1u) - k : step;
+            for (k = 0u; k < left; k += j, w += j * row_bytes) {
+                j = left - k < step ? left - k : step;
                 direct_dense4_rows(w, row_bytes, j, phi, off, acc);
                 sum += acc[0] + acc[j - 1u];
             }

@@ -167,12 +167,12 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
     uint32_t *p = total + classes;                               /* p_{s,k} of one sample (IS §10.2) */
     /* The rows' accumulators: R ≥ 3 rows of one sample in p (read into the logits before p is written);
      * R = 1 (binary): two samples' rows per pass, the kernels' pairing. */
-    uint32_t pair[2], *acc = rows == 1u ? pair : p, last = 0u, off;
+    uint32_t pair[2], *acc = rows == 1u ? pair : p, last = 0u, taken = 0u, off;
     const uint8_t *w = m->samples;
     uint32_t i, j, k, best = 0u;
 
     (void)direct_features(m, x, phi, b);
-    off = direct_dense4_prepare(phi, b, w, n, &last); /* phi is in the kernel's order from here on */
+    off = direct_dense4_prepare(phi, b, w, n, &taken, &last); /* phi is in the kernel's order from here on */
     for (k = 0u; k < classes; ++k) {
         total[k] = 0u;
     }
@@ -180,8 +180,8 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
         uint32_t todo;
         step = n - i < step ? n - i : step; /* binary, odd S: the last sample alone */
         todo = step;
-        if ((n & 1u) != 0u && i + step == n) {
-            acc[--todo] = last; /* odd N: its last row, taken by direct_dense4_prepare */
+        if (i + step == n && taken != 0u) { /* (taken: read on the last pass only, no register held) */
+            acc[--todo] = last; /* odd N: its last row, taken by direct_dense4_prepare (pairing kernels) */
         }
         direct_dense4_rows(w, row_bytes, todo, phi, off, acc);
         for (j = 0u; j < step; j += rows) { /* each sample of the pass */

@@ -1294,10 +1294,13 @@ static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes
 /*
  * MF §6.1 dense4 rows on the build's kernel: the one definition direct_predict (predict_one) and
  * direct_classify (through direct_dense4_prepare / direct_dense4_rows, direct_internal.h) share.
- * dense4_prepare writes the pad feature of odd b, takes an odd count n of rows' last one (w + (n − 1)·row)
- * into *last, puts phi in the kernel's order (in place) and returns the offset term; dense4_rows then gives
- * the accumulators (Σ level·φ mod 2^32, before IS §4's round_shift) of n consecutive rows, the kernel's
- * group of rows per pass (DIRECT_DENSE4_GROUP) and a single-row kernel for what is left.
+ * dense4_prepare writes the pad feature of odd b, puts phi in the kernel's order (in place), returns the
+ * offset term and sets *taken to how many rows it took: on the kernels that pair or group rows
+ * (DIRECT_DENSE4_GROUP > 1), an odd count n's last row (w + (n − 1)·row) into *last (1), else 0. dense4_rows then gives the
+ * accumulators (Σ level·φ mod 2^32, before IS §4's round_shift) of n consecutive rows, the kernel's group
+ * of rows per pass and a single-row kernel for what is left. The one-row-per-pass kernels (AVR tables, host
+ * vector / portable) leave every row to dense4_rows: one call site of their dot_dense4 in predict_one, which
+ * the compiler then inlines (AVR: a second one costs ~400 bytes of flash).
  */
 #if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
 #define DIRECT_DENSE4_GROUP 4u
@@ -1313,11 +1316,14 @@ static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes
 #endif
 
 static DIRECT_INLINE uint32_t dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n,
-                                             uint32_t *last) {
+                                             uint32_t *taken, uint32_t *last) {
     uint32_t row = (b + 1u) / 2u, off = 0u;
 #if defined(DIRECT_DENSE4_OFFSET)
     uint32_t i = 0u;
 #endif
+    (void)row; /* the one-row-per-pass kernels without an offset: nothing to do here but the pad */
+    (void)w;
+    (void)last;
     if ((b & 1u) != 0u) {
         phi[b] = 0; /* the pad feature of odd b (MF §6.1; the scratch holds an even count) */
     }
@@ -1325,6 +1331,7 @@ static DIRECT_INLINE uint32_t dense4_prepare(int16_t *phi, uint32_t b, const uin
     if ((n & 1u) != 0u) { /* one row (or an odd count's last) before the pairing: dot_dense4_natural */
         *last = dot_dense4_natural(w + (n - 1u) * row, phi, row);
         if (n == 1u) {
+            *taken = 1u;
             return 0u; /* nothing left to pair the features for */
         }
     }
@@ -1340,8 +1347,9 @@ static DIRECT_INLINE uint32_t dense4_prepare(int16_t *phi, uint32_t b, const uin
     }
     off <<= 3;
 #endif
-#if !defined(DIRECT_DENSE4_PAIRS)
-    if ((n & 1u) != 0u) {
+    *taken = DIRECT_DENSE4_GROUP > 1u ? n & 1u : 0u;
+#if DIRECT_DENSE4_GROUP > 1u && !defined(DIRECT_DENSE4_PAIRS)
+    if ((n & 1u) != 0u) { /* SIMD, M0: the odd row here, the rows' loops in pairs or fours */
 #if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
         dotn_dense4(w + (n - 1u) * row, row, 1u, phi, last);
 #else
@@ -1381,8 +1389,9 @@ static DIRECT_INLINE void dense4_rows(const uint8_t *w, uint32_t row, uint32_t n
 
 /* direct_classify's entry points (direct_internal.h); a regression-only build's linker drops them
  * (-ffunction-sections, --gc-sections). */
-uint32_t direct_dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n, uint32_t *last) {
-    return dense4_prepare(phi, b, w, n, last);
+uint32_t direct_dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n, uint32_t *taken,
+                               uint32_t *last) {
+    return dense4_prepare(phi, b, w, n, taken, last);
 }
 
 void direct_dense4_rows(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t off,
@@ -1556,10 +1565,11 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
 #endif
     switch (m->layout) {
     case DIRECT_LAYOUT_DENSE4: {
-        uint32_t row = (b + 1u) / 2u, n = S & ~UINT32_C(1), last = 0u, off, k;
+        uint32_t row = (b + 1u) / 2u, n, taken, last = 0u, off, k;
         uint32_t acc[DIRECT_DENSE4_GROUP];
-        off = dense4_prepare(phi, b, p, S, &last);
-        if ((S & 1u) != 0u) { /* odd S: the last sample, taken by dense4_prepare */
+        off = dense4_prepare(phi, b, p, S, &taken, &last);
+        n = S - taken; /* even, but on the one-row-per-pass kernels */
+        if (n != S) { /* odd S: the last sample, taken by dense4_prepare */
             if (S == 1u) { /* ΣA² is not used for one sample (IS §5 below) */
                 sum_a = direct_round_shift32(direct_i32_from_u32(last), r);
                 break;
