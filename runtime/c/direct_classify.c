@@ -137,17 +137,6 @@ static uint32_t entropy(const uint32_t *p, uint32_t classes) {
     return (uint32_t)(h < ENTROPY_MAX ? h : ENTROPY_MAX);
 }
 
-/* IS §4 for one dense4 row (MF §6.1): acc = Σ_i w_i · φ_i; |partial sums| <= L · 32767 < 2^31 (IS §9). */
-static int32_t dot_row(const uint8_t *w, const int16_t *phi, uint32_t b) {
-    int32_t acc = 0;
-    uint32_t i;
-    for (i = 0u; i < b; ++i) {
-        uint32_t byte = DIRECT_U8(w + (i >> 1));
-        acc += direct_nibble((i & 1u) != 0u ? byte >> 4 : byte & UINT32_C(0xF)) * (int32_t)phi[i];
-    }
-    return acc;
-}
-
 /* round_shift of a non-negative u64 by 1 <= s <= 62 (IS §1); the callers' bounds keep the sum below 2^64. */
 static uint64_t round_shift_u64(uint64_t x, uint32_t s) {
     return (x + (UINT64_C(1) << (s - 1u))) >> s;
@@ -170,42 +159,56 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
     const uint8_t *h = m->blob;
     uint32_t classes = direct_h_classes(h), rows = classes == 2u ? 1u : classes;
     uint32_t sz = direct_h_logit_shift(h), r = m->pre_shift, b = m->n_features, row_bytes = (b + 1u) >> 1;
+    uint32_t n = m->n_samples, step = rows == 1u ? 2u : rows; /* N = S·R rows, sample-major (MF §11) */
     int64_t mz = (int64_t)direct_h_logit_mult(h);
     uint64_t m1 = (uint64_t)m->m1, sum_h = 0u;
     int64_t *logit = (int64_t *)(void *)work;                  /* C logits of one sample (IS §10.1) */
     uint32_t *total = (uint32_t *)(void *)(work + 8u * classes); /* P_k = Σ_s p_{s,k} (IS §10.3) */
     uint32_t *p = total + classes;                               /* p_{s,k} of one sample (IS §10.2) */
+    /* The rows' accumulators: R ≥ 3 rows of one sample in p (read into the logits before p is written);
+     * R = 1 (binary): two samples' rows per pass, the kernels' pairing. */
+    uint32_t pair[2], *acc = rows == 1u ? pair : p, last = 0u, taken = 0u, off;
     const uint8_t *w = m->samples;
-    uint32_t s, k, best = 0u;
+    uint32_t i, j, k, best = 0u;
 
     (void)direct_features(m, x, phi, b);
+    off = direct_dense4_prepare(phi, b, w, n, &taken, &last); /* phi is in the kernel's order from here on */
     for (k = 0u; k < classes; ++k) {
         total[k] = 0u;
     }
-    for (s = 0u; s < m->n_samples; s += rows) { /* N = S·R rows, sample-major (MF §11) */
-        int64_t top;
-        uint32_t sum = 0u, lam;
-        logit[0] = 0; /* R = 1: the logistic model's vector is (0, z) */
-        for (k = 0u; k < rows; ++k, w += row_bytes) {
-            int32_t a = direct_round_shift32(dot_row(w, phi, b), r);
-            logit[rows == 1u ? 1u : k] = direct_round_shift64((int64_t)a * mz, sz); /* |a·Mz| < 2^62 */
+    for (i = 0u; i < n; i += step, w += step * row_bytes) {
+        uint32_t todo;
+        step = n - i < step ? n - i : step; /* binary, odd S: the last sample alone */
+        todo = step;
+        if (i + step == n && taken != 0u) { /* (taken: read on the last pass only, no register held) */
+            acc[--todo] = last; /* odd N: its last row, taken by direct_dense4_prepare (pairing kernels) */
         }
-        top = logit[0];
-        for (k = 1u; k < classes; ++k) {
-            top = logit[k] > top ? logit[k] : top;
+        direct_dense4_rows(w, row_bytes, todo, phi, off, acc);
+        for (j = 0u; j < step; j += rows) { /* each sample of the pass */
+            int64_t top;
+            uint32_t sum = 0u, lam;
+            logit[0] = 0; /* R = 1: the logistic model's vector is (0, z) */
+            for (k = 0u; k < rows; ++k) {
+                int32_t a = direct_round_shift32(direct_i32_from_u32(acc[j + k]), r);
+                logit[rows == 1u ? 1u : k] = direct_round_shift64((int64_t)a * mz, sz); /* |a·Mz| < 2^62 */
+            }
+            top = logit[0];
+            for (k = 1u; k < classes; ++k) {
+                top = logit[k] > top ? logit[k] : top;
+            }
+            for (k = 0u; k < classes; ++k) {
+                int64_t delta = top - logit[k]; /* >= 0, < 2^62 (IS §10.6) */
+                p[k] = delta < (int64_t)DELTA_MAX ? (uint32_t)delta : DELTA_MAX;
+                sum += exp2_neg(p[k]); /* <= C · 2^16 < 2^24 */
+            }
+            lam = log2_fixed(sum) - LOG_ONE_PROBABILITY; /* >= 0: the largest logit contributes exactly 2^16 */
+            for (k = 0u; k < classes; ++k) {
+                uint32_t arg = p[k] + lam; /* < 2^22 + 2^20 */
+                p[k] = exp2_neg(arg < DELTA_MAX ? arg : DELTA_MAX);
+                total[k] += p[k]; /* <= 4096 · 2^16 */
+            }
+            sum_h += entropy(p, classes); /* <= 4096 · 2^20 */
         }
-        for (k = 0u; k < classes; ++k) {
-            int64_t delta = top - logit[k]; /* >= 0, < 2^62 (IS §10.6) */
-            p[k] = delta < (int64_t)DELTA_MAX ? (uint32_t)delta : DELTA_MAX;
-            sum += exp2_neg(p[k]); /* <= C · 2^16 < 2^24 */
-        }
-        lam = log2_fixed(sum) - LOG_ONE_PROBABILITY; /* >= 0: the largest logit contributes exactly 2^16 */
-        for (k = 0u; k < classes; ++k) {
-            uint32_t arg = p[k] + lam; /* < 2^22 + 2^20 */
-            p[k] = exp2_neg(arg < DELTA_MAX ? arg : DELTA_MAX);
-            total[k] += p[k]; /* <= 4096 · 2^16 */
-        }
-        sum_h += entropy(p, classes); /* <= 4096 · 2^20 */
     }
     for (k = 0u; k < classes; ++k) {
         uint64_t mean = round_shift_u64((uint64_t)total[k] * m1, m->s1); /* < 2^59 before the shift */

@@ -81,6 +81,24 @@ static inline uint32_t direct_scratch_bytes(const direct_model *m) {
     return 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
 }
 
+/*
+ * MF §6.1 dense4 rows (IS §4) on the build's kernel, defined once in direct_predict.c (which direct_predict
+ * runs too) for direct_classify's logit rows (IS §10.1); built with DIRECT_CLASSIFY. Rows are row = ⌈b/2⌉
+ * bytes each, consecutive from w; a row's accumulator is Σ_i level_i·φ_i mod 2^32, before the round_shift.
+ * direct_dense4_prepare: phi holds the b features in natural order, in 2·b rounded up to 4 bytes (the pad
+ *   feature φ_b = 0 of odd b is written); n is how many rows from w the caller will take. It reorders phi in
+ *   place for the kernel (phi is no longer in natural order), returns the offset term direct_dense4_rows
+ *   takes and sets *taken to how many rows it took, t: 1 for odd n on the kernels that pair or group rows
+ *   (M4 DSP, M0, SIMD), the last row's (w + (n − 1)·row) accumulator then in *last; else 0 (*last
+ *   untouched). The caller then passes rows 0 … n − t − 1 to direct_dense4_rows, in any batches.
+ * direct_dense4_rows: the accumulators of the n rows at w, w + row, … into acc[0 … n − 1], on phi and off
+ *   as direct_dense4_prepare left them; the kernel's pairs or fours of rows per pass, any n.
+ */
+uint32_t direct_dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n, uint32_t *taken,
+                               uint32_t *last);
+void direct_dense4_rows(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t off,
+                        uint32_t *acc);
+
 /* Sign-extend a 4-bit two's complement nibble (MF §6: value = n − 16 for n ≥ 8). */
 static inline int32_t direct_nibble(uint32_t n) {
     return (int32_t)(n ^ UINT32_C(8)) - INT32_C(8);

@@ -729,6 +729,16 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     }
 }
 
+/* Forced inline where predict_one and direct_classify's entry points (below) share a kernel that runs once
+ * per pass of rows (DSP dot2_dense4), and for the two shared steps: no call per pass in predict_one. The
+ * once-per-prediction kernels (pair_features, dot_dense4_natural) stay calls: a few instructions per
+ * prediction, not their code twice. */
+#if defined(__GNUC__)
+#define DIRECT_INLINE __attribute__((always_inline)) inline
+#else
+#define DIRECT_INLINE inline
+#endif
+
 /*
  * MF §6.1 dense4 kernels. Each computes the dot products of samples with the features; the caller rounds
  * them (IS §4). Sums are kept in u32: every partial sum of the true products fits i32 (IS §9), and where a
@@ -1006,7 +1016,7 @@ static inline uint32_t dsp_byte_pair(uint32_t byte) { /* (low + 8, high + 8) of 
 }
 
 /* Samples at w0 and w1 (row bytes each) into acc[0] and acc[1]: 16 weights of each per pass. */
-static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi, uint32_t row, uint32_t *acc) {
+static DIRECT_INLINE void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi, uint32_t row, uint32_t *acc) {
     uint32_t a0 = 0u, a1 = 0u, i, n = row / 4u, mask = DIRECT_NIB2;
     const uint8_t *end = w0 + 4u * (n & ~1u);
     DIRECT_MASK_IN_REGISTER(mask);
@@ -1034,6 +1044,22 @@ static void dot2_dense4(const uint8_t *w0, const uint8_t *w1, const int16_t *phi
     }
     acc[0] = a0;
     acc[1] = a1;
+}
+
+/* One sample on the paired features, as dot2_dense4 does each of its two: an odd count of rows after the
+ * pairing (a classifier's odd count of logit rows per sample); 8 weights per pass. */
+static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t row) {
+    uint32_t a = 0u, i, mask = DIRECT_NIB2;
+    const uint8_t *end = w + 8u * (row / 8u);
+    DIRECT_MASK_IN_REGISTER(mask);
+    for (; w != end; w += 4, phi += 8) {
+        uint32_t c = ld32(w) ^ DIRECT_NIB8;
+        DIRECT_DSP_WORD(a, c, ld32(phi), ld32(phi + 2), ld32(phi + 4), ld32(phi + 6));
+    }
+    for (i = 0u; i < row - 8u * (row / 8u); ++i) { /* the bytes after the last pair of words: natural order */
+        a = direct_smlad(dsp_byte_pair(w[i]), ld32(phi + 2u * i), a);
+    }
+    return a;
 }
 
 /* One word of the row (8 weights) in dot_dense4_natural's loop below. */
@@ -1265,6 +1291,114 @@ static uint32_t dot_dense4(const uint8_t *w, const int16_t *phi, uint32_t nbytes
 }
 #endif
 
+/*
+ * MF §6.1 dense4 rows on the build's kernel: the one definition direct_predict (predict_one) and
+ * direct_classify (through direct_dense4_prepare / direct_dense4_rows, direct_internal.h) share.
+ * dense4_prepare writes the pad feature of odd b, puts phi in the kernel's order (in place), returns the
+ * offset term and sets *taken to how many rows it took: on the kernels that pair or group rows
+ * (DIRECT_DENSE4_GROUP > 1), an odd count n's last row (w + (n − 1)·row) into *last (1), else 0. dense4_rows then gives the
+ * accumulators (Σ level·φ mod 2^32, before IS §4's round_shift) of n consecutive rows, the kernel's group
+ * of rows per pass and a single-row kernel for what is left. The one-row-per-pass kernels (AVR tables, host
+ * vector / portable) leave every row to dense4_rows: one call site of their dot_dense4 in predict_one, which
+ * the compiler then inlines (AVR: a second one costs ~400 bytes of flash).
+ */
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+#define DIRECT_DENSE4_GROUP 4u
+#elif DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+#define DIRECT_DENSE4_GROUP 2u
+#else
+#define DIRECT_DENSE4_GROUP 1u
+#endif
+#if defined(DIRECT_DENSE4_OFFSET)
+#define DIRECT_DENSE4_OFF(off) (off) /* the kernel's offset levels w + 8 add 8·Σφ (mod 2^32) */
+#else
+#define DIRECT_DENSE4_OFF(off) 0u
+#endif
+
+static DIRECT_INLINE uint32_t dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n,
+                                             uint32_t *taken, uint32_t *last) {
+    uint32_t row = (b + 1u) / 2u, off = 0u;
+#if defined(DIRECT_DENSE4_OFFSET)
+    uint32_t i = 0u;
+#endif
+    (void)row; /* the one-row-per-pass kernels without an offset: nothing to do here but the pad */
+    (void)w;
+    (void)last;
+    if ((b & 1u) != 0u) {
+        phi[b] = 0; /* the pad feature of odd b (MF §6.1; the scratch holds an even count) */
+    }
+#if defined(DIRECT_DENSE4_PAIRS)
+    if ((n & 1u) != 0u) { /* one row (or an odd count's last) before the pairing: dot_dense4_natural */
+        *last = dot_dense4_natural(w + (n - 1u) * row, phi, row);
+        if (n == 1u) {
+            *taken = 1u;
+            return 0u; /* nothing left to pair the features for */
+        }
+    }
+    off = pair_features(phi, (row / 8u) * 2u); /* an even count of groups: dot2_dense4's unrolled loop */
+    i = 16u * (row / 8u);
+#elif DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+    pair_features(phi, row / DIRECT_SIMD_GROUP);
+#endif
+#if defined(DIRECT_DENSE4_OFFSET)
+    for (; i < 2u * row; ++i) { /* Σφ over the features not summed by pair_features */
+        uint32_t v = (uint32_t)(int32_t)phi[i];
+        off += v;
+    }
+    off <<= 3;
+#endif
+    *taken = DIRECT_DENSE4_GROUP > 1u ? n & 1u : 0u;
+#if DIRECT_DENSE4_GROUP > 1u && !defined(DIRECT_DENSE4_PAIRS)
+    if ((n & 1u) != 0u) { /* SIMD, M0: the odd row here, the rows' loops in pairs or fours */
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+        dotn_dense4(w + (n - 1u) * row, row, 1u, phi, last);
+#else
+        *last = dot_dense4(w + (n - 1u) * row, phi, row) - DIRECT_DENSE4_OFF(off);
+#endif
+    }
+#endif
+    return off;
+}
+
+static DIRECT_INLINE void dense4_rows(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t off,
+                                      uint32_t *acc) {
+    uint32_t k = 0u;
+    (void)off;
+#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
+    for (; k + 4u <= n; k += 4u, w += 4u * row) {
+        dotn_dense4(w, row, 4u, phi, acc + k);
+    }
+    for (; k < n; ++k, w += row) {
+        dotn_dense4(w, row, 1u, phi, acc + k);
+    }
+#elif DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+    for (; k + 2u <= n; k += 2u, w += 2u * row) {
+        dot2_dense4(w, w + row, phi, row, acc + k);
+        acc[k] -= DIRECT_DENSE4_OFF(off);
+        acc[k + 1u] -= DIRECT_DENSE4_OFF(off);
+    }
+    if (k < n) {
+        acc[k] = dot_dense4(w, phi, row) - DIRECT_DENSE4_OFF(off);
+    }
+#else
+    for (; k < n; ++k, w += row) {
+        acc[k] = dot_dense4(w, phi, row) - DIRECT_DENSE4_OFF(off);
+    }
+#endif
+}
+
+/* direct_classify's entry points (direct_internal.h); a regression-only build's linker drops them
+ * (-ffunction-sections, --gc-sections). */
+uint32_t direct_dense4_prepare(int16_t *phi, uint32_t b, const uint8_t *w, uint32_t n, uint32_t *taken,
+                               uint32_t *last) {
+    return dense4_prepare(phi, b, w, n, taken, last);
+}
+
+void direct_dense4_rows(const uint8_t *w, uint32_t row, uint32_t n, const int16_t *phi, uint32_t off,
+                        uint32_t *acc) {
+    dense4_rows(w, row, n, phi, off, acc);
+}
+
 /* MF §6.2: one sample; skips zero bitmap bytes; *pp advances past the sample. */
 static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap) {
     const uint8_t *map = *pp, *nib = map + nmap;
@@ -1429,65 +1563,31 @@ static void predict_one(const direct_model *m, const int16_t *x, int16_t *phi, d
         floor_q = level_variance(m, phi, m->var_floor);
     }
 #endif
-    if ((b & 1u) != 0u) {
-        phi[b] = 0; /* the pad feature of odd b (MF §6.1; scratch holds an even count) */
-    }
     switch (m->layout) {
     case DIRECT_LAYOUT_DENSE4: {
-        uint32_t row = (b + 1u) / 2u, off = 0u;
-#if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
-        uint32_t acc[4];
-        (void)off; /* the SIMD kernel decodes signed levels: no offset */
-        pair_features(phi, row / DIRECT_SIMD_GROUP);
-        for (s = 0u; s + 4u <= S; s += 4u, p += 4u * row) {
-            dotn_dense4(p, row, 4u, phi, acc);
-            add_sample(acc[0], r, &sum_a, &sum_a2);
-            add_sample(acc[1], r, &sum_a, &sum_a2);
-            add_sample(acc[2], r, &sum_a, &sum_a2);
-            add_sample(acc[3], r, &sum_a, &sum_a2);
-        }
-        for (; s < S; ++s, p += row) {
-            dotn_dense4(p, row, 1u, phi, acc);
-            add_sample(acc[0], r, &sum_a, &sum_a2);
-        }
-#else
-#if defined(DIRECT_DENSE4_OFFSET)
-        uint32_t i = 0u;
-#if defined(DIRECT_DENSE4_PAIRS)
-        if ((S & 1u) != 0u) { /* one sample (or odd S's last) before the pairing: dot_dense4_natural */
-            uint32_t acc = dot_dense4_natural(p + (S - 1u) * row, phi, row);
+        uint32_t row = (b + 1u) / 2u, n, taken, last = 0u, off, k;
+        uint32_t acc[DIRECT_DENSE4_GROUP];
+        off = dense4_prepare(phi, b, p, S, &taken, &last);
+        n = S - taken; /* even, but on the one-row-per-pass kernels */
+        if (n != S) { /* odd S: the last sample, taken by dense4_prepare */
             if (S == 1u) { /* ΣA² is not used for one sample (IS §5 below) */
-                sum_a = direct_round_shift32(direct_i32_from_u32(acc), r);
+                sum_a = direct_round_shift32(direct_i32_from_u32(last), r);
                 break;
             }
-            add_sample(acc, r, &sum_a, &sum_a2);
+            add_sample(last, r, &sum_a, &sum_a2);
         }
-        off = pair_features(phi, (row / 8u) * 2u); /* an even count of groups: dot2_dense4's unrolled loop */
-        i = 16u * (row / 8u);
-#endif
-        for (; i < 2u * row; ++i) { /* the kernel's offset levels w + 8 add 8·Σφ (mod 2^32) */
-            uint32_t v = (uint32_t)(int32_t)phi[i];
-            off += v;
+        for (s = 0u; s + DIRECT_DENSE4_GROUP <= n; s += DIRECT_DENSE4_GROUP, p += DIRECT_DENSE4_GROUP * row) {
+            dense4_rows(p, row, DIRECT_DENSE4_GROUP, phi, off, acc);
+            for (k = 0u; k < DIRECT_DENSE4_GROUP; ++k) {
+                add_sample(acc[k], r, &sum_a, &sum_a2);
+            }
         }
-        off <<= 3;
-#endif
-#if DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
-        for (s = 0u; s + 2u <= S; s += 2u, p += 2u * row) {
-            uint32_t acc[2];
-            dot2_dense4(p, p + row, phi, row, acc);
-            add_sample(acc[0] - off, r, &sum_a, &sum_a2);
-            add_sample(acc[1] - off, r, &sum_a, &sum_a2);
+#if DIRECT_DENSE4_GROUP > 2u
+        if (s < n) { /* two rows left of an even count (SIMD) */
+            dense4_rows(p, row, 2u, phi, off, acc);
+            add_sample(acc[0], r, &sum_a, &sum_a2);
+            add_sample(acc[1], r, &sum_a, &sum_a2);
         }
-#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN
-        if (s < S) {
-            add_sample(dot_dense4(p, phi, row) - off, r, &sum_a, &sum_a2);
-        }
-#endif
-#else
-        for (s = 0u; s < S; ++s, p += row) {
-            add_sample(dot_dense4(p, phi, row) - off, r, &sum_a, &sum_a2);
-        }
-#endif
 #endif
         break;
     }
