@@ -43,26 +43,10 @@ ISR(TIMER1_OVF_vect) {
     ++overflows;
 }
 
-/* USART0 at 9600 8N1, polled: what simavr prints. */
-static int uart_put(char c, FILE *stream) {
-    (void)stream;
-    if (c == '\n') {
-        uart_put('\r', stream);
-    }
-    while ((UCSR0A & (1 << UDRE0)) == 0) {
-    }
-    UDR0 = (uint8_t)c;
-    return 0;
-}
-static FILE uart_out = FDEV_SETUP_STREAM(uart_put, NULL, _FDEV_SETUP_WRITE);
+#include "avr_uart.h"
 
 static void platform_init(void) {
-    uint16_t ubrr = (uint16_t)(F_CPU / 16UL / 9600UL - 1UL);
-    UBRR0H = (uint8_t)(ubrr >> 8);
-    UBRR0L = (uint8_t)ubrr;
-    UCSR0B = (1 << TXEN0);
-    UCSR0C = (1 << UCSZ01) | (1 << UCSZ00);
-    stdout = &uart_out;
+    uart_init();
     TCCR1A = 0u;
     TCCR1B = (1 << CS10); /* the CPU clock, no prescaler */
     TIMSK1 = (1 << TOIE1);
