@@ -20,8 +20,10 @@ the final fits).
 ``--variants`` runs each case once per variant, one right after the other (so their times compare):
 ``default`` (every option at its default: ``grid_gains="auto"``), ``one-grid`` (``grid_gains="none"``, one
 grid for every weight: the default before per-feature grids), ``gains`` (``grid_gains="evidence"``:
-per-feature grids only) and ``search512`` (``search_features=512``: the search on at most 512 rff
-features).
+per-feature grids only), ``search512`` (``search_features=512``: the search on at most 512 rff
+features) and ``sparse-Z`` (``prior="sparse", zero_mass=Z`` for Z in ``ZERO_MASSES``: the sparsity curve;
+``--sparsity-curve`` runs default and all of them, and ``--plot FILE`` draws test RMSE against the share
+of zero weights per set).
 
 The extrapolation case (``--no-extrapolation`` skips it): linear features, x ~ U[1000, 1010] (200
 training rows), y = 0.3 (x − 1005) + N(0, 0.5²); 95 % coverage and mean predictive sd on 2,000 test
@@ -50,11 +52,15 @@ from datasets import load_uci  # noqa: E402
 from direct_edge.trainer import DirectRegressor  # noqa: E402
 from direct_edge.trainer.data import ArraySource  # noqa: E402
 
+# The sparsity curve: the sparse prior (docs/trainer.md §2) at each extra mass on level 0, every other
+# option at its default; "sparse-0" is the discretised Gaussian with the sparse prior's code path.
+ZERO_MASSES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 VARIANTS = {
     "default": {},
     "one-grid": {"grid_gains": "none"},
     "gains": {"grid_gains": "evidence"},
     "search512": {"search_features": 512},
+    **{f"sparse-{zm:g}": {"prior": "sparse", "zero_mass": zm} for zm in ZERO_MASSES},
 }
 SETS = ("autompg", "autos", "concrete", "energy", "gas", "protein", "yacht")
 Z95 = 1.959963984540054
@@ -131,6 +137,8 @@ def uci_case(name: str, data_dir: str, b: int, split: int, variant: str) -> dict
         "lengthscale": None if model.lengthscale_ is None else float(np.mean(model.lengthscale_)),
         "noise_sd": float(np.sqrt(model.noise_variance_)),
         "train_rmse": float(model.train_rmse_),
+        "sparsity": float(model.sparsity_),
+        "sample_sparsity": float(np.mean(model.sample(100, seed=split).levels == 0)),
     }
 
 
@@ -158,7 +166,7 @@ def print_case(r: dict) -> None:
         f"cov95 {d['coverage95']:.3f} / {br['coverage95']:.3f}  conv {str(r['converged']):<5} "
         f"{r['seconds']:.1f} s (search {100 * r['search_share']:.0f} %)  "
         f"Δ {r['grid_scale']} s {r['prior_scale']} ℓ {r['lengthscale']:.3g} noise {r['noise_sd']:.4g} "
-        f"train {r['train_rmse']:.4g}",
+        f"train {r['train_rmse']:.4g} sparsity {r['sparsity']:.3f}",
         flush=True,
     )
 
@@ -175,10 +183,54 @@ def summary(rows: list[dict]) -> None:
         conv = sum(r["converged"] for r in rs)
         share = np.mean([r["search_share"] for r in rs])
         secs = np.mean([r["seconds"] for r in rs])
+        rmse = np.mean([r["direct"]["rmse"] for r in rs])
+        zeros = np.mean([r.get("sample_sparsity", np.nan) for r in rs])
+        elbo = np.mean([r["elbo"] for r in rs])
         print(
             f"| {name} | {b} | {variant} | {len(rs)} | {ratio:.3f} | {dn:+.3f} | {cov:.3f} | {brcov:.3f} | "
-            f"{conv}/{len(rs)} | {secs:.1f} | {100 * share:.0f} % |"
+            f"{conv}/{len(rs)} | {secs:.1f} | {100 * share:.0f} % | {rmse:.4g} | {100 * zeros:.1f} % | "
+            f"{elbo:.1f} |"
         )
+
+
+def plot_sparsity(rows: list[dict], path: str) -> None:
+    """Test RMSE (mean over splits, relative to BayesianRidge on the same features) against the share
+    of zero weights in 100 posterior samples, one line per data set over the sparse variants, the
+    default's point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in sorted({r["set"] for r in rows}):
+        points = []
+        for variant in [f"sparse-{zm:g}" for zm in ZERO_MASSES] + ["default"]:
+            rs = [r for r in rows if r["set"] == name and r["variant"] == variant]
+            if rs:
+                points.append(
+                    (
+                        variant,
+                        np.mean([r["sample_sparsity"] for r in rs]),
+                        np.mean([r["rmse_ratio"] for r in rs]),
+                    )
+                )
+        curve = [(z, v) for variant, z, v in points if variant != "default"]
+        (line,) = ax.plot([100 * z for z, _ in curve], [v for _, v in curve], "o-", label=name)
+        for variant, z, v in points:
+            if variant == "default":
+                ax.plot(100 * z, v, "*", markersize=12, color=line.get_color())
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.axvspan(51, 99.6, color="grey", alpha=0.1, label="paper's sparsity range")
+    ax.set_xlabel("zero weights in posterior samples (%)")
+    ax.set_ylabel("test RMSE / BayesianRidge's (same features)")
+    ax.set_yscale("log")
+    ticks = [1.0, 1.25, 1.5, 2.0, 3.0, 4.0]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -190,7 +242,19 @@ def main() -> None:
     parser.add_argument("--json", help="append each case to this JSON-lines file")
     parser.add_argument("--no-extrapolation", action="store_true")
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    parser.add_argument("--sparsity-curve", action="store_true", help="default and every sparse-Z variant")
+    parser.add_argument("--plot", help="draw the sparsity curve into this image file")
+    parser.add_argument("--replot", help="with --plot: draw it from this --json file instead of fitting")
     args = parser.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        summary(rows)
+        if args.plot:
+            plot_sparsity(rows, args.plot)
+        return
+    if args.sparsity_curve:
+        args.variants = ["default"] + [f"sparse-{zm:g}" for zm in ZERO_MASSES]
     rows = []
     if not args.no_extrapolation:
         ex = extrapolation_case()
@@ -211,6 +275,8 @@ def main() -> None:
                         with open(args.json, "a") as f:
                             f.write(json.dumps(r) + "\n")
     summary(rows)
+    if args.plot:
+        plot_sparsity(rows, args.plot)
 
 
 if __name__ == "__main__":
