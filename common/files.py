@@ -65,6 +65,21 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
     os.unlink(probe)
 
 
+def check_distinct(first: str | os.PathLike, second: str | os.PathLike, what: str) -> None:
+    """UserError if two output paths name one file (the same spelling, another spelling of it, or a
+    link to it, whether or not it exists yet): writing the second would replace the first.  ``what``
+    names the pair in the message ("-o and --plot")."""
+    a, b = Path(first), Path(second)
+    same = os.path.realpath(a) == os.path.realpath(b)
+    if not same and a.exists() and b.exists():
+        try:
+            same = os.path.samefile(a, b)
+        except OSError:
+            same = False
+    if same:
+        raise UserError(f"{what} name the same file {a}; give them different paths")
+
+
 def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
     """UserError if ``output`` is one of ``inputs`` (the same file, also through links or other
     spellings of the path), so that writing the output can never destroy what was read."""

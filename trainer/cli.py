@@ -24,8 +24,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from direct_edge.commands import command
-from direct_edge.files import check_not_an_input, check_writable, write_atomic
-from direct_edge.trainer.data import ArraySource, TableSource, open_table, split_source
+from direct_edge.files import check_distinct, check_not_an_input, check_writable, write_atomic
+from direct_edge.trainer.data import ArraySource, TableSource, data_files, open_table, split_source
 from direct_edge.trainer.errors import DataError
 from direct_edge.trainer.model_file import save_model
 from direct_edge.trainer.regressor import DirectRegressor
@@ -663,16 +663,24 @@ def report_fit(model, echo, lengthscale, grid_scale, prior_scale) -> list[str]:
 
 
 def check_outputs(output: str, plot_path: str | None, inputs: list[str]) -> tuple[Path, Path | None]:
-    """(model path, plot path or None), each checked writable and not one of the ``inputs`` before
-    any work is done, so that a failure leaves nothing behind and overwrites nothing."""
+    """(model path, plot path or None), each checked writable, not one of the ``inputs`` (every file a
+    glob among them matches) and not each other, before any work is done, so that a failure leaves
+    nothing behind and overwrites nothing."""
+    files: list[str] = []
+    for given in inputs:
+        try:
+            files += data_files(given)
+        except DataError:
+            files.append(given)  # a pattern that matches nothing: opening it says so
     out = Path(output)
     check_writable(out, "output")
-    check_not_an_input(out, inputs)
+    check_not_an_input(out, files)
     plot = Path(plot_path) if plot_path else None
     if plot is not None:
         check_plotting()
         check_writable(plot, "plot")
-        check_not_an_input(plot, [*inputs, out])
+        check_distinct(out, plot, "-o and --plot")
+        check_not_an_input(plot, files)
     return out, plot
 
 

@@ -326,6 +326,43 @@ def test_usage_errors_are_one_line_naming_the_option(tmp_path, csv, args, messag
     assert_user_error(run(csv, "-o", out, *args), out, message)
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("which", ["glob data", "glob test"])
+def test_an_output_is_never_written_over_a_file_a_glob_reads(tmp_path, csv, which, task):
+    """DATA or --test as a glob: every file it matches is an input, the model may not replace any."""
+    folder = tmp_path / "g"
+    folder.mkdir()
+    text = csv.read_text()
+    for name in ("a.csv", "b.csv"):
+        (folder / name).write_text(text)
+    pattern = str(folder / "*.csv")
+    args = [pattern, "-o", folder / "b.csv"] if which == "glob data" else [csv, "--test", pattern]
+    if which == "glob test":
+        args += ["-o", folder / "a.csv"]
+    if task == "classification":
+        args += ["--task", "classification", "--target", "y"]
+    result = run(*args, *FAST)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "is the input" in result.stderr
+    assert all((folder / n).read_text() == text for n in ("a.csv", "b.csv"))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("spelling", ["same", "dot", "link"])
+def test_the_plot_never_replaces_the_model(tmp_path, csv, existing, spelling):
+    out = tmp_path / "m.direct"
+    if existing:
+        out.write_bytes(b"previous model")
+    plot = {"same": out, "dot": tmp_path / "." / "m.direct", "link": tmp_path / "alias.png"}[spelling]
+    if spelling == "link":
+        plot.symlink_to(out)
+    result = run(csv, "-o", out, "--plot", plot, *FAST)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"direct-train: error: -o and --plot name the same file {out}; give them different paths"
+    ]
+    assert (out.read_bytes() == b"previous model") if existing else not out.exists()
+
+
 @pytest.mark.parametrize("which", ["data", "test", "link", "plot"])
 def test_an_output_is_never_written_over_an_input(tmp_path, csv, which):
     before = csv.read_bytes()
