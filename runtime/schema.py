@@ -157,6 +157,13 @@ class Schema:
                 raise SchemaError(f"column {c.name!r}: the fill value lies outside the training range")
             if c.missing == REFUSE and c.fill != 0.0:
                 raise SchemaError(f"column {c.name!r}: a fill value without a missing-value policy")
+        inputs = self.input_names
+        if len(set(inputs)) != len(inputs):
+            twice = next(n for n in inputs if inputs.count(n) > 1)
+            raise SchemaError(
+                f"two columns make the model input {twice!r} (a column named like a category level or a "
+                "missing-value indicator of another); rename or drop one"
+            )
 
 
 def _check_text(text: str, what: str, allow_empty: bool = False) -> None:

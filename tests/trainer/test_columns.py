@@ -289,6 +289,41 @@ def test_stage_options_that_cannot_work_are_one_line(tmp_path, raw_table, args, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("extra", ["colour=red", "size_missing"])
+def test_a_column_named_like_a_made_input_is_one_line(tmp_path, raw_table, extra, task):
+    """A column named like another's one-hot level or missing-value indicator would make two model
+    inputs of one name: refused before training (MF §10), in both tasks."""
+    path, _ = raw_table
+    frame = pd.read_csv(path)
+    frame[extra] = 1.0
+    if task == "classification":
+        frame["y"] = np.where(frame["y"] > frame["y"].median(), "high", "low")
+    frame.to_csv(tmp_path / "clash.csv", index=False)
+    out = tmp_path / "m.direct"
+    task_args = ["--task", "classification"] if task == "classification" else []
+    args = [str(tmp_path / "clash.csv"), "-o", str(out), "-q", "--target", "y", *FAST, *PREPARE, *task_args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"direct-train: error: {tmp_path / 'clash.csv'}: two columns make the model input {extra!r} "
+        "(a column named like a category level or a missing-value indicator of another); rename or drop one"
+    ]
+    assert not out.exists()
+
+
+def test_a_schema_whose_inputs_share_a_name_is_refused_by_the_reader():
+    from direct_edge.runtime import schema as input_schema
+
+    columns = (
+        input_schema.Column("mode", input_schema.CATEGORICAL, levels=("idle", "run")),
+        input_schema.Column("mode=idle", input_schema.NUMERIC, low=0.0, high=1.0),
+    )
+    blob = input_schema.Schema(columns, "y")
+    with pytest.raises(input_schema.SchemaError, match="two columns make the model input 'mode=idle'"):
+        blob.check()
+
+
 def test_a_missing_category_at_training_and_the_demo_are_refused(tmp_path, raw_table):
     path, _ = raw_table
     frame = pd.read_csv(path)
