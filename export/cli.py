@@ -56,17 +56,22 @@ def check_batch(blob: Blob, rows: int = CHECK_ROWS, seed: int = 0) -> tuple[np.n
     """
     rng = np.random.default_rng(seed)
     lo, hi = blob_input_range(blob)
-    width = hi - lo
+    quarter = hi / 4.0 - lo / 4.0  # a quarter of the width: hi − lo overflows for a range near ±1.7e308
     d = blob.n_inputs
-    X = lo + width * rng.uniform(0.0, 1.0, (rows, d))
+    u = rng.uniform(0.0, 1.0, (rows, d))
+    X = lo * (1.0 - u) + hi * u
     alternate = np.arange(d) % 2 == 1
     X[0], X[1] = lo, hi
     X[2], X[3] = np.where(alternate, hi, lo), np.where(alternate, lo, hi)
     outside = np.arange(rows) >= rows - rows // 5
+    biggest = np.finfo(np.float64).max
     for i in np.flatnonzero(outside):
         k = rng.integers(0, d, rng.integers(1, d + 1))
-        beyond = width[k] * rng.uniform(0.0, 0.25, len(k))
-        X[i, k] = np.where(rng.random(len(k)) < 0.5, lo[k] - beyond, hi[k] + beyond)
+        beyond = quarter[k] * rng.uniform(0.0, 1.0, len(k))
+        with np.errstate(over="ignore"):  # beyond float64's range: the largest float stands in
+            X[i, k] = np.clip(
+                np.where(rng.random(len(k)) < 0.5, lo[k] - beyond, hi[k] + beyond), -biggest, biggest
+            )
     return X, np.any((X < lo) | (X > hi), axis=1)
 
 

@@ -560,7 +560,8 @@ class DirectClassifier(ClassifierMixin, BaseEstimator):
     def _sample_log_probs(self, X: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
         """log p(class | x, W_s) for every posterior sample: (S, n, n_classes)."""
         check_is_fitted(self, "q_weights_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # scikit-learn's finiteness check sums X,
+            X = validate_data(self, X, reset=False, dtype=np.float64)  # which overflows near 1.7e308
         levels = self.sample_levels_ if levels is None else levels
         S, K, b = levels.shape
         W = levels.reshape(S * K, b).astype(np.float64) * (self.grid_scale_ * self.grid_gains_)

@@ -235,6 +235,49 @@ def test_check_batch_covers_the_range_ends_and_beyond():
     assert np.all(X >= lo - (hi - lo) / 4) and np.all(X <= hi + (hi - lo) / 4)
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_a_column_spanning_most_of_float64_exports_and_checks(tmp_path, task):
+    """A training column from −1e308 to 1e308 (finite, so the trainer takes it): its width overflows
+    float64, which the check inputs must not (they did: "data row 5 has infinity", a RuntimeWarning)."""
+    rng = np.random.default_rng(0)
+    temp, vib = rng.normal(50, 5, 120), rng.normal(0, 1, 120)
+    temp[3], temp[7] = 1e308, -1e308
+    target = (
+        np.where(vib > 0, "hi", "lo").tolist()
+        if task == "classification"
+        else (vib + 0.01 * temp.clip(0, 100)).tolist()
+    )
+    lines = ["temp,vib,y"] + [
+        f"{float(a)!r},{float(b)!r},{c}" for a, b, c in zip(temp, vib, target, strict=True)
+    ]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    train = [tool("direct-train"), "d.csv", "--n-features", "32", "--max-iter", "30", "-q", "-o", "m.direct"]
+    if task == "classification":
+        train += ["--task", "classification"]
+    assert subprocess.run(train, cwd=tmp_path, capture_output=True, text=True).returncode == 0
+    done = subprocess.run(
+        [tool("direct-export"), "m.direct", "m.bin"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "check" in done.stdout and (tmp_path / "m.bin").is_file()
+
+
+def test_check_batch_stays_finite_for_a_range_near_the_ends_of_float64():
+    from types import SimpleNamespace
+
+    from direct_edge.export.cli import check_batch
+    from direct_edge.export.packed import blob_input_range, input_quantization
+
+    scale, zero = input_quantization(np.array([-1.7e308, 0.0, -1e308]), np.array([1.7e308, 1.0, 1e308]))
+    blob = SimpleNamespace(input_scale=scale, input_zero=zero, n_inputs=3)
+    lo, hi = blob_input_range(blob)
+    with np.errstate(all="raise"):
+        X, beyond = check_batch(blob)
+    assert np.all(np.isfinite(X)) and beyond.sum() == 200
+    np.testing.assert_array_equal(X[0], lo)
+    np.testing.assert_array_equal(X[1], hi)
+
+
 def test_avr_target_refuses_headers_avr_gcc_cannot_build(trained, tmp_path):
     """A header over 32,767 bytes: --target avr refuses it in one line (no file), the default writes it
     with a note; avr-gcc (when installed) rejects that header and builds one under the limit."""
