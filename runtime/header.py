@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from direct_edge.formats import BLOB_MAGIC
 from direct_edge.runtime import bounds
 
-MAGIC = b"DIRQ"
+MAGIC = BLOB_MAGIC
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 4  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
 # classifier blobs (MF §11), 1.4 the ensemble's variance floor (MF §7)

@@ -177,8 +177,9 @@ def check_classes(labels: np.ndarray, name: str, where: str) -> np.ndarray:
     model file holds."""
     classes, counts = np.unique(labels, return_counts=True)
     if classes.size < 2:
+        only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]  # 1, not np.int64(1)
         raise DataError(
-            f"{where}: the target {name!r} holds one class only ({classes[0]!r}) in the training rows; "
+            f"{where}: the target {name!r} holds one class only ({only!r}) in the training rows; "
             "classification needs at least 2"
         )
     if classes.size > MAX_CLASSES:

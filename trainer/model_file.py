@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from direct_edge.files import write_atomic
-from direct_edge.formats import MODEL_FILE_MAGIC
+from direct_edge.formats import BLOB_MAGIC, MODEL_FILE_MAGIC
 from direct_edge.trainer.errors import DataError, ModelFileError
 from direct_edge.trainer.features import CONSTANT_ULPS, FEATURE_KINDS, FeatureMap
 from direct_edge.trainer.grid import GAIN_FRAC_BITS, WeightGrid, quantise_gains
@@ -838,7 +838,15 @@ def load_model(path: str | os.PathLike):
         raise ModelFileError(f"model file not found: {path}") from None
     except IsADirectoryError:
         raise ModelFileError(f"model path is a directory: {path}") from None
-    meta, arrays = decode(blob)
+    if blob[:4] == BLOB_MAGIC:
+        raise ModelFileError(
+            f"{path} is a packed blob (direct-export's .bin), not a model file: give the .direct file "
+            "direct-train wrote"
+        )
+    try:
+        meta, arrays = decode(blob)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     if meta.get("task") == TASK_CLASSIFICATION:  # §8; files without "task" hold a regressor
         return classifier_from_arrays(meta, arrays)
     return model_from_arrays(meta, arrays)

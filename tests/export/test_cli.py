@@ -130,6 +130,25 @@ def test_the_output_is_never_written_over_the_model(trained, tmp_path, spelling)
     assert model.read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", ["blob", "garbage", "truncated"])
+def test_a_file_that_is_not_a_model_is_named_in_one_line(trained, tmp_path, kind):
+    """The error names the file it read, and a packed blob given for the model says what to give."""
+    given, model = tmp_path / "given.bin", trained / "model.direct"
+    if kind == "blob":
+        assert CliRunner().invoke(main, [str(model), str(given)]).exit_code == 0
+    elif kind == "garbage":
+        given.write_bytes(b"id,x\n1,2\n")
+    else:
+        given.write_bytes(model.read_bytes()[:40])
+    out = tmp_path / "again.bin"
+    result = CliRunner().invoke(main, [str(given), str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"direct-export: error: {given}"), result.stderr
+    if kind == "blob":
+        assert "is a packed blob" in lines[0] and "give the .direct file" in lines[0]
+
+
 def test_model_positional_equals_the_older_option(trained, tmp_path):
     new = CliRunner().invoke(main, [str(trained / "model.direct"), str(tmp_path / "a.bin"), "-q"])
     old = CliRunner().invoke(main, ["--model", str(trained / "model.direct"), str(tmp_path / "b.bin"), "-q"])

@@ -259,6 +259,7 @@ BAD_LABELS = {
     "nan.csv": ("a,b,y\n1,2,cat\n4,5,\n7,8,dog\n", "the target 'y', row 2 holds a missing label"),
     "nan_int.csv": ("a,b,y\n1,2,0\n4,5,1\n7,8,NA\n", "the target 'y', row 3 holds a missing label"),
     "one.csv": ("a,b,y\n1,2,cat\n4,5,cat\n7,8,cat\n", "holds one class only ('cat')"),
+    "one_int.csv": ("a,b,y\n1,2,1\n4,5,1\n7,8,1\n", "holds one class only (1) in the training rows"),
     "text_input.csv": ("a,b,y\n1,2,0\n4,x,1\n7,8,1\n", "column 'b', row 2 holds text 'x', not a number"),
     "one_row.csv": ("a,b,y\n1,2,0\n", "need at least 2 training rows"),
 }
