@@ -845,11 +845,11 @@ def load_model(path: str | os.PathLike):
         )
     try:
         meta, arrays = decode(blob)
-    except ModelFileError as exc:
+        if meta.get("task") == TASK_CLASSIFICATION:  # §8; files without "task" hold a regressor
+            return classifier_from_arrays(meta, arrays)
+        return model_from_arrays(meta, arrays)
+    except ModelFileError as exc:  # which file, when a command reads more than one
         raise ModelFileError(f"{path}: {exc}") from None
-    if meta.get("task") == TASK_CLASSIFICATION:  # §8; files without "task" hold a regressor
-        return classifier_from_arrays(meta, arrays)
-    return model_from_arrays(meta, arrays)
 
 
 def _version() -> str:

@@ -326,7 +326,7 @@ def test_direct_export_ends_every_mutant_with_exit_0_or_one_error_line(files, tm
         result = runner.invoke(main, [str(model), str(out), "-q"])
         lines = result.stderr.splitlines()
         if reader is not None:  # the reader's contract, strictly
-            assert (result.exit_code, lines) == (2, [f"direct-export: error: {reader}"])
+            assert (result.exit_code, lines) == (2, [f"direct-export: error: {model}: {reader}"])
             assert not out.exists()
             return "refused by the reader"
         if result.exit_code == 0:
