@@ -1505,12 +1505,13 @@ static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap
     const uint8_t *map = *pp, *nib = map + nmap;
     uint32_t acc = 0u, pend = 0u, j = 0u, bits, i;
 #if DIRECT_KERNEL == DIRECT_KERNEL_DSP
-    for (; j + 4u <= nmap; j += 4u, phi += 32) {
-        acc = bitmap_bits(bm_order(ld32(map + j)), phi, &nib, &pend, acc);
-    }
-    if (j < nmap) { /* the last 1-3 bytes as the low bytes of a word */
-        for (bits = 0u, i = nmap; i > j; --i) {
-            bits = (bits << 8) | map[i - 1u];
+    for (; j < nmap; j += 4u, phi += 32) { /* one copy of the loop for whole words and the tail: flash */
+        if (nmap - j >= 4u) {
+            bits = ld32(map + j);
+        } else { /* the last 1-3 bytes as the low bytes of a word */
+            for (bits = 0u, i = nmap; i > j; --i) {
+                bits = (bits << 8) | map[i - 1u];
+            }
         }
         acc = bitmap_bits(bm_order(bits), phi, &nib, &pend, acc);
     }
