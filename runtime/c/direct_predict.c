@@ -1612,7 +1612,11 @@ static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
     return idx + gap;
 }
 
-/* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. */
+/* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. On the M4 its
+ * own function: inlined, it shares predict_one's registers with the gap4 assembly and spills per group. */
+#if (DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN) && defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp;
     uint32_t groups = DIRECT_U8(p++), g;
