@@ -819,16 +819,24 @@ def synthetic_blob(
     schema: bool | input_schema.Schema = False,
     gains: bool = False,
     floor: bool = False,
+    levels: np.ndarray | None = None,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
     ``schema``: True for an input-schema section (MF §10) of plain columns x0 .. named, target "y";
     a Schema (of d inputs) to store that one.  ``gains``: random feature gains (MF §5.1) spanning
     [1, 32768], both ends included.  ``floor``: random ensemble variance floors (IS §5, MF §5.2)
-    spanning the u16 range, 0 and 65535 included."""
+    spanning the u16 range, 0 and 65535 included.  ``levels``: an (S, b) array of ``bits``-bit levels to
+    store instead of the random ones (the kernels' edge cases); the other parameters stay the same."""
     rng = np.random.default_rng(seed)
     code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
-    levels = _synthetic_levels(rng, (S, b), bits, zeros)
+    random_levels = _synthetic_levels(rng, (S, b), bits, zeros)
+    if levels is None:
+        levels = random_levels
+    else:
+        levels = np.asarray(levels, dtype=np.int8)
+        if levels.shape != (S, b):
+            raise ValueError(f"levels has shape {levels.shape}, not (S, b) = {(S, b)}")
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     w_mean = rng.uniform(low, high, b)
     G = None

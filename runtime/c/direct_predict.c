@@ -11,19 +11,6 @@
 #include "direct.h"
 #include "direct_internal.h"
 
-/* Index of the lowest set bit of a nonzero byte (bitmap4 decoding; ctz is a library call on Armv6-M). */
-static const uint8_t lowest_bit[256] DIRECT_ROM = {
-    0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    7, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
-};
-
-
 /*
  * Kernels, chosen at build time. DIRECT_KERNEL may be set on the command line to build any of them on any
  * host (the tests build each one, and check it bit for bit against the reference):
@@ -99,7 +86,22 @@ static const int8_t high_level[256] DIRECT_ROM = {
 };
 #endif
 
-/* MF §6.4: positions a gap4 byte moves: 16·(g + 1) for a skip (byte < 16), else g + 1. */
+/* MF §6.4: positions a gap4 byte moves: 16·(g + 1) for a skip (byte < 16), else g + 1; on Armv6-M twice
+ * that, the byte offset of the feature (LDRSH takes a register offset, unscaled). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+static const uint16_t gap4_step2[256] = {
+    32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480, 512, 2, 4, 6, 8, 10, 12, 14, 16,
+    18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8,
+    10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+    32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,
+    24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14,
+    16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6,
+    8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+    30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+    22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 2, 4, 6, 8, 10, 12,
+    14, 16, 18, 20, 22, 24, 26, 28, 30, 32
+};
+#else
 static const uint16_t gap4_step[256] DIRECT_ROM = {
     16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
     11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8,
@@ -111,6 +113,7 @@ static const uint16_t gap4_step[256] DIRECT_ROM = {
     15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     13, 14, 15, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 };
+#endif
 
 #if DIRECT_KERNEL != DIRECT_KERNEL_DSP
 /* IS §3.3: linear interpolation between two table entries, f a 15-bit fraction. |(y1 − y0)·f| < 2^31 − 2^14
@@ -1399,6 +1402,184 @@ void direct_dense4_rows(const uint8_t *w, uint32_t row, uint32_t n, const int16_
     dense4_rows(w, row, n, phi, off, acc);
 }
 
+/* The Armv6-M sparse loops in assembly (dot_bitmap4, dot_gap4): eight low registers, r7 included (not with
+ * clang or at -O0, which keep r7 as the frame pointer; -DDIRECT_NO_ASM turns them off). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN && defined(__GNUC__) && !defined(__clang__) && defined(__thumb__) && \
+    !defined(__thumb2__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__) && !defined(DIRECT_NO_ASM)
+#define DIRECT_LEAN_SPARSE_ASM 1
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+/*
+ * MF §6.2 on the Arm kernels: the set bits of a bitmap word are taken in feature order, and the level bytes
+ * are read once per two nonzeros (their nibbles signed by shifts: one SBFX on Armv7-M, LSLS + ASRS on
+ * Armv6-M) instead of a byte load and a nibble shift per weight. *pend carries a byte whose high nibble is
+ * still to be used (bit 8 set) from one word to the next.
+ *   DSP (Armv7-M): 32 features per word, bit-reversed (RBIT) so that CLZ gives the next feature; the bit is
+ *                  cleared with LSR + BIC. On a host (the tests) the same loop counts trailing zeros.
+ *   LEAN (Armv6-M, no CLZ): 8 features per byte; a table gives twice the lowest set bit's index (the
+ *                  byte offset of its feature), and bits & (bits − 1) clears it.
+ */
+#define DIRECT_BM_LO(c) direct_floor_shift32(direct_i32_from_u32((c) << 28), 28u)
+#define DIRECT_BM_HI(c) direct_floor_shift32(direct_i32_from_u32((c) << 24), 28u)
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+#define DIRECT_BM_WORD 32u
+#if defined(__GNUC__) && defined(__thumb2__)
+static inline uint32_t bm_order(uint32_t v) {
+    uint32_t r;
+    __asm__("rbit %0, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+#define DIRECT_BM_NEXT(v) ((uint32_t)__builtin_clz(v))
+#define DIRECT_BM_DROP(v, j) ((v) & ~(UINT32_C(0x80000000) >> (j)))
+#else
+#define bm_order(v) (v)
+static inline uint32_t bm_lowest(uint32_t v) { /* v ≠ 0 */
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(v);
+#else
+    uint32_t j = 0u;
+    while ((v & 1u) == 0u) {
+        v >>= 1;
+        ++j;
+    }
+    return j;
+#endif
+}
+#define DIRECT_BM_NEXT(v) bm_lowest(v)
+#define DIRECT_BM_DROP(v, j) ((v) & ((v) - 1u))
+#endif
+#define DIRECT_BM_PHI(ph, j) ((int32_t)(ph)[j])
+#else
+#define DIRECT_BM_WORD 8u
+/* Twice the index of the lowest set bit of a nonzero byte: the byte offset of its feature. */
+static const uint8_t lowest_bit2[256] = {
+    0, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    10, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    12, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    10, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    14, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    10, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    12, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+    10, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0, 8, 0, 2, 0, 4, 0, 2, 0, 6, 0, 2, 0, 4, 0, 2, 0,
+};
+#define bm_order(v) (v)
+#define DIRECT_BM_NEXT(v) ((uint32_t)lowest_bit2[v])
+#define DIRECT_BM_DROP(v, j) ((v) & ((v) - 1u))
+#define DIRECT_BM_PHI(ph, j) ((int32_t) * (const int16_t *)(const void *)((const uint8_t *)(ph) + (j)))
+#endif
+
+/* The set bits of one bitmap word (in bm_order) against the features ph[0 …]: acc plus their products. */
+static DIRECT_INLINE uint32_t bitmap_bits(uint32_t bits, const int16_t *ph, const uint8_t **nib, uint32_t *pend,
+                                          uint32_t acc) {
+    const uint8_t *q = *nib;
+    uint32_t j, c;
+    if (bits != 0u && *pend != 0u) { /* the high nibble of the previous word's last byte */
+        j = DIRECT_BM_NEXT(bits);
+        bits = DIRECT_BM_DROP(bits, j);
+        acc += (uint32_t)(DIRECT_BM_HI(*pend) * DIRECT_BM_PHI(ph, j));
+        *pend = 0u;
+    }
+    while (bits != 0u) { /* two nonzeros per byte */
+        c = *q++;
+        j = DIRECT_BM_NEXT(bits);
+        bits = DIRECT_BM_DROP(bits, j);
+        acc += (uint32_t)(DIRECT_BM_LO(c) * DIRECT_BM_PHI(ph, j));
+        if (bits == 0u) {
+            *pend = c | 0x100u;
+            break;
+        }
+        j = DIRECT_BM_NEXT(bits);
+        bits = DIRECT_BM_DROP(bits, j);
+        acc += (uint32_t)(DIRECT_BM_HI(c) * DIRECT_BM_PHI(ph, j));
+    }
+    *nib = q;
+    return acc;
+}
+
+/* MF §6.2: one sample; *pp advances past the sample. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap) {
+    const uint8_t *map = *pp, *nib = map + nmap;
+    uint32_t acc = 0u, pend = 0u, j = 0u, bits, i;
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP
+    for (; j < nmap; j += 4u, phi += 32) { /* one copy of the loop for whole words and the tail: flash */
+        if (nmap - j >= 4u) {
+            bits = ld32(map + j);
+        } else { /* the last 1-3 bytes as the low bytes of a word */
+            for (bits = 0u, i = nmap; i > j; --i) {
+                bits = (bits << 8) | map[i - 1u];
+            }
+        }
+        acc = bitmap_bits(bm_order(bits), phi, &nib, &pend, acc);
+    }
+#elif defined(DIRECT_LEAN_SPARSE_ASM)
+    /* Cortex-M0/M0+: the C below in assembly (gcc spills the accumulator and the table base), the pending
+     * high nibble kept as the position in the code: after label 1 a new level byte is read (even count so
+     * far), after label 2 the high nibble of c is used (odd). Per two nonzeros 20 instructions, per bitmap
+     * byte 7 more. */
+    register uint32_t a __asm__("r8") = 0u;
+    register const uint8_t *mend __asm__("r9") = nib;
+    const uint8_t *tab = lowest_bit2;
+    uint32_t c, t, f;
+    (void)i;
+    (void)j;
+    (void)pend;
+    bits = 0u;
+    __asm__ volatile(".syntax unified\n\t"
+                     "subs %[ph], #16\n\t"
+                     "b 3f\n"
+                     "1:\n\t" /* even: the low nibble of a new byte */
+                     "ldrb %[t], [%[tab], %[bits]]\n\tldrsh %[f], [%[ph], %[t]]\n\t"
+                     "ldrb %[c], [%[nib]]\n\tadds %[nib], #1\n\t"
+                     "lsls %[t], %[c], #28\n\tasrs %[t], %[t], #28\n\tmuls %[t], %[f], %[t]\n\tadd %[a], %[t]\n\t"
+                     "subs %[t], %[bits], #1\n\tands %[bits], %[t]\n\tbeq 4f\n"
+                     "2:\n\t" /* odd: the high nibble of c */
+                     "ldrb %[t], [%[tab], %[bits]]\n\tldrsh %[f], [%[ph], %[t]]\n\t"
+                     "lsls %[t], %[c], #24\n\tasrs %[t], %[t], #28\n\tmuls %[t], %[f], %[t]\n\tadd %[a], %[t]\n\t"
+                     "subs %[t], %[bits], #1\n\tands %[bits], %[t]\n\tbne 1b\n"
+                     "3:\n\t" /* the next bitmap byte, even */
+                     "adds %[ph], #16\n\tcmp %[map], %[mend]\n\tbeq 5f\n\t"
+                     "ldrb %[bits], [%[map]]\n\tadds %[map], #1\n\tcmp %[bits], #0\n\tbne 1b\n\tb 3b\n"
+                     "4:\n\t" /* the next bitmap byte, odd */
+                     "adds %[ph], #16\n\tcmp %[map], %[mend]\n\tbeq 5f\n\t"
+                     "ldrb %[bits], [%[map]]\n\tadds %[map], #1\n\tcmp %[bits], #0\n\tbne 2b\n\tb 4b\n"
+                     "5:\n"
+                     : [map] "+l"(map), [nib] "+l"(nib), [ph] "+l"(phi), [a] "+h"(a), [bits] "+l"(bits),
+                       [c] "=&l"(c), [t] "=&l"(t), [f] "=&l"(f)
+                     : [tab] "l"(tab), [mend] "h"(mend)
+                     : "cc", "memory");
+    acc = a;
+#else
+    (void)i;
+    for (; j < nmap; ++j, phi += 8) {
+        bits = map[j];
+        acc = bitmap_bits(bits, phi, &nib, &pend, acc);
+    }
+#endif
+    *pp = nib;
+    return direct_i32_from_u32(acc);
+}
+#undef DIRECT_BM_NEXT
+#undef DIRECT_BM_DROP
+#undef DIRECT_BM_PHI
+#undef DIRECT_BM_LO
+#undef DIRECT_BM_HI
+#else
+/* Index of the lowest set bit of a nonzero byte (bitmap4 decoding; ctz is a library call on Armv6-M). */
+static const uint8_t lowest_bit[256] DIRECT_ROM = {
+    0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    7, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    6, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+    5, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0,
+};
+
 /* MF §6.2: one sample; skips zero bitmap bytes; *pp advances past the sample. */
 static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap) {
     const uint8_t *map = *pp, *nib = map + nmap;
@@ -1417,6 +1598,7 @@ static int32_t dot_bitmap4(const uint8_t **pp, const int16_t *phi, uint32_t nmap
     *pp = nib + (k + 1u) / 2u;
     return acc;
 }
+#endif
 
 /* MF §6.3: the next feature index of a group after idx: zero bytes add 255 each (rare), then the gap. */
 static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
@@ -1430,7 +1612,11 @@ static inline uint32_t next_gap_index(const uint8_t **pp, uint32_t idx) {
     return idx + gap;
 }
 
-/* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. */
+/* MF §6.3: one sample; per group a plain sum of features, then one multiply. *pp advances. On the M4 its
+ * own function: inlined, it shares predict_one's registers with the gap4 assembly and spills per group. */
+#if (DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN) && defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp;
     uint32_t groups = DIRECT_U8(p++), g;
@@ -1467,8 +1653,123 @@ static int32_t dot_grouped(const uint8_t **pp, const int16_t *phi) {
 #define DIRECT_GAP4_LEVEL(byte) ((int32_t)DIRECT_I8(&high_level[byte]))
 #endif
 
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+/* MF §6.4: the count n of a sample's gap4 bytes (LEB128, at most 3 bytes); *pp advances past it. */
+static inline uint32_t gap4_count(const uint8_t **pp) {
+    const uint8_t *p = *pp;
+    uint32_t n = DIRECT_U8(p++);
+    if ((n & 0x80u) != 0u) {
+        n = (n & 0x7Fu) | (((uint32_t)DIRECT_U8(p) & 0x7Fu) << 7);
+        if ((DIRECT_U8(p++) & 0x80u) != 0u) {
+            n |= (uint32_t)DIRECT_U8(p++) << 14;
+        }
+    }
+    *pp = p;
+    return n;
+}
+#endif
+
+#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN && defined(DIRECT_LEAN_SPARSE_ASM)
+/* MF §6.4 on Cortex-M0/M0+: the loop in assembly, four bytes per pass after the count's first n mod 4,
+ * 8 instructions per byte plus the pass's 3: LDRB, the step table (LSLS, LDRH), ADDS to the byte offset
+ * of the feature, LDRSH, the level table (LDRSB), MULS, ADD. gcc spills the accumulator of the C below. */
+#define DIRECT_M0_GAP4(k)                                                                              \
+    "ldrb %[c], [%[p], #" k "]\n\tlsls %[t], %[c], #1\n\tldrh %[t], [%[st], %[t]]\n\tadds %[ix], %[ix], %[t]\n\t" \
+    "ldrsh %[f], [%[ph], %[ix]]\n\tldrsb %[t], [%[hl], %[c]]\n\tmuls %[t], %[f], %[t]\n\tadd %[acc], %[t]\n\t"
+__attribute__((noinline)) static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
+    const uint8_t *p = *pp;
+    uint32_t n = gap4_count(&p);
+    register uint32_t acc __asm__("r8") = 0u;
+    register const uint8_t *mid __asm__("r9") = p + (n & 3u), *end __asm__("r10") = p + n;
+    const uint16_t *st = gap4_step2;
+    const int8_t *hl = high_level;
+    uint32_t ix = UINT32_MAX - 1u, c, f, t; /* the byte offset of position −1 (mod 2^32) */
+    __asm__ volatile(".syntax unified\n\t"
+                     "cmp %[p], %[mid]\n\tbeq 2f\n"
+                     "1:\n\t" DIRECT_M0_GAP4("0") "adds %[p], #1\n\tcmp %[p], %[mid]\n\tbne 1b\n"
+                     "2:\n\t"
+                     "cmp %[p], %[end]\n\tbeq 4f\n"
+                     "3:\n\t" DIRECT_M0_GAP4("0") DIRECT_M0_GAP4("1") DIRECT_M0_GAP4("2") DIRECT_M0_GAP4("3")
+                     "adds %[p], #4\n\tcmp %[p], %[end]\n\tbne 3b\n"
+                     "4:\n"
+                     : [p] "+l"(p), [ix] "+l"(ix), [acc] "+h"(acc), [c] "=&l"(c), [f] "=&l"(f), [t] "=&l"(t)
+                     : [mid] "h"(mid), [end] "h"(end), [st] "l"(st), [hl] "l"(hl), [ph] "l"(phi)
+                     : "cc", "memory");
+    *pp = p;
+    return direct_i32_from_u32(acc);
+}
+#undef DIRECT_M0_GAP4
+#else
 /* MF §6.4: one sample; a byte below 16 is a skip of 16·(g + 1) positions, any other byte a weight g + 1
- * positions on with the signed level of its high nibble. *pp advances. */
+ * positions on with the signed level of its high nibble. *pp advances. A skip has level 0: its product adds
+ * nothing (and its position is below the next weight's, inside [0, b)). The DSP and Armv6-M kernels take
+ * four bytes per pass (no loop test between them). */
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP || DIRECT_KERNEL == DIRECT_KERNEL_LEAN
+#if DIRECT_KERNEL == DIRECT_KERNEL_LEAN /* ix: the byte offset of the feature */
+#define DIRECT_GAP4_BYTE(byte)                                                                         \
+    do {                                                                                               \
+        uint32_t c_ = (byte);                                                                          \
+        ix += gap4_step2[c_];                                                                          \
+        acc += (uint32_t)(DIRECT_GAP4_LEVEL(c_) * (int32_t) * (const int16_t *)(const void *)((const uint8_t *)phi + ix)); \
+    } while (0)
+#define DIRECT_GAP4_START (UINT32_MAX - 1u)
+#else /* ix: the position */
+#define DIRECT_GAP4_BYTE(byte)                                                                         \
+    do {                                                                                               \
+        uint32_t c_ = (byte);                                                                          \
+        ix += gap4_step[c_];                                                                           \
+        acc += (uint32_t)(DIRECT_GAP4_LEVEL(c_) * (int32_t)phi[ix]);                                   \
+    } while (0)
+#define DIRECT_GAP4_START UINT32_MAX
+#endif
+#if DIRECT_KERNEL == DIRECT_KERNEL_DSP && defined(__GNUC__) && defined(__thumb2__) && defined(__OPTIMIZE__) && \
+    !defined(DIRECT_NO_ASM)
+#define DIRECT_DSP_GAP4_ASM 1
+/* One gap4 byte: LDRB, the step (LDRH, ADD), the feature (LDRSH), the level (SBFX), MLA. */
+#define DIRECT_M4_GAP4(k)                                                                              \
+    "ldrb %[c], [%[p], #" k "]\n\tldrh %[t], [%[st], %[c], lsl #1]\n\tadd %[ix], %[ix], %[t]\n\t"          \
+    "ldrsh %[t], [%[ph], %[ix], lsl #1]\n\tsbfx %[c], %[c], #4, #4\n\tmla %[acc], %[c], %[t], %[acc]\n\t"
+#endif
+static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
+    const uint8_t *p = *pp, *end;
+    uint32_t n = gap4_count(&p), acc = 0u, ix = DIRECT_GAP4_START; /* position −1 (mod 2^32) */
+#if defined(DIRECT_DSP_GAP4_ASM)
+    /* Thumb-2: the loops below in assembly, with two scratch registers (gcc's schedule of the C needs more
+     * and spills around the loop, which costs small samples more than the unrolling saves). */
+    {
+        const uint8_t *mid = p + (n & 3u);
+        uint32_t c, t;
+        end = p + n;
+        __asm__ volatile(".syntax unified\n\t"
+                         "cmp %[p], %[mid]\n\tbeq 2f\n"
+                         "1:\n\t" DIRECT_M4_GAP4("0") "adds %[p], #1\n\tcmp %[p], %[mid]\n\tbne 1b\n"
+                         "2:\n\t"
+                         "cmp %[p], %[end]\n\tbeq 4f\n"
+                         "3:\n\t" DIRECT_M4_GAP4("0") DIRECT_M4_GAP4("1") DIRECT_M4_GAP4("2") DIRECT_M4_GAP4("3")
+                         "adds %[p], #4\n\tcmp %[p], %[end]\n\tbne 3b\n"
+                         "4:\n"
+                         : [p] "+r"(p), [ix] "+r"(ix), [acc] "+r"(acc), [c] "=&r"(c), [t] "=&r"(t)
+                         : [mid] "r"(mid), [end] "r"(end), [st] "r"(gap4_step), [ph] "r"(phi)
+                         : "cc", "memory");
+    }
+#else
+    for (end = p + (n & 3u); p != end; ++p) {
+        DIRECT_GAP4_BYTE(*p);
+    }
+    for (end = p + (n & ~(uint32_t)3u); p != end; p += 4) { /* four bytes per pass: no loop test between */
+        DIRECT_GAP4_BYTE(p[0]);
+        DIRECT_GAP4_BYTE(p[1]);
+        DIRECT_GAP4_BYTE(p[2]);
+        DIRECT_GAP4_BYTE(p[3]);
+    }
+#endif
+    *pp = p;
+    return direct_i32_from_u32(acc);
+}
+#undef DIRECT_GAP4_BYTE
+#undef DIRECT_GAP4_START
+#undef DIRECT_M4_GAP4
+#else
 static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
     const uint8_t *p = *pp, *end;
     uint32_t n = DIRECT_U8(p++), idx = UINT32_MAX; /* idx = −1 (mod 2^32) before the first byte */
@@ -1487,6 +1788,8 @@ static int32_t dot_gap4(const uint8_t **pp, const int16_t *phi) {
     *pp = p;
     return acc;
 }
+#endif
+#endif
 
 /* IS §5: ⌊(num·M2 + 2^(s2−1)) / 2^s2⌋ for num < 2^62, M2 ≤ 2^31, 33 ≤ s2 ≤ 63; no 128-bit type. */
 static uint64_t mulshift96(uint64_t num, uint32_t m2, uint32_t s2) {

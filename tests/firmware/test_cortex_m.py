@@ -105,6 +105,25 @@ def test_cortex_m_feature_map_and_few_samples_at_every_input_count(target, d, b,
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize(("layout", "b"), [("bitmap4", 56), ("bitmap4", 64), ("gap4", 600), ("grouped", 600)])
+def test_cortex_m_sparse_kernels_at_their_edges(target, layout, b, tmp_path):
+    """The sparse kernels' edge rows (tests/runtime/conftest.py sparse_edge_levels, S = 11): the M0's
+    assembly and the M4's RBIT/CLZ bitmap words (3 tail bytes at b = 56, whole words at 64) and gap4 and
+    grouped with gaps past 255."""
+    _tools()
+    from direct_edge.export.packed import synthetic_blob
+    from tests.runtime.conftest import sparse_edge_levels
+
+    levels = sparse_edge_levels(b, seed=b)
+    blob = synthetic_blob("rff", 5, b, len(levels), seed=b, layout=layout, exact=False, levels=levels)
+    want = write_model_dir(tmp_path / "model", blob, ROWS, seed=b)
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    assert f"PASS: {ROWS} of {ROWS}" in stdout
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_cortex_m_applies_feature_gains_bit_exactly(target, tmp_path):
     """A fitted model on per-feature grids (IS §3.4): the M0's assembly and the M4's DSP kernel read
     the gained features."""

@@ -8,6 +8,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 C_DIR = Path(__file__).resolve().parents[2] / "runtime" / "c"
@@ -86,3 +87,39 @@ def sanitized_harness(tmp_path_factory) -> Path:
         if done.returncode == 0:
             return build / "direct_check"
     pytest.skip("no compiler with -fsanitize=address,undefined (install gcc or clang with libasan/libubsan)")
+
+
+def sparse_edge_levels(b: int, seed: int = 0) -> np.ndarray:
+    """An odd count of sample rows of b 4-bit levels at the sparse kernels' edges (MF §6.2-§6.4): every
+    weight nonzero (bitmap bytes with 8 bits set, gap4 gaps of 1, its LEB128 count past 127 bytes for
+    b ≥ 128), none, one at either end (an odd count: a pending high nibble; gap4 skips up to b − 1), one
+    every 16th (gap4's largest gap, g = 15), gaps of 17, 256, 257, 272, 511 (gap4 skips of 256, grouped's
+    zero escape bytes), bitmap bytes of 0, 8, one low and one high bit in turn, an odd count in every
+    32-feature word (the M4's word loop carrying a nibble into the next word), and two random shares."""
+    rng = np.random.default_rng(seed)
+    masks = [np.ones(b, bool), np.zeros(b, bool)]
+    for positions in ([b - 1], [0], list(range(15, b, 16)), [0, b - 1]):
+        mask = np.zeros(b, bool)
+        mask[positions] = True
+        masks.append(mask)
+    gaps = np.cumsum([1, 17, 256, 257, 272, 16, 1, 511, 255, 256]) - 1
+    mask = np.zeros(b, bool)
+    mask[gaps[gaps < b]] = True
+    masks.append(mask)
+    pattern = np.array([0x00, 0xFF, 0x01, 0x80], dtype=np.uint8)
+    mask_bytes = pattern[np.arange((b + 7) // 8) % 4]
+    masks.append(np.unpackbits(mask_bytes, bitorder="little")[:b].astype(bool))
+    mask = np.zeros(b, bool)
+    for k, start in enumerate(range(0, b, 32)):
+        width = min(32, b - start)
+        count = min(2 * (k % 4) + 1, width)
+        mask[start + rng.choice(width, size=count, replace=False)] = True
+    masks.append(mask)
+    masks.append(rng.random(b) < 0.5)
+    masks.append(rng.random(b) < 0.1)
+    nonzero = np.array([v for v in range(-8, 8) if v != 0])
+    levels = rng.choice(nonzero, size=(len(masks), b)).astype(np.int8)
+    levels[:, :2] = [-8, 7]  # both extremes, where kept
+    levels[~np.array(masks)] = 0
+    assert len(masks) % 2 == 1
+    return levels

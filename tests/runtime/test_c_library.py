@@ -18,7 +18,7 @@ from direct_edge.runtime import reference
 from direct_edge.runtime.blob import ERROR_NAMES, BlobError, parse
 from direct_edge.runtime.native import NativeModel, crc32, load_library
 
-from .conftest import C_DIR, make, recrc, require_tool
+from .conftest import C_DIR, make, recrc, require_tool, sparse_edge_levels
 
 SOURCES = ["direct.c", "direct_predict.c", "direct_classify.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion"]
@@ -546,6 +546,39 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
             got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
             mean_q, var_q, var_y_q = reference.predict(parse(data), q)
             assert_same((got["mean"], got["var_f"], got["var_y"]), (mean_q, var_q, var_y_q))
+
+
+# The sparse kernels' edges (sparse_edge_levels, S = 11): bitmaps of whole 32-feature words (b = 64) and of
+# 1, 2 or 3 tail bytes (b = 40, 48, 56; the M4's word loop), odd b (63), and gaps past 255 (b = 600).
+EDGE_SHAPES = [("rff", 5, 40), ("rff", 5, 48), ("rff", 5, 56), ("linear", 62, 63), ("rff", 5, 64), ("rff", 7, 600)]
+
+
+@pytest.mark.parametrize("layout", ["bitmap4", "gap4", "grouped"])
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_every_kernel_is_bit_exact_at_the_sparse_layouts_edges(aligned_harnesses, kernel, layout, tmp_path):
+    """Bitmap bytes with 0 or 8 bits set, an odd count of nonzeros (a pending high nibble) in a sample and in
+    a bitmap word, gap4's largest gap and skips, grouped's zero escapes, S odd: each kernel (UBSan, blob at
+    4 mod 8, scratch at 2 and 0 mod 4) agrees with the reference."""
+    if kernel not in aligned_harnesses:
+        pytest.skip("this machine has no AVX2")
+    for kind, d, b in EDGE_SHAPES:
+        levels = sparse_edge_levels(b, seed=b)
+        data = synthetic_blob(kind, d, b, len(levels), seed=b, layout=layout, exact=False, levels=levels)
+        blob = parse(data)
+        assert blob.layout_name == layout
+        q = random_inputs(np.random.default_rng(b), 200, d)
+        (tmp_path / "m.bin").write_bytes(data)
+        (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
+        want = reference.predict(blob, q)
+        for scratch_offset in (2, 0):
+            done = subprocess.run(
+                [str(aligned_harnesses[kernel]), str(tmp_path / "m.bin"), str(tmp_path / "x.bin"), str(scratch_offset)],
+                capture_output=True,
+                check=False,
+            )
+            assert done.returncode == 0, (b, done.returncode, done.stderr.decode()[-2000:])
+            got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
+            assert_same((got["mean"], got["var_f"], got["var_y"]), want)
 
 
 def test_the_alignment_sanitizer_catches_a_misaligned_word_load(tmp_path):
