@@ -2,9 +2,10 @@
 
 One graph, every op in both LiteRT and TensorFlow Lite Micro (docs/export.md has the picture):
 
-    x float32 (n, d) ─SUB origin─► FULLY_CONNECTED (float) ─► θ or z ─[COS, SIN, CONCATENATION]─►
-    φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─► samples_q (n, S) ─DEQUANTIZE─►
-    MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─► mean, variance float32 (n,) in target units
+    x float32 (n, d) ─SUB origin, MAXIMUM, MINIMUM (hold range)─► FULLY_CONNECTED (float) ─► θ or z
+    ─[COS, SIN, CONCATENATION]─► φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
+    samples_q (n, S) ─DEQUANTIZE─► MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─►
+    mean, variance float32 (n,) in target units
 
 The input is float32 x in input units, so it carries no quantisation parameters and a user feeds it as
 LiteRT's and TFLite Micro's documentation teach; the quantisation happens inside the graph (QUANTIZE of
