@@ -26,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from direct_edge import __version__
+from direct_edge.export.packed import blob_input_range
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import KIND_LINEAR, Blob, round_shift
 
@@ -183,6 +184,39 @@ def features_from_blob(blob: Blob) -> FloatFeatures:
     return FloatFeatures(1, gain, shift, blob.mean_scale * 2.0 ** (15 - blob.pre_shift), origin)
 
 
+HOLD_WIDTHS = 2**20  # how far beyond the training range, in training-range widths, the float graphs follow x
+
+
+def hold_range(blob: Blob, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float graphs' hold range (low, high), float64 (d,) each, in input units: IS §2's training
+    range [lo, hi] (:func:`blob_input_range`) widened by :data:`HOLD_WIDTHS` times its width on each
+    side, within ±float64's largest value, and within ``origin`` ± float32's largest value (so that
+    x − origin, which the graphs cast to float32, stays finite).  Every float graph (ONNX and TFLite)
+    clips each input to it before the features; ``out_of_range`` still reads the unclipped input.
+
+    Why it changes no meaningful answer: 2^20 widths out, float32 spaces the consecutive values of
+    z = x − origin about a tenth of the training width apart, and an rff phase θ there is so large
+    (≈1e7 rad for a lengthscale near the data's spread) that its own float32 spacing is about a radian;
+    a few doublings further both exceed a full turn.  So the float32 features there are set by rounding
+    rather than by x, and the float64 model's own answer, millions of widths from every training point,
+    is the cosines' extrapolation (noise; NaN once x − origin overflows).  Without the hold, x beyond
+    float32 (|x − origin| > 3.4e38) or a MatMul overflow makes inf, then NaN.  Held, every output is
+    finite; linear features give the straight-line extrapolation at the hold point.  Inputs inside the
+    hold range pass through unchanged (bit for bit).
+    """
+    lo, hi = blob_input_range(blob)
+    half = hi / 2 - lo / 2  # half the width: never overflows (input_quantization's trick)
+    big = np.finfo(np.float64).max
+    f32 = float(np.finfo(np.float32).max)
+    origin = np.asarray(origin, dtype=np.float64)
+    with np.errstate(over="ignore"):  # an overflow is ±inf, then ±big
+        low = np.maximum(lo - (2.0 * HOLD_WIDTHS) * half, -big)
+        high = np.minimum(hi + (2.0 * HOLD_WIDTHS) * half, big)
+        low = np.maximum(low, origin - f32)
+        high = np.minimum(high, origin + f32)
+    return low, high
+
+
 @dataclass(frozen=True)
 class ExactMoments:
     """Per-feature posterior moments of the weights in the graph's units (IS §6 in float): the
@@ -247,11 +281,15 @@ def noise_variance(blob: Blob) -> float:
     return float(blob.noise_q) * blob.mean_scale**2
 
 
-def _float_features(g: _Graph, feats: FloatFeatures) -> str:
-    """φ̃ float32 (n, b') of the graph input x float64 (n, d): Sub of the origin in float64, Cast to
-    float32, then the affine map (linear, without the bias feature) or MatMul, Add, Cos, Sin, Concat."""
+def _float_features(g: _Graph, blob: Blob, feats: FloatFeatures) -> str:
+    """φ̃ float32 (n, b') of the graph input x float64 (n, d): Max and Min with the :func:`hold_range`
+    in float64, Sub of the origin in float64, Cast to float32, then the affine map (linear, without the
+    bias feature) or MatMul, Add, Cos, Sin, Concat."""
+    low, high = hold_range(blob, feats.origin)
+    held = g.op("Max", "x", g.const(low, np.float64, "hold_low"), hint="x_above_low")
+    held = g.op("Min", held, g.const(high, np.float64, "hold_high"), hint="x_held")
     z = g.op(
-        "Cast", g.op("Sub", "x", g.const(feats.origin, np.float64, "origin")), to=TensorProto.FLOAT, hint="z"
+        "Cast", g.op("Sub", held, g.const(feats.origin, np.float64, "origin")), to=TensorProto.FLOAT, hint="z"
     )
     if feats.kind == KIND_LINEAR:
         return g.op(
@@ -290,7 +328,7 @@ def exact_model(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -> onnx
     means and variances (float32 initializers (b', 1)); the same precision steps as :func:`float_model`.
     """
     g = _Graph()
-    phi = _float_features(g, feats)
+    phi = _float_features(g, blob, feats)
     mean_w, var_w = np.asarray(moments.mean), np.asarray(moments.var)
     mean_c, var_c = 0.0, moments.noise
     if feats.kind == KIND_LINEAR:
@@ -360,7 +398,7 @@ def float_model(blob: Blob, feats: FloatFeatures, per_sample: bool = False) -> o
     """
     g = _Graph()
     S, d = blob.n_samples, blob.n_inputs
-    phi = _float_features(g, feats)
+    phi = _float_features(g, blob, feats)
     weights, bias = _float_weights(g, blob, feats)
     centred = g.op("MatMul", phi, weights, hint="centred")  # (n, S) float32, without y_offset
     if np.any(bias):
@@ -421,7 +459,7 @@ def float_classifier_model(blob: Blob, feats: FloatFeatures) -> onnx.ModelProto:
     g = _Graph()
     C, d = blob.classes, blob.n_inputs
     R = 1 if C == 2 else C
-    phi = _float_features(g, feats)
+    phi = _float_features(g, blob, feats)
     weights, bias = _float_weights(g, blob, feats)
     z = g.op("MatMul", phi, weights, hint="logits")  # (n, N) float32
     if np.any(bias):

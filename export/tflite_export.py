@@ -2,9 +2,10 @@
 
 One graph, every op in both LiteRT and TensorFlow Lite Micro (docs/export.md has the picture):
 
-    x float32 (n, d) ─SUB origin─► FULLY_CONNECTED (float) ─► θ or z ─[COS, SIN, CONCATENATION]─►
-    φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─► samples_q (n, S) ─DEQUANTIZE─►
-    MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─► mean, variance float32 (n,) in target units
+    x float32 (n, d) ─SUB origin, MAXIMUM, MINIMUM (hold range)─► FULLY_CONNECTED (float) ─► θ or z
+    ─[COS, SIN, CONCATENATION]─► φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
+    samples_q (n, S) ─DEQUANTIZE─► MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─►
+    mean, variance float32 (n,) in target units
 
 The input is float32 x in input units, so it carries no quantisation parameters and a user feeds it as
 LiteRT's and TFLite Micro's documentation teach; the quantisation happens inside the graph (QUANTIZE of
@@ -40,6 +41,7 @@ from direct_edge.export.onnx_export import (
     FloatFeatures,
     floor_levels,
     gain_values,
+    hold_range,
     noise_variance,
 )
 from direct_edge.export.packed import ExportError, blob_input_range
@@ -538,14 +540,35 @@ def build(
     return g.finish([graph_input], outs, description, _metadata(blob, part, activations))
 
 
+def hold_limits(blob: Blob, feats: FloatFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """The graphs' :func:`onnx_export.hold_range` on z = x − ``feats.origin`` (what the SUB of the
+    graph's origin makes of the fed value), float32 (d,) each, rounded inward (so finite: the hold range
+    keeps |z| within float32's largest value)."""
+    low, high = hold_range(blob, feats.origin)
+    z_low, z_high = low - feats.origin, high - feats.origin
+    low32, high32 = z_low.astype(np.float32), z_high.astype(np.float32)
+    low32 = np.where(low32 < z_low, np.nextafter(low32, np.float32(np.inf)), low32)
+    high32 = np.where(high32 > z_high, np.nextafter(high32, np.float32(-np.inf)), high32)
+    return low32.astype(np.float32), high32.astype(np.float32)
+
+
 def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int) -> int:
     """Float32 features φ (batch, b') of the float32 inputs ``x``: SUB of the float32 origin (what the
-    host did not subtract), then one affine FULLY_CONNECTED (the standardisation and the feature map's
-    input weights); rff adds COS and SIN."""
+    host did not subtract), MAXIMUM and MINIMUM with :func:`hold_limits` (the hold range, the same as
+    the ONNX graphs'), then one affine FULLY_CONNECTED (the standardisation and the feature map's input
+    weights); rff adds COS and SIN."""
     d = blob.n_inputs
     origin = (feats.origin - host_origin(blob)).astype(np.float32)
-    z = g.tensor("x_centred", [batch, d], _T.FLOAT32, dynamic=True)
-    g.op(_OP.SUB, [x, g.const("origin", origin, _T.FLOAT32)], [z], _OPT.SubOptions, schema.SubOptionsT())
+    centred = g.tensor("x_centred", [batch, d], _T.FLOAT32, dynamic=True)
+    g.op(
+        _OP.SUB, [x, g.const("origin", origin, _T.FLOAT32)], [centred], _OPT.SubOptions, schema.SubOptionsT()
+    )
+    low, high = hold_limits(blob, feats)
+    above = g.tensor("x_above_hold_low", [batch, d], _T.FLOAT32, dynamic=True)
+    minmax = (_OPT.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
+    g.op(_OP.MAXIMUM, [centred, g.const("hold_low", low, _T.FLOAT32)], [above], *minmax)
+    z = g.tensor("x_held", [batch, d], _T.FLOAT32, dynamic=True)
+    g.op(_OP.MINIMUM, [above, g.const("hold_high", high, _T.FLOAT32)], [z], *minmax)
     if feats.kind == KIND_LINEAR:
         w1 = np.diag(feats.gain).astype(np.float32)  # (d, d): z_k·gain_k + shift_k
         width = d
