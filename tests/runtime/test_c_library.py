@@ -550,7 +550,14 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
 
 # The sparse kernels' edges (sparse_edge_levels, S = 11): bitmaps of whole 32-feature words (b = 64) and of
 # 1, 2 or 3 tail bytes (b = 40, 48, 56; the M4's word loop), odd b (63), and gaps past 255 (b = 600).
-EDGE_SHAPES = [("rff", 5, 40), ("rff", 5, 48), ("rff", 5, 56), ("linear", 62, 63), ("rff", 5, 64), ("rff", 7, 600)]
+EDGE_SHAPES = [
+    ("rff", 5, 40),
+    ("rff", 5, 48),
+    ("rff", 5, 56),
+    ("linear", 62, 63),
+    ("rff", 5, 64),
+    ("rff", 7, 600),
+]
 
 
 @pytest.mark.parametrize("layout", ["bitmap4", "gap4", "grouped"])
@@ -572,7 +579,12 @@ def test_every_kernel_is_bit_exact_at_the_sparse_layouts_edges(aligned_harnesses
         want = reference.predict(blob, q)
         for scratch_offset in (2, 0):
             done = subprocess.run(
-                [str(aligned_harnesses[kernel]), str(tmp_path / "m.bin"), str(tmp_path / "x.bin"), str(scratch_offset)],
+                [
+                    str(aligned_harnesses[kernel]),
+                    str(tmp_path / "m.bin"),
+                    str(tmp_path / "x.bin"),
+                    str(scratch_offset),
+                ],
                 capture_output=True,
                 check=False,
             )
