@@ -681,6 +681,8 @@ def check_outputs(output: str, plot_path: str | None, inputs: list[str]) -> tupl
         check_writable(plot, "plot")
         check_distinct(out, plot, "-o and --plot")
         check_not_an_input(plot, files)
+        if plot.suffix.lower() != ".png":  # the figure is always written as PNG (plot_fit, plot_reliability)
+            raise DataError(f"--plot {plot}: the plot is a PNG image; give a path ending in .png")
     return out, plot
 
 

@@ -346,13 +346,30 @@ def test_an_output_is_never_written_over_a_file_a_glob_reads(tmp_path, csv, whic
     assert all((folder / n).read_text() == text for n in ("a.csv", "b.csv"))
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("name", ["plot.txt", "plot", "plot.pdf"])
+def test_the_plot_path_must_say_png(tmp_path, csv, name, task):
+    """The figure is a PNG whatever the path says: a path that names another kind of file is refused
+    before any work, so nothing is written under a misleading name."""
+    out, plot = tmp_path / "m.direct", tmp_path / name
+    args = [csv, "-o", out, "--plot", plot, *FAST]
+    if task == "classification":
+        args += ["--task", "classification", "--target", "y"]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"direct-train: error: --plot {plot}: the plot is a PNG image; give a path ending in .png"
+    ]
+    assert not out.exists() and not plot.exists()
+
+
 @pytest.mark.parametrize("existing", [False, True])
 @pytest.mark.parametrize("spelling", ["same", "dot", "link"])
 def test_the_plot_never_replaces_the_model(tmp_path, csv, existing, spelling):
-    out = tmp_path / "m.direct"
+    out = tmp_path / "m.png"  # -o takes any name; the plot's must end in .png
     if existing:
         out.write_bytes(b"previous model")
-    plot = {"same": out, "dot": tmp_path / "." / "m.direct", "link": tmp_path / "alias.png"}[spelling]
+    plot = {"same": out, "dot": tmp_path / "." / "m.png", "link": tmp_path / "alias.png"}[spelling]
     if spelling == "link":
         plot.symlink_to(out)
     result = run(csv, "-o", out, "--plot", plot, *FAST)
