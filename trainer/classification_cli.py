@@ -182,6 +182,15 @@ def check_classes(labels: np.ndarray, name: str, where: str) -> np.ndarray:
             f"{where}: the target {name!r} holds one class only ({only!r}) in the training rows; "
             "classification needs at least 2"
         )
+    if classes.dtype == object:  # text labels: "ok" and "ok " would silently be two classes
+        seen: dict[str, str] = {}
+        for label in classes.tolist():
+            twin = seen.setdefault(str(label).strip(), label)
+            if twin != label:
+                raise DataError(
+                    f"{where}: the target {name!r} holds labels that differ only in surrounding spaces, "
+                    f"{twin!r} and {label!r}; clean the column so that each class is written one way"
+                )
     if classes.size > MAX_CLASSES:
         raise DataError(
             f"{where}: the target {name!r} holds {classes.size} classes; a classifier takes at most "

@@ -260,6 +260,10 @@ BAD_LABELS = {
     "nan_int.csv": ("a,b,y\n1,2,0\n4,5,1\n7,8,NA\n", "the target 'y', row 3 holds a missing label"),
     "one.csv": ("a,b,y\n1,2,cat\n4,5,cat\n7,8,cat\n", "holds one class only ('cat')"),
     "one_int.csv": ("a,b,y\n1,2,1\n4,5,1\n7,8,1\n", "holds one class only (1) in the training rows"),
+    "spaces.csv": (
+        'a,b,y\n1,2,ok\n4,5,"ok "\n7,8,busy\n',
+        "holds labels that differ only in surrounding spaces, 'ok' and 'ok '",
+    ),
     "text_input.csv": ("a,b,y\n1,2,0\n4,x,1\n7,8,1\n", "column 'b', row 2 holds text 'x', not a number"),
     "one_row.csv": ("a,b,y\n1,2,0\n", "need at least 2 training rows"),
 }
