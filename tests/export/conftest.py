@@ -67,3 +67,25 @@ def gained_regressor(n_features: int = 32, kind: str = "rff"):
     offset = conjugate.mean - model.posterior_.weight_moments()[0]
     model.posterior_.variance_floor = rounding_floor(model.posterior_.grid, conjugate.var, offset)
     return model, X
+
+
+def iris_classifier(kind: str):
+    """(model, parsed blob, training inputs) of a small DirectClassifier on iris: ``kind`` "binary"
+    (virginica or not) or "multiclass" (three classes); b = 32, 8 posterior samples, all packed."""
+    import warnings
+
+    from sklearn.datasets import load_iris
+
+    from direct_edge.export.packed import pack_classifier
+    from direct_edge.runtime.blob import parse
+    from direct_edge.trainer.classifier import DirectClassifier
+
+    X, y = load_iris(return_X_y=True)
+    if kind == "binary":
+        y = (y == 2).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = DirectClassifier(
+            n_features=32, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=8, max_iter=100
+        ).fit(X, y)
+    return model, parse(pack_classifier(model, n_samples=8)), X

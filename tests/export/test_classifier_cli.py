@@ -20,6 +20,8 @@ from direct_edge.runtime.cli import main as run_main
 from direct_edge.trainer.classifier import DirectClassifier
 from direct_edge.trainer.model_file import save_model
 
+from .conftest import iris_classifier
+
 
 @pytest.fixture(scope="module")
 def iris_files(tmp_path_factory):
@@ -148,17 +150,8 @@ def test_tflite_classifier_runs_in_tflite_micro_as_in_litert(tmp_path, kind):
 
     from direct_edge.export import onnx_export, tflite_export
     from direct_edge.export.cli import float64_class_probabilities
-    from direct_edge.export.packed import pack_classifier
 
-    X, y = load_iris(return_X_y=True)
-    if kind == "binary":
-        y = (y == 2).astype(int)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = DirectClassifier(
-            n_features=32, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=8, max_iter=100
-        ).fit(X, y)
-    blob = parse(pack_classifier(model, n_samples=8))
+    model, blob, X = iris_classifier(kind)
     payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), 16)
     path = tmp_path / "m.tflite"
     path.write_bytes(payload)

@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("onnxruntime", reason="the export extra is not installed")
 
 from direct_edge.export import onnx_export  # noqa: E402
-from direct_edge.export.packed import blob_input_range, pack, pack_classifier, synthetic_blob  # noqa: E402
+from direct_edge.export.packed import blob_input_range, pack, synthetic_blob  # noqa: E402
 from direct_edge.runtime.blob import parse  # noqa: E402
 
-from .conftest import mixed_blob  # noqa: E402
+from .conftest import iris_classifier, mixed_blob  # noqa: E402
 
 FAR64 = [1e300, -1e300, 1.7e308, -1.7e308, 1e30, -1e30]
 FAR32 = [1e30, -1e30, 3e38, -3e38]
@@ -41,20 +41,8 @@ def regressor(request):
 
 @pytest.fixture(scope="module", params=["binary", "multiclass"])
 def classifier(request):
-    """(model, blob, training inputs) of a DirectClassifier on iris (two classes: virginica or not)."""
-    from sklearn.datasets import load_iris
-
-    from direct_edge.trainer.classifier import DirectClassifier
-
-    X, y = load_iris(return_X_y=True)
-    if request.param == "binary":
-        y = (y == 2).astype(int)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = DirectClassifier(
-            n_features=32, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=8, max_iter=100
-        ).fit(X, y)
-    return model, parse(pack_classifier(model, n_samples=8)), X
+    """(model, blob, training inputs) of a DirectClassifier on iris, binary or three classes."""
+    return iris_classifier(request.param)
 
 
 def far_rows(blob, X: np.ndarray, feats) -> tuple[np.ndarray, dict[str, slice], np.ndarray]:
