@@ -512,6 +512,21 @@ def aligned_harnesses(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+def run_aligned(harness, data: bytes, q: np.ndarray, scratch_offset: int, tmp_path, case) -> tuple:
+    """(mean, var_f, var_y) of the UBSan alignment harness on blob ``data`` and int16 rows ``q``, the
+    scratch at ``scratch_offset`` mod 4; ``case`` names the configuration in a failure."""
+    (tmp_path / "m.bin").write_bytes(data)
+    (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
+    done = subprocess.run(
+        [str(harness), str(tmp_path / "m.bin"), str(tmp_path / "x.bin"), str(scratch_offset)],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, (case, done.returncode, done.stderr.decode()[-2000:])
+    got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
+    return got["mean"], got["var_f"], got["var_y"]
+
+
 @pytest.mark.parametrize("scratch_offset", [2, 0])
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
 def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misaligned(
@@ -530,22 +545,8 @@ def test_every_kernel_is_bit_exact_with_the_blob_at_4_mod_8_and_the_scratch_misa
                 kind, d, b, S, zeros=zeros, seed=seed, layout=layout, exact=floor, gains=gains, floor=floor
             )
             q = random_inputs(np.random.default_rng(seed), 500, d)
-            (tmp_path / "m.bin").write_bytes(data)
-            (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
-            done = subprocess.run(
-                [
-                    str(aligned_harnesses[kernel]),
-                    str(tmp_path / "m.bin"),
-                    str(tmp_path / "x.bin"),
-                    str(scratch_offset),
-                ],
-                capture_output=True,
-                check=False,
-            )
-            assert done.returncode == 0, (layout, done.returncode, done.stderr.decode()[-2000:])
-            got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
-            mean_q, var_q, var_y_q = reference.predict(parse(data), q)
-            assert_same((got["mean"], got["var_f"], got["var_y"]), (mean_q, var_q, var_y_q))
+            got = run_aligned(aligned_harnesses[kernel], data, q, scratch_offset, tmp_path, layout)
+            assert_same(got, reference.predict(parse(data), q))
 
 
 # The sparse kernels' edges (sparse_edge_levels, S = 11): bitmaps of whole 32-feature words (b = 64) and of
@@ -574,23 +575,9 @@ def test_every_kernel_is_bit_exact_at_the_sparse_layouts_edges(aligned_harnesses
         blob = parse(data)
         assert blob.layout_name == layout
         q = random_inputs(np.random.default_rng(b), 200, d)
-        (tmp_path / "m.bin").write_bytes(data)
-        (tmp_path / "x.bin").write_bytes(q.astype("<i2").tobytes())
         want = reference.predict(blob, q)
         for scratch_offset in (2, 0):
-            done = subprocess.run(
-                [
-                    str(aligned_harnesses[kernel]),
-                    str(tmp_path / "m.bin"),
-                    str(tmp_path / "x.bin"),
-                    str(scratch_offset),
-                ],
-                capture_output=True,
-                check=False,
-            )
-            assert done.returncode == 0, (b, done.returncode, done.stderr.decode()[-2000:])
-            got = np.frombuffer(done.stdout, dtype=[("mean", "<i4"), ("var_f", "<u8"), ("var_y", "<u8")])
-            assert_same((got["mean"], got["var_f"], got["var_y"]), want)
+            assert_same(run_aligned(aligned_harnesses[kernel], data, q, scratch_offset, tmp_path, b), want)
 
 
 def test_the_alignment_sanitizer_catches_a_misaligned_word_load(tmp_path):
