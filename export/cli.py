@@ -13,6 +13,9 @@ spelling of the first argument and still works.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -287,20 +290,45 @@ def check_onnx(
     ]
 
 
+# LiteRT's C++ logger announces its default delegate on the process's stderr at the first invoke. That
+# line is LiteRT's, not an outcome of the export, so the check keeps it out of the user's terminal.
+LITERT_DELEGATE_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+def run_litert(payload: bytes, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``payload`` (.tflite bytes) on ``feed`` with LiteRT's signature runner and its default
+    resolver, as LiteRT's documentation teaches.  Returns the runner's outputs by name.
+
+    File descriptor 2 is captured while the interpreter runs: the delegate notice is dropped and any
+    other line LiteRT writes there is passed on to stderr unchanged."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            return Interpreter(model_content=payload).get_signature_runner()(**feed)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            for line in log.read().decode(errors="replace").splitlines():
+                if line.strip() and line.strip() != LITERT_DELEGATE_NOTICE:
+                    print(line, file=sys.stderr)
+
+
 def check_tflite(
     model, blob: Blob, data: bytes, activations: int, exact: bool, trained: TrainedCheck
 ) -> list[str]:
     """Run the exported bytes through LiteRT's signature runner (default resolver) on the check batch."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from direct_edge.export import onnx_export, tflite_export
 
-    runner = Interpreter(model_content=data).get_signature_runner()
     if prepares_inputs(blob):  # the raw columns (MF §10)
-        out = runner(raw=raw_rows(blob, trained.X)[0].astype(np.float32))
+        out = run_litert(data, {"raw": raw_rows(blob, trained.X)[0].astype(np.float32)})
     else:
         x = (trained.X - tflite_export.host_origin(blob)).astype(np.float32)
-        out = runner(**{tflite_export.input_name(blob): x})
+        out = run_litert(data, {tflite_export.input_name(blob): x})
     mean, variance = out["mean"], out["variance"]
     feats = onnx_export.features_from_model(model)
     if exact:
@@ -628,17 +656,14 @@ def export_classifier(
         ]
         save_blob(out, payload)
     if out.suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
         from direct_edge.export import onnx_export, tflite_export
 
         payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), activations)
-        runner = Interpreter(model_content=payload).get_signature_runner()
         if raw is None:
             fed = {tflite_export.input_name(blob): (X - tflite_export.host_origin(blob)).astype(np.float32)}
         else:  # the raw columns (MF §10)
             fed = {"raw": raw.astype(np.float32)}
-        proba = runner(**fed)["proba"]
+        proba = run_litert(payload, fed)["proba"]
         gap = float(np.max(np.abs(proba - float64_class_probabilities(model, blob, X))))
         onnx_check = [
             (

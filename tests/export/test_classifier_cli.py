@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -137,6 +139,28 @@ def test_export_writes_a_tflite_classifier_and_checks_it(iris_files):
     assert done.exit_code == 0, done.output
     gap = float(re.search(r"max \|LiteRT - float64\| probability = (\S+)", done.output).group(1))
     assert gap < 1 / 256
+
+
+def test_the_tflite_classifier_export_says_nothing_on_stderr(iris_files, tmp_path):
+    """In a fresh process (LiteRT announces its delegate once per process, at the first invoke), the
+    check's run of the classifier leaves stderr empty."""
+    pytest.importorskip("ai_edge_litert")
+    folder, _, _ = iris_files
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "direct_edge.export.cli",
+            str(folder / "m.direct"),
+            str(tmp_path / "m.tflite"),
+            "--samples",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LiteRT - float64" in done.stdout and done.stderr == ""
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass"])
