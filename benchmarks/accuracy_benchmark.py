@@ -15,7 +15,10 @@ Printed per case: test RMSE of each and their ratio (DIRECT / BayesianRidge), me
 with each model's exact predictive mean and variance (nats per test point, target units) and the
 difference, the share of test targets inside each central 95 % interval, whether DIRECT's final fit
 converged, its wall time and the share of that time spent choosing hyperparameters (everything except
-the final fits).
+the final fits), and the check against the float model (docs/trainer.md §9): DIRECT's training RMSE over
+the float conjugate model's on the same statistics, and whether the fit was flagged.  The summary then
+counts how the flag matched the test rows: flagged fits with a test RMSE ratio above 1.05 and below it,
+and unflagged ones.
 
 ``--variants`` runs each case once per variant, one right after the other (so their times compare):
 ``default`` (every option at its default: ``grid_gains="auto"``), ``one-grid`` (``grid_gains="none"``, one
@@ -137,6 +140,9 @@ def uci_case(name: str, data_dir: str, b: int, split: int, variant: str) -> dict
         "lengthscale": None if model.lengthscale_ is None else float(np.mean(model.lengthscale_)),
         "noise_sd": float(np.sqrt(model.noise_variance_)),
         "train_rmse": float(model.train_rmse_),
+        "float_train_rmse": float(model.float_train_rmse_),
+        "train_ratio": float(model.train_rmse_ / model.float_train_rmse_),
+        "flagged": model.float_gap_ is not None,
         "sparsity": float(model.sparsity_),
         "sample_sparsity": float(np.mean(model.sample(100, seed=split).levels == 0)),
     }
@@ -166,7 +172,8 @@ def print_case(r: dict) -> None:
         f"cov95 {d['coverage95']:.3f} / {br['coverage95']:.3f}  conv {str(r['converged']):<5} "
         f"{r['seconds']:.1f} s (search {100 * r['search_share']:.0f} %)  "
         f"Δ {r['grid_scale']} s {r['prior_scale']} ℓ {r['lengthscale']:.3g} noise {r['noise_sd']:.4g} "
-        f"train {r['train_rmse']:.4g} sparsity {r['sparsity']:.3f}",
+        f"train {r['train_rmse']:.4g} ({r['train_ratio']:.3g}x float{', FLAGGED' if r['flagged'] else ''}) "
+        f"sparsity {r['sparsity']:.3f}",
         flush=True,
     )
 
@@ -191,6 +198,22 @@ def summary(rows: list[dict]) -> None:
             f"{conv}/{len(rs)} | {secs:.1f} | {100 * share:.0f} % | {rmse:.4g} | {100 * zeros:.1f} % | "
             f"{elbo:.1f} |"
         )
+
+
+def flag_check(rows: list[dict], worse: float = 1.05) -> None:
+    """How the float-model flag (docs/trainer.md §9) matched the test rows: per flag, the fits whose test
+    RMSE ratio is above ``worse`` and the largest and smallest ratios."""
+    for flagged in (True, False):
+        rs = [r for r in rows if r.get("flagged") is flagged]
+        if rs:
+            ratios = [r["rmse_ratio"] for r in rs]
+            train = [r["train_ratio"] for r in rs]
+            above = sum(x > worse for x in ratios)
+            print(
+                f"{'flagged' if flagged else 'not flagged'}: {len(rs)} fits, {above} with a test RMSE "
+                f"ratio above {worse}; test ratio {min(ratios):.3f}–{max(ratios):.3f}, "
+                f"training ratio {min(train):.3g}–{max(train):.3g}"
+            )
 
 
 def plot_sparsity(rows: list[dict], path: str) -> None:
@@ -275,6 +298,7 @@ def main() -> None:
                         with open(args.json, "a") as f:
                             f.write(json.dumps(r) + "\n")
     summary(rows)
+    flag_check(rows)
     if args.plot:
         plot_sparsity(rows, args.plot)
 

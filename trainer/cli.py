@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from direct_edge.commands import command
 from direct_edge.files import check_distinct, check_not_an_input, check_writable, write_atomic
 from direct_edge.trainer.data import ArraySource, TableSource, data_files, open_table, split_source
-from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.errors import DataError, FloatGapWarning
 from direct_edge.trainer.model_file import save_model
 from direct_edge.trainer.regressor import DirectRegressor
 from direct_edge.trainer.statistics import check_memory_for
@@ -233,6 +233,16 @@ def converged_text(summary: dict) -> str:
     )
 
 
+def float_gap_text(gap: float) -> str:
+    """The flag of a fit that falls behind the float model on its training rows (docs/trainer.md §9,
+    "Against the float model")."""
+    return (
+        f"the training RMSE is {gap:.3g}x the float model's on the same features, so test accuracy is "
+        "likely below it too (measured causes: more --n-features than these rows let this posterior use, "
+        "a target so nearly noise-free that the 4-bit grid's steps show, or a --grid-scale too coarse)"
+    )
+
+
 def format_summary(summary: dict, model_path: Path | None = None, plot_path: Path | None = None) -> str:
     """The summary (as stored in the model file) as aligned lines of text."""
     s = summary
@@ -270,6 +280,10 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
         ("E[σ²]", f"{_fmt(s['noise_variance'])} (noise sd {_fmt(math.sqrt(s['noise_variance']))})"),
         ("train RMSE / NLPD", f"{_fmt(s['train_rmse'])} / {s['train_nlpd']:.4f}"),
     ]
+    if "float_train_rmse" in s:  # files written before the check have no such entry
+        gap = s.get("float_gap")
+        flag = "" if gap is None else f"; FLAGGED: {gap:.3g}x, test accuracy likely below the float model's"
+        rows.append(("float train RMSE", f"{_fmt(s['float_train_rmse'])} (float model, same features){flag}"))
     if "n_test" in s:
         rows.append(("test RMSE / NLPD", f"{_fmt(s['test_rmse'])} / {s['test_nlpd']:.4f}"))
     rows += [
@@ -613,11 +627,15 @@ def train(
         echo(f"training on {data_label}: {source.n_inputs} inputs, target {source.target_name!r}")
         progress = not quiet and sys.stderr.isatty()
         with warnings.catch_warnings(), on_the_cluster(scheduler):
-            warnings.simplefilter("ignore", ConvergenceWarning)  # said once below, in the CLI's words
+            # both said once below, in the CLI's words
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FloatGapWarning)
             model.fit_source(
                 train_source, progress=progress, callback=None if quiet else ElboPrinter(echo=echo)
             )
         chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
+        if (gap := model.float_gap_) is not None:
+            click.echo(f"{PROG}: warning: {float_gap_text(gap)}", err=True)
         distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(
@@ -792,6 +810,8 @@ def summarise(
         "noise_variance": float(model.noise_variance_),
         "train_rmse": train_scores.rmse,
         "train_nlpd": train_scores.nlpd,
+        "float_train_rmse": float(model.float_train_rmse_),
+        "float_gap": model.float_gap_,
         "sparsity": float(model.sample(samples, params["random_state"]).sparsity),
         "posterior_samples": samples,
     }

@@ -1,4 +1,5 @@
-"""Errors a user can cause in the trainer.  The CLI turns each into one line on stderr and exit code 2."""
+"""Errors a user can cause in the trainer (the CLI turns each into one line on stderr and exit code 2), and
+the warnings that flag a fitted model whose numbers may be poor."""
 
 from direct_edge.errors import UserError
 
@@ -9,3 +10,9 @@ class DataError(UserError):
 
 class ModelFileError(UserError):
     """A ``model.direct`` file is truncated, corrupted, of another format or of an unknown version."""
+
+
+class FloatGapWarning(UserWarning):
+    """The fitted 4-bit posterior fits its training rows clearly worse than the float conjugate model on
+    the same features (docs/trainer.md §9, "Against the float model"): its test accuracy is then likely
+    below the float model's too."""

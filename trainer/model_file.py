@@ -276,6 +276,9 @@ META = Object(
                 **_FITTED,
                 "fit_time_": Number(0),  # written by files before timings left them; ignored
                 "train_rmse_": Number(0),
+                # the float model's on the same statistics (docs/trainer.md §9); files written
+                # before that check have none
+                "float_train_rmse_": Number(0),
                 "y_offset_": _FINITE,
                 "y_scale_": _POSITIVE,
                 "n_features_in_": Number(1, integer=True),
@@ -283,7 +286,7 @@ META = Object(
                 # written before it have none
                 "feature_names_in_": ListOf(String()),
             },
-            optional=frozenset({"fit_time_", "feature_names_in_"}),
+            optional=frozenset({"fit_time_", "feature_names_in_", "float_train_rmse_"}),
         ),
         "feature_map": Object(
             {
@@ -524,6 +527,7 @@ _FITTED_SCALARS = (
     "prior_scale_",
     "n_train_",
     "train_rmse_",
+    "float_train_rmse_",
     "y_offset_",
     "y_scale_",
     "n_features_in_",
@@ -547,7 +551,7 @@ def model_to_arrays(model, summary: dict | None = None) -> tuple[dict, dict[str,
         "producer": "direct-edge",
         "producer_version": _version(),
         "params": _jsonable(model.get_params()),
-        "fitted": {k: _jsonable(getattr(model, k)) for k in _FITTED_SCALARS}
+        "fitted": {k: _jsonable(getattr(model, k)) for k in _FITTED_SCALARS if hasattr(model, k)}
         | (
             {"feature_names_in_": [str(n) for n in names]}
             if (names := _input_names(model)) is not None
@@ -774,7 +778,8 @@ def model_from_arrays(meta: dict, arrays: dict[str, np.ndarray]):
         arrays.get("posterior.variance_floor"),
     )
     for key in _FITTED_SCALARS:
-        setattr(model, key, meta["fitted"][key])
+        if key in meta["fitted"]:  # float_train_rmse_ is optional (docs/model-file.md §5)
+            setattr(model, key, meta["fitted"][key])
     if "feature_names_in_" in meta["fitted"]:
         model.feature_names_in_ = np.asarray(meta["fitted"]["feature_names_in_"], dtype=object)
     ls = arrays.get("lengthscale")

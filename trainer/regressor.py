@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from direct_edge.trainer.data import ArraySource, is_dask_collection, source_moments, source_statistics
-from direct_edge.trainer.errors import DataError
+from direct_edge.trainer.errors import DataError, FloatGapWarning
 from direct_edge.trainer.evidence import ConjugatePosterior, conjugate_posterior, grid_gains
 from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap
 from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
@@ -63,6 +63,15 @@ OPTIMIZER = "combined"
 # A final fit that stops at max_iter is continued by coordinate steps (and L-BFGS-B between them) to a
 # fixed point, for up to max_iter more iterations (§9 step 4).
 POLISH_OPTIMIZER = "coordinate"
+
+# docs/trainer.md §9, "Against the float model": a fit whose training RMSE exceeds the conjugate model's
+# on the same statistics by this factor is flagged (FloatGapWarning).  Measured on seven UCI sets at
+# b = 64..2,000 (docs/benchmarks.md, "Accuracy against b"): every fit whose test RMSE was over 1.05× the
+# float model's had a training ratio above 1.3, and no fit below 1.25 was more than 1.04× worse on test
+# rows.
+FLOAT_GAP = 1.25
+# ... unless the posterior's training RMSE is below this share of sd(y): both then fit the rows.
+FLOAT_GAP_FLOOR = 1e-3
 
 ProgressCallback = Callable[[str, int, float], None]
 
@@ -188,6 +197,11 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     share of zero weights under q), selection_ (candidates and their ELBO), n_train_, fit_time_,
     input_min_, input_max_ (per-input training range, for the integer export),
     train_rmse_ (of the predictive mean, from the statistics), n_features_in_.
+    float_train_rmse_ : float
+        Training RMSE (target units) of the float conjugate model on the same features and
+        statistics: the posterior mean of y = φ(x)ᵀw + ε, w ~ N(0, λ⁻¹I), at the evidence-maximising
+        λ and noise (scikit-learn's ``BayesianRidge``, trainer/evidence.py).  ``train_rmse_`` well
+        above it flags a 4-bit fit that falls behind the float model (docs/trainer.md §9).
 
     Raises
     ------
@@ -200,6 +214,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     -----
     ConvergenceWarning
         Once per fit whose final fit stopped at ``max_iter`` before converging.
+    FloatGapWarning
+        Once per fit whose ``train_rmse_`` exceeds ``FLOAT_GAP`` (1.25) × ``float_train_rmse_``
+        (docs/trainer.md §9, "Against the float model").
     """
 
     _parameter_constraints: dict = {
@@ -347,6 +364,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - start
         if glm.limit_reached_:
             self._warn_not_converged()
+        if self.float_gap_ is not None:
+            self._warn_float_gap()
         return self
 
     def _fit_grid(self, search: _CandidateSearch, units: _Units) -> tuple:
@@ -378,6 +397,33 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             "The posterior is usable but may not be the optimum: increase max_iter to fit further, "
             f"e.g. DirectRegressor(max_iter={2 * self.max_iter}).",
             ConvergenceWarning,
+            stacklevel=5,
+        )
+
+    @property
+    def float_gap_(self) -> float | None:
+        """``train_rmse_ / float_train_rmse_`` when it exceeds ``FLOAT_GAP`` (docs/trainer.md §9,
+        "Against the float model"), else None (also for a model loaded from a file written before the
+        check, which holds no ``float_train_rmse_``).  Raises ``NotFittedError`` before ``fit``."""
+        check_is_fitted(self, "posterior_")
+        if getattr(self, "float_train_rmse_", None) is None:
+            return None
+        if self.train_rmse_ <= FLOAT_GAP_FLOOR * self.y_scale_:
+            return None
+        ratio = self.train_rmse_ / max(self.float_train_rmse_, 1e-300)
+        return ratio if ratio > FLOAT_GAP else None
+
+    def _warn_float_gap(self) -> None:
+        """One FloatGapWarning for a fit that falls behind the float model on its training rows."""
+        warnings.warn(
+            f"DirectRegressor: the 4-bit posterior's training RMSE is {self.float_gap_:.3g}x that of the "
+            f"float conjugate model on the same {self.feature_map_.n_features} features and "
+            f"{self.n_train_} rows ({self.train_rmse_:.4g} against {self.float_train_rmse_:.4g}); its test "
+            "accuracy is then likely below the float model's too. Measured causes: more features than a "
+            "factorised posterior can use with this many rows (fewer n_features, or more rows), a target "
+            "so nearly noise-free that the 4-bit grid's steps show, or a grid_scale too coarse "
+            "(docs/trainer.md §9, 'Against the float model').",
+            FloatGapWarning,
             stacklevel=5,
         )
 
@@ -574,6 +620,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         mean_w, _ = self.posterior_.weight_moments()
         rss = max(stats.residual_sum_of_squares(mean_w), 0.0)
         self.train_rmse_ = float(np.sqrt(rss / stats.n)) * units.y_scale
+        rss = max(stats.residual_sum_of_squares(conjugate.mean), 0.0)
+        self.float_train_rmse_ = float(np.sqrt(rss / stats.n)) * units.y_scale
 
     @staticmethod
     def _row(stage: str, ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:

@@ -506,8 +506,10 @@ def test_a_file_whose_name_looks_like_a_pattern_is_that_file(tmp_path, data):
 def test_a_fit_stopped_by_max_iter_says_so(tmp_path, csv):
     result = run(csv, "-o", tmp_path / "m.direct", *FAST, "--max-iter", "1")
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines() == [
-        "direct-train: warning: the final fit stopped at --max-iter 1 before the ELBO converged"
-    ]
+    first, *rest = result.stderr.splitlines()
+    assert first == "direct-train: warning: the final fit stopped at --max-iter 1 before the ELBO converged"
+    # a fit stopped after one iteration may also be flagged against the float model (trainer.md §9)
+    assert all(line.startswith("direct-train: warning: the training RMSE is ") for line in rest)
+    assert len(rest) <= 1
     assert "converged          NO: the final fit stopped at --max-iter 1" in result.stdout
     assert load_model(tmp_path / "m.direct").summary_["converged"] is False
