@@ -6,7 +6,7 @@ Public API: :class:`DirectGLM` (the paper's model on a given basis) and :class:`
 
 from direct_edge.trainer.classifier import DirectClassifier
 from direct_edge.trainer.data import ArraySource, IterableSource, TableSource, open_table, split_source
-from direct_edge.trainer.errors import DataError, ModelFileError
+from direct_edge.trainer.errors import DataError, FloatGapWarning, ModelFileError
 from direct_edge.trainer.features import FeatureMap
 from direct_edge.trainer.grid import WeightGrid, noise_grid, prior_log_probs
 from direct_edge.trainer.model import DirectGLM
@@ -25,6 +25,7 @@ __all__ = [
     "DirectGLM",
     "DirectRegressor",
     "FeatureMap",
+    "FloatGapWarning",
     "ModelFileError",
     "ParameterError",
     "SufficientStatistics",

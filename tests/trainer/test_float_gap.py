@@ -13,9 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sklearn.linear_model import BayesianRidge
 
-from direct_edge.trainer import DirectRegressor
+from direct_edge.trainer import DirectRegressor, FloatGapWarning
 from direct_edge.trainer.cli import format_summary, main
-from direct_edge.trainer.errors import FloatGapWarning
 from direct_edge.trainer.model_file import load_model, save_model
 from direct_edge.trainer.regressor import FLOAT_GAP
 
