@@ -28,7 +28,7 @@ from direct_edge.files import check_distinct, check_not_an_input, check_writable
 from direct_edge.trainer.data import ArraySource, TableSource, data_files, open_table, split_source
 from direct_edge.trainer.errors import DataError, FloatGapWarning
 from direct_edge.trainer.model_file import save_model
-from direct_edge.trainer.regressor import DirectRegressor
+from direct_edge.trainer.regressor import DirectRegressor, float_gap_causes
 from direct_edge.trainer.statistics import check_memory_for
 
 PROG = "direct-train"
@@ -233,13 +233,13 @@ def converged_text(summary: dict) -> str:
     )
 
 
-def float_gap_text(gap: float) -> str:
+def float_gap_text(gap: float, prior: str) -> str:
     """The flag of a fit that falls behind the float model on its training rows (docs/trainer.md §9,
     "Against the float model")."""
+    causes = float_gap_causes(prior, lambda name: "--" + name.replace("_", "-"))
     return (
         f"the training RMSE is {gap:.3g}x the float model's on the same features, so test accuracy is "
-        "likely below it too (measured causes: more --n-features than these rows let this posterior use, "
-        "a target so nearly noise-free that the 4-bit grid's steps show, or a --grid-scale too coarse)"
+        f"likely below it too (measured causes: {causes})"
     )
 
 
@@ -635,7 +635,7 @@ def train(
             )
         chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
         if (gap := model.float_gap_) is not None:
-            click.echo(f"{PROG}: warning: {float_gap_text(gap)}", err=True)
+            click.echo(f"{PROG}: warning: {float_gap_text(gap, prior)}", err=True)
         distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(

@@ -73,6 +73,20 @@ FLOAT_GAP = 1.25
 # ... unless the posterior's training RMSE is below this share of sd(y): both then fit the rows.
 FLOAT_GAP_FLOOR = 1e-3
 
+
+def float_gap_causes(prior: str, option: Callable[[str], str] = str) -> str:
+    """The measured causes of a gap to the float model (docs/trainer.md §9), as one phrase naming the
+    options through ``option`` (the Python name, or the command line's spelling)."""
+    causes = [
+        f"more features than a factorised posterior can use with these rows (fewer {option('n_features')})",
+        "a target so nearly noise-free that the 4-bit grid's steps show",
+    ]
+    if prior == "sparse":
+        causes.append(f"the sparse prior's extra zeros ({option('zero_mass')})")
+    causes.append(f"a {option('grid_scale')} too coarse")
+    return ", ".join(causes[:-1]) + " or " + causes[-1]
+
+
 ProgressCallback = Callable[[str, int, float], None]
 
 
@@ -419,10 +433,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             f"DirectRegressor: the 4-bit posterior's training RMSE is {self.float_gap_:.3g}x that of the "
             f"float conjugate model on the same {self.feature_map_.n_features} features and "
             f"{self.n_train_} rows ({self.train_rmse_:.4g} against {self.float_train_rmse_:.4g}); its test "
-            "accuracy is then likely below the float model's too. Measured causes: more features than a "
-            "factorised posterior can use with this many rows (fewer n_features, or more rows), a target "
-            "so nearly noise-free that the 4-bit grid's steps show, or a grid_scale too coarse "
-            "(docs/trainer.md §9, 'Against the float model').",
+            f"accuracy is then likely below the float model's too. Measured causes: "
+            f"{float_gap_causes(self.prior)} (docs/trainer.md §9, 'Against the float model').",
             FloatGapWarning,
             stacklevel=5,
         )

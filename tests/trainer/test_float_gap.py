@@ -79,6 +79,20 @@ def test_each_measured_cause_is_flagged_once(case, data, options, low):
     assert "docs/trainer.md §9" in text
 
 
+@pytest.mark.parametrize("prior", ["gaussian", "sparse"])
+def test_the_causes_name_the_sparse_prior_only_when_it_is_used(prior, tmp_path):
+    X, y = smooth(500, 0.01)
+    model, flagged = fit(X, y, n_features=32, prior=prior, zero_mass=0.9)
+    assert len(flagged) == 1
+    text = str(flagged[0].message)
+    assert "fewer n_features" in text and "grid_scale too coarse" in text
+    assert ("sparse prior's extra zeros (zero_mass)" in text) is (prior == "sparse")
+    done = _train(tmp_path, X, y, "--n-features", "32", "--prior", prior, "--zero-mass", "0.9")
+    line = next(line for line in done.stderr.splitlines() if "float model" in line)
+    assert "fewer --n-features" in line and "--grid-scale too coarse" in line
+    assert ("(--zero-mass)" in line) is (prior == "sparse")
+
+
 @pytest.mark.parametrize(
     ("case", "data", "options"),
     [
