@@ -300,15 +300,24 @@ def run_litert(payload: bytes, feed: dict[str, np.ndarray]) -> dict[str, np.ndar
     resolver, as LiteRT's documentation teaches.  Returns the runner's outputs by name.
 
     File descriptor 2 is captured while the interpreter runs: the delegate notice is dropped and any
-    other line LiteRT writes there is passed on to stderr unchanged."""
+    other line LiteRT writes there is passed on to stderr unchanged.  With no stderr at all (fd 2
+    closed, ``sys.stderr`` None) there is nothing to keep clean, and the runner runs as it is."""
     from ai_edge_litert.interpreter import Interpreter
 
+    def run() -> dict[str, np.ndarray]:
+        return Interpreter(model_content=payload).get_signature_runner()(**feed)
+
+    if sys.stderr is None:
+        return run()
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # fd 2 closed
+        return run()
     with tempfile.TemporaryFile(mode="w+b") as log:
         os.dup2(log.fileno(), 2)
         try:
-            return Interpreter(model_content=payload).get_signature_runner()(**feed)
+            return run()
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -28,7 +28,7 @@ from direct_edge.files import check_distinct, check_not_an_input, check_writable
 from direct_edge.trainer.data import ArraySource, TableSource, data_files, open_table, split_source
 from direct_edge.trainer.errors import DataError, FloatGapWarning
 from direct_edge.trainer.model_file import save_model
-from direct_edge.trainer.regressor import DirectRegressor, float_gap_causes
+from direct_edge.trainer.regressor import FLOAT_GAP_FLOOR, DirectRegressor, float_gap_causes
 from direct_edge.trainer.statistics import check_memory_for
 
 PROG = "direct-train"
@@ -233,13 +233,13 @@ def converged_text(summary: dict) -> str:
     )
 
 
-def float_gap_text(gap: float, prior: str) -> str:
+def float_gap_text(gap: float, params: dict) -> str:
     """The flag of a fit that falls behind the float model on its training rows (docs/trainer.md §9,
-    "Against the float model")."""
-    causes = float_gap_causes(prior, lambda name: "--" + name.replace("_", "-"))
+    "Against the float model"), for a fit with ``params``."""
+    causes = float_gap_causes(params, lambda name: "--" + name.replace("_", "-"))
     return (
-        f"the training RMSE is {gap:.3g}x the float model's on the same features, so test accuracy is "
-        f"likely below it too (measured causes: {causes})"
+        f"the training RMSE is {gap:.3g}x the float model's on the same features, so the test RMSE is "
+        f"likely above the float model's too (measured causes: {causes})"
     )
 
 
@@ -282,8 +282,14 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     ]
     if "float_train_rmse" in s:  # files written before the check have no such entry
         gap = s.get("float_gap")
-        flag = "" if gap is None else f"; FLAGGED: {gap:.3g}x, test accuracy likely below the float model's"
-        rows.append(("float train RMSE", f"{_fmt(s['float_train_rmse'])} (float model, same features){flag}"))
+        flag = (
+            ""
+            if gap is None
+            else f"; FLAGGED: this fit's is {gap:.3g}x, so its test RMSE is likely above the float model's"
+        )
+        floor = s.get("float_train_rmse_floor", 0.0)
+        value = _fmt(s["float_train_rmse"]) if s["float_train_rmse"] >= floor else f"below {_fmt(floor)}"
+        rows.append(("float train RMSE", f"{value} (float model, same features){flag}"))
     if "n_test" in s:
         rows.append(("test RMSE / NLPD", f"{_fmt(s['test_rmse'])} / {s['test_nlpd']:.4f}"))
     rows += [
@@ -635,7 +641,7 @@ def train(
             )
         chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
         if (gap := model.float_gap_) is not None:
-            click.echo(f"{PROG}: warning: {float_gap_text(gap, prior)}", err=True)
+            click.echo(f"{PROG}: warning: {float_gap_text(gap, model.get_params())}", err=True)
         distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(
@@ -812,6 +818,8 @@ def summarise(
         "train_nlpd": train_scores.nlpd,
         "float_train_rmse": float(model.float_train_rmse_),
         "float_gap": model.float_gap_,
+        # below this (1e-3 sd(y)) the statistics' RMSE is round-off (docs/trainer.md §9)
+        "float_train_rmse_floor": FLOAT_GAP_FLOOR * float(model.y_scale_),
         "sparsity": float(model.sample(samples, params["random_state"]).sparsity),
         "posterior_samples": samples,
     }

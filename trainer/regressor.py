@@ -70,21 +70,25 @@ POLISH_OPTIMIZER = "coordinate"
 # float model's had a training ratio above 1.3, and no fit below 1.25 was more than 1.04× worse on test
 # rows.
 FLOAT_GAP = 1.25
-# ... unless the posterior's training RMSE is below this share of sd(y): both then fit the rows.
+# ... each RMSE taken as at least this share of sd(y): below it both fit the rows, and the statistics
+# resolve no more than about 1e-8 of it.
 FLOAT_GAP_FLOOR = 1e-3
 
 
-def float_gap_causes(prior: str, option: Callable[[str], str] = str) -> str:
-    """The measured causes of a gap to the float model (docs/trainer.md §9), as one phrase naming the
-    options through ``option`` (the Python name, or the command line's spelling)."""
-    causes = [
-        f"more features than a factorised posterior can use with these rows (fewer {option('n_features')})",
-        "a target so nearly noise-free that the 4-bit grid's steps show",
-    ]
-    if prior == "sparse":
+def float_gap_causes(params: dict, option: Callable[[str], str] = str) -> str:
+    """The measured causes of a gap to the float model (docs/trainer.md §9) that can apply to a fit with
+    ``params`` (``get_params()``), as one phrase naming the options through ``option`` (the Python
+    name, or the command line's spelling)."""
+    causes = []
+    if params["features"] == "rff":
+        fewer = option("n_features")
+        causes.append(f"more features than a factorised posterior can use with these rows (fewer {fewer})")
+    causes.append(f"a target so nearly noise-free that the {params['bits']}-bit grid's steps show")
+    if params["prior"] == "sparse":
         causes.append(f"the sparse prior's extra zeros ({option('zero_mass')})")
-    causes.append(f"a {option('grid_scale')} too coarse")
-    return ", ".join(causes[:-1]) + " or " + causes[-1]
+    if params["grid_scale"] is not None:
+        causes.append(f"the given {option('grid_scale')} too coarse")
+    return causes[0] if len(causes) == 1 else ", ".join(causes[:-1]) + " or " + causes[-1]
 
 
 ProgressCallback = Callable[[str, int, float], None]
@@ -416,25 +420,29 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
 
     @property
     def float_gap_(self) -> float | None:
-        """``train_rmse_ / float_train_rmse_`` when it exceeds ``FLOAT_GAP`` (docs/trainer.md §9,
-        "Against the float model"), else None (also for a model loaded from a file written before the
-        check, which holds no ``float_train_rmse_``).  Raises ``NotFittedError`` before ``fit``."""
+        """``train_rmse_ / float_train_rmse_``, each taken as at least ``FLOAT_GAP_FLOOR``·sd(y), when
+        it exceeds ``FLOAT_GAP`` (docs/trainer.md §9, "Against the float model"), else None (also for a
+        model loaded from a file written before the check, which holds no ``float_train_rmse_``).
+        Raises ``NotFittedError`` before ``fit``.
+
+        The floor: both RMSEs come from the statistics (yᵀy − 2wᵀΦᵀy + wᵀΦᵀΦw), which resolve about
+        1e-8·sd(y) at best, so below it a ratio would be round-off (a float model fitting exactly
+        would give 1e300x, changing with an offset of y)."""
         check_is_fitted(self, "posterior_")
         if getattr(self, "float_train_rmse_", None) is None:
             return None
-        if self.train_rmse_ <= FLOAT_GAP_FLOOR * self.y_scale_:
-            return None
-        ratio = self.train_rmse_ / max(self.float_train_rmse_, 1e-300)
+        floor = FLOAT_GAP_FLOOR * self.y_scale_
+        ratio = max(self.train_rmse_, floor) / max(self.float_train_rmse_, floor)
         return ratio if ratio > FLOAT_GAP else None
 
     def _warn_float_gap(self) -> None:
         """One FloatGapWarning for a fit that falls behind the float model on its training rows."""
         warnings.warn(
-            f"DirectRegressor: the 4-bit posterior's training RMSE is {self.float_gap_:.3g}x that of the "
-            f"float conjugate model on the same {self.feature_map_.n_features} features and "
+            f"DirectRegressor: the {self.bits}-bit posterior's training RMSE is {self.float_gap_:.3g}x that "
+            f"of the float conjugate model on the same {self.feature_map_.n_features} features and "
             f"{self.n_train_} rows ({self.train_rmse_:.4g} against {self.float_train_rmse_:.4g}); its test "
-            f"accuracy is then likely below the float model's too. Measured causes: "
-            f"{float_gap_causes(self.prior)} (docs/trainer.md §9, 'Against the float model').",
+            f"RMSE is then likely above the float model's too. Measured causes: "
+            f"{float_gap_causes(self.get_params())} (docs/trainer.md §9, 'Against the float model').",
             FloatGapWarning,
             stacklevel=5,
         )

@@ -85,12 +85,43 @@ def test_the_causes_name_the_sparse_prior_only_when_it_is_used(prior, tmp_path):
     model, flagged = fit(X, y, n_features=32, prior=prior, zero_mass=0.9)
     assert len(flagged) == 1
     text = str(flagged[0].message)
-    assert "fewer n_features" in text and "grid_scale too coarse" in text
+    assert "fewer n_features" in text and "grid_scale" not in text  # the ELBO chose the grid
     assert ("sparse prior's extra zeros (zero_mass)" in text) is (prior == "sparse")
     done = _train(tmp_path, X, y, "--n-features", "32", "--prior", prior, "--zero-mass", "0.9")
     line = next(line for line in done.stderr.splitlines() if "float model" in line)
-    assert "fewer --n-features" in line and "--grid-scale too coarse" in line
+    assert "fewer --n-features" in line and "--grid-scale" not in line
     assert ("(--zero-mass)" in line) is (prior == "sparse")
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_the_causes_that_cannot_apply_are_not_named(bits):
+    """Linear features have no n_features to lower; a given grid scale is named; the grid is the one of
+    ``bits`` bits."""
+    model, flagged = fit(*linear(), features="linear", grid_scale=2.0, bits=bits)
+    text = str(flagged[0].message)
+    assert f"the {bits}-bit posterior's training RMSE" in text and f"the {bits}-bit grid's steps" in text
+    assert "n_features" not in text and "the given grid_scale too coarse" in text
+
+
+def test_a_float_model_that_fits_exactly_gives_the_same_flag_whatever_the_offset(tmp_path):
+    """The statistics resolve an RMSE down to about 1e-8 sd(y): a float model fitting a noise-free
+    linear target exactly has a training RMSE of round-off (0, or 1e-8 sd(y) with an offset of 1e9),
+    so each RMSE counts as at least 1e-3 sd(y) in the ratio, which then does not depend on the offset."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((500, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    gaps = []
+    for offset in (0.0, 1e9):
+        model, flagged = fit(X, y + offset, features="linear", grid_scale=2.0)
+        assert model.float_train_rmse_ < 1e-6 * model.y_scale_ and len(flagged) == 1
+        gaps.append(model.float_gap_)
+        assert model.float_gap_ == pytest.approx(model.train_rmse_ / (1e-3 * model.y_scale_))
+    assert gaps[1] == pytest.approx(gaps[0], rel=1e-6)
+    done = _train(
+        tmp_path, X[:, :2], X[:, :2] @ np.array([1.0, -2.0]), "--features", "linear", "--grid-scale", "2"
+    )
+    row = next(line for line in done.stdout.splitlines() if "float train RMSE" in line)
+    assert row.split("float train RMSE")[1].split()[0] == "below" and "FLAGGED" in row
 
 
 @pytest.mark.parametrize(
