@@ -583,9 +583,23 @@ def export(
             for line in notes(blob, trained, exact, ensemble_output, integer_inputs, exact_advice)
         ),
         *(("note", line) for line in target_notes),
+        *(("note", line) for line in float_gap_note(model)),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def float_gap_note(model) -> list[str]:
+    """The training-time flag against the float model (docs/trainer.md §9), carried to the export so a
+    flagged model does not reach a device unremarked; none for a model without it (or from a file
+    written before the check)."""
+    gap = model.float_gap_
+    if gap is None:
+        return []
+    return [
+        f"flagged at training: its training RMSE is {gap:.3g}x the float model's on the same features, so "
+        "its test RMSE is likely above the float model's (docs/trainer.md §9, 'Against the float model')"
+    ]
 
 
 def export_classifier(

@@ -198,3 +198,19 @@ def test_a_summary_from_before_the_check_prints_without_the_row(tmp_path):
         del summary[key]
     text = format_summary({**summary, "wall_time_s": 1.0, "fit_time_s": 1.0})
     assert "float" not in text and "train RMSE / NLPD" in text
+
+
+def test_direct_export_carries_the_flag_as_a_note(tmp_path):
+    """A flagged model's export says so once in its summary (stdout); an unflagged one does not."""
+    from direct_edge.export.cli import main as export_main
+
+    for noise, flagged in ((0.01, True), (0.3, False)):
+        X, y = smooth(500, noise)
+        assert _train(tmp_path, X, y, "--n-features", "32").exit_code == 0
+        done = CliRunner().invoke(export_main, [str(tmp_path / "m.direct"), str(tmp_path / "m.bin")])
+        assert done.exit_code == 0, done.output
+        notes = [line for line in done.stdout.splitlines() if "flagged at training" in line]
+        assert len(notes) == int(flagged)
+        if flagged:
+            gap = load_model(tmp_path / "m.direct").float_gap_
+            assert f"training RMSE is {gap:.3g}x the float model's" in notes[0]
