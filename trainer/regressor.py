@@ -63,8 +63,8 @@ OPTIMIZER = "combined"
 # A final fit that stops at max_iter is continued by coordinate steps (and L-BFGS-B between them) to a
 # fixed point, for up to POLISH_ITER_FACTOR·max_iter more iterations (§9 step 4).  Coordinate sweeps are
 # cheap (b = 512: about 1 ms), and where L-BFGS-B creeps they can need more than max_iter: at b = 512,
-# gas split 0 converged after 2,844 iterations in all and energy split 1 after 7,411, where a budget of
-# max_iter stopped both at the cap (docs/benchmarks.md, "Accuracy against b").
+# gas (two splits) and energy split 1 stopped at the cap with a budget of max_iter and converge with
+# this one (energy split 1 after 7,411 iterations in all; docs/benchmarks.md, "Accuracy against b").
 POLISH_OPTIMIZER = "coordinate"
 POLISH_ITER_FACTOR = 4
 
