@@ -292,7 +292,7 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
         ("E[σ²]", f"{_fmt(s['noise_variance'])} (noise sd {_fmt(math.sqrt(s['noise_variance']))})"),
         ("train RMSE / NLPD", f"{_fmt(s['train_rmse'])} / {s['train_nlpd']:.4f}"),
     ]
-    if "float_train_rmse" in s:  # files written before the check have no such entry
+    if "float_train_rmse" in s:  # float_check() adds it when printing; a stored summary has none
         gap = s.get("float_gap")
         flag = (
             ""
