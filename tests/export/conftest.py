@@ -1,6 +1,23 @@
-"""Shared builders for the export tests."""
+"""Shared builders and runners for the export tests."""
 
 from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def run_tflm(path, x: np.ndarray, n_outputs: int) -> list[np.ndarray]:
+    """TFLite Micro as its documentation teaches: the file at ``path``, one invoke per row of ``x`` (its
+    batch of 1); the first ``n_outputs`` outputs, each stacked over the rows.  Skips the test where
+    tflite-micro is not installed."""
+    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    interp = tfm.Interpreter.from_file(str(path))
+    rows = []
+    for row in x:
+        interp.set_input(row[None, :], 0)
+        interp.invoke()
+        rows.append([interp.get_output(i)[0] for i in range(n_outputs)])
+    return [np.array([r[i] for r in rows]) for i in range(n_outputs)]
 
 
 def mixed_schema():

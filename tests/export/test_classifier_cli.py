@@ -22,7 +22,7 @@ from direct_edge.runtime.cli import main as run_main
 from direct_edge.trainer.classifier import DirectClassifier
 from direct_edge.trainer.model_file import save_model
 
-from .conftest import iris_classifier
+from .conftest import iris_classifier, run_tflm
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_tflite_classifier_runs_in_tflite_micro_as_in_litert(tmp_path, kind):
     per row): the same label as LiteRT and probabilities within 1/256 of the float64 model average of
     the same samples (docs/export.md, Classifiers), on training rows and on rows far outside them."""
     pytest.importorskip("ai_edge_litert")
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
     from ai_edge_litert.interpreter import Interpreter
 
     from direct_edge.export import onnx_export, tflite_export
@@ -184,16 +184,10 @@ def test_tflite_classifier_runs_in_tflite_micro_as_in_litert(tmp_path, kind):
     rows = np.concatenate([X[::5], far, rng.uniform(0, 8, (8, 4))])
     fed = (rows - tflite_export.host_origin(blob)).astype(np.float32)
     lite = Interpreter(model_content=payload).get_signature_runner()(**{tflite_export.input_name(blob): fed})
-    micro = tfm.Interpreter.from_file(str(path))
-    labels, probas = [], []
-    for row in fed:
-        micro.set_input(row[None, :], 0)
-        micro.invoke()
-        outs = [micro.get_output(i) for i in range(5)]
-        labels.append(next(o for o in outs if o.dtype == np.int32)[0])
-        probas.append(next(o for o in outs if o.ndim == 2)[0])
-    probas = np.array(probas)
-    np.testing.assert_array_equal(np.array(labels), lite["label"])
+    outs = run_tflm(path, fed, 5)  # per output, stacked over the rows: the label (int32, 1-D), proba (2-D)
+    labels = next(o for o in outs if o.dtype == np.int32)
+    probas = next(o for o in outs if o.ndim == 2)
+    np.testing.assert_array_equal(labels, lite["label"])
     assert np.max(np.abs(probas - float64_class_probabilities(model, blob, rows))) < 1 / 256
     # Same int16 logits; the two float32 SOFTMAX/LOG kernels differ in their exp (measured 1.3e-5 apart).
     assert np.max(np.abs(probas - lite["proba"])) < 1e-4

@@ -17,7 +17,7 @@ from direct_edge.export import onnx_export  # noqa: E402
 from direct_edge.export.packed import blob_input_range, pack, synthetic_blob  # noqa: E402
 from direct_edge.runtime.blob import parse  # noqa: E402
 
-from .conftest import iris_classifier, mixed_blob  # noqa: E402
+from .conftest import iris_classifier, mixed_blob, run_tflm  # noqa: E402
 
 FAR64 = [1e300, -1e300, 1.7e308, -1.7e308, 1e30, -1e30]
 FAR32 = [1e30, -1e30, 3e38, -3e38]
@@ -209,18 +209,11 @@ def run_litert(data: bytes, x: np.ndarray) -> dict:
     return runner(**{name: x})
 
 
-def run_tflm(tmp_path, data: bytes, x: np.ndarray, names) -> dict:
-    """TFLite Micro, one invoke per row; outputs in the graph's order ``names``."""
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+def run_micro(tmp_path, data: bytes, x: np.ndarray, names) -> dict:
+    """TFLite Micro (conftest.run_tflm) on ``data``; outputs by the graph's order ``names``."""
     path = tmp_path / "m.tflite"
     path.write_bytes(data)
-    interp = tfm.Interpreter.from_file(str(path))
-    rows = []
-    for row in x:
-        interp.set_input(row[None, :], 0)
-        interp.invoke()
-        rows.append([interp.get_output(i)[0] for i in range(len(names))])
-    return {name: np.array([r[i] for r in rows]) for i, name in enumerate(names)}
+    return dict(zip(names, run_tflm(path, x, len(names)), strict=True))
 
 
 def check_tflite(tmp_path, build, blob, X, feats, names, monkeypatch) -> None:
@@ -228,7 +221,7 @@ def check_tflite(tmp_path, build, blob, X, feats, names, monkeypatch) -> None:
     rows, where, inside = fed_rows(blob, X, feats)
     data = build()
     outs = {"litert": run_litert(data, rows)}
-    outs["micro"] = run_tflm(tmp_path, data, rows, [*names, "out_of_range"])
+    outs["micro"] = run_micro(tmp_path, data, rows, [*names, "out_of_range"])
     for engine, out in outs.items():
         check_finite(out, names)
         assert out["out_of_range"].all(), engine

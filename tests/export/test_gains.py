@@ -23,7 +23,7 @@ from direct_edge.export.packed import gain_integers, pack
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import parse
 
-from .conftest import gained_regressor
+from .conftest import gained_regressor, run_tflm
 
 C_DIR = Path(__file__).resolve().parents[2] / "runtime" / "c"
 N_RANDOM = 3000
@@ -235,19 +235,12 @@ def test_tflite_graphs_are_within_their_bounds(gained, tmp_path):
     assert np.max(np.abs(out["mean"] - trained.mean)) <= bound
     assert np.max(np.abs(np.sqrt(out["variance"]) - trained.sd)) <= bound
     # TFLite Micro, one row per invoke, where it is installed.
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
     path = tmp_path / "m.tflite"
     path.write_bytes(tflite_export.build(blob, feats, 16))
-    interp = tfm.Interpreter.from_file(str(path))
-    means = []
-    for row in x[:200]:
-        interp.set_input(row[None, :], 0)
-        interp.invoke()
-        means.append(interp.get_output(0)[0])
+    (means,) = run_tflm(path, x[:200], 1)
     part = tflite_export.integer_parameters(blob, feats, 16)
-    assert np.max(np.abs(np.array(means) - f[:200].mean(axis=1))) <= tflite_export.error_bound(
-        blob, feats, part
-    )
+    assert np.max(np.abs(means - f[:200].mean(axis=1))) <= tflite_export.error_bound(blob, feats, part)
 
 
 HARNESS = r"""

@@ -14,6 +14,8 @@ from direct_edge.export.packed import synthetic_blob  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import parse  # noqa: E402
 
+from .conftest import run_tflm  # noqa: E402
+
 
 def edge_rows(blob, n: int, seed: int = 0, dtype=np.float64) -> np.ndarray:
     """n real rows: a third inside with one input at a special value (an end, a threshold or the value
@@ -132,19 +134,14 @@ def test_tflite_graphs_flag_the_reference_rows_in_litert(kind, d, b):
 @pytest.mark.parametrize("kind,d,b", BLOBS[:2])
 def test_tflite_graphs_flag_the_reference_rows_in_tflite_micro(tmp_path, kind, d, b):
     """The same in TensorFlow Lite Micro, one invoke per row (its stored batch of 1), output 2."""
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
     blob = parse(synthetic_blob(kind, d, b, 4, seed=d, layout="dense4", exact=True))
     fed, want = fed_rows_and_flags(blob, 400, seed=d)
     for name, data in tflite_graphs(blob).items():
         path = tmp_path / f"{name}.tflite"
         path.write_bytes(data)
-        interp = tfm.Interpreter.from_file(str(path))
-        got = []
-        for row in fed:
-            interp.set_input(row[None, :], 0)
-            interp.invoke()
-            got.append(bool(interp.get_output(2)[0]))
-        np.testing.assert_array_equal(np.array(got), want, err_msg=name)
+        got = run_tflm(path, fed, 3)[2]
+        np.testing.assert_array_equal(got.astype(bool), want, err_msg=name)
 
 
 def test_prepared_inputs_count_only_their_values_in_the_integer_graph():

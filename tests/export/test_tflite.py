@@ -27,7 +27,7 @@ from direct_edge.export.packed import synthetic_blob  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
-from .conftest import mixed_blob  # noqa: E402
+from .conftest import mixed_blob, run_tflm  # noqa: E402
 
 N = 10_000
 MODELS = {
@@ -94,18 +94,6 @@ def run_litert(data: bytes, x: np.ndarray, resolver=OpResolverType.BUILTIN_REF) 
     runner = Interpreter(model_content=data, experimental_op_resolver_type=resolver).get_signature_runner()
     (name,) = runner.get_input_details()
     return runner(**{name: x})
-
-
-def run_tflm(path, x: np.ndarray, n_outputs: int) -> list[np.ndarray]:
-    """TFLite Micro as its documentation teaches: the file, one invoke per row (its batch of 1)."""
-    tfm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed")
-    interp = tfm.Interpreter.from_file(str(path))
-    rows = []
-    for row in x:
-        interp.set_input(row[None, :], 0)
-        interp.invoke()
-        rows.append([interp.get_output(i)[0] for i in range(n_outputs)])
-    return [np.array([r[i] for r in rows]) for i in range(n_outputs)]
 
 
 OUTPUT_NAMES = ("mean", "variance", "out_of_range", "features_q", "samples_q")
