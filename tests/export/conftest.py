@@ -6,6 +6,17 @@ import numpy as np
 import pytest
 
 
+def run_litert(data: bytes, x: np.ndarray, resolver=None) -> dict:
+    """LiteRT as its documentation teaches: the "serving_default" signature runner on ``data``, any batch
+    ``x``; its default resolver (XNNPACK on), or ``resolver`` (an ``OpResolverType``)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    options = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+    runner = Interpreter(model_content=data, **options).get_signature_runner()
+    (name,) = runner.get_input_details()
+    return runner(**{name: x})
+
+
 def run_tflm(path, x: np.ndarray, n_outputs: int) -> list[np.ndarray]:
     """TFLite Micro as its documentation teaches: the file at ``path``, one invoke per row of ``x`` (its
     batch of 1); the first ``n_outputs`` outputs, each stacked over the rows.  Skips the test where

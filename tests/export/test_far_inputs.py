@@ -17,7 +17,7 @@ from direct_edge.export import onnx_export  # noqa: E402
 from direct_edge.export.packed import blob_input_range, pack, synthetic_blob  # noqa: E402
 from direct_edge.runtime.blob import parse  # noqa: E402
 
-from .conftest import iris_classifier, mixed_blob, run_tflm  # noqa: E402
+from .conftest import iris_classifier, mixed_blob, run_litert, run_tflm  # noqa: E402
 
 FAR64 = [1e300, -1e300, 1.7e308, -1.7e308, 1e30, -1e30]
 FAR32 = [1e30, -1e30, 3e38, -3e38]
@@ -199,14 +199,6 @@ def fed_rows(blob, X, feats) -> tuple[np.ndarray, dict[str, slice], np.ndarray]:
         where[name] = slice(len(rows), len(rows) + 2)
         rows += [one, v]
     return np.array(rows, np.float32), where, X[::7].astype(np.float32)
-
-
-def run_litert(data: bytes, x: np.ndarray) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_content=data).get_signature_runner()
-    (name,) = runner.get_input_details()
-    return runner(**{name: x})
 
 
 def run_micro(tmp_path, data: bytes, x: np.ndarray, names) -> dict:

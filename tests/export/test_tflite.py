@@ -27,7 +27,7 @@ from direct_edge.export.packed import synthetic_blob  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import KIND_LINEAR, parse  # noqa: E402
 
-from .conftest import mixed_blob, run_tflm  # noqa: E402
+from .conftest import mixed_blob, run_litert, run_tflm  # noqa: E402
 
 N = 10_000
 MODELS = {
@@ -89,13 +89,6 @@ def feed(blob, x: np.ndarray) -> np.ndarray:
     return (x - tflite_export.host_origin(blob)).astype(np.float32)
 
 
-def run_litert(data: bytes, x: np.ndarray, resolver=OpResolverType.BUILTIN_REF) -> dict:
-    """LiteRT as its documentation teaches: the "serving_default" signature runner, any batch."""
-    runner = Interpreter(model_content=data, experimental_op_resolver_type=resolver).get_signature_runner()
-    (name,) = runner.get_input_details()
-    return runner(**{name: x})
-
-
 OUTPUT_NAMES = ("mean", "variance", "out_of_range", "features_q", "samples_q")
 
 
@@ -105,7 +98,8 @@ def test_litert_reference_kernels_agree_with_the_integer_part_and_float64(name, 
     blob, feats = model_of(name)
     part = tflite_export.integer_parameters(blob, feats, activations)
     x = inputs(blob)
-    outs = run_litert(tflite_export.build(blob, feats, activations, debug_outputs=True), feed(blob, x))
+    graph = tflite_export.build(blob, feats, activations, debug_outputs=True)
+    outs = run_litert(graph, feed(blob, x), OpResolverType.BUILTIN_REF)
     check(blob, feats, part, x, outs, ROUNDING["litert", activations])
 
 
