@@ -325,6 +325,9 @@ def source_statistics(
 ) -> SufficientStatistics:
     """One statistics pass (docs/trainer.md §4) over ``source``; a source with its own
     ``statistics(feature_map, chunk_rows, precision)`` (a Dask source, §10) computes it itself."""
+    if feature_map.rotation is not None:
+        stats = source_statistics(source, feature_map.unrotated(), chunk_rows, progress, precision)
+        return stats.rotated(feature_map.rotation)
     own = getattr(source, "statistics", None)
     if callable(own):
         return own(feature_map, chunk_rows, precision)

@@ -11,7 +11,7 @@ integer runtime reproduce it from the same parameters (offsets, scales, projecti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -108,7 +108,9 @@ class FeatureMap:
     """A fixed basis φ: R^d -> R^b given by plain parameters (see module docstring).
 
     ``projection``: (d, F) float64, rff only (already divided by the lengthscales);
-    ``amplitude``: F^(-1/2) for rff, 1 for linear.
+    ``amplitude``: F^(-1/2) for rff, 1 for linear; ``rotation``: None, or (b, b) float64 with
+    orthonormal columns V, rff only: the map's features are then φ(x)ᵀV, the rff features rotated
+    into the eigenbasis of the training Gram matrix (docs/trainer.md §3, "Rotated features").
     """
 
     kind: str
@@ -117,6 +119,7 @@ class FeatureMap:
     projection: np.ndarray | None = None
     amplitude: float = 1.0
     info: dict = field(default_factory=dict)
+    rotation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -127,6 +130,13 @@ class FeatureMap:
             self.projection = np.asarray(self.projection, dtype=np.float64)
             if self.projection.ndim != 2 or self.projection.shape[0] != self.n_inputs:
                 raise DataError("rff projection must have shape (n_inputs, n_frequencies)")
+        if self.rotation is not None:
+            self.rotation = np.asarray(self.rotation, dtype=np.float64)
+            b = self.n_features
+            if self.kind != "rff" or self.rotation.shape != (b, b):
+                raise DataError(f"a feature rotation needs rff features and shape ({b}, {b})")
+            if not np.all(np.isfinite(self.rotation)) or not is_orthonormal(self.rotation):
+                raise DataError("a feature rotation must have finite, orthonormal columns")
 
     def standardise(self, X: np.ndarray) -> np.ndarray:
         """z = (x − input_offset) / input_scale for ``X``: (n, d) float64.  Where x − offset would
@@ -169,6 +179,14 @@ class FeatureMap:
         info = {"lengthscale": ell.tolist(), "seed": int(seed)}
         return cls("rff", input_offset, input_scale, omega / ell[:, None], n_freq**-0.5, info)
 
+    def rotated(self, rotation: np.ndarray) -> FeatureMap:
+        """This map followed by ``rotation`` ((b, b) orthonormal columns V): features φ(x)ᵀV."""
+        return replace(self, rotation=rotation)
+
+    def unrotated(self) -> FeatureMap:
+        """This map without its rotation (itself when it has none)."""
+        return self if self.rotation is None else replace(self, rotation=None)
+
     @property
     def n_inputs(self) -> int:
         return int(self.input_offset.shape[0])
@@ -186,9 +204,11 @@ class FeatureMap:
         :class:`_RffKernel`, which agrees with ``np.cos``/``np.sin`` to about |phase|·1e-16.
         """
         X = np.asarray(X, dtype=np.float64)
-        out = np.empty((X.shape[0] if X.ndim == 2 else 0, self.n_features), dtype=dtype)
+        out = np.empty((X.shape[0] if X.ndim == 2 else 0, self.n_features), dtype=np.float64)
         self._transform_into(X, out)
-        return out
+        if self.rotation is not None:
+            out = out @ self.rotation
+        return out.astype(dtype, copy=False)
 
     def _transform_into(
         self, X: np.ndarray, out: np.ndarray, kernel: _RffKernel | None = None, interleaved: bool = False
@@ -205,7 +225,7 @@ class FeatureMap:
             out[:, :-1] = Z
             out[:, -1] = 1.0
             return
-        (kernel or _RffKernel(self)).features(Z, out, interleaved)
+        (kernel or _RffKernel(self)).features(Z, out, interleaved)  # before any rotation
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """Split into (JSON-able metadata, named arrays) for the model file (docs/model-file.md §3)."""
@@ -213,6 +233,8 @@ class FeatureMap:
         arrays = {"input_offset": self.input_offset, "input_scale": self.input_scale}
         if self.kind == "rff":
             arrays["projection"] = self.projection
+        if self.rotation is not None:
+            arrays["rotation"] = self.rotation
         return meta, arrays
 
     @classmethod
@@ -224,7 +246,23 @@ class FeatureMap:
             arrays.get("projection"),
             float(meta["amplitude"]),
             dict(meta.get("info", {})),
+            arrays.get("rotation"),
         )
+
+
+#: Largest |VᵀV − I| entry accepted as orthonormal: eigh's vectors are within ~b·1e-16 of it, a file's
+#: round trip is exact, and a corrupt matrix is far off.
+ORTHONORMAL_TOL = 1e-9
+
+
+def is_orthonormal(V: np.ndarray) -> bool:
+    """Whether the columns of the square ``V`` are orthonormal to within :data:`ORTHONORMAL_TOL`."""
+    V = np.asarray(V, dtype=np.float64)
+    return (
+        V.ndim == 2
+        and V.shape[0] == V.shape[1]
+        and bool(np.max(np.abs(V.T @ V - np.eye(V.shape[0])), initial=0.0) <= ORTHONORMAL_TOL)
+    )
 
 
 # ---- fast float64 sin/cos for rff features ------------------------------------------------------

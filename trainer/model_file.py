@@ -35,7 +35,13 @@ import numpy as np
 from direct_edge.files import write_atomic
 from direct_edge.formats import BLOB_MAGIC, MODEL_FILE_MAGIC
 from direct_edge.trainer.errors import DataError, ModelFileError
-from direct_edge.trainer.features import CONSTANT_ULPS, FEATURE_KINDS, FeatureMap
+from direct_edge.trainer.features import (
+    CONSTANT_ULPS,
+    FEATURE_KINDS,
+    ORTHONORMAL_TOL,
+    FeatureMap,
+    is_orthonormal,
+)
 from direct_edge.trainer.grid import GAIN_FRAC_BITS, WeightGrid, quantise_gains
 from direct_edge.trainer.posterior import GRID_ROUNDING_VARIANCE, Posterior
 
@@ -361,6 +367,8 @@ ARRAYS = (
     ArraySpec("feature_map.input_offset", "<f8", ("d",), "finite"),
     ArraySpec("feature_map.input_scale", "<f8", ("d",), "positive"),
     ArraySpec("feature_map.projection", "<f8", ("d", "F"), "finite", kinds=("rff",)),
+    # the rff features' rotation into the training Gram matrix's eigenbasis (docs/trainer.md §3)
+    ArraySpec("feature_map.rotation", "<f8", ("b", "b"), "orthonormal", kinds=("rff",), required=False),
     ArraySpec("grid.levels", "|i1", ("m",), "levels"),
     # per-feature grid gains (docs/trainer.md §2); files without them have one grid for every weight
     ArraySpec("grid.gains", "<f8", ("b",), "gains", required=False),
@@ -392,6 +400,7 @@ VALUE_RULES = {
         lambda a: bool(np.all((a >= 2.0**-GAIN_FRAC_BITS) & (a <= 1.0)) and np.all(quantise_gains(a) == a)),
         f"gains in [2^-{GAIN_FRAC_BITS}, 1], each a multiple of 2^-{GAIN_FRAC_BITS}",
     ),
+    "orthonormal": (is_orthonormal, f"orthonormal columns (|VᵀV − I| <= {ORTHONORMAL_TOL:g})"),
     "levels": (
         lambda a: bool(np.all(np.diff(a.astype(np.int64)) > 0) and np.any(a == 0)),
         "strictly increasing integer levels that include 0",

@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,6 +68,13 @@ class SufficientStatistics:
     @property
     def n_features(self) -> int:
         return int(self.phi_y.shape[0])
+
+    def rotated(self, rotation: np.ndarray) -> SufficientStatistics:
+        """The statistics of the rotated features ΦV (``rotation`` V: (b, b)): VᵀΦᵀΦV, VᵀΦᵀu and
+        VᵀΦᵀ1, the target sums unchanged (docs/trainer.md §4).  O(b³), no pass over the rows."""
+        V = np.asarray(rotation, dtype=np.float64)
+        gram = V.T @ self.gram @ V
+        return replace(self, gram=0.5 * (gram + gram.T), phi_y=V.T @ self.phi_y, phi_sum=V.T @ self.phi_sum)
 
     @property
     def y_mean(self) -> float:
@@ -192,6 +199,11 @@ def compute_statistics(
     """
     if precision not in PRECISIONS:
         raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if feature_map.rotation is not None:
+        stats = compute_statistics(
+            feature_map.unrotated(), batches, chunk_rows, progress, total_rows, precision, threads
+        )
+        return stats.rotated(feature_map.rotation)
     kernel = _RffKernel(feature_map) if feature_map.kind == "rff" else None
     rff = feature_map.kind == "rff"
 
