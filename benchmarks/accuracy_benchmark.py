@@ -63,6 +63,7 @@ VARIANTS = {
     "one-grid": {"grid_gains": "none"},
     "gains": {"grid_gains": "evidence"},
     "search512": {"search_features": 512},
+    "rotated": {"rotation": "eigen"},
     **{f"sparse-{zm:g}": {"prior": "sparse", "zero_mass": zm} for zm in ZERO_MASSES},
 }
 SETS = ("autompg", "autos", "concrete", "energy", "gas", "protein", "yacht")

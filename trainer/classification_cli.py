@@ -39,6 +39,7 @@ REGRESSION_ONLY = {
     "components": 5,
     "entropy": "bound",
     "scheduler": None,
+    "rotation": "none",
 }
 #: ``--grid-gains`` for a classifier: per-feature grids sized by its Gaussian approximation, or none.
 GRID_GAINS = {"auto": "gaussian", "evidence": "gaussian", "none": "none"}

@@ -409,6 +409,15 @@ def format_summary(summary: dict, model_path: Path | None = None, plot_path: Pat
     "(classification: auto and evidence are per-feature grids sized as docs/trainer.md §11 says).",
 )
 @click.option(
+    "--rotation",
+    type=click.Choice(["none", "eigen"]),
+    default="none",
+    show_default=True,
+    help="eigen: rotate the rff features into their Gram matrix's eigenbasis, so the 4-bit posterior keeps "
+    "up with the float model at large --features; the device then does b² more multiply-adds per "
+    "prediction and holds 2b² more bytes (docs/trainer.md §3).",
+)
+@click.option(
     "--prior", type=click.Choice(["uniform", "gaussian", "sparse"]), default="gaussian", show_default=True
 )
 @click.option("--prior-scale", type=POSITIVE, help="Prior sd in units of sd(y); default: chosen by the ELBO.")
@@ -521,6 +530,7 @@ def train(
     asymmetric: bool = False,
     grid_scale: float | None = None,
     grid_gains: str = "auto",
+    rotation: str = "none",
     prior: str = "gaussian",
     prior_scale: float | None = None,
     zero_mass: float = 0.5,
@@ -560,6 +570,7 @@ def train(
                 components=components,
                 entropy=entropy,
                 scheduler=scheduler,
+                rotation=rotation,
             )
         )
     if test_path is not None and test_fraction is not None:
@@ -630,6 +641,7 @@ def train(
             symmetric=not asymmetric,
             grid_scale=grid_scale,
             grid_gains=grid_gains,
+            rotation=rotation,
             prior=prior,
             prior_scale=prior_scale,
             zero_mass=zero_mass,

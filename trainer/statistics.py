@@ -158,6 +158,17 @@ def check_memory_for(n_features: int, copies: int = 4) -> None:
         )
 
 
+def gram_eigenbasis(stats: SufficientStatistics) -> np.ndarray:
+    """Orthonormal eigenvectors V (b, b) of ``stats.gram`` ΦᵀΦ, columns by decreasing eigenvalue, each
+    signed so that its largest-magnitude entry is positive (eigh's signs are arbitrary; this makes the
+    basis a function of the Gram matrix alone).  ΦV are the rotated features of docs/trainer.md §3,
+    whose Gram matrix is diagonal.  O(b³)."""
+    _, V = np.linalg.eigh(0.5 * (stats.gram + stats.gram.T))
+    V = np.ascontiguousarray(V[:, ::-1])
+    top = V[np.argmax(np.abs(V), axis=0), np.arange(V.shape[1])]
+    return V * np.where(top < 0, -1.0, 1.0)
+
+
 def iter_chunks(
     batches: Iterable[tuple[np.ndarray, np.ndarray]], chunk_rows: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -1,0 +1,174 @@
+"""Rotated rff features (docs/trainer.md §3, "Rotated features"; ``DirectRegressor(rotation="eigen")``).
+
+The rotation V is the eigenbasis of the training Gram matrix, so the statistics of ΦV must be those of
+the base map rotated, with a diagonal Gram matrix; the fitted model must predict with φ(x)ᵀV, survive its
+model file, and on data with more features than rows keep up with the float conjugate model where the
+unrotated factorised posterior does not.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import BayesianRidge
+
+from direct_edge.trainer import DirectRegressor
+from direct_edge.trainer.errors import DataError, ModelFileError
+from direct_edge.trainer.features import FeatureMap, is_orthonormal
+from direct_edge.trainer.model_file import (
+    decode,
+    encode,
+    load_model,
+    model_from_arrays,
+    model_to_arrays,
+    save_model,
+)
+from direct_edge.trainer.regressor import ParameterError
+from direct_edge.trainer.statistics import SufficientStatistics, compute_statistics, gram_eigenbasis
+
+
+def smooth_data(n: int, d: int = 3, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2.0, 2.0, size=(n, d))
+    y = np.sin(X[:, 0]) + 0.5 * np.cos(1.5 * X[:, 1]) + 0.3 * X[:, 2] + noise * rng.standard_normal(n)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def base_map() -> FeatureMap:
+    X, _ = smooth_data(50)
+    return FeatureMap.rff(X.mean(axis=0), X.std(axis=0), 24, 1.3, seed=4)
+
+
+def test_eigenbasis_is_orthonormal_sorted_signed_and_diagonalises(base_map):
+    X, y = smooth_data(50)
+    stats = compute_statistics(base_map, [(X, y)])
+    V = gram_eigenbasis(stats)
+    assert V.shape == (24, 24) and is_orthonormal(V)
+    D = V.T @ stats.gram @ V
+    eig = np.diag(D)
+    assert np.all(np.diff(eig) <= 1e-12 * eig[0])  # decreasing
+    assert np.max(np.abs(D - np.diag(eig))) <= 1e-12 * eig[0]
+    top = V[np.argmax(np.abs(V), axis=0), np.arange(24)]
+    assert np.all(top > 0)
+    # A function of the Gram matrix alone: the same matrix with its rows permuted back gives the same V.
+    assert np.array_equal(gram_eigenbasis(stats), V)
+
+
+def test_rotated_statistics_equal_those_of_the_rotated_features(base_map):
+    X, y = smooth_data(50)
+    V = gram_eigenbasis(compute_statistics(base_map, [(X, y)]))
+    rotated = base_map.rotated(V)
+    Psi = rotated.transform(X)
+    np.testing.assert_array_equal(Psi, base_map.transform(X) @ V)
+    direct = SufficientStatistics.from_basis(Psi, y)
+    for stats in (
+        compute_statistics(rotated, [(X, y)]),
+        compute_statistics(rotated, [(X[:20], y[:20]), (X[20:], y[20:])], chunk_rows=7),
+        compute_statistics(base_map, [(X, y)]).rotated(V),
+    ):
+        np.testing.assert_allclose(stats.gram, direct.gram, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            stats.phi_y * stats.y_unit + stats.phi_sum * stats.y_shift, Psi.T @ y, atol=1e-12
+        )
+        np.testing.assert_allclose(stats.phi_sum, Psi.sum(axis=0), atol=1e-12)
+        assert stats.n == 50
+
+
+def test_a_bad_rotation_is_refused(base_map):
+    with pytest.raises(DataError, match="orthonormal"):
+        base_map.rotated(np.eye(24) * 1.001)
+    with pytest.raises(DataError, match="orthonormal"):
+        base_map.rotated(np.full((24, 24), np.nan))
+    with pytest.raises(DataError, match="shape"):
+        base_map.rotated(np.eye(12))
+    linear = FeatureMap.linear(np.zeros(3), np.ones(3))
+    with pytest.raises(DataError, match="rff"):
+        linear.rotated(np.eye(4))
+    assert base_map.rotated(np.eye(24)).unrotated() == base_map
+
+
+@pytest.fixture(scope="module")
+def few_rows():
+    """More features (b = 128) than training rows (60): where the factorised posterior falls behind."""
+    X, y = smooth_data(260, noise=0.02, seed=3)
+    return X[:60], y[:60], X[60:], y[60:]
+
+
+@pytest.fixture(scope="module")
+def rotated_fit(few_rows):
+    Xtr, ytr, _, _ = few_rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DirectRegressor(n_features=128, rotation="eigen").fit(Xtr, ytr)
+
+
+def test_rotated_fit_uses_the_eigenbasis_of_its_own_statistics(rotated_fit, few_rows):
+    Xtr, ytr, Xte, _ = few_rows
+    fmap = rotated_fit.feature_map_
+    assert fmap.rotation is not None and is_orthonormal(fmap.rotation)
+    base = fmap.unrotated()
+    stats = compute_statistics(base, [(Xtr, ytr)])
+    np.testing.assert_allclose(fmap.rotation, gram_eigenbasis(stats), atol=1e-9)
+    assert rotated_fit.converged_
+    assert rotated_fit.posterior_.weight_grid.gains is not None  # one grid per direction
+    mean, var = rotated_fit.posterior_.predict_moments(base.transform(Xte) @ fmap.rotation)
+    np.testing.assert_allclose(rotated_fit.predict(Xte), mean * rotated_fit.y_scale_ + rotated_fit.y_offset_)
+
+
+def test_rotated_fit_keeps_up_with_the_float_model_where_unrotated_does_not(rotated_fit, few_rows):
+    Xtr, ytr, Xte, yte = few_rows
+
+    def rmse(model) -> float:
+        return float(np.sqrt(np.mean((model.predict(Xte) - yte) ** 2)))
+
+    def float_rmse(model) -> float:
+        fmap, s = model.feature_map_, model.y_scale_
+        br = BayesianRidge(fit_intercept=False).fit(fmap.transform(Xtr), (ytr - model.y_offset_) / s)
+        return float(np.sqrt(np.mean((br.predict(fmap.transform(Xte)) * s + model.y_offset_ - yte) ** 2)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = DirectRegressor(n_features=128).fit(Xtr, ytr)
+    rotated_ratio = rmse(rotated_fit) / float_rmse(rotated_fit)
+    plain_ratio = rmse(plain) / float_rmse(plain)
+    assert rotated_ratio <= 1.03, rotated_ratio
+    assert plain_ratio >= 1.2, plain_ratio  # the case the rotation exists for
+    assert rotated_fit.elbo_ > plain.elbo_
+    assert rotated_fit.float_gap_ is None
+
+
+def test_rotated_model_file_round_trip(rotated_fit, few_rows, tmp_path):
+    _, _, Xte, _ = few_rows
+    path = tmp_path / "rotated.direct"
+    save_model(path, rotated_fit)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.feature_map_.rotation, rotated_fit.feature_map_.rotation)
+    assert loaded.get_params()["rotation"] == "eigen"
+    for a, b in zip(
+        loaded.predict(Xte, return_std=True), rotated_fit.predict(Xte, return_std=True), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_file_with_a_corrupt_rotation_is_refused(rotated_fit):
+    meta, arrays = decode(encode(*model_to_arrays(rotated_fit)))
+    arrays = dict(arrays)
+    bad = arrays["feature_map.rotation"].copy()
+    bad[0, 0] += 1e-6
+    arrays["feature_map.rotation"] = bad
+    with pytest.raises(ModelFileError, match="feature_map.rotation.*orthonormal"):
+        model_from_arrays(meta, arrays)
+    arrays["feature_map.rotation"] = bad[:-1]
+    with pytest.raises(ModelFileError):
+        model_from_arrays(meta, arrays)
+
+
+def test_rotation_needs_rff_features():
+    X, y = smooth_data(30)
+    with pytest.raises(ParameterError, match="rotation"):
+        DirectRegressor(features="linear", rotation="eigen").fit(X, y)
+    with pytest.raises(ParameterError, match="rotation"):
+        DirectRegressor(rotation="pca").fit(X, y)
