@@ -93,9 +93,12 @@ def float_gap_causes(params: dict, option: Callable[[str], str] = str) -> str:
     ``params`` (``get_params()``), as one phrase naming the options through ``option`` (the Python
     name, or the command line's spelling)."""
     causes = []
-    if params["features"] == "rff":
-        fewer = option("n_features")
-        causes.append(f"more features than a factorised posterior can use with these rows (fewer {fewer})")
+    if params["features"] == "rff" and params.get("rotation", "none") == "none":
+        fewer, rotation = option("n_features"), option("rotation")
+        causes.append(
+            "more features than a factorised posterior can use with these rows "
+            f"(fewer {fewer}, or {rotation} eigen)"
+        )
     causes.append(f"a target so nearly noise-free that the {params['bits']}-bit grid's steps show")
     if params["prior"] == "sparse":
         causes.append(f"the sparse prior's extra zeros ({option('zero_mass')})")

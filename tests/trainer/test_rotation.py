@@ -25,7 +25,7 @@ from direct_edge.trainer.model_file import (
     model_to_arrays,
     save_model,
 )
-from direct_edge.trainer.regressor import ParameterError
+from direct_edge.trainer.regressor import ParameterError, float_gap_causes
 from direct_edge.trainer.statistics import SufficientStatistics, compute_statistics, gram_eigenbasis
 
 
@@ -172,3 +172,13 @@ def test_rotation_needs_rff_features():
         DirectRegressor(features="linear", rotation="eigen").fit(X, y)
     with pytest.raises(ParameterError, match="rotation"):
         DirectRegressor(rotation="pca").fit(X, y)
+
+
+def test_the_float_gap_message_offers_the_rotation_only_where_it_applies():
+    params = DirectRegressor().get_params()
+    assert "(fewer n_features, or rotation eigen)" in float_gap_causes(params)
+    cli = float_gap_causes(params, lambda name: "--" + name.replace("_", "-"))
+    assert "(fewer --n-features, or --rotation eigen)" in cli
+    rotated = float_gap_causes({**params, "rotation": "eigen"})
+    assert "factorised" not in rotated and "noise-free" in rotated
+    assert "rotation" not in float_gap_causes({**params, "features": "linear"})
