@@ -134,7 +134,7 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
 #define DIRECT_H_KIND 12u /* u8: feature kind, KIND_* */
 #define DIRECT_H_LAYOUT 13u /* u8: sample layout, LAYOUT_* (§6) */
 #define DIRECT_H_BITS 14u /* u8: level bits */
-#define DIRECT_H_FLAGS 15u /* u8: bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2) */
+#define DIRECT_H_FLAGS 15u /* u8: bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2); bit 3: feature rotation (§5.3, rff only) */
 #define DIRECT_H_N_INPUTS 16u /* u16: d */
 #define DIRECT_H_N_FEATURES 18u /* u16: b */
 #define DIRECT_H_N_SAMPLES 20u /* u16: S */
