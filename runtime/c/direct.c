@@ -156,15 +156,13 @@ static direct_status check_header(const uint8_t *h) {
     if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | FLAGS_FLOOR | FLAGS_ROTATION)) != 0u) {
         return DIRECT_ERR_HEADER;
     }
-#if DIRECT_ROTATION
-    if ((flags & (uint32_t)DIRECT_FLAG_ROTATION) != 0u && kind == DIRECT_KIND_LINEAR) {
-        return DIRECT_ERR_HEADER; /* MF §5.3: rff only */
-    }
-#endif
+
     if (d < 1u || S < 1u || r > 31u) {
         return DIRECT_ERR_HEADER;
     }
-    if (kind == DIRECT_KIND_LINEAR ? (b != d + 1u || frac > 14u) : (b < 2u || (b & 1u) != 0u || frac != 15u)) {
+    /* a rotation (flag bit 3) needs rff features (MF §5.3) */
+    if (kind == DIRECT_KIND_LINEAR ? (b != d + 1u || frac > 14u || (flags & (uint32_t)FLAGS_ROTATION) != 0u)
+                                   : (b < 2u || (b & 1u) != 0u || frac != 15u)) {
         return DIRECT_ERR_HEADER;
     }
     if (m1 < 1 || s1 < 1u || s1 > 62u || s2 < 33u || s2 > 63u || direct_h_m2(h) > (UINT32_C(1) << 31)) {
@@ -511,18 +509,6 @@ static const uint16_t *section_gains(const uint8_t *h) {
                                             floor_bytes - 2u * b);
 }
 
-#if DIRECT_ROTATION
-/* MF §5.3: R (b × b i16) right after the rff parameters C (F u32) and W (F × d i32), then s (b u8); NULL
- * without flag bit 3. */
-static const int16_t *section_rotation(const uint8_t *h) {
-    uint32_t F = direct_h_n_features(h) / 2u;
-    if ((direct_h_flags(h) & DIRECT_FLAG_ROTATION) == 0u) {
-        return NULL;
-    }
-    return (const int16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + 4u * F * (1u + direct_h_n_inputs(h)));
-}
-#endif
-
 /* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's and every rotation
  * shift s_k <= 16 (MF §5.3; any i16 R is valid), then every gain in [1, 32768] (MF §5.1). Section offsets are multiples of 8, the parameters fill whole words and the blob is
  * 4-aligned, so the arrays are read in place. */
@@ -543,8 +529,8 @@ static direct_status check_features(const uint8_t *h) {
             }
         }
 #if DIRECT_ROTATION
-        if (section_rotation(h) != NULL) {
-            const uint8_t *shift = (const uint8_t *)(const void *)(section_rotation(h) + b * b);
+        if ((direct_h_flags(h) & DIRECT_FLAG_ROTATION) != 0u) { /* MF §5.3: s after C, W and R */
+            const uint8_t *shift = h + section_offset(h, SEC_FEATURES) + 2u * b * (1u + direct_h_n_inputs(h) + b);
             for (k = 0u; k < b; ++k) {
                 if (DIRECT_U8(shift + k) > 16u) {
                     return DIRECT_ERR_CONTENT;
@@ -627,8 +613,8 @@ static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
         m->phase_w = (const int32_t *)(const void *)(f + 4u * (b / 2u));
         m->table = (const int16_t *)(const void *)(h + section_offset(h, SEC_TABLE));
 #if DIRECT_ROTATION
-        m->rotation = section_rotation(h);
-        if (m->rotation != NULL) {
+        if ((m->flags & DIRECT_FLAG_ROTATION) != 0u) { /* MF §5.3: R right after C and W */
+            m->rotation = (const int16_t *)(const void *)(m->phase_w + (b / 2u) * m->n_inputs);
             m->rotation_shift = (const uint8_t *)(const void *)(m->rotation + b * b);
         }
 #endif

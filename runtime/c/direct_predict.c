@@ -674,17 +674,24 @@ __attribute__((noinline)) static void features_dsp(const direct_model *m, const 
 
 #if DIRECT_ROTATION
 /* IS §3.5: ψ_k = clamp(round_shift(Σ_j R_kj·φ_j, 15 + s_k), ±32767) from the rff features phi into psi (the
- * two do not overlap). Each product |R·φ| ≤ 2^15·32767 fits i32; the sum is i64 (|acc| < 2^46, IS §9). */
+ * two do not overlap). Each product |R·φ| ≤ 2^15·32767 fits i32; the sum is i64 (|acc| < 2^46, IS §9). Floor
+ * divisions compose, so the rounding is ⌊⌊(acc + 2^(14+s))/2^15⌋ / 2^s⌋: one constant 64-bit shift, whose
+ * result fits i32 (< (2^46 + 2^30)/2^15), then a 32-bit one. */
+#if defined(__GNUC__) /* a frame of its own: an unrotated prediction's stack and features' code stay as they were */
+__attribute__((noinline))
+#endif
 static void rotate(const direct_model *m, const int16_t *phi, int16_t *psi) {
     uint32_t b = m->n_features, k, j;
     const int16_t *row = m->rotation;
     for (k = 0u; k < b; ++k, row += b) {
-        int64_t acc = 0, v;
+        uint32_t sk = DIRECT_U8(m->rotation_shift + k);
+        int64_t acc = (int64_t)(INT32_C(1) << (14u + sk));
+        int32_t v;
         for (j = 0u; j < b; ++j) {
             acc += (int64_t)((int32_t)DIRECT_I16(row + j) * (int32_t)phi[j]);
         }
-        v = direct_round_shift64(acc, 15u + (uint32_t)DIRECT_U8(m->rotation_shift + k));
-        psi[k] = (int16_t)(v > INT64_C(32767) ? INT64_C(32767) : (v < -INT64_C(32767) ? -INT64_C(32767) : v));
+        v = direct_floor_shift32((int32_t)direct_floor_shift64(acc, 15u), sk);
+        psi[k] = (int16_t)(v > INT32_C(32767) ? INT32_C(32767) : (v < -INT32_C(32767) ? -INT32_C(32767) : v));
     }
 }
 #endif

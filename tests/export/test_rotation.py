@@ -4,8 +4,10 @@ scratch, the library's sources) predicts bit-exactly with the reference."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from direct_edge.runtime.blob import parse
 from direct_edge.trainer import DirectRegressor
 from direct_edge.trainer.model_file import save_model
 
-C_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "runtime" / "c"
+C_DIR = Path(__file__).resolve().parents[2] / "runtime" / "c"
 
 PROGRAM = r"""
 #include <stdio.h>
@@ -72,8 +74,11 @@ def rotated_file(tmp_path_factory):
 
 def test_bin_export_carries_the_rotation(rotated_file, tmp_path):
     path, model, X = rotated_file
-    result = CliRunner().invoke(main, [str(path), str(tmp_path / "m.bin"), "--exact-moments", "-q"])
+    args = [str(path), str(tmp_path / "m.bin"), "--exact-moments", "--target", "avr"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert re.search(r"rotation\s+yes \(8,256 bytes", result.output), result.output  # 2·b² + b
+    assert "DIRECT_ROTATION 0" in result.output  # the AVR build refuses it: said at export time
     blob = parse((tmp_path / "m.bin").read_bytes())
     R, s = rotation_integers(model.feature_map_.rotation, model.feature_map_.amplitude)
     assert blob.has_rotation
@@ -125,8 +130,6 @@ def test_header_export_predicts_bit_exactly_in_c(rotated_file, tmp_path, compile
 
 def _blob_of(header) -> bytes:
     """The blob bytes of a generated header's initialiser (0x.. literals inside the union's braces)."""
-    import re
-
     text = header.read_text()
     body = text.split("bytes[", 1)[1].split("{{", 1)[1].split("}}", 1)[0]
     return bytes(int(v, 16) for v in re.findall(r"0x([0-9A-Fa-f]{2})", body))
