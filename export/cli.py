@@ -523,6 +523,8 @@ def export(
     )
     target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
+    if blob.has_rotation and target == "avr":  # MF §5.3: the AVR build leaves the rotation out
+        target_notes.append("an AVR build of the C library (DIRECT_ROTATION 0) refuses a rotated blob")
     trained = TrainedCheck.of(model, blob)
     exact_graph_ = exact_graph(model, blob, ensemble) and not integer
     if out.suffix == ".onnx":
@@ -576,6 +578,11 @@ def export(
         ("sparsity", f"{100 * blob.sparsity:.1f}% zero levels"),
         ("exact moments", "yes" if blob.has_exact else "no"),
         ("floor", f"yes, for the ensemble ({2 * blob.n_features:,} bytes)" if blob.has_floor else "no"),
+        *(
+            (("rotation", f"yes ({2 * blob.n_features**2 + blob.n_features:,} bytes, 4·b bytes of scratch)"),)
+            if blob.has_rotation
+            else ()
+        ),
         *((("schema", schema_line(blob)),) if blob.schema is not None else ()),
         *(("check", line) for line in checks),
         *(

@@ -32,6 +32,7 @@ from direct_edge.runtime.blob import (
     FLAG_EXACT,
     FLAG_FLOOR,
     FLAG_GAINS,
+    FLAG_ROTATION,
     HEADER_SIZE,
     KIND_LINEAR,
     KIND_RFF,
@@ -294,7 +295,9 @@ class IntegerModel:
     for a blob without the section; ``gains``: the feature gains G_i = g_i·2^15, integers (b,) in
     [1, 32768] (MF §5.1, IS §3.4), or None (every gain 1: no gains stored); ``floor``: the ensemble's
     variance floor of each weight's level, float64 (b,) ≥ 0 (IS §5: the predictive variance the
-    samples cannot show, docs/trainer.md §7), or None (MF §5.2; all zero stores nothing).
+    samples cannot show, docs/trainer.md §7), or None (MF §5.2; all zero stores nothing);
+    ``rotation``: the feature rotation (R int16 (b, b), s uint8 (b,)) of IS §3.5 from
+    :func:`rotation_integers` (rff only; ``amplitude`` is then 1), or None.
     """
 
     kind: int
@@ -315,6 +318,41 @@ class IntegerModel:
     schema: input_schema.Schema | None = None
     gains: np.ndarray | None = None
     floor: np.ndarray | None = None
+    rotation: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def rotation_integers(rotation: np.ndarray, amplitude: float) -> tuple[np.ndarray, np.ndarray]:
+    """IS §3.5: the trainer's rotation V ((b, b) float64, orthonormal columns; features φᵀV) and the rff
+    amplitude A -> (R int16 (b, b), s uint8 (b,)) with R_kj = round(V_jk·A·2^(15+s_k)), s_k the largest
+    ≤ 16 with max_j |R_kj| ≤ 32767.  A row with A·|V_jk| ≥ 32767.5/32768 (only F = 1) fits no shift; it
+    gets s_k = 0 and R clipped to ±32767, an error of at most one unit (``reference.rotation_error``)."""
+    V = np.asarray(rotation, dtype=np.float64)
+    b = V.shape[0]
+    if V.ndim != 2 or V.shape != (b, b) or not np.all(np.isfinite(V)):
+        raise ExportError(f"a feature rotation must be a finite square matrix, got shape {V.shape}")
+    scaled = V.T * float(amplitude)  # row k: rotated feature k
+    R = np.empty((b, b), dtype=np.int16)
+    shifts = np.zeros(b, dtype=np.uint8)
+    for k in range(b):
+        for s_k in range(bounds.ROTATION_SHIFT_MAX, -1, -1):
+            row = np.rint(scaled[k] * 2.0 ** (15 + s_k))
+            if np.max(np.abs(row)) <= bounds.PHI_MAX or s_k == 0:
+                break
+        R[k] = np.clip(row, -bounds.PHI_MAX, bounds.PHI_MAX)
+        shifts[k] = s_k
+    return R, shifts
+
+
+def _rotation_bytes(rotation: tuple[np.ndarray, np.ndarray] | None, kind: int, b: int) -> bytes:
+    """MF §5.3: R (i16, row-major) then s (u8); b"" without a rotation.  ExportError for a malformed one."""
+    if rotation is None:
+        return b""
+    R, shifts = (np.asarray(x) for x in rotation)
+    if kind != KIND_RFF or R.shape != (b, b) or shifts.shape != (b,):
+        raise ExportError(f"a feature rotation needs rff features, R of shape ({b}, {b}) and {b} shifts")
+    if np.any(np.abs(R.astype(np.int64)) > 32768) or not bounds.rotation_shifts_fit(shifts):
+        raise ExportError("a feature rotation needs int16 R and shifts s_k <= 16 (IS §3.5)")
+    return R.astype("<i2").tobytes() + shifts.astype("u1").tobytes()
 
 
 def gain_integers(gains: np.ndarray) -> np.ndarray:
@@ -382,6 +420,9 @@ def assemble(
         feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
         table = sine_table().astype("<i2").tobytes()
     flags = FLAG_EXACT if exact is not None else 0
+    if model.rotation is not None:  # MF §5.3: right after the rff parameters
+        feature_bytes += _rotation_bytes(model.rotation, model.kind, b)
+        flags |= FLAG_ROTATION
     if model.gains is not None:  # MF §5.1
         gains = np.asarray(model.gains)
         if gains.shape != (b,) or not bounds.gains_fit(gains):
@@ -505,6 +546,12 @@ def _integer_inputs(model, clip_range: tuple[np.ndarray, np.ndarray] | None) -> 
     return kind, lo, hi, scale, zero, params, frac
 
 
+def _model_rotation(fmap) -> tuple[np.ndarray, np.ndarray] | None:
+    """IS §3.5: the integer rotation (R, s) of a feature map with ``rotation`` V, else None."""
+    V = getattr(fmap, "rotation", None)
+    return None if V is None else rotation_integers(V, float(fmap.amplitude))
+
+
 def _feature_params(kind: int, a: np.ndarray, c: np.ndarray, projection: np.ndarray | None):
     if kind == KIND_LINEAR:
         M, B, frac = linear_parameters(a, c)
@@ -584,6 +631,7 @@ def pack(
             f"most {MAX_BITS} (MF §6); retrain with bits <= {MAX_BITS}"
         )
     kind, lo, hi, scale, zero, params, frac = _integer_inputs(model, clip_range)
+    rotation = _model_rotation(fmap)
     samples = post.sample(int(n_samples), seed=int(seed))
     levels = samples.levels.astype(np.int8)
     delta = float(post.weight_grid.scale)
@@ -615,7 +663,7 @@ def pack(
             input_scale=scale,
             input_zero=zero,
             feature_frac=frac,
-            amplitude=float(fmap.amplitude),
+            amplitude=1.0 if rotation is not None else float(fmap.amplitude),  # IS §3.5: ψ has A = 1
             feature_params=params,
             levels=levels,
             noise_variance=samples.noise_variance,
@@ -628,6 +676,7 @@ def pack(
             meta=meta,
             schema=model_schema(model, lo, hi) if schema else None,
             gains=G,
+            rotation=rotation,
         ),
         layout,
         optimize,
@@ -666,6 +715,8 @@ def pack_classifier(
         )
     fmap = model.feature_map_
     kind, lo, hi, scale, zero, params, frac = _integer_inputs(model, clip_range)
+    rotation = _model_rotation(fmap)
+    amplitude = 1.0 if rotation is not None else float(fmap.amplitude)  # IS §3.5: ψ has A = 1
     levels = np.asarray(model.sample_levels_[: int(n_samples)], dtype=np.int8)  # (S, R, b)
     gains = model.grid_gains_
     meta = {
@@ -679,12 +730,13 @@ def pack_classifier(
         kind,
         (scale, zero, params, frac),
         levels,
-        float(model.grid_scale_) * float(fmap.amplitude),
+        float(model.grid_scale_) * amplitude,
         int(model.bits),
         None if np.all(gains == 1.0) else gain_integers(gains),
         [x.item() if isinstance(x, np.generic) else x for x in model.classes_],
         meta,
         model_schema(model, lo, hi) if schema else None,
+        rotation,
     )
 
 
@@ -698,12 +750,14 @@ def _classifier_blob(
     labels: list,
     meta: dict,
     schema: input_schema.Schema | None,
+    rotation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """MF §11 bytes of a classifier: the feature map ``inputs`` = (input scale, zero point, feature
     parameters, Fφ) of feature ``kind``; ``levels`` (S, R, b), S posterior samples of R logit rows,
     stored as S·R dense4 rows; ``step`` the real logit (nats) per unit of level times feature;
     ``bits`` the level width at least (MF §2); integer feature ``gains`` (MF §5.1) or None; the class
-    ``labels`` and the model's own ``meta`` entries (task, labels, samples and sparsity are added)."""
+    ``labels`` and the model's own ``meta`` entries (task, labels, samples and sparsity are added);
+    ``rotation``: (R, s) of IS §3.5 (MF §5.3) or None."""
     from direct_edge.runtime.classify import logit_parameters
 
     scale, zero, params, frac = inputs
@@ -728,6 +782,9 @@ def _classifier_blob(
         feature_bytes = np.asarray(B, dtype="<u4").tobytes() + np.asarray(M, dtype="<i4").tobytes()
         table = sine_table().astype("<i2").tobytes()
     flags = 0
+    if rotation is not None:  # MF §5.3: right after the rff parameters
+        feature_bytes += _rotation_bytes(rotation, kind, b)
+        flags |= FLAG_ROTATION
     if gains is not None:
         feature_bytes += gains.astype("<u2").tobytes()
         flags |= FLAG_GAINS
@@ -820,6 +877,7 @@ def synthetic_blob(
     gains: bool = False,
     floor: bool = False,
     levels: np.ndarray | None = None,
+    rotation: bool = False,
 ) -> bytes:
     """A blob with random parameters of the given shape: ``kind`` "linear" (b must be d + 1) or "rff"
     (b even), S samples of ``bits``-bit levels with a share ``zeros`` of zeros; for tests and benchmarks.
@@ -827,7 +885,9 @@ def synthetic_blob(
     a Schema (of d inputs) to store that one.  ``gains``: random feature gains (MF §5.1) spanning
     [1, 32768], both ends included.  ``floor``: random ensemble variance floors (IS §5, MF §5.2)
     spanning the u16 range, 0 and 65535 included.  ``levels``: an (S, b) array of ``bits``-bit levels to
-    store instead of the random ones (the kernels' edge cases); the other parameters stay the same."""
+    store instead of the random ones (the kernels' edge cases); the other parameters stay the same.
+    ``rotation`` (rff only): a random orthonormal feature rotation (IS §3.5, MF §5.3; QR of a Gaussian
+    matrix)."""
     rng = np.random.default_rng(seed)
     code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
     random_levels = _synthetic_levels(rng, (S, b), bits, zeros)
@@ -847,6 +907,11 @@ def synthetic_blob(
     if floor:  # likewise a generator of its own; MF §5.2 is independent of ``exact``
         eq = np.random.default_rng([seed, 2]).integers(0, 65536, b) / 1024.0
         eq[: min(b, 2)] = [0.0, 65535 / 1024.0][: min(b, 2)]
+    amplitude = (b // 2) ** -0.5 if code == KIND_RFF else 1.0
+    rot = None
+    if rotation:  # likewise; the amplitude moves into R (IS §3.5)
+        V = np.linalg.qr(np.random.default_rng([seed, 3]).normal(size=(b, b)))[0]
+        rot, amplitude = rotation_integers(V, amplitude), 1.0
     return assemble(
         IntegerModel(
             kind=code,
@@ -854,7 +919,7 @@ def synthetic_blob(
             input_scale=scale,
             input_zero=zero,
             feature_frac=frac,
-            amplitude=(b // 2) ** -0.5 if code == KIND_RFF else 1.0,
+            amplitude=amplitude,
             feature_params=params,
             levels=levels,
             noise_variance=rng.uniform(0.01, 0.5, S),
@@ -874,6 +939,7 @@ def synthetic_blob(
             else None,
             gains=G,
             floor=eq,
+            rotation=rot,
         ),
         layout,
         optimize,
@@ -882,12 +948,21 @@ def synthetic_blob(
 
 
 def synthetic_classifier_blob(
-    kind: str, d: int, b: int, S: int, classes: int = 2, bits: int = 4, zeros: float = 0.5, seed: int = 0
+    kind: str,
+    d: int,
+    b: int,
+    S: int,
+    classes: int = 2,
+    bits: int = 4,
+    zeros: float = 0.5,
+    seed: int = 0,
+    rotation: bool = False,
 ) -> bytes:
     """A classifier blob (MF §11) with random parameters of the given shape, for tests and benchmarks:
     the feature map of :func:`synthetic_blob` (``kind`` "linear" with b = d + 1, or "rff"), S posterior
     samples of R logit rows (R = 1 for two classes, else ``classes``), ``bits``-bit levels with a share
-    ``zeros`` of zeros, dense4 (the layout ``direct_classify`` decodes); labels 0 … classes − 1."""
+    ``zeros`` of zeros, dense4 (the layout ``direct_classify`` decodes); labels 0 … classes − 1.
+    ``rotation`` (rff only): a random orthonormal feature rotation (IS §3.5), as in :func:`synthetic_blob`."""
     rng = np.random.default_rng(seed)
     code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
     levels = _synthetic_levels(rng, (S, bounds.logit_rows(classes), b), bits, zeros)
@@ -902,8 +977,12 @@ def synthetic_classifier_blob(
         "seed": seed,
     }
     labels = list(range(classes))
+    rot = None
+    if rotation:  # a generator of its own: the other parameters stay those of the blob without it
+        V = np.linalg.qr(np.random.default_rng([seed, 3]).normal(size=(b, b)))[0]
+        rot, amplitude = rotation_integers(V, amplitude), 1.0
     return _classifier_blob(
-        code, (scale, zero, params, frac), levels, grid_scale * amplitude, bits, None, labels, meta, None
+        code, (scale, zero, params, frac), levels, grid_scale * amplitude, bits, None, labels, meta, None, rot
     )
 
 

@@ -24,6 +24,7 @@ from direct_edge.runtime.header import (
     FLAG_EXACT,
     FLAG_FLOOR,
     FLAG_GAINS,
+    FLAG_ROTATION,
     FORMAT_MAJOR,
     FORMAT_MINOR,
     HEADER_SIZE,
@@ -43,6 +44,7 @@ __all__ = [
     "FLAG_EXACT",
     "FLAG_FLOOR",
     "FLAG_GAINS",
+    "FLAG_ROTATION",
     "FORMAT_MAJOR",
     "FORMAT_MINOR",
     "HEADER_SIZE",
@@ -117,7 +119,9 @@ class Blob:
     as a dense int16 (S, b) array, built on first use (S × b × 2 bytes; the readers never need it);
     ``weight_bound``: L = max_s Σ |stored level| (IS §9), computed from the stored entries;
     ``exact_mean`` int16 (b,), ``exact_var`` uint16 (b,) with the exact section (MF §7), else None;
-    ``floor`` uint16 (b,), the ensemble's variance floor eq (IS §5, MF §5.2) with flag bit 2, else None.
+    ``floor`` uint16 (b,), the ensemble's variance floor eq (IS §5, MF §5.2) with flag bit 2, else None;
+    ``rotation`` int16 (b, b) R (row k gives rotated feature k) and ``rotation_shift`` uint8 (b,) s of
+    the feature rotation (IS §3.5, MF §5.3) with flag bit 3, else None.
     """
 
     data: bytes
@@ -136,6 +140,8 @@ class Blob:
     exact_mean: np.ndarray | None
     exact_var: np.ndarray | None
     floor: np.ndarray | None = None
+    rotation: np.ndarray | None = None
+    rotation_shift: np.ndarray | None = None
 
     def __getattr__(self, name: str) -> Any:
         """A header field by name (MF §2), e.g. ``n_samples``; AttributeError for anything else."""
@@ -158,6 +164,10 @@ class Blob:
     @property
     def has_floor(self) -> bool:
         return bool(self.flags & FLAG_FLOOR)
+
+    @property
+    def has_rotation(self) -> bool:
+        return bool(self.flags & FLAG_ROTATION)
 
     @property
     def has_gains(self) -> bool:
@@ -264,6 +274,7 @@ def _expected_sizes(h: dict[str, Any]) -> list[int | None]:
     d, b, linear = h["n_inputs"], h["n_features"], h["kind"] == KIND_LINEAR
     gains = 2 * b if h["flags"] & FLAG_GAINS else 0  # MF §5.1: b u16 after the parameters
     gains += 2 * b if h["flags"] & FLAG_FLOOR else 0  # MF §5.2: then b u16 floors
+    gains += 2 * b * b + b if h["flags"] & FLAG_ROTATION else 0  # MF §5.3: before both
     return [
         16 * d,
         (8 * d if linear else 4 * (b // 2) * (1 + d)) + gains,
@@ -542,7 +553,16 @@ def _read_features(data: bytes, h: dict[str, Any], sections) -> dict[str, np.nda
     table = _section(data, sections[SECTION_TABLE], "<i2")
     if not bounds.sine_table_fits(table):
         raise BlobError("CONTENT", "sine table entry -32768 (IS §9)")
+    rotation = shift = None
+    if h["flags"] & FLAG_ROTATION:  # MF §5.3: right after the rff parameters
+        start = 4 * F * (1 + d)
+        rotation = _section(data, sections[SECTION_FEATURES], "<i2", b * b, start=start).reshape(b, b)
+        shift = _section(data, sections[SECTION_FEATURES], "u1", b, start=start + 2 * b * b)
+        if not bounds.rotation_shifts_fit(shift):
+            raise BlobError("CONTENT", "a rotation shift is above 16 (MF §5.3)")
     return dict(
+        rotation=rotation,
+        rotation_shift=shift,
         linear_m=None,
         linear_b=None,
         phase_c=_section(data, sections[SECTION_FEATURES], "<u4", F),

@@ -17,6 +17,7 @@ NOISE_MAX = 1 << 62  # IS §9 §5: noise_q, noise_exact_q
 M2_MAX = 1 << 31  # IS §5
 PRE_SHIFT_MAX = 31  # IS §4
 GAIN_ONE = 1 << 15  # IS §3.4: G_i = gain·2^15, 1 ≤ G_i ≤ 2^15
+ROTATION_SHIFT_MAX = 16  # IS §3.5: ψ_k = round_shift(Σ_j R_kj·φ_j, 15 + s_k), s_k ≤ 16
 
 
 def round_shift(x, s: int):
@@ -42,6 +43,12 @@ def gains_fit(gains: np.ndarray) -> bool:
     """IS §9 (§3.4): every feature gain G_i (u16 (b,)) has 1 ≤ G_i ≤ 2^15, so |φ'_i| ≤ |φ_i|."""
     gains = np.asarray(gains)
     return bool(np.all((gains >= 1) & (gains <= GAIN_ONE)))
+
+
+def rotation_shifts_fit(shifts: np.ndarray) -> bool:
+    """IS §9 (§3.5): every rotation shift s_k (u8 (b,)) is at most 16 (MF §5.3); any i16 R is valid,
+    since |Σ_j R_kj·φ_j| ≤ b·32767·32768 < 2⁴⁶ fits i64 for every b < 2¹⁶."""
+    return bool(np.all(np.asarray(shifts) <= ROTATION_SHIFT_MAX))
 
 
 def weight_bound_fits(bound: int) -> bool:

@@ -31,8 +31,8 @@ from direct_edge.runtime import bounds
 
 MAGIC = BLOB_MAGIC
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 4  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
-# classifier blobs (MF §11), 1.4 the ensemble's variance floor (MF §7)
+FORMAT_MINOR = 5  # 1.1 added the input-schema section (MF §10), 1.2 the feature gains (MF §5.1), 1.3
+# classifier blobs (MF §11), 1.4 the ensemble's variance floor (MF §7), 1.5 the feature rotation (MF §5.3)
 HEADER_SIZE = 128
 KIND_LINEAR, KIND_RFF = 0, 1
 KIND_NAMES = {KIND_LINEAR: "linear", KIND_RFF: "rff"}
@@ -46,6 +46,8 @@ LAYOUT_NAMES = {
 FLAG_EXACT = 1
 FLAG_GAINS = 2  # MF §5.1: the feature section ends with b u16 gains
 FLAG_FLOOR = 4  # MF §5.2: the feature section ends with b u16 variance floors for the ensemble (IS §5)
+FLAG_ROTATION = 8  # MF §5.3: i16 R (b × b) and u8 s (b) follow the rff parameters (IS §3.5)
+FLAGS_KNOWN = FLAG_EXACT | FLAG_GAINS | FLAG_FLOOR | FLAG_ROTATION
 N_SECTIONS = 7
 
 # type -> (struct code, bytes, C type an accessor returns, C expression reading it at address p)
@@ -176,8 +178,15 @@ FIELDS: tuple[Field, ...] = (
         "flags",
         "u8",
         15,
-        rules=_rule(lambda h: h["flags"] & ~(FLAG_EXACT | FLAG_GAINS | FLAG_FLOOR) == 0, "unknown flags"),
-        doc="bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2)",
+        rules=(
+            (lambda h: h["flags"] & ~FLAGS_KNOWN == 0, "unknown flags"),
+            (
+                lambda h: not h["flags"] & FLAG_ROTATION or h["kind"] == KIND_RFF,
+                "a feature rotation needs rff features (MF §5.3)",
+            ),
+        ),
+        doc="bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2); "
+        "bit 3: feature rotation (§5.3, rff only)",
     ),
     Field("n_inputs", "u16", 16, rules=_rule(lambda h: h["n_inputs"] >= 1, "no inputs"), doc="d"),
     Field(

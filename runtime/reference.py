@@ -14,6 +14,7 @@ import numpy as np
 from direct_edge.runtime.blob import KIND_LINEAR, PHI_MAX, Blob, BlobError, round_shift
 
 GAIN_SHIFT = 15  # IS §3.4: φ' = round_shift(φ·G, 15)
+ROTATION_SHIFT = 15  # IS §3.5: ψ_k = round_shift(Σ_j R_kj·φ_j, 15 + s_k)
 
 _U32 = np.int64(0xFFFFFFFF)
 
@@ -137,9 +138,19 @@ def sin16(table: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(qd >= 2, -v, v)
 
 
+def rotate(blob: Blob, phi: np.ndarray) -> np.ndarray:
+    """IS §3.5: rff features φ (n, b) int64 -> the rotated features ψ (n, b), int64 holding i16 values.
+    The int64 products and sums are exact (|Σ_j R_kj·φ_j| < 2⁴⁶), as the C library's i64 sums are."""
+    acc = phi @ blob.rotation.astype(np.int64).T
+    shift = ROTATION_SHIFT + blob.rotation_shift.astype(np.int64)
+    psi = (acc + (np.int64(1) << (shift - 1))) >> shift  # round_shift with a shift per column
+    return np.clip(psi, -PHI_MAX, PHI_MAX)
+
+
 def features(blob: Blob, q: np.ndarray) -> np.ndarray:
-    """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values; with feature
-    gains (MF §5.1) the gained features φ' of IS §3.4, what every prediction mode multiplies."""
+    """IS §3: int16 inputs (n, d) -> integer features φ (n, b), int64 holding i16 values; with a feature
+    rotation (MF §5.3) the rotated features ψ of IS §3.5; with feature gains (MF §5.1) the gained
+    features φ' of IS §3.4 (of ψ when rotated), what every prediction mode multiplies."""
     q = check_inputs(q, blob.n_inputs).astype(np.int64)
     n = q.shape[0]
     if blob.kind == KIND_LINEAR:
@@ -150,6 +161,8 @@ def features(blob: Blob, q: np.ndarray) -> np.ndarray:
         # IS §3.2: the exact integer sum, then the u32 wrap (the i64 sum cannot overflow: |W·q| < 2^46).
         t = (q @ blob.phase_w.astype(np.int64).T + blob.phase_c.astype(np.int64)) & _U32
         phi = np.concatenate([sin16(blob.table, (t + (1 << 30)) & _U32), sin16(blob.table, t)], axis=1)
+        if blob.rotation is not None:
+            phi = rotate(blob, phi)
     if blob.gains is not None:  # IS §3.4
         phi = round_shift(phi * blob.gains.astype(np.int64), GAIN_SHIFT)
     return phi
@@ -234,11 +247,31 @@ def to_target_units(blob: Blob, mean_q: np.ndarray, var_q: np.ndarray) -> tuple[
 
 
 def feature_error(blob: Blob) -> float:
-    """IS §8: ε_φ, the largest error of one integer feature in units of 2^-Fφ (of the amplitude)."""
+    """IS §8: ε_φ, the largest error of one integer feature in units of 2^-Fφ (of the amplitude); for a
+    rotated blob that of the rotated features ψ (:func:`rotation_error`)."""
     if blob.kind == KIND_LINEAR:
         return 1.0 + 2.0**-16
     phase_error_turns = 2.0**-33 * (1 + 32768 * blob.n_inputs)
-    return 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
+    eps = 1.2 + 2 * math.pi * (PHI_MAX + 1) * phase_error_turns
+    return eps if blob.rotation is None else rotation_error(blob, eps)
+
+
+def rotation_error(blob: Blob, eps_phi: float) -> float:
+    """IS §3.5: the largest error of one rotated feature ψ_k against 2^15 times the float rotated
+    feature, given ε_φ of the unrotated ones: ½ (final rounding) + ½ (the clamp, which may pull a
+    true ±2^15 to ±32767) + Σ_j |R_kj − 2^(15+s_k)·A·V_jk|·|φ_j|/2^(15+s_k) (the rounding of R: ½ a unit,
+    1 for s_k = 0, where the exporter clips A·V_jk·2^15 = ±2^15 to ±32767) + A·ε_φ·Σ_j |V_jk|.  The
+    blob has R, not V: A·Σ_j |V_jk| ≤ min(A·√b, (Σ_j |R_kj| + b·u_k)/2^(15+s_k)), u_k that rounding."""
+    b = blob.n_features
+    shift = blob.rotation_shift.astype(np.float64)
+    unit = 2.0 ** (ROTATION_SHIFT + shift)
+    rounding = np.where(shift == 0, 1.0, 0.5)
+    amplitude_v = np.minimum(
+        (b // 2) ** -0.5 * math.sqrt(b),
+        (np.abs(blob.rotation.astype(np.float64)).sum(axis=1) + b * rounding) / unit,
+    )
+    per_row = 1.0 + b * PHI_MAX * rounding / unit + eps_phi * amplitude_v
+    return float(per_row.max())
 
 
 def floor_error_bound(blob: Blob) -> float:

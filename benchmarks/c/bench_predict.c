@@ -96,14 +96,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "dense8 needs a dense4 blob\n");
             return 2;
         }
-        direct_features(&m, x, scratch, m.n_features);
+        direct_features(&m, x, scratch, direct_scratch_size(&m) / 2u); /* 2·b for a rotated blob */
         for (k = 0; k < n; ++k) {
             dense8_ensemble(&m, w, scratch, &p);
             check += (uint64_t)p.mean + p.var_f;
         }
     } else if (!strcmp(argv[2], "features")) {
         for (k = 0; k < n; ++k) {
-            direct_features(&m, x + (k % 64u) * m.n_inputs, scratch, m.n_features);
+            direct_features(&m, x + (k % 64u) * m.n_inputs, scratch, direct_scratch_size(&m) / 2u);
             check += (uint16_t)scratch[0];
         }
     } else if (!strcmp(argv[2], "time64")) {

@@ -75,10 +75,15 @@ static inline int32_t direct_i32_from_u32(uint32_t v) {
     return v <= UINT32_C(0x7FFFFFFF) ? (int32_t)v : (int32_t)(-(int32_t)(~v)) - INT32_C(1);
 }
 
-/* direct_scratch_size() of an opened model: 2·b bytes, b rounded up to even (the pad feature of MF §6.1);
- * inline so that every prediction's argument check is not a call. */
+/* direct_scratch_size() of an opened model: 2·b bytes, b rounded up to even (the pad feature of MF §6.1),
+ * twice that with a rotation (IS §3.5: the rff features beside the rotated ones); inline so that every
+ * prediction's argument check is not a call. */
 static inline uint32_t direct_scratch_bytes(const direct_model *m) {
+#if DIRECT_ROTATION
+    return (m->rotation != NULL ? 4u : 2u) * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
+#else
     return 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
+#endif
 }
 
 /*
@@ -134,7 +139,7 @@ static inline uint64_t direct_rd64(const uint8_t *p) {
 #define DIRECT_H_KIND 12u /* u8: feature kind, KIND_* */
 #define DIRECT_H_LAYOUT 13u /* u8: sample layout, LAYOUT_* (§6) */
 #define DIRECT_H_BITS 14u /* u8: level bits */
-#define DIRECT_H_FLAGS 15u /* u8: bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2) */
+#define DIRECT_H_FLAGS 15u /* u8: bit 0: exact section (§7); bit 1: feature gains (§5.1); bit 2: ensemble variance floor (§5.2); bit 3: feature rotation (§5.3, rff only) */
 #define DIRECT_H_N_INPUTS 16u /* u16: d */
 #define DIRECT_H_N_FEATURES 18u /* u16: b */
 #define DIRECT_H_N_SAMPLES 20u /* u16: S */

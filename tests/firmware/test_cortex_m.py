@@ -52,8 +52,8 @@ def _tools() -> None:
     require_newlib()
 
 
-def _build_and_run(target: str, model_dir, build) -> tuple[str, int]:
-    make("cortex-m", "all", TARGET=target, MODEL_DIR=str(model_dir), BUILD=str(build))
+def _build_and_run(target: str, model_dir, build, **variables: str) -> tuple[str, int]:
+    make("cortex-m", "all", TARGET=target, MODEL_DIR=str(model_dir), BUILD=str(build), **variables)
     done = run(
         [
             "qemu-system-arm",
@@ -324,3 +324,25 @@ def test_cortex_m_builds_with_a_model_h_exported_elsewhere(trained_header, tmp_p
     write_vectors(work, 4, seed=2)
     done = run(["make", "-s", "-C", str(work), "TARGET=m0", "all", f"RUNTIME={ROOT / 'runtime' / 'c'}"])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize(("d", "b", "layout"), [(7, 62, "dense4"), (3, 16, "gap4"), (9, 64, "bitmap4")])
+def test_cortex_m_rotates_features_bit_exactly(target, d, b, layout, tmp_path):
+    """IS §3.5 on the devices (make ROTATION=1): the M0's assembly and the M4's DSP feature loops write the
+    rff features into the scratch's second half (MODEL_SCRATCH_BYTES = 4·b), then the rotation, gains and
+    floor; d < 4, odd F = 31 and d > 4 on the feature loops' paths."""
+    _tools()
+    from direct_edge.export.packed import synthetic_blob
+
+    blob = synthetic_blob(
+        "rff", d, b, 5, seed=d + b, layout=layout, exact=False, rotation=True, gains=b == 64, floor=True
+    )
+    want = write_model_dir(tmp_path / "model", blob, ROWS, seed=d)
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build", ROTATION="1")
+    assert result_lines(stdout) == want
+    assert code == 0, stdout[-2000:]
+    assert f"PASS: {ROWS} of {ROWS}" in stdout
+    # the example's default build (DIRECT_ROTATION 0) refuses the same blob with a clear status
+    stdout, code = _build_and_run(target, tmp_path / "model", tmp_path / "build-default")
+    assert code != 0 and "open failed: HEADER" in stdout, stdout[-2000:]

@@ -386,13 +386,16 @@ def test_corrupt_gains_are_rejected_with_one_error(kind, d, b):
             parse(patched(blob, "flags", flags))
         assert err.value.name == "SECTION" and "section 1" in str(err.value)
     # An unknown flag bit is still a header error (bit 2, the floor, is known: the feature section's size
-    # is then wrong).
+    # is then wrong; bit 3, the rotation, likewise for rff and a header error for linear features).
     with pytest.raises(BlobError) as err:
-        parse(patched(data, "flags", parse(data).flags | 8))
+        parse(patched(data, "flags", parse(data).flags | 16))
     assert err.value.name == "HEADER"
     with pytest.raises(BlobError) as err:
         parse(patched(data, "flags", parse(data).flags | 4))
     assert err.value.name == "SECTION" and "section 1" in str(err.value)
+    with pytest.raises(BlobError) as err:
+        parse(patched(data, "flags", parse(data).flags | 8))
+    assert err.value.name == ("HEADER" if kind == "linear" else "SECTION")
 
 
 @pytest.mark.parametrize("kind, d, b", [("linear", 4, 5), ("rff", 3, 18)])
