@@ -3,7 +3,8 @@
 One graph, every op in both LiteRT and TensorFlow Lite Micro (docs/export.md has the picture):
 
     x float32 (n, d) ─SUB origin, MAXIMUM, MINIMUM (hold range)─► FULLY_CONNECTED (float) ─► θ or z
-    ─[COS, SIN, CONCATENATION]─► φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
+    ─[COS, SIN, CONCATENATION; rotated (IS §3.5): FULLY_CONNECTED (float) with Qᵀ]─► φ̃ float32
+    ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
     samples_q (n, S) ─DEQUANTIZE─► MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─►
     mean, variance float32 (n,) in target units
 
