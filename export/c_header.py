@@ -32,6 +32,12 @@ OUTPUT_DECIMALS = 10  # the output helper's units: 10^-D target units for D = 0 
 _MAX_EXCEPTIONS = 4096
 
 
+def scratch_bytes(blob) -> int:
+    """direct_scratch_size() of ``blob`` (runtime/c/direct.h): 2·b bytes, b rounded up to even, twice
+    that for a rotated blob (IS §3.5: the rff features beside the rotated ones)."""
+    return (4 if blob.has_rotation else 2) * ((blob.n_features + 1) & ~1)
+
+
 def c_identifier(stem: str) -> str:
     """A C identifier from a file stem: ``my-model`` -> ``my_model``."""
     name = re.sub(r"\W", "_", stem)
@@ -252,8 +258,7 @@ def _constants(blob: Blob, name: str) -> str:
             f"#define {N}_N_CLASSES {blob.classes}u /* direct_classify (IS §10, MF §11) */\n",
             "/* direct_classify_scratch_size(): the features rounded up to 8 bytes, then 16 bytes per\n"
             " * class; declare the buffer 8-byte aligned (e.g. as uint64_t). */\n",
-            f"#define {N}_CLASSIFY_SCRATCH_BYTES "
-            f"{((2 * ((blob.n_features + 1) & ~1) + 7) & ~7) + 16 * blob.classes}u\n",
+            f"#define {N}_CLASSIFY_SCRATCH_BYTES {((scratch_bytes(blob) + 7) & ~7) + 16 * blob.classes}u\n",
             "/* The class labels in class order (c.label indexes them). */\n",
             _array("char *const", f"{N}_CLASS_LABELS", [_c_string(str(v)) for v in labels]),
         ]
@@ -681,7 +686,7 @@ def render_blob(blob: Blob, name: str) -> str:
 #include <stdint.h>
 
 #define {N}_SIZE {len(blob_bytes)}u
-#define {N}_SCRATCH_BYTES {2 * blob.n_features + 2 * (blob.n_features % 2)}u
+#define {N}_SCRATCH_BYTES {scratch_bytes(blob)}u
 {_constants(blob, name)}{raw_constants}
 /* Where the bytes go: define DIRECT_BLOB_STORAGE before including this header to place them, e.g. as
  * PROGMEM on AVR (avr/pgmspace.h; the runtime then reads flash, see DIRECT_PROGMEM in direct.h). */

@@ -948,12 +948,21 @@ def synthetic_blob(
 
 
 def synthetic_classifier_blob(
-    kind: str, d: int, b: int, S: int, classes: int = 2, bits: int = 4, zeros: float = 0.5, seed: int = 0
+    kind: str,
+    d: int,
+    b: int,
+    S: int,
+    classes: int = 2,
+    bits: int = 4,
+    zeros: float = 0.5,
+    seed: int = 0,
+    rotation: bool = False,
 ) -> bytes:
     """A classifier blob (MF §11) with random parameters of the given shape, for tests and benchmarks:
     the feature map of :func:`synthetic_blob` (``kind`` "linear" with b = d + 1, or "rff"), S posterior
     samples of R logit rows (R = 1 for two classes, else ``classes``), ``bits``-bit levels with a share
-    ``zeros`` of zeros, dense4 (the layout ``direct_classify`` decodes); labels 0 … classes − 1."""
+    ``zeros`` of zeros, dense4 (the layout ``direct_classify`` decodes); labels 0 … classes − 1.
+    ``rotation`` (rff only): a random orthonormal feature rotation (IS §3.5), as in :func:`synthetic_blob`."""
     rng = np.random.default_rng(seed)
     code, lo, hi, scale, zero, params, frac = _synthetic_inputs(rng, kind, d, b)
     levels = _synthetic_levels(rng, (S, bounds.logit_rows(classes), b), bits, zeros)
@@ -968,8 +977,12 @@ def synthetic_classifier_blob(
         "seed": seed,
     }
     labels = list(range(classes))
+    rot = None
+    if rotation:  # a generator of its own: the other parameters stay those of the blob without it
+        V = np.linalg.qr(np.random.default_rng([seed, 3]).normal(size=(b, b)))[0]
+        rot, amplitude = rotation_integers(V, amplitude), 1.0
     return _classifier_blob(
-        code, (scale, zero, params, frac), levels, grid_scale * amplitude, bits, None, labels, meta, None
+        code, (scale, zero, params, frac), levels, grid_scale * amplitude, bits, None, labels, meta, None, rot
     )
 
 

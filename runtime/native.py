@@ -82,6 +82,9 @@ class _Model(ctypes.Structure):
         ("weight_bound", ctypes.c_uint32),
         ("gains", ctypes.c_void_p),
         ("var_floor", ctypes.c_void_p),
+        # DIRECT_ROTATION builds only (every host build); a build without them writes less of this struct.
+        ("rotation", ctypes.c_void_p),
+        ("rotation_shift", ctypes.c_void_p),
     ]
 
 
@@ -373,17 +376,19 @@ class NativeModel:
     def features(self, q: np.ndarray) -> np.ndarray:
         """IS §3 features of int16 inputs (n, d): int16 (n, b), one C call per row (for tests)."""
         q = self._inputs(q)
-        phi = np.zeros((q.shape[0], self.n_features), dtype=np.int16)
+        # the scratch's int16 count: a rotated model's features need room for the unrotated ones too
+        width = max(self.n_features, self._scratch_size // 2)
+        phi = np.zeros((q.shape[0], width), dtype=np.int16)
         for i in range(q.shape[0]):
             code = self._lib.direct_features(
                 ctypes.byref(self._model),
                 q[i].ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
                 phi[i].ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
-                self.n_features,
+                width,
             )
             if code != STATUS_OK:
                 raise _blob_error(self._lib, code, "the feature call")
-        return phi
+        return np.ascontiguousarray(phi[:, : self.n_features])
 
 
 #: ``direct_classification`` (runtime/c/direct.h) with the default DIRECT_MAX_CLASSES = 16.

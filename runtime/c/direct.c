@@ -138,6 +138,11 @@ static direct_status check_classifier(const uint8_t *h) {
 #else
 #define FLAGS_FLOOR 0 /* a build without the ensemble floor refuses blobs that carry one (direct.h) */
 #endif
+#if DIRECT_ROTATION
+#define FLAGS_ROTATION DIRECT_FLAG_ROTATION
+#else
+#define FLAGS_ROTATION 0 /* a build without the rotation refuses rotated blobs (direct.h) */
+#endif
 
 /* MF §2: the header's field rules (code HEADER); offsets and readers are generated from runtime/header.py. */
 static direct_status check_header(const uint8_t *h) {
@@ -148,9 +153,14 @@ static direct_status check_header(const uint8_t *h) {
     uint64_t noise = direct_h_noise_q(h), noise_exact = direct_h_noise_exact_q(h);
     const uint64_t noise_max = UINT64_C(1) << 62;
 
-    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | FLAGS_FLOOR)) != 0u) {
+    if (kind > 1u || layout > 3u || bits < 2u || bits > 4u || (flags & ~(uint32_t)(DIRECT_FLAG_EXACT | DIRECT_FLAG_GAINS | FLAGS_FLOOR | FLAGS_ROTATION)) != 0u) {
         return DIRECT_ERR_HEADER;
     }
+#if DIRECT_ROTATION
+    if ((flags & (uint32_t)DIRECT_FLAG_ROTATION) != 0u && kind == DIRECT_KIND_LINEAR) {
+        return DIRECT_ERR_HEADER; /* MF §5.3: rff only */
+    }
+#endif
     if (d < 1u || S < 1u || r > 31u) {
         return DIRECT_ERR_HEADER;
     }
@@ -196,6 +206,11 @@ static direct_status check_sections(const uint8_t *h, uint32_t total) {
     want[SEC_FEATURES] = (linear ? 8u * d : 4u * (b / 2u) * (1u + d)) +
                          ((direct_h_flags(h) & DIRECT_FLAG_GAINS) != 0u ? 2u * b : 0u) + /* MF §5.1 */
                          ((direct_h_flags(h) & DIRECT_FLAG_FLOOR) != 0u ? 2u * b : 0u);  /* MF §5.2 */
+#if DIRECT_ROTATION
+    if ((direct_h_flags(h) & DIRECT_FLAG_ROTATION) != 0u) {
+        want[SEC_FEATURES] += 2u * b * b + b; /* MF §5.3 */
+    }
+#endif
     want[SEC_TABLE] = linear ? 0u : 2u * TABLE_SIZE;
     want[SEC_SAMPLES] = SIZE_ANY;
     want[SEC_EXACT] = (direct_h_flags(h) & DIRECT_FLAG_EXACT) != 0u ? 4u * b : 0u;
@@ -429,6 +444,10 @@ static void clear_model(direct_model *m) {
     m->var_floor = NULL;
     m->weight_bound = 0u;
     m->gains = NULL;
+#if DIRECT_ROTATION
+    m->rotation = NULL;
+    m->rotation_shift = NULL;
+#endif
 }
 
 /* MF §9 codes ARG … CRC: pointer, size and host, alignment (MF §1), magic, major version, total size and
@@ -492,8 +511,20 @@ static const uint16_t *section_gains(const uint8_t *h) {
                                             floor_bytes - 2u * b);
 }
 
-/* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's, then every gain in
- * [1, 32768] (MF §5.1). Section offsets are multiples of 8, the parameters fill whole words and the blob is
+#if DIRECT_ROTATION
+/* MF §5.3: R (b × b i16) right after the rff parameters C (F u32) and W (F × d i32), then s (b u8); NULL
+ * without flag bit 3. */
+static const int16_t *section_rotation(const uint8_t *h) {
+    uint32_t F = direct_h_n_features(h) / 2u;
+    if ((direct_h_flags(h) & DIRECT_FLAG_ROTATION) == 0u) {
+        return NULL;
+    }
+    return (const int16_t *)(const void *)(h + section_offset(h, SEC_FEATURES) + 4u * F * (1u + direct_h_n_inputs(h)));
+}
+#endif
+
+/* MF §5 (code CONTENT): the linear parameters' IS §9 bounds, or the rff sine table's and every rotation
+ * shift s_k <= 16 (MF §5.3; any i16 R is valid), then every gain in [1, 32768] (MF §5.1). Section offsets are multiples of 8, the parameters fill whole words and the blob is
  * 4-aligned, so the arrays are read in place. */
 static direct_status check_features(const uint8_t *h) {
     const uint16_t *g = section_gains(h);
@@ -511,6 +542,16 @@ static direct_status check_features(const uint8_t *h) {
                 return DIRECT_ERR_CONTENT;
             }
         }
+#if DIRECT_ROTATION
+        if (section_rotation(h) != NULL) {
+            const uint8_t *shift = (const uint8_t *)(const void *)(section_rotation(h) + b * b);
+            for (k = 0u; k < b; ++k) {
+                if (DIRECT_U8(shift + k) > 16u) {
+                    return DIRECT_ERR_CONTENT;
+                }
+            }
+        }
+#endif
     }
     for (k = 0u; g != NULL && k < b; ++k) {
         uint32_t gk = DIRECT_U16(g + k);
@@ -585,6 +626,12 @@ static void fill_model(direct_model *m, const uint8_t *h, uint32_t bound) {
         m->phase_c = (const uint32_t *)(const void *)f;
         m->phase_w = (const int32_t *)(const void *)(f + 4u * (b / 2u));
         m->table = (const int16_t *)(const void *)(h + section_offset(h, SEC_TABLE));
+#if DIRECT_ROTATION
+        m->rotation = section_rotation(h);
+        if (m->rotation != NULL) {
+            m->rotation_shift = (const uint8_t *)(const void *)(m->rotation + b * b);
+        }
+#endif
     }
     m->samples = h + section_offset(h, SEC_SAMPLES);
     m->samples_size = section_size(h, SEC_SAMPLES);

@@ -76,6 +76,21 @@ extern "C" {
 #define DIRECT_FLOOR 1
 #endif
 
+/*
+ * Feature rotation (MF §5.3, IS §3.5): with DIRECT_ROTATION 1 (the default, but on AVR) direct_model_open
+ * accepts rotated rff blobs and every call rotates the features (b² multiply-adds; the scratch holds a
+ * second b-feature buffer, see direct_scratch_size). A build with DIRECT_ROTATION 0 (the default on AVR,
+ * whose parts cannot hold the 2·b² bytes of R anyway) rejects every rotated blob with DIRECT_ERR_HEADER,
+ * as a format 1.4 reader does, and carries none of its code.
+ */
+#ifndef DIRECT_ROTATION
+#if defined(__AVR__)
+#define DIRECT_ROTATION 0
+#else
+#define DIRECT_ROTATION 1
+#endif
+#endif
+
 #define DIRECT_FORMAT_MAJOR 1u
 #define DIRECT_HEADER_SIZE 128u
 #define DIRECT_MIN_BLOB_SIZE 132u /* header + CRC (MF §1) */
@@ -101,7 +116,7 @@ typedef enum {
 /* MF §2 enumerations. */
 enum { DIRECT_KIND_LINEAR = 0, DIRECT_KIND_RFF = 1 };
 enum { DIRECT_LAYOUT_DENSE4 = 0, DIRECT_LAYOUT_BITMAP4 = 1, DIRECT_LAYOUT_GROUPED = 2, DIRECT_LAYOUT_GAP4 = 3 };
-enum { DIRECT_FLAG_EXACT = 1, DIRECT_FLAG_GAINS = 2, DIRECT_FLAG_FLOOR = 4 };
+enum { DIRECT_FLAG_EXACT = 1, DIRECT_FLAG_GAINS = 2, DIRECT_FLAG_FLOOR = 4, DIRECT_FLAG_ROTATION = 8 };
 
 /*
  * A validated blob: header fields and const pointers into the caller's blob (nothing is copied).
@@ -113,7 +128,7 @@ typedef struct {
     uint8_t kind;             /* DIRECT_KIND_* (MF §2) */
     uint8_t layout;           /* DIRECT_LAYOUT_* (MF §6) */
     uint8_t bits;             /* 2, 3 or 4 */
-    uint8_t flags;            /* DIRECT_FLAG_EXACT, DIRECT_FLAG_GAINS, DIRECT_FLAG_FLOOR */
+    uint8_t flags;            /* DIRECT_FLAG_EXACT, DIRECT_FLAG_GAINS, DIRECT_FLAG_FLOOR, DIRECT_FLAG_ROTATION */
     uint16_t n_inputs;        /* d */
     uint16_t n_features;      /* b */
     uint16_t n_samples;       /* S */
@@ -137,6 +152,10 @@ typedef struct {
     uint32_t weight_bound;    /* L = max_s Σ_i |w_si| over the stored levels (IS §9) */
     const uint16_t *gains;    /* feature gains G_i in [1, 32768] (b values; IS §3.4, MF §5.1); NULL: none */
     const uint16_t *var_floor; /* the ensemble's variance floor eq (b values; IS §5, MF §5.2); NULL: none */
+#if DIRECT_ROTATION
+    const int16_t *rotation;        /* R, b x b row-major (IS §3.5, MF §5.3); NULL: none */
+    const uint8_t *rotation_shift;  /* s_k <= 16 (b values); NULL: none */
+#endif
 } direct_model;
 
 /* One prediction in the model's output units (IS §5, §7: target = y_offset + mean_scale · mean). */
@@ -165,7 +184,8 @@ int direct_has_exact(const direct_model *m);
 
 /*
  * Bytes of scratch that every prediction call needs: the b int16 features, rounded up to an even
- * count (2·b bytes, +2 for odd b). The buffer must be 2-byte aligned (int16_t); 4 is a safe choice.
+ * count (2·b bytes, +2 for odd b); a rotated model (IS §3.5) needs twice that, 4·b bytes (the rff
+ * features, then the rotated ones). The buffer must be 2-byte aligned (int16_t); 4 is a safe choice.
  */
 uint32_t direct_scratch_size(const direct_model *m);
 
@@ -179,8 +199,10 @@ uint32_t direct_scratch_size(const direct_model *m);
 uint32_t direct_out_of_range(const direct_model *m, const int16_t *x);
 
 /*
- * Feature map (IS §3): x has n_inputs int16 values; writes the b int16 features to phi (n_phi >= b).
- * Exposed for testing; direct_predict calls it.
+ * Feature map (IS §3): x has n_inputs int16 values; writes the b int16 features to phi (n_phi >= b; for a
+ * rotated model n_phi >= 2·b, the unrotated features being computed in phi[b … 2b) first). With a rotation
+ * and gains these are the features every prediction uses (IS §3.5, then §3.4). Exposed for testing;
+ * direct_predict calls it.
  */
 direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *phi, uint32_t n_phi);
 

@@ -171,7 +171,11 @@ static void classify_one(const direct_model *m, const int16_t *x, int16_t *phi, 
     const uint8_t *w = m->samples;
     uint32_t i, j, k, best = 0u;
 
+#if DIRECT_ROTATION
+    (void)direct_features(m, x, phi, direct_scratch_size(m) / 2u); /* a rotated model's second buffer too */
+#else
     (void)direct_features(m, x, phi, b);
+#endif
     off = direct_dense4_prepare(phi, b, w, n, &taken, &last); /* phi is in the kernel's order from here on */
     for (k = 0u; k < classes; ++k) {
         total[k] = 0u;

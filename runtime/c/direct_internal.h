@@ -75,10 +75,15 @@ static inline int32_t direct_i32_from_u32(uint32_t v) {
     return v <= UINT32_C(0x7FFFFFFF) ? (int32_t)v : (int32_t)(-(int32_t)(~v)) - INT32_C(1);
 }
 
-/* direct_scratch_size() of an opened model: 2·b bytes, b rounded up to even (the pad feature of MF §6.1);
- * inline so that every prediction's argument check is not a call. */
+/* direct_scratch_size() of an opened model: 2·b bytes, b rounded up to even (the pad feature of MF §6.1),
+ * twice that with a rotation (IS §3.5: the rff features beside the rotated ones); inline so that every
+ * prediction's argument check is not a call. */
 static inline uint32_t direct_scratch_bytes(const direct_model *m) {
+#if DIRECT_ROTATION
+    return (m->rotation != NULL ? 4u : 2u) * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
+#else
     return 2u * (((uint32_t)m->n_features + 1u) & ~UINT32_C(1));
+#endif
 }
 
 /*

@@ -672,6 +672,23 @@ __attribute__((noinline)) static void features_dsp(const direct_model *m, const 
 }
 #endif
 
+#if DIRECT_ROTATION
+/* IS §3.5: ψ_k = clamp(round_shift(Σ_j R_kj·φ_j, 15 + s_k), ±32767) from the rff features phi into psi (the
+ * two do not overlap). Each product |R·φ| ≤ 2^15·32767 fits i32; the sum is i64 (|acc| < 2^46, IS §9). */
+static void rotate(const direct_model *m, const int16_t *phi, int16_t *psi) {
+    uint32_t b = m->n_features, k, j;
+    const int16_t *row = m->rotation;
+    for (k = 0u; k < b; ++k, row += b) {
+        int64_t acc = 0, v;
+        for (j = 0u; j < b; ++j) {
+            acc += (int64_t)((int32_t)DIRECT_I16(row + j) * (int32_t)phi[j]);
+        }
+        v = direct_round_shift64(acc, 15u + (uint32_t)DIRECT_U8(m->rotation_shift + k));
+        psi[k] = (int16_t)(v > INT64_C(32767) ? INT64_C(32767) : (v < -INT64_C(32767) ? -INT64_C(32767) : v));
+    }
+}
+#endif
+
 /* IS §3: the b features into phi (feature k at phi[k]). */
 static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     uint32_t d = m->n_inputs, k, j;
@@ -685,32 +702,38 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
     } else {
         uint32_t F = (uint32_t)m->n_features / 2u;
         const int32_t *w = m->phase_w;
+        int16_t *raw = phi; /* the rff features of IS §3.2; with a rotation beside phi, then rotated into it */
+#if DIRECT_ROTATION
+        if (m->rotation != NULL) {
+            raw = phi + m->n_features;
+        }
+#endif
 #if defined(DIRECT_DSP_FEATURES_ASM)
         (void)w;
         (void)j;
-        features_dsp(m, x, phi, F); /* every d */
+        features_dsp(m, x, raw, F); /* every d */
 #elif DIRECT_KERNEL == DIRECT_KERNEL_DSP
         const int16_t *table = m->table;
-        int16_t *sn = phi + F;
+        int16_t *sn = raw + F;
         for (j = 0u; j + 2u <= F; j += 2u, w += 2u * d) {
             uint32_t t[2];
             t[0] = DIRECT_U32(m->phase_c + j);
             t[1] = DIRECT_U32(m->phase_c + j + 1u);
             phase_pair(w, x, d, t);
-            cos_sin16_fast(table, t[0], phi + j, sn + j);
-            cos_sin16_fast(table, t[1], phi + j + 1u, sn + j + 1u);
+            cos_sin16_fast(table, t[0], raw + j, sn + j);
+            cos_sin16_fast(table, t[1], raw + j + 1u, sn + j + 1u);
         }
         if (j < F) {
-            cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), phi + j, sn + j);
+            cos_sin16_fast(table, phase_one(w, x, d, DIRECT_U32(m->phase_c + j)), raw + j, sn + j);
         }
 #else
         j = 0u;
 #if DIRECT_KERNEL == DIRECT_KERNEL_SIMD
-        j = features_simd(m, x, phi, F); /* all but the last F mod 8 (AVX2) or F mod 4 (NEON) */
+        j = features_simd(m, x, raw, F); /* all but the last F mod 8 (AVX2) or F mod 4 (NEON) */
         w += j * d;
 #elif defined(DIRECT_LEAN_FEATURES_ASM)
         if (d >= 4u && d <= DIRECT_LEAN_MAX_D && F > 0u) {
-            features_lean(m, x, phi, F);
+            features_lean(m, x, raw, F);
             j = F;
         }
 #endif
@@ -719,7 +742,12 @@ static void features(const direct_model *m, const int16_t *x, int16_t *phi) {
             for (k = 0u; k < d; ++k) {
                 t += (uint32_t)DIRECT_I32(w + k) * (uint32_t)(int32_t)x[k];
             }
-            cos_sin16(m->table, t, &phi[j], &phi[F + j]);
+            cos_sin16(m->table, t, &raw[j], &raw[F + j]);
+        }
+#endif
+#if DIRECT_ROTATION
+        if (m->rotation != NULL) {
+            rotate(m, raw, phi);
         }
 #endif
     }
@@ -1818,6 +1846,11 @@ direct_status direct_features(const direct_model *m, const int16_t *x, int16_t *
     if (m == NULL || m->blob == NULL || x == NULL || phi == NULL || n_phi < m->n_features) {
         return DIRECT_ERR_ARG;
     }
+#if DIRECT_ROTATION
+    if (m->rotation != NULL && n_phi < 2u * (uint32_t)m->n_features) {
+        return DIRECT_ERR_ARG; /* the rff features go beside the rotated ones (direct.h) */
+    }
+#endif
     features(m, x, phi);
     return DIRECT_OK;
 }

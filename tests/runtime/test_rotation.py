@@ -252,3 +252,157 @@ def test_unrotated_blobs_carry_no_rotation_and_1_4_blobs_still_load(kind, b):
             [reference.sin16(blob.table, (t + (1 << 30)) & 0xFFFFFFFF), reference.sin16(blob.table, t)], 1
         )
         np.testing.assert_array_equal(reference.features(blob, q), (phi * blob.gains + (1 << 14)) >> 15)
+
+
+# --- the C library against the reference (bit-exact) ---------------------------------------------------
+
+
+def extreme_and_random_inputs(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """(n, d) int16: all −32768, all 32767, both alternations, zeros, then uniform over int16."""
+    q = rng.integers(-32768, 32768, (n, d)).astype(np.int16)
+    q[0], q[1], q[4] = -32768, 32767, 0
+    q[2, 0::2], q[2, 1::2] = 32767, -32768
+    q[3, 0::2], q[3, 1::2] = -32768, 32767
+    return q
+
+
+def assert_same(got: tuple, want: tuple) -> None:
+    for name, a, b in zip(("mean", "var_f", "var_y"), got, want, strict=True):
+        assert a.dtype == b.dtype, name
+        bad = np.flatnonzero(a != b)
+        assert bad.size == 0, f"{name}: {bad.size} rows differ, first {bad[:1]}: {a[bad[:1]]} != {b[bad[:1]]}"
+
+
+# (d, b, S, layout, gains, floor, exact): b = 2 (F = 1), 8, 64, 256; every layout; each option on and off.
+C_CASES = [
+    (1, 2, 3, "dense4", False, False, True),
+    (5, 8, 16, "dense4", True, True, True),
+    (3, 8, 5, "bitmap4", False, False, False),
+    (9, 64, 8, "dense4", False, True, True),
+    (5, 64, 17, "bitmap4", True, False, True),
+    (4, 64, 12, "grouped", True, True, False),
+    (7, 64, 9, "gap4", False, False, True),
+    (6, 256, 32, "dense4", True, True, True),
+    (10, 256, 7, "grouped", False, True, True),
+    (3, 256, 4, "gap4", True, False, False),
+    (2, 256, 1, "bitmap4", False, False, True),
+]
+
+
+@pytest.mark.parametrize("d,b,S,layout,gains,floor,exact", C_CASES)
+def test_c_is_bit_exact_with_the_reference_on_rotated_blobs(
+    native_library, d, b, S, layout, gains, floor, exact
+):
+    from direct_edge.runtime.native import NativeModel
+
+    seed = b * 1000 + d * 10 + S
+    data = synthetic_blob(
+        "rff", d, b, S, seed=seed, layout=layout, gains=gains, floor=floor, exact=exact, rotation=True
+    )
+    blob, model = parse(data), NativeModel(data, library=native_library)
+    assert blob.has_rotation and blob.has_floor == floor and (blob.gains is not None) == gains
+    assert model._scratch_size == 4 * b  # two b-feature buffers (direct.h)
+    q = extreme_and_random_inputs(np.random.default_rng(seed), 2000, d)
+    assert_same(model.predict(q), reference.predict(blob, q))
+    if exact:
+        assert_same(model.predict_exact(q), reference.predict_exact(blob, q))
+    np.testing.assert_array_equal(model.features(q[:300]), reference.features(blob, q[:300]))
+
+
+def test_c_is_bit_exact_on_rotated_trained_models(native_library, diabetes):
+    from direct_edge.runtime.native import NativeModel
+
+    X, _ = diabetes
+    for b, how in ((8, "gram"), (64, "random"), (256, "gram")):
+        model = rotated_model(diabetes, b, how)
+        for layout in ("dense4", "gap4"):
+            data = pack(model, n_samples=12, layout=layout, exact=True)
+            blob, native = parse(data), NativeModel(data, library=native_library)
+            assert blob.has_rotation
+            q = np.concatenate(
+                [
+                    reference.quantize_inputs(blob, X),
+                    extreme_and_random_inputs(np.random.default_rng(b), 500, 10),
+                ]
+            )
+            assert_same(native.predict(q), reference.predict(blob, q))
+            assert_same(native.predict_exact(q), reference.predict_exact(blob, q))
+
+
+def test_c_classifies_rotated_blobs_bit_exactly(native_library):
+    from direct_edge.export.packed import synthetic_classifier_blob
+    from direct_edge.runtime import classify
+    from direct_edge.runtime.native import NativeModel
+    from direct_edge.runtime.native import classify as native_classify
+
+    for classes, b in ((2, 64), (5, 32)):
+        data = synthetic_classifier_blob("rff", 4, b, 6, classes=classes, seed=b, rotation=True)
+        blob = parse(data)
+        assert blob.has_rotation
+        q = extreme_and_random_inputs(np.random.default_rng(classes), 500, 4)
+        got, want = native_classify(NativeModel(data, library=native_library), q), classify.classify(blob, q)
+        for key in ("label", "proba", "entropy", "expected_entropy", "mutual_info"):
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=key)
+        # and the rotation matters: the same classifier without it gives other probabilities
+        plain = parse(synthetic_classifier_blob("rff", 4, b, 6, classes=classes, seed=b))
+        assert not np.array_equal(classify.classify(plain, q)["proba"], want["proba"])
+
+
+@pytest.mark.parametrize("case", sorted(hostile_blobs()))
+def test_c_rejects_corrupt_rotations_with_the_readers_code(native_library, case):
+    from direct_edge.runtime.native import NativeModel
+
+    data, code = hostile_blobs()[case]
+    if not code:
+        NativeModel(data, library=native_library)
+        return
+    with pytest.raises(BlobError) as info:
+        NativeModel(data, library=native_library)
+    assert info.value.name == code
+
+
+def test_c_features_need_room_for_both_buffers(native_library):
+    """direct_features on a rotated model refuses n_phi < 2·b (ARG) rather than write past phi."""
+    import ctypes
+
+    from direct_edge.runtime.native import NativeModel
+
+    model = NativeModel(synthetic_blob("rff", 3, 16, 4, seed=5, rotation=True), library=native_library)
+    q = np.zeros(3, np.int16)
+    phi = np.zeros(32, np.int16)
+    i16p = ctypes.POINTER(ctypes.c_int16)
+    call = model._lib.direct_features
+    args = (ctypes.byref(model._model), q.ctypes.data_as(i16p), phi.ctypes.data_as(i16p))
+    assert call(*args, 31) == 1 and call(*args, 16) == 1
+    assert call(*args, 32) == 0
+
+
+def test_a_build_without_the_rotation_refuses_rotated_blobs_and_opens_the_rest(tmp_path):
+    """-DDIRECT_ROTATION=0 (direct.h, the AVR default): HEADER for a rotated blob, as a 1.4 reader says,
+    and the others open and predict bit-exactly."""
+    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeModel, NativeUnavailable, build_library
+
+    try:
+        path = str(build_library(tmp_path / "libdirect_norot.so", (*PORTABLE_CFLAGS, "-DDIRECT_ROTATION=0")))
+    except NativeUnavailable as exc:
+        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+    with pytest.raises(BlobError, match="HEADER"):
+        NativeModel(synthetic_blob("rff", 3, 16, 4, seed=3, rotation=True), library=path)
+    plain = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4", floor=True)
+    model = NativeModel(plain, library=path)
+    assert model._scratch_size == 2 * 16
+    q = extreme_and_random_inputs(np.random.default_rng(0), 200, 3)
+    assert_same(model.predict(q), reference.predict(parse(plain), q))
+
+
+@pytest.mark.parametrize("kind,b", [("rff", 32), ("linear", 6)])
+def test_c_still_reads_1_4_blobs_exactly_as_before(native_library, kind, b):
+    from direct_edge.runtime.native import NativeModel
+
+    data = patched(
+        synthetic_blob(kind, 5, b, 8, seed=2, floor=True, gains=True, layout="bitmap4"), "minor", 4
+    )
+    model, blob = NativeModel(data, library=native_library), parse(data)
+    assert model._scratch_size == 2 * (b + b % 2)
+    q = extreme_and_random_inputs(np.random.default_rng(1), 500, 5)
+    assert_same(model.predict(q), reference.predict(blob, q))

@@ -1,0 +1,132 @@
+"""The .bin and .h exports of a rotated model (IS §3.5, MF §5.3): the model file keeps V, direct-export
+writes the rotation into both, and a C program built from the generated header (its MODEL_SCRATCH_BYTES
+scratch, the library's sources) predicts bit-exactly with the reference."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.datasets import load_diabetes
+
+from direct_edge.export.cli import main
+from direct_edge.export.packed import rotation_integers
+from direct_edge.runtime import reference
+from direct_edge.runtime.blob import parse
+from direct_edge.trainer import DirectRegressor
+from direct_edge.trainer.model_file import save_model
+
+C_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "runtime" / "c"
+
+PROGRAM = r"""
+#include <stdio.h>
+#include "direct.h"
+#include "model.h"
+
+/* One row of MODEL_N_INPUTS int16 per line on stdin; prints mean var_f var_y (ensemble), then the exact
+ * mode's three, per row. */
+int main(void) {
+    direct_model m;
+    int16_t scratch[MODEL_SCRATCH_BYTES / 2];
+    int16_t x[MODEL_N_INPUTS];
+    direct_prediction p, e;
+    uint32_t i;
+    int v;
+    if (direct_model_open(&m, model_blob.bytes, MODEL_SIZE) != DIRECT_OK ||
+        direct_scratch_size(&m) != MODEL_SCRATCH_BYTES) {
+        return 3;
+    }
+    for (;;) {
+        for (i = 0; i < MODEL_N_INPUTS; ++i) {
+            if (scanf("%d", &v) != 1) {
+                return 0;
+            }
+            x[i] = (int16_t)v;
+        }
+        if (direct_predict(&m, x, scratch, sizeof scratch, &p) != DIRECT_OK ||
+            direct_predict_exact(&m, x, scratch, sizeof scratch, &e) != DIRECT_OK) {
+            return 4;
+        }
+        printf("%ld %llu %llu %ld %llu %llu\n", (long)p.mean, (unsigned long long)p.var_f,
+               (unsigned long long)p.var_y, (long)e.mean, (unsigned long long)e.var_f,
+               (unsigned long long)e.var_y);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def rotated_file(tmp_path_factory):
+    """A model.direct of an rff DirectRegressor (b = 64) rotated by its Gram matrix's eigenvectors."""
+    X, y = load_diabetes(return_X_y=True)
+    model = DirectRegressor(features="rff", n_features=64, lengthscale=2.0, max_iter=60).fit(X, y)
+    Phi = model.feature_map_.transform(X)
+    model.feature_map_ = model.feature_map_.rotated(np.linalg.eigh(Phi.T @ Phi)[1])
+    path = tmp_path_factory.mktemp("rotated") / "model.direct"
+    save_model(path, model)
+    return path, model, X
+
+
+def test_bin_export_carries_the_rotation(rotated_file, tmp_path):
+    path, model, X = rotated_file
+    result = CliRunner().invoke(main, [str(path), str(tmp_path / "m.bin"), "--exact-moments", "-q"])
+    assert result.exit_code == 0, result.output
+    blob = parse((tmp_path / "m.bin").read_bytes())
+    R, s = rotation_integers(model.feature_map_.rotation, model.feature_map_.amplitude)
+    assert blob.has_rotation
+    np.testing.assert_array_equal(blob.rotation, R)
+    np.testing.assert_array_equal(blob.rotation_shift, s)
+    # the blob's features are the model's rotated ones (times the gains, IS §3.4), within IS §3.5's bound
+    q = reference.quantize_inputs(blob, X)
+    psi = reference.features(blob, q).astype(np.float64)
+    want = model.feature_map_.transform(reference.dequantize_inputs(blob, q)) * 2.0**15
+    gains = np.ones(blob.n_features) if blob.gains is None else blob.gains / 32768.0
+    eps = reference.feature_error(blob) + (0.5 if blob.gains is not None else 0.0)
+    assert np.max(np.abs(psi - want * gains)) <= eps
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_header_export_predicts_bit_exactly_in_c(rotated_file, tmp_path, compiler):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} not installed")
+    path, _, X = rotated_file
+    result = CliRunner().invoke(main, [str(path), str(tmp_path / "model.h"), "--exact-moments", "-q"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "model.h").read_text()
+    assert "#define MODEL_SCRATCH_BYTES 256u" in text  # 4·b: the rff features beside the rotated ones
+    (tmp_path / "main.c").write_text(PROGRAM)
+    exe = tmp_path / "main"
+    sources = [str(C_DIR / f) for f in ("direct.c", "direct_predict.c", "direct_classify.c")]
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", f"-I{C_DIR}", f"-I{tmp_path}"]
+    done = subprocess.run(
+        [compiler, *flags, str(tmp_path / "main.c"), *sources, "-o", str(exe)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    blob = parse(_blob_of(tmp_path / "model.h"))
+    q = reference.quantize_inputs(blob, X[:200])
+    q = np.concatenate([q, np.full((1, 10), -32768, np.int16), np.full((1, 10), 32767, np.int16)])
+    run = subprocess.run(
+        [str(exe)],
+        input="\n".join(" ".join(map(str, row)) for row in q) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    got = np.array([[int(v) for v in line.split()] for line in run.stdout.splitlines()])
+    mean, var, var_y = reference.predict(blob, q)
+    e_mean, e_var, e_var_y = reference.predict_exact(blob, q)
+    np.testing.assert_array_equal(
+        got, np.stack([mean, var, var_y, e_mean, e_var, e_var_y], 1).astype(np.int64)
+    )
+
+
+def _blob_of(header) -> bytes:
+    """The blob bytes of a generated header's initialiser (0x.. literals inside the union's braces)."""
+    import re
+
+    text = header.read_text()
+    body = text.split("bytes[", 1)[1].split("{{", 1)[1].split("}}", 1)[0]
+    return bytes(int(v, 16) for v in re.findall(r"0x([0-9A-Fa-f]{2})", body))
