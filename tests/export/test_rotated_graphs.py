@@ -87,14 +87,16 @@ def rotated(request):
     return model, blob, rows_of(blob)
 
 
-def rows_of(blob) -> np.ndarray:
-    """The export's check batch (range corners, 800 inside, 200 up to a quarter width beyond) and the
-    corners of ``feature_domain`` (half the width beyond each end, all low, all high, alternating)."""
+def rows_of(blob, n_uniform: int = 4000) -> np.ndarray:
+    """The export's check batch (range corners, 800 inside, 200 up to a quarter width beyond), the
+    corners of ``feature_domain`` (half the width beyond each end: all low, all high, alternating) and
+    ``n_uniform`` rows uniform over it."""
     X, _ = export_cli.check_batch(blob)
     lo, hi = tflite_export.feature_domain(blob)
     alternate = np.arange(blob.n_inputs) % 2 == 1
     far = np.array([lo, hi, np.where(alternate, hi, lo), np.where(alternate, lo, hi)])
-    return np.concatenate([X, far])
+    uniform = lo + (hi - lo) * np.random.default_rng(11).uniform(0.0, 1.0, (n_uniform, blob.n_inputs))
+    return np.concatenate([X, far, uniform])
 
 
 def feed(blob, X: np.ndarray) -> np.ndarray:
@@ -221,6 +223,22 @@ def test_onnx_integer_graph_is_bit_exact_with_the_reference(rotated):
     np.testing.assert_array_equal(edge, reference.at_edge(q) != 0)
 
 
+def test_rotated_graphs_in_the_onnx_reference_evaluator(rotated):
+    """onnx.reference.ReferenceEvaluator runs the rotated graphs as onnxruntime does: the integer graph
+    bit-exact with the reference, the float ensemble within the same tolerance."""
+    from onnx.reference import ReferenceEvaluator
+
+    model, blob, X = rotated
+    X = X[:1500]
+    q = reference.quantize_inputs(blob, X)
+    got = ReferenceEvaluator(onnx_export.integer_model(blob)).run(None, {"q": q})
+    for g, w in zip(got[:3], reference.predict(blob, q), strict=True):
+        np.testing.assert_array_equal(np.asarray(g).astype(w.dtype), w)
+    feats = onnx_export.features_from_model(model, blob)
+    mean = ReferenceEvaluator(onnx_export.float_model(blob, feats)).run(None, {"x": X})[0]
+    assert np.max(np.abs(mean - float64_reference(model, blob, X)[1])) <= onnx_float_tolerance(blob, feats, X)
+
+
 def extreme_rows(d: int, n: int = 2000) -> np.ndarray:
     """int16 rows: all −32768, all 32767, alternating both ways, then random."""
     q = np.random.default_rng(9).integers(-32768, 32768, (n, d)).astype(np.int16)
@@ -277,7 +295,7 @@ def test_tflite_ensemble_in_tflite_micro_is_within_its_bound(rotated, tmp_path, 
     part = tflite_export.integer_parameters(blob, feats, activations)
     path = tmp_path / "m.tflite"
     path.write_bytes(tflite_export.build(blob, feats, activations, debug_outputs=True))
-    rows = np.concatenate([X[:300], X[-4:]])
+    rows = np.concatenate([X[:300], X[1000:1004]])
     outs = dict(zip(OUTPUT_NAMES, run_tflm(path, feed(blob, rows), len(OUTPUT_NAMES)), strict=True))
     check_ensemble(model, blob, feats, part, rows, outs, ROUNDING["tflm", activations])
 
@@ -290,7 +308,7 @@ def test_tflite_exact_graph_in_litert_and_tflite_micro_gives_the_trained_moments
     path.write_bytes(tflite_export.build_exact(blob, feats, moments))
     bound = tflite_export.exact_error_bound(blob, feats, moments)
     m, sd = model.predict(X, return_std=True)
-    rows = np.concatenate([X[:300], X[-4:]])
+    rows = np.concatenate([X[:300], X[1000:1004]])
     out = run_litert(path.read_bytes(), feed(blob, X))
     mean, variance = run_tflm(path, feed(blob, rows), 2)
     m_rows, sd_rows = model.predict(rows, return_std=True)
