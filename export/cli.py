@@ -228,7 +228,7 @@ def render_onnx(model, blob: Blob, integer: bool, exact: bool = False) -> bytes:
 
     if integer:
         return onnx_export.to_bytes(onnx_export.integer_model(blob))
-    feats = onnx_export.features_from_model(model)
+    feats = onnx_export.features_from_model(model, blob)
     if exact:
         graph = onnx_export.exact_model(blob, feats, onnx_export.moments_from_model(model))
     else:
@@ -242,7 +242,7 @@ def render_tflite(model, blob: Blob, activations: int, exact: bool = False) -> b
     """The .tflite bytes: exact moments in float32 (``exact``), or the S samples' integer ensemble."""
     from direct_edge.export import onnx_export, tflite_export
 
-    feats = onnx_export.features_from_model(model)
+    feats = onnx_export.features_from_model(model, blob)
     if exact:
         return tflite_export.build_exact(blob, feats, onnx_export.moments_from_model(model))
     data = tflite_export.build(blob, feats, activations)
@@ -339,7 +339,7 @@ def check_tflite(
         x = (trained.X - tflite_export.host_origin(blob)).astype(np.float32)
         out = run_litert(data, {tflite_export.input_name(blob): x})
     mean, variance = out["mean"], out["variance"]
-    feats = onnx_export.features_from_model(model)
+    feats = onnx_export.features_from_model(model, blob)
     if exact:
         bound = tflite_export.exact_error_bound(blob, feats, onnx_export.moments_from_model(model))
         return [
@@ -649,7 +649,7 @@ def export_classifier(
     if out.suffix == ".onnx" and not integer:
         from direct_edge.export import onnx_export
 
-        graph = onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model))
+        graph = onnx_export.float_classifier_model(blob, onnx_export.features_from_model(model, blob))
         if raw is not None:  # the device feeds raw columns (MF §10), as the regression graphs do
             graph = onnx_export.raw_front_end(graph, blob.schema)
         payload = onnx_export.to_bytes(graph)
@@ -688,7 +688,9 @@ def export_classifier(
     if out.suffix == ".tflite":
         from direct_edge.export import onnx_export, tflite_export
 
-        payload = tflite_export.build_classifier(blob, onnx_export.features_from_model(model), activations)
+        payload = tflite_export.build_classifier(
+            blob, onnx_export.features_from_model(model, blob), activations
+        )
         if raw is None:
             fed = {tflite_export.input_name(blob): (X - tflite_export.host_origin(blob)).astype(np.float32)}
         else:  # the raw columns (MF §10)

@@ -26,9 +26,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from direct_edge import __version__
-from direct_edge.export.packed import blob_input_range
+from direct_edge.export.packed import blob_input_range, rotation_integers
 from direct_edge.runtime import reference
-from direct_edge.runtime.blob import KIND_LINEAR, Blob, round_shift
+from direct_edge.runtime.blob import KIND_LINEAR, PHI_MAX, Blob, round_shift
 
 OPSET = 21
 # The IR version of opset 21 (onnx 1.16). onnxruntime loads the exact-moment graph from 1.18 (opset 21)
@@ -140,29 +140,104 @@ class FloatFeatures:
     shift: np.ndarray
     unit: float
     origin: np.ndarray
+    rotation: np.ndarray | None = None
+    rotation_exact: np.ndarray | None = None
 
     def features(self, X: np.ndarray) -> np.ndarray:
-        """φ̃ (n, b') in float64 for inputs ``X`` (n, d) in input units (linear: without the bias feature)."""
+        """φ̃ (n, b') in float64 for inputs ``X`` (n, d) in input units (linear: without the bias feature;
+        rotated rff: the rotated features φ̃·Q)."""
         z = np.asarray(X, dtype=np.float64) - self.origin
         if self.kind == KIND_LINEAR:
             return z * self.gain + self.shift
         theta = z @ self.gain + self.shift
-        return np.concatenate([np.cos(theta), np.sin(theta)], axis=1)
+        phi = np.concatenate([np.cos(theta), np.sin(theta)], axis=1)
+        return phi if self.rotation is None else phi @ self.rotation
 
 
-def features_from_model(model) -> FloatFeatures:
+ROTATION_SHIFT = 15  # IS §3.5: R_kj = round(V_jk·A·2^(15+s_k))
+
+
+def rotation_matrix(R: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """IS §3.5's R (b, b) int16 (row k: rotated feature k) and shifts s (b,) as the float graphs' matrix
+    Q (b, b) float64 with ψ̃ = φ̃·Q, Q_jk = R_kj·2^−(15+s_k): the integer runtime's quantised rotation
+    A·V, exact in float32 (an int16 times a power of two ≥ 2^−31)."""
+    R = np.asarray(R, dtype=np.float64)
+    scale = 2.0 ** -(ROTATION_SHIFT + np.asarray(shifts, dtype=np.float64))
+    return (R * scale[:, None]).T
+
+
+def rotation_rounding(feats: FloatFeatures, weights: np.ndarray | None = None) -> float:
+    """What R's rounding (Q against the trainer's A·V, ``feats.rotation_exact``) moves the graph's float64
+    features from the trainer's own φ(x)ᵀV, for any x (unit-amplitude φ̃ with ‖φ̃‖₂ = √F, b = 2F;
+    Cauchy–Schwarz): without ``weights``, the largest over the rotated features, √F·max_k ‖(Q − A·V)e_k‖₂;
+    with ``weights`` (m, b), the largest over its rows w of |φ̃ᵀ(Q − A·V)w| ≤ √F·‖(Q − A·V)w‖₂ (an
+    output's share, far below the per-feature bound times Σ|w|); plus float64 slack.  0 for unrotated
+    features and where the reference is the float reading of Q itself (no ``rotation_exact``:
+    :func:`features_from_blob`)."""
+    if feats.rotation is None or feats.rotation_exact is None:
+        return 0.0
+    delta = feats.rotation - feats.rotation_exact
+    b = delta.shape[0]
+    w = np.eye(b) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    norms = np.sqrt(((delta @ w.T) ** 2).sum(axis=0))
+    return float(norms.max() * math.sqrt(b / 2) + b * 2.0**-52 * np.abs(w).sum(axis=1).max())
+
+
+def check_rotation(blob: Blob, feats: FloatFeatures) -> None:
+    """ValueError unless ``feats`` rotates exactly as ``blob`` does (IS §3.5; both unrotated, or Q equal
+    to :func:`rotation_matrix` of the blob's R and s): every graph uses the integer runtime's rotation."""
+    R = blob.rotation
+    if R is None and feats.rotation is None:
+        return
+    if R is None or feats.rotation is None:
+        which = "the blob" if R is not None else "the float features"
+        raise ValueError(f"only {which} carry a feature rotation (IS §3.5): export both from one model")
+    if not np.array_equal(feats.rotation, rotation_matrix(R, blob.rotation_shift)):
+        raise ValueError("the float features' rotation is not the blob's quantised R (IS §3.5)")
+
+
+def rotated_feature_error(feats: FloatFeatures, eps: float, rounding: bool = True) -> float:
+    """The largest float32 error of a rotated feature ψ̃_k (the graphs' float32 φ̃·Q) against the
+    float64 features of ``feats`` given ``eps``, the largest float32 error of one unrotated φ̃_j:
+    c·(ε + γ_b·(1 + ε)) with c = max_k Σ_j |Q_jk| (≈ √2 for an orthonormal V) and γ_b = b·2^−24 /
+    (1 − b·2^−24), the float32 dot product of length b in any order (Q is exact in float32); with
+    ``rounding``, plus :func:`rotation_rounding` (so against the trainer's own φ(x)ᵀV when ``feats``
+    were built from the model)."""
+    b = feats.rotation.shape[0]
+    c = float(np.abs(feats.rotation).sum(axis=0).max())
+    u = b * 2.0**-24
+    return c * (eps + u / (1 - u) * (1 + eps)) + (rotation_rounding(feats) if rounding else 0.0)
+
+
+def features_from_model(model, blob: Blob | None = None) -> FloatFeatures:
     """The trainer's own float parameters (a fitted DirectRegressor, or a DirectClassifier, whose
     ``unit`` is in logits): the float64 model, exactly (origin = the trainer's input offset, so ``shift``
-    is 0)."""
+    is 0).  A rotated map (``feature_map_.rotation``, IS §3.5) gets the integer runtime's quantised
+    rotation Q (:func:`rotation_matrix`; from ``blob`` where given, else the exporter's own
+    ``packed.rotation_integers`` of the model), unit amplitude, and ``rotation_exact`` = A·V, the
+    trainer's rotation, against which the bounds count R's rounding (:func:`rotation_rounding`)."""
     fmap = model.feature_map_
     # a classifier (no y_scale_) has its unit in logits (nats) per level at φ̃ = 1
-    unit = float(getattr(model, "y_scale_", 1.0) * model.grid_scale_ * fmap.amplitude)
+    unit = float(getattr(model, "y_scale_", 1.0) * model.grid_scale_ * feature_amplitude(fmap))
     inv = 1.0 / fmap.input_scale
     origin = np.array(fmap.input_offset, dtype=np.float64)
     if fmap.kind == "linear":
         return FloatFeatures(KIND_LINEAR, inv, np.zeros_like(inv), unit, origin)
     gain = fmap.projection * inv[:, None]
-    return FloatFeatures(1, gain, np.zeros(gain.shape[1]), unit, origin)
+    if fmap.rotation is None:
+        return FloatFeatures(1, gain, np.zeros(gain.shape[1]), unit, origin)
+    if blob is not None and blob.rotation is not None:
+        R, shifts = blob.rotation, blob.rotation_shift
+    else:
+        R, shifts = rotation_integers(fmap.rotation, fmap.amplitude)
+    exact = fmap.rotation * fmap.amplitude
+    return FloatFeatures(1, gain, np.zeros(gain.shape[1]), unit, origin, rotation_matrix(R, shifts), exact)
+
+
+def feature_amplitude(fmap) -> float:
+    """The amplitude of a trainer's feature map as the graphs compute it: 1 after a rotation (IS §3.5:
+    the rotation's R carries A), else the map's own."""
+    return 1.0 if getattr(fmap, "rotation", None) is not None else float(fmap.amplitude)
 
 
 def features_from_blob(blob: Blob) -> FloatFeatures:
@@ -181,7 +256,10 @@ def features_from_blob(blob: Blob) -> FloatFeatures:
     W = blob.phase_w.astype(np.float64)  # (F, d)
     gain = (W * inv[None, :]).T * turn
     shift = np.remainder((blob.phase_c + W @ np.full(blob.n_inputs, q0)) * turn, 2 * math.pi)
-    return FloatFeatures(1, gain, shift, blob.mean_scale * 2.0 ** (15 - blob.pre_shift), origin)
+    unit = blob.mean_scale * 2.0 ** (15 - blob.pre_shift)  # IS §7: A = 1 for a rotated blob
+    if blob.rotation is None:
+        return FloatFeatures(1, gain, shift, unit, origin)
+    return FloatFeatures(1, gain, shift, unit, origin, rotation_matrix(blob.rotation, blob.rotation_shift))
 
 
 HOLD_WIDTHS = 2**20  # how far beyond the training range, in training-range widths, the float graphs follow x
@@ -234,7 +312,7 @@ def moments_from_model(model) -> ExactMoments:
     """The trained posterior's own weight moments (float64, unquantised)."""
     # standardised target units per Φ (with amplitude); the predictive variance with its rounding floor
     w_mean, w_var = model.posterior_.predictive_weight_moments()
-    unit = float(model.y_scale_ * model.feature_map_.amplitude)
+    unit = float(model.y_scale_ * feature_amplitude(model.feature_map_))
     return ExactMoments(w_mean * unit, w_var * unit**2, float(model.noise_variance_))
 
 
@@ -284,7 +362,9 @@ def noise_variance(blob: Blob) -> float:
 def _float_features(g: _Graph, blob: Blob, feats: FloatFeatures) -> str:
     """φ̃ float32 (n, b') of the graph input x float64 (n, d): Max and Min with the :func:`hold_range`
     in float64, Sub of the origin in float64, Cast to float32, then the affine map (linear, without the
-    bias feature) or MatMul, Add, Cos, Sin, Concat."""
+    bias feature) or MatMul, Add, Cos, Sin, Concat; a rotated blob (IS §3.5) then one more MatMul with
+    Q (:func:`rotation_matrix`).  ValueError where ``feats`` and ``blob`` rotate differently."""
+    check_rotation(blob, feats)
     low, high = hold_range(blob, feats.origin)
     held = g.op("Max", "x", g.const(low, np.float64, "hold_low"), hint="x_above_low")
     held = g.op("Min", held, g.const(high, np.float64, "hold_high"), hint="x_held")
@@ -300,7 +380,23 @@ def _float_features(g: _Graph, blob: Blob, feats: FloatFeatures) -> str:
         g.op("MatMul", z, g.const(feats.gain, np.float32, "projection")),
         g.const(feats.shift, np.float32),
     )
-    return g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
+    phi = g.op("Concat", g.op("Cos", theta), g.op("Sin", theta), axis=1, hint="phi")
+    if feats.rotation is None:
+        return phi
+    return g.op("MatMul", phi, _rotation_constant(g, blob), hint="psi")
+
+
+def _rotation_constant(g: _Graph, blob: Blob) -> str:
+    """Q (b, b) float32 (:func:`rotation_matrix`) as R (int16, transposed) Cast to float32 times the
+    per-column powers of two 2^−(15+s_k): half the bytes of a float32 initializer, every step exact,
+    and onnxruntime folds both into one float32 constant when it loads the file."""
+    scale = 2.0 ** -(ROTATION_SHIFT + blob.rotation_shift.astype(np.float64))
+    return g.op(
+        "Mul",
+        g.op("Cast", g.const(blob.rotation.T, np.int16, "rotation_r"), to=TensorProto.FLOAT),
+        g.const(scale[None, :], np.float32, "rotation_scale"),
+        hint="rotation",
+    )
 
 
 def _out_of_range(g: _Graph, flags: str) -> str:
@@ -648,7 +744,21 @@ def _ungained_features(g: _Graph, blob: Blob, q: str) -> str:
     t = g.op("BitwiseAnd", g.op("Add", dot, g.wide(blob.phase_c, np.uint32, "C")), mask, hint="t")
     t_cos = g.op("BitwiseAnd", g.op("Add", t, g.const(1 << 30, np.int64, "quarter")), mask)
     # cos16 for all j, then sin16 for all j: the trainer's order, in one pass over (n, 2F) phases.
-    return _sin16(g, g.op("Concat", t_cos, t, axis=1, hint="phases"), _sin16_tables(blob.table))
+    phi = _sin16(g, g.op("Concat", t_cos, t, axis=1, hint="phases"), _sin16_tables(blob.table))
+    return phi if blob.rotation is None else _rotate(g, blob, phi)
+
+
+def _rotate(g: _Graph, blob: Blob, phi: str) -> str:
+    """IS §3.5 on int64 φ (n, b): acc = φ·Rᵀ (an int64 MatMul, exact: |acc| < b·2^30 < 2^46),
+    ψ_k = clamp(round_shift(acc_k, 15 + s_k), −32767, 32767) with a shift per column (the
+    :func:`_round_shift` identity with per-column constants: Mod's result takes the divisor's sign)."""
+    acc = g.op("MatMul", phi, g.wide(blob.rotation.T, np.int16, "R"), hint="rotation_acc")
+    shift = ROTATION_SHIFT + blob.rotation_shift.astype(np.int64)
+    y = g.op("Add", acc, g.const(np.left_shift(1, shift - 1), np.int64, "rotation_half"))
+    div = g.const(np.left_shift(1, shift), np.int64, "rotation_pow2")
+    psi = g.op("Div", g.op("Sub", y, g.op("Mod", y, div, fmod=0)), div, hint="rotation_round")
+    psi = g.op("Max", psi, g.const(-PHI_MAX, np.int64, "psi_min"))
+    return g.op("Min", psi, g.const(PHI_MAX, np.int64, "psi_max"), hint="psi")
 
 
 def _mulshift96(g: _Graph, num: str, m2: int, s2: int) -> str:

@@ -3,7 +3,8 @@
 One graph, every op in both LiteRT and TensorFlow Lite Micro (docs/export.md has the picture):
 
     x float32 (n, d) ─SUB origin, MAXIMUM, MINIMUM (hold range)─► FULLY_CONNECTED (float) ─► θ or z
-    ─[COS, SIN, CONCATENATION]─► φ̃ float32 ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
+    ─[COS, SIN, CONCATENATION; rotated (IS §3.5): FULLY_CONNECTED (float) with Qᵀ]─► φ̃ float32
+    ─QUANTIZE─► features_q ─FULLY_CONNECTED (integer)─►
     samples_q (n, S) ─DEQUANTIZE─► MEAN, SQUARED_DIFFERENCE, MEAN, MUL, ADD, RESHAPE ─►
     mean, variance float32 (n,) in target units
 
@@ -39,10 +40,13 @@ from direct_edge import __version__
 from direct_edge.export.onnx_export import (
     ExactMoments,
     FloatFeatures,
+    check_rotation,
     floor_levels,
     gain_values,
     hold_range,
     noise_variance,
+    rotated_feature_error,
+    rotation_rounding,
 )
 from direct_edge.export.packed import ExportError, blob_input_range
 from direct_edge.runtime import reference
@@ -193,10 +197,13 @@ def float_features(feats: FloatFeatures, x: np.ndarray, blob: Blob | None = None
     return phi
 
 
-def feature_error(blob: Blob, feats: FloatFeatures) -> float:
+def feature_error(blob: Blob, feats: FloatFeatures, rounding: bool = True) -> float:
     """ε_f: the largest float32 error of a feature of the graph against float64, over
     :func:`feature_domain`: the input fed as float32 (½ ulp), the float32 origin and SUB (½ ulp each),
-    then the affine map (linear) or the phase sum and COS/SIN (rff), 2^−24 relative per rounding."""
+    then the affine map (linear) or the phase sum and COS/SIN (rff), 2^−24 relative per rounding; for
+    a rotated map (IS §3.5) that of the rotated features, the float32 FULLY_CONNECTED with Q included
+    and, with ``rounding``, R's rounding against the trainer's φ(x)ᵀV (``onnx_export.rotated_feature_error``;
+    the bounds below count R's rounding per output instead, ``onnx_export.rotation_rounding``)."""
     fed, z = _largest_inputs(blob, feats)
     graph_origin = np.abs(feats.origin - host_origin(blob))
     e_in = F32_EPS * (fed + graph_origin + z)  # error of z_k = x_k − origin_k in the graph
@@ -204,7 +211,14 @@ def feature_error(blob: Blob, feats: FloatFeatures) -> float:
     if feats.kind == KIND_LINEAR:
         return float(np.max(np.abs(feats.gain) * e_in + 4 * F32_EPS * largest))
     d = blob.n_inputs
-    return float(np.max(np.abs(feats.gain).T @ e_in + (d + 3) * F32_EPS * largest) + 4 * F32_EPS)
+    eps = float(np.max(np.abs(feats.gain).T @ e_in + (d + 3) * F32_EPS * largest) + 4 * F32_EPS)
+    return eps if feats.rotation is None else rotated_feature_error(feats, eps, rounding)
+
+
+def _top(feats: FloatFeatures, eps_f: float) -> float:
+    """The largest |feature| in the graph (rff): 1 for float32 cos and sin; 1 + ε_f for rotated
+    features, whose float64 values are at most 1 (a unit vector times an orthonormal V)."""
+    return 1.0 if feats.rotation is None else 1.0 + eps_f
 
 
 def error_bound(blob: Blob, feats: FloatFeatures, part: IntegerPart) -> float:
@@ -217,14 +231,17 @@ def error_bound(blob: Blob, feats: FloatFeatures, part: IntegerPart) -> float:
     ensemble mean and sd are 1-Lipschitz in the max-norm of the per-sample outputs; then the float32
     tail (2^−18 of the range).
     """
-    eps_f = feature_error(blob, feats)
+    eps_f = feature_error(blob, feats, rounding=False)
+    top = _top(feats, eps_f + rotation_rounding(feats))
     if blob.gains is not None:  # the MUL by g_i ≤ 1 (exact in float32) rounds once more
         eps_f += F32_EPS * (
-            float(np.max(_largest_features(blob, feats))) if feats.kind == KIND_LINEAR else 1.0
+            float(np.max(_largest_features(blob, feats))) if feats.kind == KIND_LINEAR else top
         )
     s = part.feature_scale
     L = float(np.abs(part.levels.astype(np.int64)).sum(axis=1).max())
     per_sample = L * (0.5 + eps_f / s) + (0.5 if feats.kind == KIND_LINEAR else 0.0)
+    if feats.rotation is not None:  # R's rounding, per sample: |φ̃ᵀ(Q − A·V)(g∘w_s)|
+        per_sample += rotation_rounding(feats, part.levels * gain_values(blob)) / s
     per_sample += (2.0 ** (part.out_shift - 1)) * 2 if part.out_shift else 1.0
     unit = feats.unit * s
     largest = unit * 2.0**part.out_shift * part.qmax  # the largest per-sample value, target units
@@ -556,7 +573,10 @@ def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int)
     """Float32 features φ (batch, b') of the float32 inputs ``x``: SUB of the float32 origin (what the
     host did not subtract), MAXIMUM and MINIMUM with :func:`hold_limits` (the hold range, the same as
     the ONNX graphs'), then one affine FULLY_CONNECTED (the standardisation and the feature map's input
-    weights); rff adds COS and SIN."""
+    weights); rff adds COS and SIN, and a rotated blob (IS §3.5) a float32 FULLY_CONNECTED with Q
+    (``onnx_export.rotation_matrix``, the integer runtime's quantised rotation).  ValueError where
+    ``feats`` and ``blob`` rotate differently."""
+    check_rotation(blob, feats)
     d = blob.n_inputs
     origin = (feats.origin - host_origin(blob)).astype(np.float32)
     centred = g.tensor("x_centred", [batch, d], _T.FLOAT32, dynamic=True)
@@ -588,7 +608,15 @@ def _features(g: _Builder, blob: Blob, feats: FloatFeatures, x: int, batch: int)
     opts = schema.ConcatenationOptionsT()
     opts.axis = 1
     g.op(_OP.CONCATENATION, [cos, sin], [phi], _OPT.ConcatenationOptions, opts)
-    return phi
+    if feats.rotation is None:
+        return phi
+    # IS §3.5 in float32: ψ̃ = φ̃·Q, weights Qᵀ (row k: R_kj·2^−(15+s_k), exact), a zero bias.
+    b = 2 * width
+    psi = g.tensor("psi", [batch, b], _T.FLOAT32, dynamic=True)
+    rotation = g.const("rotation", feats.rotation.T.astype(np.float32), _T.FLOAT32)
+    zero = g.const("rotation_bias", np.zeros(b, np.float32), _T.FLOAT32)
+    g.op(_OP.FULLY_CONNECTED, [phi, rotation, zero], [psi], *_fc_options())
+    return psi
 
 
 def _gained(g: _Builder, blob: Blob, phi: int, batch: int) -> int:
@@ -657,12 +685,30 @@ def exact_error_bound(blob: Blob, feats: FloatFeatures, moments: ExactMoments) -
     inputs in :func:`feature_domain`: feature errors ε_f times Σ|mean_i| for the mean, plus
     (b' + 4)·2^−24 of the largest Σ|φ̃_i·mean_i| + |constant| for the dot product; for the sd,
     the variance's absolute error (2·ε_f + (b' + 4)·2^−24 relative per term) over √noise (both sds are
-    at least √noise), or its square root (√ is ½-Hölder), whichever is smaller."""
+    at least √noise), or its square root (√ is ½-Hölder), whichever is smaller.  Rotated features
+    (IS §3.5): ε_f without R's rounding for the mean, which gets R's rounding as one output
+    (``onnx_export.rotation_rounding`` of the weight means) instead, and a variance error that uses
+    ‖ψ‖₂ = 1 (below)."""
     eps_f = feature_error(blob, feats)
     b = len(moments.mean)
+    top = _top(feats, eps_f)  # the largest float32 feature: 1 (cos, sin), 1 + ε_f rotated
     mean_abs, var_abs = float(np.abs(moments.mean).sum()), float(np.abs(moments.var).sum())
-    mean_err = eps_f * mean_abs + (b + 4) * F32_EPS * (mean_abs + abs(blob.y_offset))
+    mean_err = eps_f * mean_abs + (b + 4) * F32_EPS * (top * mean_abs + abs(blob.y_offset))
     var_err = (2 * eps_f + (b + 4) * F32_EPS) * var_abs + 4 * F32_EPS * moments.noise
+    if feats.rotation is not None:
+        # The mean: R's rounding as one output (rotation_rounding with the weights), not per feature.
+        float_eps = feature_error(blob, feats, rounding=False)
+        mean_err += (float_eps - eps_f) * mean_abs + rotation_rounding(feats, moments.mean)
+        # The variance: ψ̃² − ψ² = 2ψe + e² with |e_k| ≤ ε_f and ‖ψ‖₂ = 1 (a unit vector rotated), so
+        # Σ v_k·|2ψ_k·e_k + e_k²| ≤ 2ε_f·‖v‖₂ + ε_f²·Σ v_k; the float32 MUL and dot product round
+        # Σ v_k·ψ̃_k² ≤ max v·‖ψ̃‖₂² ≤ max v·(1 + √b·ε_f)² by (b + 4)·2^−24 at most.
+        v = np.asarray(moments.var, dtype=np.float64)
+        var_err = (
+            2 * eps_f * float(np.linalg.norm(v))
+            + eps_f**2 * var_abs
+            + (b + 4) * F32_EPS * float(np.max(np.abs(v))) * (1 + np.sqrt(b) * eps_f) ** 2
+            + 4 * F32_EPS * moments.noise
+        )
     return mean_err + float(min(np.sqrt(var_err), var_err / np.sqrt(moments.noise)))
 
 
