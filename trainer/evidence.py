@@ -22,12 +22,14 @@ TOL = 1e-13
 @dataclass(frozen=True)
 class ConjugatePosterior:
     """Evidence-maximising conjugate posterior: ``mean`` (b,), ``var`` (b,) its diagonal, ``prior_var``
-    λ⁻¹ and ``noise_var`` α⁻¹, in the units of the statistics' target."""
+    λ⁻¹ and ``noise_var`` α⁻¹, in the units of the statistics' target, and ``log_evidence``, ln p(y) at
+    that λ and α (nats; PRML eq. 3.86)."""
 
     mean: np.ndarray
     var: np.ndarray
     prior_var: float
     noise_var: float
+    log_evidence: float = float("nan")
 
     @property
     def weight_size(self) -> np.ndarray:
@@ -61,9 +63,20 @@ def conjugate_posterior(stats: SufficientStatistics) -> ConjugatePosterior:
         if done:
             break
     denom = alpha * eig + lam
-    mean = vec @ (alpha * proj / denom)
+    mean_eig = alpha * proj / denom
+    mean = vec @ mean_eig
     var = np.sum(vec**2 / denom[None, :], axis=1)
-    return ConjugatePosterior(mean, var, 1.0 / lam, 1.0 / alpha)
+    rss = max(y_sq - 2.0 * float(mean_eig @ proj) + float(np.sum(eig * mean_eig**2)), 0.0)
+    b = eig.shape[0]
+    log_evidence = 0.5 * (
+        b * np.log(lam)
+        + n * np.log(alpha)
+        - alpha * rss
+        - lam * float(mean_eig @ mean_eig)
+        - float(np.sum(np.log(denom)))
+        - n * np.log(2.0 * np.pi)
+    )
+    return ConjugatePosterior(mean, var, 1.0 / lam, 1.0 / alpha, float(log_evidence))
 
 
 def grid_gains(stats: SufficientStatistics | ConjugatePosterior) -> tuple[np.ndarray, float, float]:
