@@ -25,7 +25,7 @@ from direct_edge.trainer.data import ArraySource, is_dask_collection, source_mom
 from direct_edge.trainer.errors import DataError, FloatGapWarning
 from direct_edge.trainer.evidence import ConjugatePosterior, conjugate_posterior, grid_gains
 from direct_edge.trainer.features import FEATURE_KINDS, FeatureMap
-from direct_edge.trainer.grid import PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
+from direct_edge.trainer.grid import GAIN_FRAC_BITS, PRIOR_KINDS, WeightGrid, noise_grid, prior_log_probs
 from direct_edge.trainer.model import ENTROPIES, FAMILIES, DirectGLM
 from direct_edge.trainer.posterior import Posterior, PosteriorSamples, rounding_floor
 from direct_edge.trainer.statistics import (
@@ -724,6 +724,14 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             return WeightGrid.from_bits(int(self.bits), grid_scale, bool(self.symmetric))
         gains, top, _ = self._evidence(stats)
         delta = float(grid_scale) if self.grid_scale is not None else float(grid_scale) * top
+        if self.rotation == "eigen" and delta > SCALE_RANGE[1]:
+            # Directions with a tiny eigenvalue can need weights far beyond Δ's bound (energy, b = 2,000,
+            # ℓ = 5.7: c·max r = 130 sd(y)).  Clipping Δ would shrink every direction's range by that
+            # ratio; capping the sizes at the bound's instead leaves every other direction its own grid
+            # and gives only the largest ones a range short of their means (their features are small
+            # on every row).  Test RMSE there: 1.14× the float model's with Δ clipped, 1.00× capped.
+            ref = SCALE_RANGE[1] / float(grid_scale)
+            gains = np.clip(gains * (top / ref), 2.0**-GAIN_FRAC_BITS, 1.0)
         delta = float(np.clip(delta, *SCALE_RANGE))
         return WeightGrid.from_bits(int(self.bits), delta, bool(self.symmetric)).with_gains(gains)
 

@@ -218,3 +218,35 @@ def test_rotated_search_ranks_lengthscales_by_the_lower_of_elbo_and_float_eviden
         row["lengthscale"]: row["elbo"] for row in rotated_fit.selection_ if row["stage"] == "lengthscale"
     }
     assert any(elbos[ell] != scores[ell] for ell in scores)
+
+
+def test_directions_beyond_the_grid_scale_bound_are_capped_not_every_grid_shrunk():
+    """docs/trainer.md §3: when c·max r would pass Δ's bound (100 sd(y)), the largest directions share
+    the top grid and every other direction keeps its own step c·r_k."""
+    from direct_edge.trainer.evidence import conjugate_posterior as conj_of
+    from direct_edge.trainer.regressor import SCALE_RANGE
+
+    rng = np.random.default_rng(5)
+    n, b = 400, 6
+    lam = 10.0 ** -np.arange(2.0, 8.0)  # directions whose features are ever smaller
+    Psi = rng.standard_normal((n, b))
+    Psi = np.linalg.qr(Psi)[0] * np.sqrt(lam)  # orthogonal columns: a diagonal Gram matrix
+    w = lam**-0.5 * np.array([1.0, -1.0, 1.0, -1.0, 1.0, 1.0])  # each carries as much of y
+    y = Psi @ w + 1e-3 * rng.standard_normal(n)
+    stats = SufficientStatistics.from_basis(Psi, y).standardised(float(y.mean()), float(y.std()))
+    reg = DirectRegressor(n_features=b, rotation="eigen", grid_gains="evidence")
+    reg._gains_mode = "evidence"
+    size = conj_of(stats).weight_size
+    c = 0.25
+    assert c * size.max() > SCALE_RANGE[1]  # the case
+    grid = reg._grid(stats, c)
+    assert grid.scale == SCALE_RANGE[1]
+    steps = grid.scale * grid.gains
+    ref = SCALE_RANGE[1] / c
+    small = size < ref
+    assert small.any() and not small.all()
+    np.testing.assert_allclose(steps[small], c * size[small], rtol=2.0**-14, atol=SCALE_RANGE[1] * 2.0**-15)
+    assert np.all(grid.gains[~small] == 1.0)
+    unrotated = DirectRegressor(n_features=b, grid_gains="evidence")
+    unrotated._gains_mode = "evidence"
+    assert unrotated._grid(stats, c).scale == SCALE_RANGE[1]  # the unrotated model clips Δ as before
