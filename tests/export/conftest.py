@@ -117,3 +117,54 @@ def iris_classifier(kind: str):
             n_features=32, lengthscale=1.0, grid_scale=0.8, prior_scale=2.0, n_samples=8, max_iter=100
         ).fit(X, y)
     return model, parse(pack_classifier(model, n_samples=8)), X
+
+
+#: A C program around a generated header named "model" (``render_blob(blob, "model")`` or direct-export's
+#: model.h): it opens the blob, checks the scratch size the header states, and prints for each row of
+#: MODEL_N_INPUTS int16 on stdin the ensemble's mean, var_f, var_y, then the exact mode's three.
+PREDICT_HARNESS = r"""
+#include <stdio.h>
+#include "direct.h"
+#include "model.h"
+
+/* One row of MODEL_N_INPUTS int16 per line on stdin; prints mean var_f var_y (ensemble), then the exact
+ * mode's three, per row. */
+int main(void) {
+    direct_model m;
+    int16_t scratch[MODEL_SCRATCH_BYTES / 2];
+    int16_t x[MODEL_N_INPUTS];
+    direct_prediction p, e;
+    uint32_t i;
+    int v;
+    if (direct_model_open(&m, model_blob.bytes, MODEL_SIZE) != DIRECT_OK ||
+        direct_scratch_size(&m) != MODEL_SCRATCH_BYTES) {
+        return 3;
+    }
+    for (;;) {
+        for (i = 0; i < MODEL_N_INPUTS; ++i) {
+            if (scanf("%d", &v) != 1) {
+                return 0;
+            }
+            x[i] = (int16_t)v;
+        }
+        if (direct_predict(&m, x, scratch, sizeof scratch, &p) != DIRECT_OK ||
+            direct_predict_exact(&m, x, scratch, sizeof scratch, &e) != DIRECT_OK) {
+            return 4;
+        }
+        printf("%ld %llu %llu %ld %llu %llu\n", (long)p.mean, (unsigned long long)p.var_f,
+               (unsigned long long)p.var_y, (long)e.mean, (unsigned long long)e.var_f,
+               (unsigned long long)e.var_y);
+    }
+}
+"""
+
+
+#: direct-export's graph files, each as (file name, extra options, the text its check line contains): the
+#: exact, float-ensemble and integer ONNX graphs, the exact TFLite graph and the 8-bit TFLite ensemble.
+CLI_GRAPHS = [
+    ("model.onnx", [], "onnxruntime exact moments - trained"),
+    ("model-ens.onnx", ["--ensemble"], "onnxruntime float - float64"),
+    ("model-int.onnx", ["--integer"], "(bit-exact)"),
+    ("model.tflite", [], "LiteRT exact moments - trained"),
+    ("model8.tflite", ["--activations", "8", "--ensemble"], "LiteRT - float64"),
+]

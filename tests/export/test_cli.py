@@ -19,6 +19,8 @@ from direct_edge.export.cli import main
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import parse
 
+from .conftest import CLI_GRAPHS
+
 BIN = Path(sys.executable).parent
 
 
@@ -176,13 +178,7 @@ def test_a_missing_export_package_gives_the_install_line(trained, tmp_path):
 
 @pytest.mark.parametrize(
     "name,args,check",
-    [
-        ("model.onnx", [], "onnxruntime exact moments - trained"),
-        ("model-ens.onnx", ["--ensemble"], "onnxruntime float - float64"),
-        ("model-int.onnx", ["--integer"], "(bit-exact)"),
-        ("model.tflite", [], "LiteRT exact moments - trained"),
-        ("model8.tflite", ["--activations", "8", "--ensemble"], "LiteRT - float64"),
-    ],
+    CLI_GRAPHS,
 )
 def test_onnx_and_tflite_exports_from_the_command_line(trained, name, args, check):
     pytest.importorskip("onnxruntime", reason="the export extra is not installed")

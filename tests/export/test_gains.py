@@ -23,7 +23,7 @@ from direct_edge.export.packed import gain_integers, pack
 from direct_edge.runtime import reference
 from direct_edge.runtime.blob import parse
 
-from .conftest import gained_regressor, run_tflm
+from .conftest import PREDICT_HARNESS, gained_regressor, run_tflm
 
 C_DIR = Path(__file__).resolve().parents[2] / "runtime" / "c"
 N_RANDOM = 3000
@@ -243,41 +243,6 @@ def test_tflite_graphs_are_within_their_bounds(gained, tmp_path):
     assert np.max(np.abs(means - f[:200].mean(axis=1))) <= tflite_export.error_bound(blob, feats, part)
 
 
-HARNESS = r"""
-#include <stdio.h>
-#include "direct.h"
-#include "model.h"
-
-/* stdin: rows of MODEL_N_INPUTS int16 values; stdout per row: mean var_f var_y (ensemble), then the same
- * for the exact mode. */
-int main(void) {
-    direct_model m;
-    static int16_t scratch[4096];
-    int16_t x[MODEL_N_INPUTS];
-    direct_prediction p, e;
-    uint32_t i;
-    int v;
-    if (direct_model_open(&m, model_blob.bytes, MODEL_SIZE) != DIRECT_OK) {
-        return 3;
-    }
-    for (;;) {
-        for (i = 0; i < MODEL_N_INPUTS; ++i) {
-            if (scanf("%d", &v) != 1) {
-                return 0;
-            }
-            x[i] = (int16_t)v;
-        }
-        if (direct_predict(&m, x, scratch, sizeof scratch, &p) != DIRECT_OK ||
-            direct_predict_exact(&m, x, scratch, sizeof scratch, &e) != DIRECT_OK) {
-            return 4;
-        }
-        printf("%ld %llu %llu ", (long)p.mean, (unsigned long long)p.var_f, (unsigned long long)p.var_y);
-        printf("%ld %llu %llu\n", (long)e.mean, (unsigned long long)e.var_f, (unsigned long long)e.var_y);
-    }
-}
-"""
-
-
 def test_generated_header_compiles_and_predicts_bit_exact(gained, tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
@@ -285,7 +250,7 @@ def test_generated_header_compiles_and_predicts_bit_exact(gained, tmp_path):
 
     _, X, _, blob = gained
     (tmp_path / "model.h").write_text(render_blob(blob, "model"), encoding="utf-8")
-    (tmp_path / "main.c").write_text(HARNESS, encoding="utf-8")
+    (tmp_path / "main.c").write_text(PREDICT_HARNESS, encoding="utf-8")
     exe = tmp_path / "main"
     flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", f"-I{C_DIR}", f"-I{tmp_path}"]
     sources = [str(tmp_path / "main.c"), str(C_DIR / "direct.c"), str(C_DIR / "direct_predict.c")]

@@ -31,7 +31,7 @@ from direct_edge.export.packed import pack  # noqa: E402
 from direct_edge.runtime import reference  # noqa: E402
 from direct_edge.runtime.blob import parse  # noqa: E402
 
-from .conftest import gained_regressor, run_litert, run_tflm  # noqa: E402
+from .conftest import CLI_GRAPHS, gained_regressor, run_litert, run_tflm  # noqa: E402
 
 F32 = 2.0**-24
 
@@ -412,13 +412,7 @@ def test_rotated_classifier_graphs(kind, tmp_path):
 
 @pytest.mark.parametrize(
     "name,args,check",
-    [
-        ("model.onnx", [], "onnxruntime exact moments - trained"),
-        ("model-ens.onnx", ["--ensemble"], "onnxruntime float - float64"),
-        ("model-int.onnx", ["--integer"], "(bit-exact)"),
-        ("model.tflite", [], "LiteRT exact moments - trained"),
-        ("model8.tflite", ["--activations", "8", "--ensemble"], "LiteRT - float64"),
-    ],
+    CLI_GRAPHS,
 )
 def test_direct_export_writes_working_graphs_of_a_rotated_model(tmp_path, name, args, check):
     """direct-export of a saved rotated model: each file runs and gives what the statements above say

@@ -21,43 +21,9 @@ from direct_edge.runtime.blob import parse
 from direct_edge.trainer import DirectRegressor
 from direct_edge.trainer.model_file import save_model
 
+from .conftest import PREDICT_HARNESS
+
 C_DIR = Path(__file__).resolve().parents[2] / "runtime" / "c"
-
-PROGRAM = r"""
-#include <stdio.h>
-#include "direct.h"
-#include "model.h"
-
-/* One row of MODEL_N_INPUTS int16 per line on stdin; prints mean var_f var_y (ensemble), then the exact
- * mode's three, per row. */
-int main(void) {
-    direct_model m;
-    int16_t scratch[MODEL_SCRATCH_BYTES / 2];
-    int16_t x[MODEL_N_INPUTS];
-    direct_prediction p, e;
-    uint32_t i;
-    int v;
-    if (direct_model_open(&m, model_blob.bytes, MODEL_SIZE) != DIRECT_OK ||
-        direct_scratch_size(&m) != MODEL_SCRATCH_BYTES) {
-        return 3;
-    }
-    for (;;) {
-        for (i = 0; i < MODEL_N_INPUTS; ++i) {
-            if (scanf("%d", &v) != 1) {
-                return 0;
-            }
-            x[i] = (int16_t)v;
-        }
-        if (direct_predict(&m, x, scratch, sizeof scratch, &p) != DIRECT_OK ||
-            direct_predict_exact(&m, x, scratch, sizeof scratch, &e) != DIRECT_OK) {
-            return 4;
-        }
-        printf("%ld %llu %llu %ld %llu %llu\n", (long)p.mean, (unsigned long long)p.var_f,
-               (unsigned long long)p.var_y, (long)e.mean, (unsigned long long)e.var_f,
-               (unsigned long long)e.var_y);
-    }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +68,7 @@ def test_header_export_predicts_bit_exactly_in_c(rotated_file, tmp_path, compile
     assert result.exit_code == 0, result.output
     text = (tmp_path / "model.h").read_text()
     assert "#define MODEL_SCRATCH_BYTES 256u" in text  # 4·b: the rff features beside the rotated ones
-    (tmp_path / "main.c").write_text(PROGRAM)
+    (tmp_path / "main.c").write_text(PREDICT_HARNESS)
     exe = tmp_path / "main"
     sources = [str(C_DIR / f) for f in ("direct.c", "direct_predict.c", "direct_classify.c")]
     flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", f"-I{C_DIR}", f"-I{tmp_path}"]
