@@ -575,7 +575,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         Rotated, each direction's grid is sized from its conjugate posterior mean, which it can then hold
         exactly on a level; the ELBO counts that fit at the grid's Occam factor (at most ln 15 nats a
         direction), not the posterior's, so it can rank maps whose features interpolate the rows first
-        (yacht, b = 2,000: ELBO +557 at ℓ = 0.12 against a float log evidence of −381, test RMSE 4.7×
+        (yacht, b = 2,000: ELBO +557 at ℓ = 0.12 against a float log evidence of −381, test RMSE 4.5×
         that of ℓ = 2.45).  The float evidence has the right Occam factor but cannot see where the 4-bit
         fit fails (energy, b = 256: best evidence at ℓ = 11.3, where the 4-bit fit is 16× the float
         model's RMSE); a map must score well by both."""
@@ -729,7 +729,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             # ℓ = 5.7: c·max r = 130 sd(y)).  Clipping Δ would shrink every direction's range by that
             # ratio; capping the sizes at the bound's instead leaves every other direction its own grid
             # and gives only the largest ones a range short of their means (their features are small
-            # on every row).  Test RMSE there: 1.14× the float model's with Δ clipped, 1.00× capped.
+            # on every row).  Test RMSE there: 1.14× the float model's with Δ clipped, 1.01× capped.
             ref = SCALE_RANGE[1] / float(grid_scale)
             gains = np.clip(gains * (top / ref), 2.0**-GAIN_FRAC_BITS, 1.0)
         delta = float(np.clip(delta, *SCALE_RANGE))
