@@ -70,6 +70,18 @@ def native_library(request, tmp_path_factory) -> str:
         pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
 
 
+def portable_library_without(tmp_path: Path, switch: str) -> str:
+    """A portable build of the C runtime with the feature ``switch`` (e.g. "DIRECT_ROTATION") set to 0,
+    as a microcontroller build leaves it out (direct.h); skips when no C compiler is available."""
+    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeUnavailable, build_library
+
+    try:
+        name = f"libdirect_no_{switch.lower()}.so"
+        return str(build_library(tmp_path / name, (*PORTABLE_CFLAGS, f"-D{switch}=0")))
+    except NativeUnavailable as exc:
+        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+
+
 @pytest.fixture(scope="session")
 def sanitized_harness(tmp_path_factory) -> Path:
     """runtime/c/test/direct_check.c built with ASan + UBSan (gcc or clang); skips without either."""

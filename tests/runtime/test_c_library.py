@@ -18,7 +18,7 @@ from direct_edge.runtime import reference
 from direct_edge.runtime.blob import ERROR_NAMES, BlobError, parse
 from direct_edge.runtime.native import NativeModel, crc32, load_library
 
-from .conftest import C_DIR, make, recrc, require_tool, sparse_edge_levels
+from .conftest import C_DIR, make, portable_library_without, recrc, require_tool, sparse_edge_levels
 
 SOURCES = ["direct.c", "direct_predict.c", "direct_classify.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion"]
@@ -643,12 +643,7 @@ def test_neon_kernel_is_bit_exact_under_qemu(
 def test_a_build_without_the_floor_refuses_floor_blobs_and_opens_the_rest(tmp_path):
     """-DDIRECT_FLOOR=0 (direct.h, MF §5.2): direct_model_open says HEADER to a blob with the ensemble's
     floor, as a 1.3 reader does, and predicts the others bit-exactly."""
-    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeUnavailable, build_library
-
-    try:
-        path = str(build_library(tmp_path / "libdirect_nofloor.so", (*PORTABLE_CFLAGS, "-DDIRECT_FLOOR=0")))
-    except NativeUnavailable as exc:
-        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+    path = portable_library_without(tmp_path, "DIRECT_FLOOR")
     with pytest.raises(BlobError, match="HEADER"):
         NativeModel(synthetic_blob("rff", 3, 16, 4, seed=3, floor=True), library=path)
     plain = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4")

@@ -21,7 +21,7 @@ from direct_edge.runtime.native import NativeModel
 from direct_edge.runtime.native import classify as native_classify
 from direct_edge.trainer.classifier import DirectClassifier
 
-from .conftest import C_DIR, patched
+from .conftest import C_DIR, patched, portable_library_without
 from .test_c_library import random_inputs
 
 N_ROWS = 10_000
@@ -297,10 +297,10 @@ def test_the_regression_calls_refuse_a_classifier_blob_in_python(packed):
 
 def test_a_regression_only_build_refuses_classifier_blobs_and_opens_the_rest(packed, tmp_path):
     """-DDIRECT_CLASSIFY=0 (MF §11): direct_model_open says HEADER to a classifier, as a 1.2 reader."""
-    from direct_edge.runtime.native import PORTABLE_CFLAGS, build_library, load_library
+    from direct_edge.runtime.native import load_library
 
     _, _, _, data = packed
-    path = build_library(tmp_path / "libdirect_regression.so", (*PORTABLE_CFLAGS, "-DDIRECT_CLASSIFY=0"))
+    path = portable_library_without(tmp_path, "DIRECT_CLASSIFY")
     with pytest.raises(BlobError, match="HEADER"):
         NativeModel(data, library=str(path))
     regression = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4")

@@ -19,7 +19,7 @@ from direct_edge.runtime import reference
 from direct_edge.runtime.blob import FLAG_ROTATION, FORMAT_MINOR, SECTION_FEATURES, BlobError, parse
 from direct_edge.trainer import DirectRegressor
 
-from .conftest import patched, recrc, section_entry
+from .conftest import patched, portable_library_without, recrc, section_entry
 
 
 @pytest.fixture(scope="module")
@@ -380,12 +380,9 @@ def test_c_features_need_room_for_both_buffers(native_library):
 def test_a_build_without_the_rotation_refuses_rotated_blobs_and_opens_the_rest(tmp_path):
     """-DDIRECT_ROTATION=0 (direct.h, the AVR default): HEADER for a rotated blob, as a 1.4 reader says,
     and the others open and predict bit-exactly."""
-    from direct_edge.runtime.native import PORTABLE_CFLAGS, NativeModel, NativeUnavailable, build_library
+    from direct_edge.runtime.native import NativeModel
 
-    try:
-        path = str(build_library(tmp_path / "libdirect_norot.so", (*PORTABLE_CFLAGS, "-DDIRECT_ROTATION=0")))
-    except NativeUnavailable as exc:
-        pytest.skip(f"C runtime unavailable: {str(exc).splitlines()[0]}")
+    path = portable_library_without(tmp_path, "DIRECT_ROTATION")
     with pytest.raises(BlobError, match="HEADER"):
         NativeModel(synthetic_blob("rff", 3, 16, 4, seed=3, rotation=True), library=path)
     plain = synthetic_blob("rff", 3, 16, 4, seed=3, layout="dense4", floor=True)
