@@ -32,6 +32,21 @@ OUTPUT_DECIMALS = 10  # the output helper's units: 10^-D target units for D = 0 
 _MAX_EXCEPTIONS = 4096
 
 
+def _rotation_check(blob: Blob, name: str) -> str:
+    """For a rotated blob (MF §5.3): {N}_ROTATED, and a compile-time error where direct.h was included with
+    DIRECT_ROTATION 0 (that library refuses the blob at run time with a bare HEADER status)."""
+    if not blob.has_rotation:
+        return ""
+    N = name.upper()
+    return (
+        f"#define {N}_ROTATED 1\n"
+        "#if defined(DIRECT_ROTATION) && !DIRECT_ROTATION\n"
+        f'#error "{name}: a model with rotated features (docs/model-format.md section 5.3) needs the C '
+        'library built with DIRECT_ROTATION 1"\n'
+        "#endif\n"
+    )
+
+
 def scratch_bytes(blob) -> int:
     """direct_scratch_size() of ``blob`` (runtime/c/direct.h): 2·b bytes, b rounded up to even, twice
     that for a rotated blob (IS §3.5: the rff features beside the rotated ones)."""
@@ -687,7 +702,7 @@ def render_blob(blob: Blob, name: str) -> str:
 
 #define {N}_SIZE {len(blob_bytes)}u
 #define {N}_SCRATCH_BYTES {scratch_bytes(blob)}u
-{_constants(blob, name)}{raw_constants}
+{_rotation_check(blob, name)}{_constants(blob, name)}{raw_constants}
 /* Where the bytes go: define DIRECT_BLOB_STORAGE before including this header to place them, e.g. as
  * PROGMEM on AVR (avr/pgmspace.h; the runtime then reads flash, see DIRECT_PROGMEM in direct.h). */
 #ifndef DIRECT_BLOB_STORAGE

@@ -398,6 +398,7 @@ def notes(
         out.append(
             "exact moments do not fit this model (IS §9: b·2^(18-r) must stay below 2^31); none stored"
         )
+    exact_gap = trained.difference(*integer_outputs(blob, trained.X, True))[0] if blob.has_exact else np.inf
     if ensemble_output:
         gap = trained.difference(*integer_outputs(blob, trained.X, False))[0]
         if not np.isfinite(gap):
@@ -406,9 +407,20 @@ def notes(
             ratio = gap / (0.8 * TOLERANCE)  # the sd of a mean over S samples falls as S^-½
             wanted = 65535 if ratio >= 256 else min(65535, int(np.ceil(blob.n_samples * ratio**2)))
             advice = f"about --samples {wanted} for {TOLERANCE}"
-            if blob.has_exact:
+            if exact_gap < gap:
                 advice = f"{exact_advice}; or {advice}"
             out.append(f"{blob.n_samples} samples are {gap:.3g} sd(y) from the trained model: {advice}")
+    if blob.has_exact:
+        gap = exact_gap
+        if not np.isfinite(gap) or gap > TOLERANCE:
+            # Each gained feature is an i16 in 2^-15 units of the largest weight's grid (IS §3.4): where the
+            # grids' steps span orders of magnitude (rotated features), the small ones keep few bits.
+            ensemble = trained.difference(*integer_outputs(blob, trained.X, False))[0]
+            out.append(
+                f"exact moments are {gap:.3g} sd(y) from the trained model (the integer features keep few "
+                f"bits where the grids' steps span orders of magnitude); the {blob.n_samples} samples are "
+                f"{ensemble:.3g} (direct-run --ensemble, direct_predict in C)"
+            )
     if integer_inputs and trained.beyond.any():
         mean, sd = integer_outputs(blob, trained.X, blob.has_exact)
         beyond = trained.difference(mean, sd)[1]
@@ -524,7 +536,11 @@ def export(
     target_notes = check_target(out.suffix, len(data), target)
     blob = parse(data)
     if blob.has_rotation and target == "avr":  # MF §5.3: the AVR build leaves the rotation out
-        target_notes.append("an AVR build of the C library (DIRECT_ROTATION 0) refuses a rotated blob")
+        raise ExportError(
+            "a model with rotated features does not run on the AVR: its C library is built without the "
+            "rotation (DIRECT_ROTATION 0, docs/model-format.md §5.3); for --target avr, train without "
+            "--rotation"
+        )
     trained = TrainedCheck.of(model, blob)
     exact_graph_ = exact_graph(model, blob, ensemble) and not integer
     if out.suffix == ".onnx":

@@ -40,11 +40,15 @@ def rotated_file(tmp_path_factory):
 
 def test_bin_export_carries_the_rotation(rotated_file, tmp_path):
     path, model, X = rotated_file
-    args = [str(path), str(tmp_path / "m.bin"), "--exact-moments", "--target", "avr"]
+    for suffix in (".bin", ".h"):  # the AVR build has no rotation: refused at export time, nothing written
+        avr = CliRunner().invoke(main, [str(path), str(tmp_path / f"avr{suffix}"), "--target", "avr"])
+        assert avr.exit_code == 2 and "Traceback" not in avr.output, avr.output
+        assert avr.output.count("\n") == 1 and "DIRECT_ROTATION 0" in avr.output, avr.output
+        assert not (tmp_path / f"avr{suffix}").exists()
+    args = [str(path), str(tmp_path / "m.bin"), "--exact-moments"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert re.search(r"rotation\s+yes \(8,256 bytes", result.output), result.output  # 2·b² + b
-    assert "DIRECT_ROTATION 0" in result.output  # the AVR build refuses it: said at export time
     blob = parse((tmp_path / "m.bin").read_bytes())
     R, s = rotation_integers(model.feature_map_.rotation, model.feature_map_.amplitude)
     assert blob.has_rotation
@@ -76,6 +80,22 @@ def test_header_export_predicts_bit_exactly_in_c(rotated_file, tmp_path, compile
         [compiler, *flags, str(tmp_path / "main.c"), *sources, "-o", str(exe)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+    assert "#define MODEL_ROTATED 1" in text
+    # Built against a library without the rotation, the program stops at compile time, saying why.
+    without = subprocess.run(
+        [
+            compiler,
+            *flags,
+            "-DDIRECT_ROTATION=0",
+            "-c",
+            str(tmp_path / "main.c"),
+            "-o",
+            str(tmp_path / "m.o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert without.returncode != 0 and "needs the C library built with DIRECT_ROTATION 1" in without.stderr
     blob = parse(_blob_of(tmp_path / "model.h"))
     q = reference.quantize_inputs(blob, X[:200])
     q = np.concatenate([q, np.full((1, 10), -32768, np.int16), np.full((1, 10), 32767, np.int16)])
@@ -131,3 +151,32 @@ def test_a_model_trained_with_rotation_goes_to_every_format_and_both_engines_agr
         assert outs[0].exit_code == 0 and outs[1].exit_code == 0, (outs[0].output, outs[1].output)
         assert outs[0].stdout == outs[1].stdout
         assert len(outs[0].stdout.splitlines()) == 301
+
+
+def test_exact_moments_far_from_the_trained_model_are_flagged(tmp_path):
+    """A rotated model with many directions (b = 1,024 on 100 rows): per-direction grids whose steps span
+    orders of magnitude leave the small ones few bits in the integer features, and the exact moments end
+    well away from the trained model. direct-export must say so in a note with both modes' distances,
+    not only print the check line."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((100, 5))
+    y = (
+        np.sin(X[:, 0])
+        + 0.5 * np.cos(1.5 * X[:, 1])
+        + 0.3 * X[:, 2] * X[:, 3]
+        + 0.1 * rng.standard_normal(100)
+    )
+    model = DirectRegressor(n_features=1024, rotation="eigen").fit(X, y)
+    save_model(tmp_path / "m.direct", model)
+    done = CliRunner().invoke(main, [str(tmp_path / "m.direct"), str(tmp_path / "m.bin")])
+    assert done.exit_code == 0, done.output
+    check = re.search(r"exact mode - trained: ([0-9.e+-]+) sd\(y\) in the training range", done.output)
+    ensemble = re.search(r"ensemble \(32 samples\) - trained: ([0-9.e+-]+) sd\(y\)", done.output)
+    assert check and float(check.group(1)) > 0.05, done.output  # the case
+    note = re.search(
+        r"note\s+exact moments are ([0-9.e+-]+) sd\(y\) from the trained model .*the 32 samples "
+        r"are ([0-9.e+-]+) \(direct-run --ensemble",
+        done.output,
+    )
+    assert note, done.output
+    assert note.group(1) == check.group(1) and note.group(2) == ensemble.group(1)
