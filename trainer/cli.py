@@ -666,6 +666,13 @@ def train(
         chosen = report_fit(model, echo, lengthscale, grid_scale, prior_scale)
         if (gap := model.float_gap_) is not None:
             click.echo(f"{PROG}: warning: {float_gap_text(gap, model.get_params())}", err=True)
+        if (ratio := model.noise_gap_) is not None:
+            click.echo(
+                f"{PROG}: warning: the noise sd is {ratio:.3g}x the float model's on the same features, so "
+                "the intervals are likely too narrow: with this few rows per feature use fewer --n-features "
+                "or more rows",
+                err=True,
+            )
         distinct = DistinctTargets()
         with on_the_cluster(scheduler):
             summary = summarise(

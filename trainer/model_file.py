@@ -285,6 +285,7 @@ META = Object(
                 # the float model's on the same statistics (docs/trainer.md §9); files written
                 # before that check have none
                 "float_train_rmse_": Number(0),
+                "float_noise_sd_": Number(0),
                 "y_offset_": _FINITE,
                 "y_scale_": _POSITIVE,
                 "n_features_in_": Number(1, integer=True),
@@ -292,7 +293,7 @@ META = Object(
                 # written before it have none
                 "feature_names_in_": ListOf(String()),
             },
-            optional=frozenset({"fit_time_", "feature_names_in_", "float_train_rmse_"}),
+            optional=frozenset({"fit_time_", "feature_names_in_", "float_train_rmse_", "float_noise_sd_"}),
         ),
         "feature_map": Object(
             {
@@ -537,6 +538,7 @@ _FITTED_SCALARS = (
     "n_train_",
     "train_rmse_",
     "float_train_rmse_",
+    "float_noise_sd_",
     "y_offset_",
     "y_scale_",
     "n_features_in_",

@@ -86,6 +86,11 @@ FLOAT_GAP = 1.25
 # ... each RMSE taken as at least this share of sd(y): below it both fit the rows, and the statistics
 # resolve no more than about 1e-8 of it.
 FLOAT_GAP_FLOOR = 1e-3
+# ... and a fit whose noise sd is below this share of the float model's (each at least FLOAT_GAP_FLOOR·
+# sd(y)): its intervals are then likely too narrow.  Measured: rotated fits of 10 and 20 rows at b = 256
+# had 0.24 and 0.12 (test coverage of 90 % intervals 0.59 and 0.49); 18 rotated UCI fits at b = 256 had
+# 0.90-1.09.
+NOISE_GAP = 0.5
 
 
 def float_gap_causes(params: dict, option: Callable[[str], str] = str) -> str:
@@ -245,6 +250,9 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         statistics: the posterior mean of y = φ(x)ᵀw + ε, w ~ N(0, λ⁻¹I), at the evidence-maximising
         λ and noise (scikit-learn's ``BayesianRidge``, trainer/evidence.py).  ``train_rmse_`` well
         above it flags a 4-bit fit that falls behind the float model (docs/trainer.md §9).
+    float_noise_sd_ : float
+        The same float model's noise sd α^-½ (target units); ``noise_variance_``'s root far below it
+        flags intervals that are likely too narrow (``noise_gap_``, docs/trainer.md §9).
 
     Raises
     ------
@@ -258,7 +266,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
     ConvergenceWarning
         Once per fit whose final fit stopped at ``max_iter`` before converging.
     FloatGapWarning
-        Once per fit whose ``train_rmse_`` exceeds ``FLOAT_GAP`` (1.25) × ``float_train_rmse_``
+        Once per fit whose ``train_rmse_`` exceeds ``FLOAT_GAP`` (1.25) × ``float_train_rmse_``, and
+        once per fit whose noise sd is below ``NOISE_GAP`` (0.5) × ``float_noise_sd_``
         (docs/trainer.md §9, "Against the float model").
     """
 
@@ -419,6 +428,8 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
             self._warn_not_converged()
         if self.float_gap_ is not None:
             self._warn_float_gap()
+        if self.noise_gap_ is not None:
+            self._warn_noise_gap()
         return self
 
     def _fit_grid(self, search: _CandidateSearch, units: _Units) -> tuple:
@@ -474,6 +485,32 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         floor = FLOAT_GAP_FLOOR * self.y_scale_
         ratio = max(self.train_rmse_, floor) / max(self.float_train_rmse_, floor)
         return ratio if ratio > FLOAT_GAP else None
+
+    @property
+    def noise_gap_(self) -> float | None:
+        """The noise sd E[σ²]^½ over the float model's (``float_noise_sd_``), each taken as at least
+        ``FLOAT_GAP_FLOOR``·sd(y), when below ``NOISE_GAP`` (docs/trainer.md §9, "Against the float
+        model"), else None (also for a model loaded from a file without ``float_noise_sd_``).  Raises
+        ``NotFittedError`` before ``fit``."""
+        check_is_fitted(self, "posterior_")
+        if getattr(self, "float_noise_sd_", None) is None:
+            return None
+        floor = FLOAT_GAP_FLOOR * self.y_scale_
+        ratio = max(float(np.sqrt(self.noise_variance_)), floor) / max(self.float_noise_sd_, floor)
+        return ratio if ratio < NOISE_GAP else None
+
+    def _warn_noise_gap(self) -> None:
+        """One FloatGapWarning for a fit whose noise estimate is far below the float model's."""
+        warnings.warn(
+            f"DirectRegressor: the {self.bits}-bit posterior's noise sd is {self.noise_gap_:.3g}x that of "
+            f"the float conjugate model on the same {self.feature_map_.n_features} features and "
+            f"{self.n_train_} rows ({np.sqrt(self.noise_variance_):.4g} against {self.float_noise_sd_:.4g}), "
+            "so its predictive intervals are likely too narrow: with this few rows per feature the fit "
+            "holds the training targets closer than the noise allows; use fewer n_features or more rows "
+            "(docs/trainer.md §9, 'Against the float model').",
+            FloatGapWarning,
+            stacklevel=5,
+        )
 
     def _warn_float_gap(self) -> None:
         """One FloatGapWarning for a fit that falls behind the float model on its training rows."""
@@ -701,6 +738,7 @@ class DirectRegressor(RegressorMixin, BaseEstimator):
         self.train_rmse_ = float(np.sqrt(rss / stats.n)) * units.y_scale
         rss = max(stats.residual_sum_of_squares(conjugate.mean), 0.0)
         self.float_train_rmse_ = float(np.sqrt(rss / stats.n)) * units.y_scale
+        self.float_noise_sd_ = float(np.sqrt(conjugate.noise_var)) * units.y_scale
 
     @staticmethod
     def _row(stage: str, ell, grid_scale: float, prior_scale: float | None, elbo: float) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import BayesianRidge
 
 from direct_edge.trainer import DirectRegressor
-from direct_edge.trainer.errors import DataError, ModelFileError
+from direct_edge.trainer.errors import DataError, FloatGapWarning, ModelFileError
 from direct_edge.trainer.evidence import conjugate_posterior
 from direct_edge.trainer.features import FeatureMap, is_orthonormal
 from direct_edge.trainer.model_file import (
@@ -250,3 +250,42 @@ def test_directions_beyond_the_grid_scale_bound_are_capped_not_every_grid_shrunk
     unrotated = DirectRegressor(n_features=b, grid_gains="evidence")
     unrotated._gains_mode = "evidence"
     assert unrotated._grid(stats, c).scale == SCALE_RANGE[1]  # the unrotated model clips Δ as before
+
+
+def tiny_smooth(k: int):
+    """The first ``k`` of 2,040 rows of a smooth target with noise sd 0.1."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2.0, 2.0, size=(2040, 3))
+    y = np.sin(X[:, 0]) + 0.5 * np.cos(1.5 * X[:, 1]) + 0.3 * X[:, 2] + 0.1 * rng.standard_normal(2040)
+    return X[:k], y[:k]
+
+
+def test_a_noise_estimate_far_below_the_float_models_is_flagged(tmp_path):
+    """docs/trainer.md §9: 20 rows against 256 rotated features: the 4-bit fit holds the targets closer
+    than the noise allows (noise sd 0.005 where the float model says 0.045 and the truth is 0.1), so its
+    intervals are too narrow; one FloatGapWarning says so, the CLI one line, and a saved model keeps it."""
+    X, y = tiny_smooth(20)
+    with pytest.warns(FloatGapWarning, match="noise sd is .*x that of the float conjugate model") as caught:
+        model = DirectRegressor(rotation="eigen").fit(X, y)
+    assert sum("noise sd" in str(w.message) for w in caught) == 1
+    assert model.noise_gap_ is not None and model.noise_gap_ < 0.5
+    save_model(tmp_path / "m.direct", model)
+    assert load_model(tmp_path / "m.direct").noise_gap_ == model.noise_gap_
+    np.savetxt(tmp_path / "t.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,y", comments="")
+    from click.testing import CliRunner
+
+    from direct_edge.trainer.cli import main as train_main
+
+    done = CliRunner().invoke(
+        train_main,
+        [str(tmp_path / "t.csv"), "--target", "y", "--rotation", "eigen", "-o", str(tmp_path / "c.direct")],
+    )
+    assert done.exit_code == 0, done.output
+    lines = [line for line in done.stderr.splitlines() if "noise sd" in line]
+    assert len(lines) == 1 and lines[0].startswith("direct-train: warning: the noise sd is")
+
+
+def test_a_noise_estimate_near_the_float_models_is_not_flagged(rotated_fit):
+    assert rotated_fit.noise_gap_ is None
+    ratio = np.sqrt(rotated_fit.noise_variance_) / rotated_fit.float_noise_sd_
+    assert 0.5 <= ratio <= 2.0
