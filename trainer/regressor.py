@@ -104,6 +104,13 @@ def float_gap_causes(params: dict, option: Callable[[str], str] = str) -> str:
             "more features than a factorised posterior can use with these rows "
             f"(fewer {fewer}, or {rotation} eigen)"
         )
+    if params.get("rotation", "none") == "eigen" and (
+        params.get("grid_gains") == "none" or params["grid_scale"] is not None
+    ):
+        causes.append(
+            "one grid for rotated directions whose sizes span orders of magnitude "
+            f"({option('grid_gains')} evidence)"
+        )
     causes.append(f"a target so nearly noise-free that the {params['bits']}-bit grid's steps show")
     if params["prior"] == "sparse":
         causes.append(f"the sparse prior's extra zeros ({option('zero_mass')})")

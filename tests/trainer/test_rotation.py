@@ -175,14 +175,22 @@ def test_rotation_needs_rff_features():
         DirectRegressor(rotation="pca").fit(X, y)
 
 
+def cli_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def test_the_float_gap_message_offers_the_rotation_only_where_it_applies():
     params = DirectRegressor().get_params()
     assert "(fewer n_features, or rotation eigen)" in float_gap_causes(params)
-    cli = float_gap_causes(params, lambda name: "--" + name.replace("_", "-"))
+    cli = float_gap_causes(params, cli_name)
     assert "(fewer --n-features, or --rotation eigen)" in cli
     rotated = float_gap_causes({**params, "rotation": "eigen"})
     assert "factorised" not in rotated and "noise-free" in rotated
     assert "rotation" not in float_gap_causes({**params, "features": "linear"})
+    shared = float_gap_causes({**params, "rotation": "eigen", "grid_gains": "none"}, cli_name)
+    assert "one grid for rotated directions" in shared and "(--grid-gains evidence)" in shared
+    given = float_gap_causes({**params, "rotation": "eigen", "grid_scale": 0.2}, cli_name)
+    assert "one grid for rotated directions" in given and "--grid-scale too coarse" in given
 
 
 def test_log_evidence_is_scikit_learns_log_marginal_likelihood():
