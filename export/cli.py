@@ -398,9 +398,18 @@ def notes(
         out.append(
             "exact moments do not fit this model (IS §9: b·2^(18-r) must stay below 2^31); none stored"
         )
-    exact_gap = trained.difference(*integer_outputs(blob, trained.X, True))[0] if blob.has_exact else np.inf
+    # (in the training range, beyond it) for each mode, each computed at most once
+    exact = trained.difference(*integer_outputs(blob, trained.X, True)) if blob.has_exact else None
+    ensemble_cache: list = []
+
+    def ensemble() -> tuple[float, float]:
+        if not ensemble_cache:
+            ensemble_cache.append(trained.difference(*integer_outputs(blob, trained.X, False)))
+        return ensemble_cache[0]
+
+    exact_gap = np.inf if exact is None else exact[0]
     if ensemble_output:
-        gap = trained.difference(*integer_outputs(blob, trained.X, False))[0]
+        gap = ensemble()[0]
         if not np.isfinite(gap):
             out.append("the difference from the trained model is not a finite number: its outputs overflow")
         elif gap > TOLERANCE:
@@ -410,20 +419,16 @@ def notes(
             if exact_gap < gap:
                 advice = f"{exact_advice}; or {advice}"
             out.append(f"{blob.n_samples} samples are {gap:.3g} sd(y) from the trained model: {advice}")
-    if blob.has_exact:
-        gap = exact_gap
-        if not np.isfinite(gap) or gap > TOLERANCE:
-            # Each gained feature is an i16 in 2^-15 units of the largest weight's grid (IS §3.4): where the
-            # grids' steps span orders of magnitude (rotated features), the small ones keep few bits.
-            ensemble = trained.difference(*integer_outputs(blob, trained.X, False))[0]
-            out.append(
-                f"exact moments are {gap:.3g} sd(y) from the trained model (the integer features keep few "
-                f"bits where the grids' steps span orders of magnitude); the {blob.n_samples} samples are "
-                f"{ensemble:.3g} (direct-run --ensemble, direct_predict in C)"
-            )
+    if exact is not None and (not np.isfinite(exact_gap) or exact_gap > TOLERANCE):
+        # Each gained feature is an i16 in 2^-15 units of the largest weight's grid (IS §3.4): where the
+        # grids' steps span orders of magnitude (rotated features), the small ones keep few bits.
+        out.append(
+            f"exact moments are {exact_gap:.3g} sd(y) from the trained model (the integer features keep few "
+            f"bits where the grids' steps span orders of magnitude); the {blob.n_samples} samples are "
+            f"{ensemble()[0]:.3g} (direct-run --ensemble, direct_predict in C)"
+        )
     if integer_inputs and trained.beyond.any():
-        mean, sd = integer_outputs(blob, trained.X, blob.has_exact)
-        beyond = trained.difference(mean, sd)[1]
+        beyond = (exact if exact is not None else ensemble())[1]
         if beyond > TOLERANCE:
             out.append(
                 f"inputs beyond the training range saturate (IS §2): {beyond:.3g} sd(y) from the trained "
